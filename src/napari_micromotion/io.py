@@ -1,0 +1,584 @@
+"""Reading recordings: TIFF stacks, ImageJ hyperstacks, OME-TIFF, TIFF folders, videos.
+
+The entry point is :func:`read_recording`, which returns a validated
+:class:`~napari_micromotion.recording.Recording`.  :func:`read_stack` reads one
+file or folder and reports its axes and metadata without choosing channels.
+
+Rules
+-----
+* Uncompressed, contiguous TIFF data is memory-mapped read-only (``mode="r"``);
+  everything else is read once into memory, after checking that the size the
+  header declares fits the memory budget (no huge allocation from a bad header).
+* Frame rate comes from, in this order: the ``fps`` argument, ImageJ
+  ``finterval``/``fps``, OME ``TimeIncrement``, a sidecar (``videoinfos.txt`` in
+  the folder, or ``<file>.json``), a video container.  Pixel size likewise from
+  the argument, TIFF resolution tags with an ImageJ unit, OME ``PhysicalSizeX``,
+  or the sidecar.
+* Input files are never written to.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+import warnings
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MicromotionError, check
+from .recording import Recording
+
+__all__ = [
+    "StackInfo",
+    "read_stack",
+    "read_recording",
+    "select_channel",
+    "natural_key",
+    "default_memory_budget",
+    "file_checksum",
+    "TIFF_SUFFIXES",
+    "VIDEO_SUFFIXES",
+]
+
+TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv")
+TRACE_SUFFIXES = (".csv", ".txt", ".tsv")
+LOSSY_WARNING = (
+    "{name} is a compressed video ({codec}); lossy codecs smear and quantise the "
+    "sub-pixel intensity changes that micromotion produces, so record raw TIFF where you can."
+)
+
+_UNIT_TO_UM = {
+    "um": 1.0, "µm": 1.0, "\u00b5m": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+    "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
+    "cm": 1e4, "m": 1e6, "meter": 1e6,
+}
+_TIME_TO_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6,
+              "µs": 1e-6, "min": 60.0, "h": 3600.0, "ns": 1e-9}
+
+
+def default_memory_budget() -> int:
+    """Bytes a single in-memory array may take: 60% of physical memory (env ``MICROMOTION_MEMORY_BUDGET``)."""
+    env = os.environ.get("MICROMOTION_MEMORY_BUDGET")
+    if env:
+        try:
+            return int(float(env))
+        except ValueError:
+            raise MicromotionError(f"MICROMOTION_MEMORY_BUDGET={env!r} is not a number of bytes.") from None
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        total = 8 << 30
+    return int(total * 0.6)
+
+
+def natural_key(name: str) -> list[Any]:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(tok) if tok.isdigit() else tok.lower() for tok in re.split(r"(\d+)", name)]
+
+
+def file_checksum(path: str | os.PathLike, algorithm: str = "sha256", chunk_bytes: int = 1 << 22) -> str:
+    """Hex digest of a file, or of all files of a folder in natural order."""
+    p = Path(path)
+    h = hashlib.new(algorithm)
+    files = sorted((f for f in p.iterdir() if f.is_file()), key=lambda f: natural_key(f.name)) if p.is_dir() else [p]
+    for f in files:
+        if p.is_dir():
+            h.update(f.name.encode())
+        with open(f, "rb") as fh:
+            while chunk := fh.read(chunk_bytes):
+                h.update(chunk)
+    return f"{algorithm}:{h.hexdigest()}"
+
+
+@dataclass
+class StackInfo:
+    """One image stack as read from disk, before choosing channels.
+
+    Attributes
+    ----------
+    data
+        Array with axes ``axes`` (``"TYX"`` or ``"TCYX"``); may be a read-only memmap.
+    axes
+        Axis letters of ``data``.
+    fps, pixel_size_um
+        Metadata, ``None`` when the file does not say.
+    channel_names
+        Names of the channels (``[]`` for single-channel data).
+    source
+        Path read.
+    metadata
+        What else was found (format, sidecar, warnings, memory-mapped or not).
+    """
+
+    data: np.ndarray
+    axes: str
+    fps: float | None = None
+    pixel_size_um: float | None = None
+    channel_names: list[str] = field(default_factory=list)
+    source: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_channels(self) -> int:
+        return self.data.shape[self.axes.index("C")] if "C" in self.axes else 1
+
+
+# ---------------------------------------------------------------- sidecars
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """fps / pixel size from ``videoinfos.txt`` (OpenHeartWare style) or ``<file>.json``."""
+    candidates = []
+    folder = path if path.is_dir() else path.parent
+    candidates.append(folder / "videoinfos.txt")
+    if path.is_file():
+        candidates.append(path.with_name(path.name + ".json"))
+        candidates.append(path.with_suffix(".json"))
+    for cand in candidates:
+        if not cand.is_file():
+            continue
+        text = cand.read_text(errors="replace").strip()
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                info = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                warnings.warn(f"ignoring sidecar {cand.name}: neither JSON nor a Python dict literal", stacklevel=3)
+                continue
+        if not isinstance(info, dict):
+            continue
+        out: dict[str, Any] = {"sidecar": str(cand)}
+        for key in ("fps", "frame_rate", "framerate"):
+            if key in info:
+                out["fps"] = float(info[key])
+                break
+        for key in ("pixel_size_um", "microns_per_pixel", "um_per_px"):
+            if key in info:
+                out["pixel_size_um"] = float(info[key])
+                break
+        return out
+    return {}
+
+
+# ---------------------------------------------------------------- TIFF
+def _normalise_axes(data: np.ndarray, axes: str, source: str) -> tuple[np.ndarray, str]:
+    """Reduce tifffile's axes to ``TYX`` or ``TCYX`` (views only, no copies)."""
+    axes = axes.upper()
+    if "S" in axes and data.shape[axes.index("S")] > 1:
+        raise MicromotionError(
+            f"{source} holds RGB/multi-sample pixels (axes {axes}, shape {data.shape}); "
+            "a grey-level video is needed."
+        )
+    # drop singleton axes other than Y and X
+    index: list[Any] = []
+    kept = ""
+    for ax, n in zip(axes, data.shape):
+        if n == 1 and ax not in "YX":
+            index.append(0)
+        else:
+            index.append(slice(None))
+            kept += ax
+    data = data[tuple(index)]
+    # the time axis may be labelled T, or Z / I / Q for plain stacks
+    time_like = [ax for ax in kept if ax in "TZIQ"]
+    if len(time_like) > 1:
+        raise MicromotionError(
+            f"{source} has several stack axes ({kept}, shape {data.shape}); "
+            "only one time axis (plus optional channels) can be analysed."
+        )
+    other = [ax for ax in kept if ax not in "TZIQCYX"]
+    if other:
+        raise MicromotionError(f"{source} has unsupported axes {kept} (shape {data.shape}).")
+    if not time_like:
+        raise MicromotionError(
+            f"{source} holds a single image of shape {data.shape}; a time series of frames is needed."
+        )
+    kept = kept.replace(time_like[0], "T")
+    if kept not in ("TYX", "TCYX", "CTYX"):
+        raise MicromotionError(f"{source} has axes {kept}; expected TYX, TCYX or CTYX.")
+    if kept == "CTYX":
+        data = np.moveaxis(data, 0, 1)
+        kept = "TCYX"
+    return data, kept
+
+
+def _imagej_pixel_size(tf: Any) -> float | None:
+    ij = tf.imagej_metadata or {}
+    page = tf.pages[0]
+    tag = page.tags.get("XResolution")
+    if tag is None:
+        return None
+    num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
+    if not num or not den:
+        return None
+    px_per_unit = num / den
+    unit = str(ij.get("unit", "")).encode().decode("unicode_escape") if ij.get("unit") else ""
+    unit = unit.strip().lower()
+    if unit in _UNIT_TO_UM:
+        return _UNIT_TO_UM[unit] / px_per_unit
+    res_unit = page.tags.get("ResolutionUnit")
+    if res_unit is not None and int(res_unit.value) == 3 and not ij:  # centimetre, plain TIFF
+        return 1e4 / px_per_unit
+    return None
+
+
+def _ome_metadata(xml: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"channel_names": []}
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return out
+    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
+    if pixels is None:
+        return out
+    ti = pixels.get("TimeIncrement")
+    if ti:
+        unit = pixels.get("TimeIncrementUnit", "s")
+        dt = float(ti) * _TIME_TO_S.get(unit, 1.0)
+        if dt > 0:
+            out["fps"] = 1.0 / dt
+    px = pixels.get("PhysicalSizeX")
+    if px:
+        unit = pixels.get("PhysicalSizeXUnit", "µm")
+        out["pixel_size_um"] = float(px) * _UNIT_TO_UM.get(unit, 1.0)
+    for ch in pixels:
+        if ch.tag.endswith("Channel"):
+            out["channel_names"].append(ch.get("Name") or ch.get("ID") or "")
+    return out
+
+
+def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
+    import tifffile
+
+    meta: dict[str, Any] = {"format": "tiff"}
+    try:
+        tf = tifffile.TiffFile(path, mode="rb")
+    except Exception as exc:  # tifffile raises many types for bad files
+        raise MicromotionError(f"could not read {path.name} as a TIFF file ({_short(exc)}).") from None
+    try:
+        try:
+            series = tf.series[0]
+            shape, dtype, axes = tuple(series.shape), np.dtype(series.dtype), series.axes
+        except Exception as exc:
+            raise MicromotionError(f"{path.name} is not a readable TIFF image stack ({_short(exc)}).") from None
+        nbytes = int(np.prod(shape, dtype=np.float64) * dtype.itemsize)
+        file_size = path.stat().st_size
+        fps = pixel = None
+        names: list[str] = []
+        if tf.is_ome and tf.ome_metadata:
+            ome = _ome_metadata(tf.ome_metadata)
+            fps, pixel, names = ome.get("fps"), ome.get("pixel_size_um"), ome["channel_names"]
+            meta["format"] = "ome-tiff"
+        if tf.is_imagej:
+            ij = tf.imagej_metadata or {}
+            meta["format"] = "imagej-tiff"
+            if ij.get("finterval"):
+                fps = fps or 1.0 / float(ij["finterval"])
+            elif ij.get("fps"):
+                fps = fps or float(ij["fps"])
+            labels = ij.get("Labels") or ij.get("labels")
+            if isinstance(labels, (list, tuple)) and "C" in axes:
+                names = names or [str(s) for s in labels[: shape[axes.index("C")]]]
+        pixel = pixel or _imagej_pixel_size(tf)
+        offset = series.dataoffset
+        if offset is not None:
+            check(
+                offset + nbytes <= file_size,
+                f"{path.name} is truncated or corrupt: its header promises {nbytes:,} bytes of pixels "
+                f"but the file holds {max(file_size - offset, 0):,}.",
+            )
+            try:
+                data = tifffile.memmap(path, series=0, mode="r")
+            except Exception as exc:
+                raise MicromotionError(f"could not memory-map {path.name} ({_short(exc)}).") from None
+            meta["memory_mapped"] = True
+        else:
+            check(
+                nbytes <= max_bytes,
+                f"{path.name} declares {shape} pixels ({nbytes / 2**30:.1f} GiB), more than the memory budget "
+                f"of {max_bytes / 2**30:.1f} GiB; save it uncompressed so it can be memory-mapped.",
+            )
+            try:
+                data = series.asarray()
+            except Exception as exc:
+                raise MicromotionError(f"{path.name} is truncated or corrupt ({_short(exc)}).") from None
+            meta["memory_mapped"] = False
+    finally:
+        tf.close()
+    data, axes = _normalise_axes(data, axes, path.name)
+    return StackInfo(data, axes, fps, pixel, names, str(path), meta)
+
+
+def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
+    import tifffile
+
+    files = sorted(
+        (f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(TIFF_SUFFIXES)),
+        key=lambda f: natural_key(f.name),
+    )
+    check(files, f"folder {folder} holds no .tif/.tiff files.")
+    first = _read_tiff_page(files[0])
+    check(first.ndim == 2, f"{files[0].name} is not a single 2D frame (shape {first.shape}); "
+          "a folder must hold one frame per file.")
+    nbytes = len(files) * first.nbytes
+    check(nbytes <= max_bytes, f"folder {folder.name} holds {nbytes / 2**30:.1f} GiB of frames, more than the "
+          f"memory budget of {max_bytes / 2**30:.1f} GiB.")
+    data = np.empty((len(files), *first.shape), dtype=first.dtype)
+    data[0] = first
+    for i, f in enumerate(files[1:], start=1):
+        frame = _read_tiff_page(f)
+        check(frame.shape == first.shape and frame.dtype == first.dtype,
+              f"{f.name} is {frame.shape} {frame.dtype} but {files[0].name} is {first.shape} {first.dtype}; "
+              "all frames of a folder must match.")
+        data[i] = frame
+    fps = pixel = None
+    try:
+        with tifffile.TiffFile(files[0]) as tf:
+            if tf.is_imagej and (tf.imagej_metadata or {}).get("finterval"):
+                fps = 1.0 / float(tf.imagej_metadata["finterval"])
+            pixel = _imagej_pixel_size(tf)
+    except Exception:  # metadata is optional; the pixels were readable
+        pass
+    meta = {"format": "tiff-folder", "files": len(files), "first": files[0].name, "last": files[-1].name,
+            "memory_mapped": False}
+    return StackInfo(data, "TYX", fps, pixel, [], str(folder), meta)
+
+
+def _read_tiff_page(path: Path) -> np.ndarray:
+    import tifffile
+
+    try:
+        arr = tifffile.imread(path)
+    except Exception as exc:
+        raise MicromotionError(f"could not read {path.name} as a TIFF frame ({_short(exc)}).") from None
+    return np.squeeze(arr)
+
+
+# ---------------------------------------------------------------- video
+def _read_video(path: Path, max_bytes: int) -> StackInfo:
+    try:
+        import imageio.v3 as iio
+    except ImportError:
+        raise MicromotionError(
+            f"reading {path.suffix} videos needs the optional 'video' extra: pip install 'napari-micromotion[video]'."
+        ) from None
+    try:
+        meta_raw = iio.immeta(path)
+        frames = iio.imread(path)
+    except Exception as exc:
+        raise MicromotionError(f"could not decode video {path.name} ({_short(exc)}).") from None
+    check(frames.nbytes <= max_bytes, f"video {path.name} decodes to {frames.nbytes / 2**30:.1f} GiB, more than "
+          "the memory budget.")
+    if frames.ndim == 4:
+        if frames.shape[-1] >= 3 and np.array_equal(frames[..., 0], frames[..., 1]) and np.array_equal(
+                frames[..., 0], frames[..., 2]):
+            frames = frames[..., 0]
+        else:
+            rgb = frames[..., :3].astype(np.float32)
+            frames = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
+    codec = str(meta_raw.get("codec", "unknown codec"))
+    msg = LOSSY_WARNING.format(name=path.name, codec=codec)
+    warnings.warn(msg, UserWarning, stacklevel=3)
+    fps = meta_raw.get("fps")
+    meta = {"format": "video", "codec": codec, "warnings": [msg], "memory_mapped": False}
+    return StackInfo(np.ascontiguousarray(frames), "TYX", float(fps) if fps else None, None, [], str(path), meta)
+
+
+# ---------------------------------------------------------------- public API
+def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackInfo:
+    """Read one stack (file or folder of frames) with its metadata.
+
+    Parameters
+    ----------
+    path
+        A TIFF/OME-TIFF/ImageJ file, a folder of single-frame TIFFs, or a video file.
+    max_bytes
+        Largest array that may be loaded into memory (memory-mapped data is exempt).
+        Defaults to :func:`default_memory_budget`.
+
+    Raises
+    ------
+    MicromotionError
+        Missing, unreadable, truncated or unsupported input.
+    """
+    p = Path(path)
+    budget = default_memory_budget() if max_bytes is None else int(max_bytes)
+    if not p.exists():
+        raise MicromotionError(f"{p} does not exist.")
+    if not os.access(p, os.R_OK):
+        raise MicromotionError(f"{p} is not readable (permission denied).")
+    name = p.name.lower()
+    if p.is_dir():
+        info = _read_tiff_folder(p, budget)
+    elif name.endswith(TIFF_SUFFIXES):
+        info = _read_tiff(p, budget)
+    elif name.endswith(VIDEO_SUFFIXES):
+        info = _read_video(p, budget)
+    else:
+        raise MicromotionError(
+            f"{p.name} has an unsupported type; use a TIFF stack, a folder of TIFF frames or a video "
+            f"({', '.join(VIDEO_SUFFIXES)})."
+        )
+    side = _read_sidecar(p)
+    if side:
+        info.metadata["sidecar"] = side["sidecar"]
+        info.fps = info.fps or side.get("fps")
+        info.pixel_size_um = info.pixel_size_um or side.get("pixel_size_um")
+    return info
+
+
+def select_channel(info: StackInfo, channel: int | str | None, what: str = "transmission") -> tuple[np.ndarray, int | None]:
+    """Pick one ``(T, Y, X)`` channel of *info* by index or name (a view, never a copy).
+
+    Returns the array and the channel index used (``None`` for single-channel data).
+    """
+    if "C" not in info.axes:
+        if channel not in (None, 0, "0"):
+            raise MicromotionError(f"{Path(info.source).name} has a single channel; cannot select channel {channel!r} for {what}.")
+        return info.data, None
+    n = info.n_channels
+    if channel is None:
+        idx = 0
+    elif isinstance(channel, (int, np.integer)) or (isinstance(channel, str) and channel.lstrip("-").isdigit()):
+        idx = int(channel)
+        check(-n <= idx < n, f"channel {idx} does not exist for {what}; {Path(info.source).name} has {n} channels.")
+        idx %= n
+    else:
+        names = [s.lower() for s in info.channel_names]
+        check(str(channel).lower() in names,
+              f"no channel named {channel!r} for {what}; channels are {info.channel_names or list(range(n))}.")
+        idx = names.index(str(channel).lower())
+    return info.data[:, idx], idx
+
+
+def read_trace(path: str | os.PathLike) -> np.ndarray:
+    """Read a 1D fluorescence trace from a CSV/TXT file (one value per frame).
+
+    A header line is allowed; with several columns the one named ``fluorescence``
+    (or else the last) is used.
+    """
+    p = Path(path)
+    try:
+        lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
+    except OSError as exc:
+        raise MicromotionError(f"could not read trace {p.name} ({_short(exc)}).") from None
+    check(lines, f"trace file {p.name} is empty.")
+    delim = "," if "," in lines[0] else ("\t" if "\t" in lines[0] else None)
+    header = lines[0].split(delim)
+    has_header = any(not _is_number(tok) for tok in header)
+    col = -1
+    if has_header:
+        names = [h.strip().lower() for h in header]
+        col = names.index("fluorescence") if "fluorescence" in names else len(names) - 1
+        lines = lines[1:]
+    try:
+        values = np.array([float(ln.split(delim)[col]) for ln in lines], dtype=np.float64)
+    except (ValueError, IndexError):
+        raise MicromotionError(f"trace file {p.name} has a non-numeric or missing value.") from None
+    check(np.isfinite(values).all(), f"trace file {p.name} contains NaN or infinite values.")
+    return values
+
+
+def read_recording(
+    transmission: str | os.PathLike,
+    fluorescence: str | os.PathLike | None = None,
+    *,
+    channel: int | str | None = None,
+    fluorescence_channel: int | str | None = None,
+    fps: float | None = None,
+    pixel_size_um: float | None = None,
+    max_bytes: int | None = None,
+) -> Recording:
+    """Read a recording from disk.
+
+    Parameters
+    ----------
+    transmission
+        Transmission stack (TIFF, OME-TIFF, ImageJ hyperstack, TIFF folder, video).  A
+        two-channel file may hold both channels.
+    fluorescence
+        Separate fluorescence stack, or a CSV/TXT trace (one value per frame).
+        ``None`` with a two-channel *transmission* file takes the other channel.
+    channel, fluorescence_channel
+        Channel index or name in multi-channel files (default: 0 for transmission,
+        the other channel of a two-channel file for fluorescence).
+    fps
+        Frame rate in frames per second; overrides (and is checked against) the file's metadata.
+    pixel_size_um
+        Pixel size in micrometres; overrides the file's metadata.
+    max_bytes
+        Memory budget for data that cannot be memory-mapped.
+
+    Returns
+    -------
+    Recording
+    """
+    info = read_stack(transmission, max_bytes)
+    trans, t_idx = select_channel(info, channel, "transmission")
+    prov: dict[str, Any] = {
+        "transmission": {"path": str(Path(transmission).resolve()), "channel": t_idx, "axes": info.axes,
+                         **info.metadata},
+        "warnings": list(info.metadata.get("warnings", [])),
+    }
+    fl = None
+    if fluorescence is not None:
+        fpath = Path(fluorescence)
+        if fpath.is_file() and fpath.name.lower().endswith(TRACE_SUFFIXES):
+            fl = read_trace(fpath)
+            prov["fluorescence"] = {"path": str(fpath.resolve()), "kind": "trace"}
+        else:
+            finfo = read_stack(fpath, max_bytes)
+            fl, f_idx = select_channel(finfo, fluorescence_channel, "fluorescence")
+            prov["fluorescence"] = {"path": str(fpath.resolve()), "channel": f_idx, "axes": finfo.axes,
+                                    **finfo.metadata}
+            prov["warnings"] += finfo.metadata.get("warnings", [])
+            if info.fps and finfo.fps and abs(info.fps - finfo.fps) > 1e-3 * info.fps:
+                raise MicromotionError(
+                    f"transmission is recorded at {info.fps:g} fps but fluorescence at {finfo.fps:g} fps; "
+                    "both channels must share one frame clock."
+                )
+            info.fps = info.fps or finfo.fps
+    elif "C" in info.axes:
+        n = info.n_channels
+        if fluorescence_channel is not None:
+            fl, f_idx = select_channel(info, fluorescence_channel, "fluorescence")
+        elif n == 2:
+            f_idx = 1 - (t_idx or 0)
+            fl = info.data[:, f_idx]
+        else:
+            raise MicromotionError(
+                f"{Path(transmission).name} has {n} channels; say which one is fluorescence "
+                "(--fluorescence-channel)."
+            )
+        check(f_idx != t_idx, "transmission and fluorescence cannot be the same channel.")
+        prov["fluorescence"] = {"path": prov["transmission"]["path"], "channel": f_idx}
+    rate = fps if fps is not None else info.fps
+    if rate is None:
+        raise MicromotionError(
+            f"{Path(transmission).name} does not record its frame rate; give it (--fps, or the fps field)."
+        )
+    if fps is not None and info.fps and abs(float(fps) - info.fps) > 1e-3 * info.fps:
+        prov["warnings"].append(f"frame rate {float(fps):g} fps given; the file says {info.fps:g} fps.")
+    prov["fps_source"] = "user" if fps is not None else "metadata"
+    px = pixel_size_um if pixel_size_um is not None else info.pixel_size_um
+    return Recording(transmission=trans, fps=rate, fluorescence=fl, pixel_size_um=px, provenance=prov)
+
+
+def _is_number(tok: str) -> bool:
+    try:
+        float(tok)
+    except ValueError:
+        return False
+    return True
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:160]

@@ -1,0 +1,174 @@
+"""The :class:`Recording`: one correlative video, validated once.
+
+Arrays are ``(T, Y, X)``: time first, then rows and columns.  The transmission
+(brightfield) video is what every detector sees; the fluorescence video (or a
+ready-made ``(T,)`` trace) is the ground truth the detectors are trained and
+scored against.  Large arrays may be read-only ``numpy.memmap`` objects; nothing
+here copies them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from .errors import MicromotionError, check
+
+__all__ = ["Recording", "as_time_series"]
+
+#: The fewest frames any analysis can use (a band-pass filter needs a few periods).
+MIN_FRAMES = 16
+
+
+def as_time_series(array: Any, what: str) -> np.ndarray:
+    """Return *array* as a numeric ``(T, Y, X)`` array or raise a one-sentence error.
+
+    Parameters
+    ----------
+    array
+        Anything array-like.  Memory maps stay memory maps.
+    what
+        Name used in the error message (``"transmission"``, ...).
+    """
+    arr = array if isinstance(array, np.ndarray) else np.asarray(array)
+    if arr.dtype.kind not in "uif":
+        raise MicromotionError(
+            f"{what} has data type {arr.dtype}; a numeric (integer or float) image stack is needed."
+        )
+    if arr.ndim == 4 and arr.shape[-1] in (3, 4):
+        raise MicromotionError(
+            f"{what} looks like an RGB{'A' if arr.shape[-1] == 4 else ''} video of shape {arr.shape}; "
+            "convert it to one grey channel first."
+        )
+    if arr.ndim == 4:
+        raise MicromotionError(
+            f"{what} has 4 dimensions {arr.shape}; pick one channel (T, Y, X) or pass a channel index."
+        )
+    if arr.ndim != 3:
+        raise MicromotionError(
+            f"{what} has {arr.ndim} dimension(s) {arr.shape}; a time series of images (T, Y, X) is needed."
+        )
+    t, y, x = arr.shape
+    check(t >= MIN_FRAMES, f"{what} has {t} frame(s); at least {MIN_FRAMES} are needed.")
+    check(y >= 1 and x >= 1, f"{what} has empty frames of size {y} x {x}.")
+    return arr
+
+
+def _check_finite(arr: np.ndarray, what: str, chunk_frames: int = 256) -> None:
+    """Refuse NaN/Inf in float data, scanning in chunks so memory maps stay cheap."""
+    if arr.dtype.kind != "f":
+        return
+    for start in range(0, arr.shape[0], chunk_frames):
+        block = np.asarray(arr[start : start + chunk_frames])
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block.reshape(block.shape[0], -1)))[0]
+            frame, flat = int(bad[0]) + start, int(bad[1])
+            where = f"frame {frame}"
+            if arr.ndim == 3:
+                where += f", pixel ({flat // arr.shape[2]}, {flat % arr.shape[2]})"
+            raise MicromotionError(f"{what} contains NaN or infinite values (first at {where}).")
+
+
+@dataclass(frozen=True)
+class Recording:
+    """A transmission video with optional fluorescence ground truth.
+
+    Parameters
+    ----------
+    transmission
+        ``(T, Y, X)`` brightfield video, any integer or float dtype (memory maps welcome).
+    fps
+        Frame rate in frames per second (> 0).
+    fluorescence
+        Optional ``(T, Y, X)`` fluorescence video of the same frames, or a ``(T,)`` trace.
+    pixel_size_um
+        Pixel size in micrometres, if known.
+    provenance
+        Free-form record of where the data came from (paths, channels, checksums, metadata).
+    """
+
+    transmission: np.ndarray
+    fps: float
+    fluorescence: np.ndarray | None = None
+    pixel_size_um: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        trans = as_time_series(self.transmission, "transmission")
+        object.__setattr__(self, "transmission", trans)
+        try:
+            fps = float(self.fps)
+        except (TypeError, ValueError):
+            raise MicromotionError(f"frame rate {self.fps!r} is not a number.") from None
+        check(math.isfinite(fps) and fps > 0, f"frame rate must be a positive number of frames per second, got {self.fps!r}.")
+        object.__setattr__(self, "fps", fps)
+        if self.pixel_size_um is not None:
+            try:
+                px = float(self.pixel_size_um)
+            except (TypeError, ValueError):
+                raise MicromotionError(f"pixel size {self.pixel_size_um!r} is not a number.") from None
+            check(math.isfinite(px) and px > 0, f"pixel size must be a positive number of micrometres, got {self.pixel_size_um!r}.")
+            object.__setattr__(self, "pixel_size_um", px)
+        _check_finite(trans, "transmission")
+        if self.fluorescence is not None:
+            fl = self.fluorescence if isinstance(self.fluorescence, np.ndarray) else np.asarray(self.fluorescence)
+            if fl.ndim == 1:
+                check(fl.dtype.kind in "uif", f"fluorescence trace has data type {fl.dtype}; numbers are needed.")
+            else:
+                fl = as_time_series(fl, "fluorescence")
+                check(
+                    fl.shape[1:] == trans.shape[1:],
+                    f"fluorescence frames are {fl.shape[1]} x {fl.shape[2]} px but transmission frames are "
+                    f"{trans.shape[1]} x {trans.shape[2]} px; both channels must cover the same field.",
+                )
+            check(
+                fl.shape[0] == trans.shape[0],
+                f"fluorescence has {fl.shape[0]} frames but transmission has {trans.shape[0]}; "
+                "both channels must be recorded frame by frame together.",
+            )
+            _check_finite(fl, "fluorescence")
+            object.__setattr__(self, "fluorescence", fl)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def n_frames(self) -> int:
+        """Number of frames ``T``."""
+        return int(self.transmission.shape[0])
+
+    @property
+    def frame_shape(self) -> tuple[int, int]:
+        """Frame size ``(Y, X)`` in pixels."""
+        return int(self.transmission.shape[1]), int(self.transmission.shape[2])
+
+    @property
+    def duration_s(self) -> float:
+        """Length of the recording in seconds."""
+        return self.n_frames / self.fps
+
+    @property
+    def has_fluorescence(self) -> bool:
+        """Whether a ground truth is available."""
+        return self.fluorescence is not None
+
+    def time_s(self) -> np.ndarray:
+        """Time of every frame in seconds, starting at 0."""
+        return np.arange(self.n_frames) / self.fps
+
+    def still_frame(self, n_frames: int = 50) -> np.ndarray:
+        """Mean of the first *n_frames* frames as float32 (a still image for display)."""
+        n = max(1, min(n_frames, self.n_frames))
+        return np.asarray(self.transmission[:n], dtype=np.float32).mean(axis=0)
+
+    def with_(self, **changes: Any) -> "Recording":
+        """A copy with some fields replaced (validated again)."""
+        return replace(self, **changes)
+
+    def describe(self) -> str:
+        """One line for logs: size, rate, channels."""
+        fl = "none" if self.fluorescence is None else ("trace" if self.fluorescence.ndim == 1 else "video")
+        px = f", {self.pixel_size_um:g} um/px" if self.pixel_size_um else ""
+        return (f"{self.n_frames} frames x {self.frame_shape[0]} x {self.frame_shape[1]} px at "
+                f"{self.fps:g} fps ({self.duration_s:.1f} s){px}; fluorescence: {fl}")

@@ -1,0 +1,328 @@
+"""Regions of interest: polygons with a kind, their files, and their pixel masks.
+
+File format (what the napari widget saves and loads)::
+
+    [{"name": "cell A", "kind": "strong", "polygon": [[row, col], ...]}, ...]
+
+Coordinates are in pixels of the full frame, ``row`` then ``col``, with pixel
+centres at integer coordinates (napari's convention).  ImageJ ``.roi`` files and
+``RoiSet.zip`` archives are read and written with :mod:`roifile` (ImageJ puts pixel
+corners at integers, so its coordinates are shifted by half a pixel).
+
+A pixel belongs to an ROI when its centre lies inside the polygon.  ROIs become
+masks once, in :func:`rasterize`; everything downstream takes the
+:class:`RoiMasks` it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from .errors import MicromotionError, check
+
+__all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "parse_rois"]
+
+#: Allowed ROI kinds: test regions of the paper (Fig. 3f) plus anything else.
+KINDS = ("strong", "weak", "silent", "other")
+_MAX_ROI_FILE_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class ROI:
+    """A named polygon region.
+
+    Parameters
+    ----------
+    name
+        Unique, non-empty label (used in column names such as ``<name>/cnn1d``).
+    kind
+        One of :data:`KINDS`.
+    polygon
+        ``(N, 2)`` vertices as ``(row, col)`` in pixels, N >= 3, not self-intersecting.
+    """
+
+    name: str
+    kind: str
+    polygon: np.ndarray
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.name, str) and self.name.strip() != "", "every ROI needs a non-empty name.")
+        check("/" not in self.name and "," not in self.name and "\n" not in self.name,
+              f"ROI name {self.name!r} may not contain '/', ',' or line breaks (they separate CSV columns).")
+        check(self.kind in KINDS, f"ROI {self.name!r} has unknown kind {self.kind!r}; use one of {', '.join(KINDS)}.")
+        try:
+            poly = np.asarray(self.polygon, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise MicromotionError(f"ROI {self.name!r}: polygon must be a list of [row, col] pairs.") from None
+        check(poly.ndim == 2 and poly.shape[1] == 2, f"ROI {self.name!r}: polygon must be a list of [row, col] pairs.")
+        if len(poly) > 3 and np.allclose(poly[0], poly[-1]):
+            poly = poly[:-1]  # closed ring written with a repeated first vertex
+        check(len(poly) >= 3, f"ROI {self.name!r} has {len(poly)} vertices; a polygon needs at least 3.")
+        check(np.isfinite(poly).all(), f"ROI {self.name!r} has non-finite coordinates.")
+        check(not self_intersects(poly), f"ROI {self.name!r} is self-intersecting; draw its outline without crossings.")
+        check(abs(polygon_area(poly)) > 1e-9, f"ROI {self.name!r} has zero area.")
+        object.__setattr__(self, "polygon", poly)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kind": self.kind, "polygon": [[float(r), float(c)] for r, c in self.polygon]}
+
+    @property
+    def bbox(self) -> tuple[float, float, float, float]:
+        """``(row_min, col_min, row_max, col_max)`` of the polygon."""
+        r, c = self.polygon[:, 0], self.polygon[:, 1]
+        return float(r.min()), float(c.min()), float(r.max()), float(c.max())
+
+
+def polygon_area(poly: np.ndarray) -> float:
+    """Signed area (shoelace formula) in square pixels."""
+    r, c = poly[:, 0], poly[:, 1]
+    return 0.5 * float(np.dot(r, np.roll(c, -1)) - np.dot(c, np.roll(r, -1)))
+
+
+def self_intersects(poly: np.ndarray) -> bool:
+    """True if any two non-adjacent edges of the closed polygon cross or touch."""
+    n = len(poly)
+    a = poly
+    b = np.roll(poly, -1, axis=0)
+    for i in range(n):
+        # compare edge i with edges j > i+1, skipping the edge adjacent through the wrap
+        js = np.arange(i + 2, n)
+        if i == 0:
+            js = js[js != n - 1]
+        if js.size == 0:
+            continue
+        p, q = a[i], b[i]
+        r, s = a[js], b[js]
+        d1 = _cross(r - p, q - p)
+        d2 = _cross(s - p, q - p)
+        d3 = _cross(p - r, s - r)
+        d4 = _cross(q - r, s - r)
+        proper = (d1 * d2 < 0) & (d3 * d4 < 0)
+        if proper.any():
+            return True
+        # collinear overlaps / touching vertices
+        for k in np.nonzero((d1 == 0) | (d2 == 0) | (d3 == 0) | (d4 == 0))[0]:
+            if _segments_touch(p, q, r[k], s[k]):
+                return True
+    return False
+
+
+def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    u = np.atleast_2d(u)
+    v = np.atleast_2d(v)
+    return u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+
+
+def _on_segment(p: np.ndarray, q: np.ndarray, x: np.ndarray) -> bool:
+    return (min(p[0], q[0]) - 1e-12 <= x[0] <= max(p[0], q[0]) + 1e-12
+            and min(p[1], q[1]) - 1e-12 <= x[1] <= max(p[1], q[1]) + 1e-12
+            and abs(float(_cross(q - p, x - p)[0])) <= 1e-12)
+
+
+def _segments_touch(p: np.ndarray, q: np.ndarray, r: np.ndarray, s: np.ndarray) -> bool:
+    return _on_segment(p, q, r) or _on_segment(p, q, s) or _on_segment(r, s, p) or _on_segment(r, s, q)
+
+
+# ---------------------------------------------------------------- masks
+@dataclass(frozen=True)
+class RoiMasks:
+    """ROIs rasterised on one frame size, computed once by :func:`rasterize`.
+
+    Attributes
+    ----------
+    rois
+        The ROIs, in order.
+    masks
+        ``(n_roi, Y, X)`` boolean masks.
+    """
+
+    rois: tuple[ROI, ...]
+    masks: np.ndarray
+
+    @property
+    def names(self) -> list[str]:
+        return [r.name for r in self.rois]
+
+    @property
+    def kinds(self) -> list[str]:
+        return [r.kind for r in self.rois]
+
+    @property
+    def n_pixels(self) -> np.ndarray:
+        return self.masks.reshape(len(self.rois), -1).sum(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.rois)
+
+    def weight_matrix(self, dtype: Any = np.float32) -> np.ndarray:
+        """``(Y*X, n_roi)`` matrix that sums a flattened frame over each ROI (for GEMM)."""
+        return self.masks.reshape(len(self.rois), -1).T.astype(dtype)
+
+    def box(self, i: int) -> tuple[slice, slice]:
+        """Tight bounding box (row slice, col slice) of mask *i*."""
+        rows = np.nonzero(self.masks[i].any(axis=1))[0]
+        cols = np.nonzero(self.masks[i].any(axis=0))[0]
+        return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+
+    def index(self, name: str) -> int:
+        return self.names.index(name)
+
+
+def polygon_mask(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the pixels whose centres lie inside *poly* (``(row, col)`` vertices)."""
+    from matplotlib.path import Path as MplPath
+
+    ny, nx = shape
+    mask = np.zeros(shape, dtype=bool)
+    r0 = max(int(np.floor(poly[:, 0].min())), 0)
+    r1 = min(int(np.ceil(poly[:, 0].max())) + 1, ny)
+    c0 = max(int(np.floor(poly[:, 1].min())), 0)
+    c1 = min(int(np.ceil(poly[:, 1].max())) + 1, nx)
+    if r1 <= r0 or c1 <= c0:
+        return mask
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    pts = np.column_stack([rr.ravel(), cc.ravel()]).astype(np.float64)
+    inside = MplPath(poly).contains_points(pts, radius=0.0)
+    # contains_points is ambiguous exactly on edges; count edge points as inside
+    if not inside.all():
+        on_edge = MplPath(poly).contains_points(pts, radius=1e-9) | MplPath(poly).contains_points(pts, radius=-1e-9)
+        inside |= on_edge
+    mask[r0:r1, c0:c1] = inside.reshape(r1 - r0, c1 - c0)
+    return mask
+
+
+def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
+    """Turn ROIs into masks on a frame of *frame_shape* ``(Y, X)``; refuse empty or outside ROIs."""
+    names = [r.name for r in rois]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    check(not dupes, f"ROI names must be unique; repeated: {', '.join(dupes)}.")
+    ny, nx = frame_shape
+    masks = np.zeros((len(rois), ny, nx), dtype=bool)
+    for i, roi in enumerate(rois):
+        r0, c0, r1, c1 = roi.bbox
+        check(not (r1 < -0.5 or c1 < -0.5 or r0 > ny - 0.5 or c0 > nx - 0.5),
+              f"ROI {roi.name!r} lies outside the {ny} x {nx} px frame.")
+        masks[i] = polygon_mask(roi.polygon, frame_shape)
+        check(masks[i].any(), f"ROI {roi.name!r} covers no pixel centre of the {ny} x {nx} px frame.")
+    return RoiMasks(tuple(rois), masks)
+
+
+# ---------------------------------------------------------------- files
+def parse_rois(obj: Any, source: str = "ROI data") -> list[ROI]:
+    """Build ROIs from the JSON structure, with one-sentence errors for malformed data."""
+    if isinstance(obj, dict) and "rois" in obj:
+        obj = obj["rois"]
+    check(isinstance(obj, list), f"{source} must be a JSON list of ROI objects.")
+    rois = []
+    for i, entry in enumerate(obj, start=1):
+        check(isinstance(entry, dict), f"{source}: entry {i} is not an object with name, kind and polygon.")
+        for key in ("name", "polygon"):
+            check(key in entry, f"{source}: entry {i} has no {key!r}.")
+        name = entry["name"]
+        check(isinstance(name, str), f"{source}: entry {i} has a name that is not text.")
+        poly = entry["polygon"]
+        check(isinstance(poly, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 and
+                                              all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
+                                              for p in poly),
+              f"{source}: ROI {name!r} polygon must be a list of [row, col] number pairs.")
+        rois.append(ROI(name=name, kind=str(entry.get("kind", "other")), polygon=np.array(poly, dtype=float)))
+    return rois
+
+
+def _kind_from_name(name: str) -> str:
+    low = name.lower()
+    for kind in KINDS:
+        if kind in low:
+            return kind
+    return "other"
+
+
+def _read_imagej(path: Path) -> list[ROI]:
+    try:
+        import roifile
+    except ImportError:  # pragma: no cover - roifile is a dependency
+        raise MicromotionError("reading ImageJ ROIs needs the 'roifile' package.") from None
+    try:
+        items = roifile.ImagejRoi.fromfile(path)
+    except Exception as exc:
+        raise MicromotionError(f"{path.name} is not a readable ImageJ ROI file ({str(exc)[:120]}).") from None
+    if not isinstance(items, list):
+        items = [items]
+    rois = []
+    for k, item in enumerate(items, start=1):
+        xy = np.asarray(item.coordinates(), dtype=float)
+        check(xy.ndim == 2 and len(xy) >= 3, f"{path.name}: ImageJ ROI {k} is not an area (line or point ROI).")
+        name = item.name or f"roi{k}"
+        # ImageJ: integer coordinates are pixel corners; ours are pixel centres
+        poly = np.column_stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5])
+        rois.append(ROI(name=name, kind=_kind_from_name(name), polygon=poly))
+    return rois
+
+
+def read_rois(path: str | os.PathLike) -> list[ROI]:
+    """Read ROIs from JSON, an ImageJ ``.roi`` or an ImageJ ``RoiSet.zip``."""
+    p = Path(path)
+    check(p.is_file(), f"ROI file {p} does not exist.")
+    if p.suffix.lower() in (".roi", ".zip"):
+        return _read_imagej(p)
+    check(p.stat().st_size <= _MAX_ROI_FILE_BYTES, f"ROI file {p.name} is too large to be an ROI list.")
+    try:
+        obj = json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MicromotionError(f"ROI file {p.name} is not valid JSON ({str(exc)[:100]}).") from None
+    return parse_rois(obj, f"ROI file {p.name}")
+
+
+def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:
+    """Write ROIs as JSON (or ImageJ ``.zip``/``.roi``), atomically."""
+    p = Path(path)
+    rois = list(rois)
+    if p.suffix.lower() in (".zip", ".roi"):
+        import roifile
+
+        check(p.suffix.lower() == ".zip" or len(rois) == 1, "a single .roi file holds exactly one ROI; use .zip.")
+        tmp = _temp_sibling(p)
+        try:
+            for roi in rois:
+                xy = np.column_stack([roi.polygon[:, 1] + 0.5, roi.polygon[:, 0] + 0.5])
+                ij = roifile.ImagejRoi.frompoints(xy)
+                ij.roitype = roifile.ROI_TYPE.POLYGON
+                ij.name = roi.name
+                ij.tofile(tmp, name=roi.name) if p.suffix.lower() == ".zip" else ij.tofile(tmp)
+            os.replace(tmp, p)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return p
+    text = json.dumps([r.to_dict() for r in rois], indent=1)
+    atomic_write_text(p, text + "\n")
+    return p
+
+
+def _temp_sibling(p: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    os.unlink(name)
+    return Path(name)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write *text* to a temporary sibling, then rename it over *path*."""
+    path = Path(path)
+    check(path.parent.is_dir(), f"folder {path.parent} does not exist.")
+    tmp = _temp_sibling(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise MicromotionError(f"could not write {path} ({exc.strerror or exc}).") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -1,0 +1,159 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_micromotion.errors import MicromotionError
+from napari_micromotion.io import file_checksum, natural_key, read_recording, read_stack
+
+
+def _stack(t=20, y=6, x=7, seed=0):
+    return np.random.default_rng(seed).integers(100, 4000, size=(t, y, x), dtype=np.uint16)
+
+
+def test_imagej_single_channel_fps_pixel_size_and_memmap(tmp_path):
+    data = _stack()
+    path = tmp_path / "a.tif"
+    tifffile.imwrite(path, data, imagej=True, metadata={"axes": "TYX", "finterval": 0.02, "unit": "um"},
+                     resolution=(1 / 0.3, 1 / 0.3))
+    rec = read_recording(path)
+    assert rec.fps == pytest.approx(50.0) and rec.pixel_size_um == pytest.approx(0.3)
+    assert isinstance(rec.transmission, np.memmap)  # uncompressed: memory-mapped, not loaded
+    np.testing.assert_array_equal(rec.transmission, data)
+    assert rec.fluorescence is None
+
+
+def test_two_channel_hyperstack(tmp_path):
+    trans, fluo = _stack(seed=1), _stack(seed=2)
+    path = tmp_path / "both.tif"
+    tifffile.imwrite(path, np.stack([trans, fluo], axis=1), imagej=True,
+                     metadata={"axes": "TCYX", "finterval": 0.04})
+    rec = read_recording(path)
+    assert rec.fps == pytest.approx(25.0)
+    np.testing.assert_array_equal(rec.transmission, trans)
+    np.testing.assert_array_equal(rec.fluorescence, fluo)
+    swapped = read_recording(path, channel=1)
+    np.testing.assert_array_equal(swapped.transmission, fluo)
+    np.testing.assert_array_equal(swapped.fluorescence, trans)
+
+
+def test_ome_tiff_time_increment_and_channel_names(tmp_path):
+    trans, fluo = _stack(seed=3), _stack(seed=4)
+    path = tmp_path / "x.ome.tif"
+    tifffile.imwrite(path, np.stack([trans, fluo], axis=1), ome=True,
+                     metadata={"axes": "TCYX", "TimeIncrement": 20.0, "TimeIncrementUnit": "ms",
+                               "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm",
+                               "Channel": {"Name": ["Brightfield", "Cal520"]}})
+    rec = read_recording(path, channel="brightfield", fluorescence_channel="Cal520")
+    assert rec.fps == pytest.approx(50.0) and rec.pixel_size_um == pytest.approx(0.25)
+    np.testing.assert_array_equal(rec.transmission, trans)
+    np.testing.assert_array_equal(rec.fluorescence, fluo)
+    with pytest.raises(MicromotionError, match="no channel named"):
+        read_recording(path, channel="DAPI")
+
+
+def test_separate_fluorescence_file_and_csv_trace(tmp_path):
+    t, f = _stack(seed=5), _stack(seed=6)
+    tifffile.imwrite(tmp_path / "t.tif", t, imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
+    tifffile.imwrite(tmp_path / "f.tif", f, imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
+    rec = read_recording(tmp_path / "t.tif", tmp_path / "f.tif")
+    np.testing.assert_array_equal(rec.fluorescence, f)
+    (tmp_path / "trace.csv").write_text("frame,fluorescence\n" + "".join(f"{i},{v}\n" for i, v in enumerate(range(20))))
+    rec2 = read_recording(tmp_path / "t.tif", tmp_path / "trace.csv")
+    assert rec2.fluorescence.shape == (20,) and rec2.fluorescence[5] == 5
+
+
+def test_folder_of_frames_natural_order_and_sidecar(tmp_path):
+    data = _stack(t=18)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i, frame in enumerate(data):  # frame2 must come before frame10
+        tifffile.imwrite(folder / f"frame{i}.tif", frame)
+    (folder / "videoinfos.txt").write_text("{'fps': 18.5, 'microns_per_pixel': 0.65}")
+    rec = read_recording(folder)
+    np.testing.assert_array_equal(rec.transmission, data)
+    assert rec.fps == pytest.approx(18.5) and rec.pixel_size_um == pytest.approx(0.65)
+    assert sorted(["f10", "f2", "f1"], key=natural_key) == ["f1", "f2", "f10"]
+
+
+def test_shared_ohw_folder(shared_ohw):
+    rec = read_recording(shared_ohw)
+    assert rec.transmission.shape == (32, 1024, 1024) and rec.transmission.dtype == np.uint16
+    assert rec.fps == pytest.approx(18.168453228691558)
+    assert rec.pixel_size_um == pytest.approx(0.65046995603, rel=1e-6)
+    assert rec.provenance["transmission"]["files"] == 32
+    assert rec.provenance["transmission"]["first"] == "sampletifseries0000.tif"
+
+
+def test_video_with_lossy_warning(shared_mp4):
+    with pytest.warns(UserWarning, match="lossy"):
+        rec = read_recording(shared_mp4)
+    assert rec.transmission.shape == (48, 256, 256)
+    assert rec.fps == pytest.approx(5.0)
+    assert any("lossy" in w for w in rec.provenance["warnings"])
+
+
+def test_fps_override_and_missing_fps(tmp_path):
+    path = tmp_path / "plain.tif"
+    tifffile.imwrite(path, _stack())
+    with pytest.raises(MicromotionError, match="frame rate"):
+        read_recording(path)
+    assert read_recording(path, fps=100).fps == 100
+
+
+@pytest.mark.parametrize("case", ["missing", "truncated", "garbage", "unsupported", "rgb", "single", "absurd"])
+def test_bad_files_give_one_sentence(tmp_path, case):
+    path = tmp_path / "bad.tif"
+    if case == "missing":
+        path = tmp_path / "nope.tif"
+    elif case == "truncated":
+        tifffile.imwrite(path, _stack(t=40, y=64, x=64), imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
+        raw = path.read_bytes()
+        path.write_bytes(raw[: len(raw) // 2])
+    elif case == "garbage":
+        path.write_bytes(b"II*\x00" + b"\x13" * 500)
+    elif case == "unsupported":
+        path = tmp_path / "x.xyz"
+        path.write_text("hello")
+    elif case == "rgb":
+        tifffile.imwrite(path, np.zeros((20, 8, 8, 3), np.uint8), photometric="rgb")
+    elif case == "single":
+        tifffile.imwrite(path, np.zeros((8, 8), np.uint16))
+    elif case == "absurd":
+        # a header that claims 2**20 x 2**20 pixels per page, compressed so it cannot be memory-mapped
+        tifffile.imwrite(path, np.zeros((2, 16, 16), np.uint16), compression="zlib")
+        raw = bytearray(path.read_bytes())
+        with tifffile.TiffFile(path) as tf:
+            for page in tf.pages:
+                for name in ("ImageWidth", "ImageLength"):
+                    tag = page.tags[name]
+                    fmt = "<I" if tag.dtype == 4 else "<H"
+                    import struct
+                    struct.pack_into(fmt, raw, tag.valueoffset, 60000)
+        path.write_bytes(bytes(raw))
+    before = path.read_bytes() if path.exists() else None
+    with pytest.raises(MicromotionError) as info:
+        read_recording(path, fps=50)
+    msg = str(info.value)
+    assert "\n" not in msg and len(msg) < 300
+    if before is not None:
+        assert path.read_bytes() == before  # never modified
+
+
+def test_checksum_of_file_and_folder(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a1.tif").write_bytes(b"x")
+    (tmp_path / "d" / "a2.tif").write_bytes(b"y")
+    c1 = file_checksum(tmp_path / "d")
+    (tmp_path / "d" / "a2.tif").write_bytes(b"z")
+    assert c1 != file_checksum(tmp_path / "d")
+    assert file_checksum(tmp_path / "d" / "a1.tif").startswith("sha256:")
+
+
+def test_read_stack_reports_axes(tmp_path):
+    path = tmp_path / "c.tif"
+    tifffile.imwrite(path, np.zeros((20, 2, 4, 4), np.uint16), imagej=True, metadata={"axes": "TCYX"})
+    info = read_stack(path)
+    assert info.axes == "TCYX" and info.n_channels == 2

@@ -1,0 +1,40 @@
+import numpy as np
+import pytest
+
+from napari_micromotion.errors import MicromotionError
+from napari_micromotion.recording import Recording
+
+
+def test_valid_recording_properties():
+    t = np.zeros((20, 4, 5), np.uint16)
+    rec = Recording(t, 50, fluorescence=np.ones((20, 4, 5)), pixel_size_um=0.3)
+    assert rec.n_frames == 20 and rec.frame_shape == (4, 5) and rec.duration_s == pytest.approx(0.4)
+    assert rec.has_fluorescence and "20 frames" in rec.describe()
+
+
+@pytest.mark.parametrize("kwargs,msg", [
+    ({"transmission": np.zeros((20, 4))}, "2 dimension"),
+    ({"transmission": np.zeros((20, 4, 5, 3))}, "RGB"),
+    ({"transmission": np.zeros((20, 2, 4, 5))}, "4 dimensions"),
+    ({"transmission": np.zeros((5, 4, 5))}, "at least 16"),
+    ({"transmission": np.array([[["a"]]])}, "data type"),
+    ({"fps": 0}, "positive"),
+    ({"fps": -3}, "positive"),
+    ({"fps": float("inf")}, "positive"),
+    ({"fps": "fast"}, "not a number"),
+    ({"pixel_size_um": -1}, "pixel size"),
+    ({"fluorescence": np.zeros((19, 4, 5))}, "19 frames"),
+    ({"fluorescence": np.zeros((20, 4, 6))}, "same field"),
+    ({"fluorescence": np.zeros(21)}, "21 frames"),
+])
+def test_bad_recordings_get_one_sentence(kwargs, msg):
+    args = {"transmission": np.zeros((20, 4, 5)), "fps": 50.0, **kwargs}
+    with pytest.raises(MicromotionError, match=msg):
+        Recording(**args)
+
+
+def test_nan_is_located():
+    t = np.zeros((20, 4, 5), np.float32)
+    t[7, 2, 3] = np.nan
+    with pytest.raises(MicromotionError, match=r"frame 7, pixel \(2, 3\)"):
+        Recording(t, 50)

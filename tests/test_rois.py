@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+
+from napari_micromotion.errors import MicromotionError
+from napari_micromotion.rois import ROI, parse_rois, polygon_mask, rasterize, read_rois, write_rois
+
+
+def test_rectangle_mask_counts_pixel_centres():
+    roi = ROI("box", "strong", [[2, 3], [2, 7], [5, 7], [5, 3]])
+    masks = rasterize([roi], (10, 12))
+    m = masks.masks[0]
+    assert m.sum() == 4 * 5  # rows 2..5, cols 3..7 inclusive (edges count as inside)
+    assert m[2:6, 3:8].all() and not m[:2].any() and not m[:, 8:].any()
+    assert masks.box(0) == (slice(2, 6), slice(3, 8))
+    w = masks.weight_matrix()
+    assert w.shape == (120, 1) and w.sum() == 20
+
+
+def test_triangle_and_partial_outside_frame():
+    tri = ROI("t", "weak", [[0, 0], [0, 8], [8, 0]])
+    m = polygon_mask(tri.polygon, (10, 10))
+    assert m[1, 1] and not m[7, 7]
+    assert m.sum() == sum(1 for r in range(10) for c in range(10) if r + c <= 8)
+    clipped = rasterize([ROI("c", "other", [[-5, -5], [-5, 3], [3, 3], [3, -5]])], (10, 10))
+    assert clipped.masks[0].sum() == 16
+
+
+@pytest.mark.parametrize("poly,msg", [
+    ([[0, 0], [0, 4], [4, 0], [4, 4]], "self-intersecting"),   # a bow tie
+    ([[0, 0], [1, 1]], "at least 3"),
+    ([[0, 0], [1, 1], [2, 2]], "zero area"),
+    ([[0, 0], [0, float("nan")], [3, 3]], "non-finite"),
+])
+def test_bad_polygons(poly, msg):
+    with pytest.raises(MicromotionError, match=msg):
+        ROI("x", "strong", poly)
+
+
+def test_unknown_kind_outside_and_empty():
+    with pytest.raises(MicromotionError, match="unknown kind"):
+        ROI("x", "medium", [[0, 0], [0, 3], [3, 3]])
+    with pytest.raises(MicromotionError, match="outside"):
+        rasterize([ROI("far", "weak", [[50, 50], [50, 60], [60, 60]])], (10, 10))
+    with pytest.raises(MicromotionError, match="covers no pixel"):
+        rasterize([ROI("thin", "weak", [[2.1, 2.1], [2.1, 2.4], [2.4, 2.4]])], (10, 10))
+    with pytest.raises(MicromotionError, match="unique"):
+        r = ROI("a", "weak", [[0, 0], [0, 3], [3, 3]])
+        rasterize([r, r], (10, 10))
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("{not json", "not valid JSON"),
+    ('{"a": 1}', "JSON list"),
+    ('[{"kind": "strong", "polygon": [[0,0],[0,3],[3,3]]}]', "no 'name'"),
+    ('[{"name": "a", "kind": "strong"}]', "no 'polygon'"),
+    ('[{"name": "a", "kind": "strong", "polygon": [[0,0],[0,"x"],[3,3]]}]', "number pairs"),
+    ('[{"name": "a", "kind": "huge", "polygon": [[0,0],[0,3],[3,3]]}]', "unknown kind"),
+    ('[3]', "not an object"),
+])
+def test_malformed_roi_files(tmp_path, text, msg):
+    path = tmp_path / "r.json"
+    path.write_text(text)
+    with pytest.raises(MicromotionError, match=msg):
+        read_rois(path)
+
+
+def test_json_round_trip(tmp_path):
+    rois = [ROI("cell A", "strong", [[1.5, 2], [1.5, 9], [8, 9.25]]), ROI("b", "silent", [[0, 0], [0, 3], [3, 3], [3, 0]])]
+    path = write_rois(rois, tmp_path / "rois.json")
+    back = read_rois(path)
+    assert [r.name for r in back] == ["cell A", "b"] and [r.kind for r in back] == ["strong", "silent"]
+    np.testing.assert_allclose(back[0].polygon, rois[0].polygon)
+    assert json.loads(path.read_text())[0]["kind"] == "strong"
+
+
+def test_imagej_roiset_round_trip(tmp_path):
+    rois = [ROI("strong cell", "strong", [[2, 3], [2, 7], [5, 7], [5, 3]]), ROI("quiet", "other", [[0, 0], [0, 4], [4, 0]])]
+    path = write_rois(rois, tmp_path / "RoiSet.zip")
+    back = read_rois(path)
+    assert [r.name for r in back] == ["strong cell", "quiet"]
+    assert back[0].kind == "strong"  # kind recovered from the ImageJ name
+    m0 = rasterize(rois, (10, 10)).masks
+    m1 = rasterize(back, (10, 10)).masks
+    np.testing.assert_array_equal(m0, m1)
+
+
+def test_parse_accepts_wrapped_list():
+    rois = parse_rois({"rois": [{"name": "a", "kind": "weak", "polygon": [[0, 0], [0, 3], [3, 3]]}]})
+    assert rois[0].kind == "weak"
