@@ -1,0 +1,106 @@
+"""Conversions between the analysis core and napari layer data (no Qt, no napari import).
+
+Everything here returns plain ``(data, kwargs, layer_type)`` tuples or takes
+arrays, so it is testable without a viewer.  Plugin-owned layers carry the
+namespaced metadata key :data:`META_KEY`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .recording import Recording
+from .rois import KINDS, ROI
+
+__all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_from_shapes", "ellipse_polygon"]
+
+META_KEY = "napari_micromotion"
+#: one colour per ROI kind (RGBA)
+KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
+
+
+def _scale(rec: Recording, ndim: int) -> tuple[float, ...]:
+    px = rec.pixel_size_um or 1.0
+    return (1.0, px, px) if ndim == 3 else (px, px)
+
+
+def recording_layers(rec: Recording, name_prefix: str = "") -> list[tuple[Any, dict[str, Any], str]]:
+    """Image layers for a recording: ``transmission`` and, if present, ``fluorescence``.
+
+    Layer metadata ``[META_KEY]`` holds fps, pixel size, role and provenance.
+    """
+    meta = {"fps": rec.fps, "pixel_size_um": rec.pixel_size_um, "provenance": rec.provenance}
+    still = rec.still_frame(10)
+    lo, hi = (float(v) for v in np.percentile(still, [0.5, 99.5]))
+    layers = [(rec.transmission, {"name": f"{name_prefix}transmission", "colormap": "gray",
+                                  "contrast_limits": (lo, hi if hi > lo else lo + 1), "scale": _scale(rec, 3),
+                                  "metadata": {META_KEY: {**meta, "role": "transmission"}}}, "image")]
+    if rec.fluorescence is not None and rec.fluorescence.ndim == 3:
+        f0 = np.asarray(rec.fluorescence[: min(50, rec.n_frames)], dtype=np.float32)
+        flo, fhi = (float(v) for v in np.percentile(f0, [0.5, 99.9]))
+        layers.append((rec.fluorescence, {"name": f"{name_prefix}fluorescence", "colormap": "magma",
+                                          "blending": "additive", "visible": False,
+                                          "contrast_limits": (flo, fhi if fhi > flo else flo + 1),
+                                          "scale": _scale(rec, 3),
+                                          "metadata": {META_KEY: {**meta, "role": "fluorescence"}}}, "image"))
+    return layers
+
+
+def rois_layer(rois: Sequence[ROI], name: str = "ROIs", scale: tuple[float, float] | None = None,
+               ndim: int = 2) -> tuple[Any, dict[str, Any], str]:
+    """A shapes layer (polygons) with ``name``/``kind`` features, a colour per kind and labels."""
+    data = [np.asarray(r.polygon, dtype=float) for r in rois]
+    if ndim == 3:
+        data = [np.column_stack([np.zeros(len(p)), p]) for p in data]
+    features = {"name": [r.name for r in rois], "kind": [r.kind for r in rois]}
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "shape_type": "polygon",
+        "features": features,
+        "edge_color": "kind",
+        "edge_color_cycle": [KIND_COLOURS[k] for k in KINDS],
+        "face_color": "transparent",
+        "edge_width": 1.5,
+        "text": {"string": "{name}", "color": "white", "size": 9, "anchor": "upper_left"},
+        "metadata": {META_KEY: {"role": "rois"}},
+    }
+    if scale is not None:
+        kwargs["scale"] = scale
+    return data, kwargs, "shapes"
+
+
+def ellipse_polygon(corners: np.ndarray, n: int = 64) -> np.ndarray:
+    """Polygon approximating a napari ellipse given by its 4 bounding-box corners."""
+    c = np.asarray(corners, dtype=float)[:, -2:]
+    centre = c.mean(axis=0)
+    a = np.linalg.norm(c[1] - c[0]) / 2
+    b = np.linalg.norm(c[3] - c[0]) / 2
+    u = (c[1] - c[0]) / (2 * a) if a > 0 else np.array([1.0, 0.0])
+    v = (c[3] - c[0]) / (2 * b) if b > 0 else np.array([0.0, 1.0])
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return centre + np.outer(a * np.cos(t), u) + np.outer(b * np.sin(t), v)
+
+
+def rois_from_shapes(data: Sequence[np.ndarray], shape_types: Sequence[str], features: Any = None) -> list[ROI]:
+    """ROIs from shapes-layer data (pixel coordinates; the last two columns are row, col).
+
+    Names and kinds come from the ``name``/``kind`` features (defaults ``roi<k>``/``other``);
+    rectangles and polygons are taken as drawn, ellipses become 64-gons; lines and paths are refused.
+    """
+    from .errors import MicromotionError
+
+    names = list(features["name"]) if features is not None and "name" in features else []
+    kinds = list(features["kind"]) if features is not None and "kind" in features else []
+    out = []
+    for k, (pts, st) in enumerate(zip(data, shape_types)):
+        pts = np.asarray(pts, dtype=float)[:, -2:]
+        if st == "ellipse":
+            pts = ellipse_polygon(pts)
+        elif st not in ("polygon", "rectangle"):
+            raise MicromotionError(f"shape {k + 1} is a {st}; ROIs must be polygons, rectangles or ellipses.")
+        name = str(names[k]) if k < len(names) and names[k] not in (None, "", "nan") else f"roi{k + 1}"
+        kind = str(kinds[k]) if k < len(kinds) and kinds[k] in KINDS else "other"
+        out.append(ROI(name=name, kind=kind, polygon=pts))
+    return out

@@ -1,0 +1,205 @@
+"""Trained models on disk: safetensors weights plus a JSON sidecar (never pickle).
+
+``model.safetensors`` holds the tensors; ``model.json`` (same stem) holds the
+architecture name and version, fps, passband, normalisation, training frames,
+ROI box, loss curve and package versions.  Loading checks all of these before a
+single weight is used, and refuses files that are not safetensors (a pickle is
+never unpickled).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import MicromotionError, check
+from .cnn1d import ARCHITECTURE, ARCHITECTURE_VERSION, Normalisation, TrainedCNN1D, build_cnn1d, count_parameters
+
+__all__ = ["save_cnn1d", "load_cnn1d", "save_cnn3d", "load_cnn3d_weights", "package_versions", "ARCH_3D"]
+
+ARCH_3D = "rinner2020-cnn3d"
+_SAFETENSORS_MAX_HEADER = 100 << 20
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape results."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for pkg in ("napari-micromotion", "numpy", "scipy", "torch", "numba", "tifffile", "safetensors", "napari"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def _check_safetensors(path: Path) -> None:
+    """Refuse anything that is not a well-formed safetensors file (pickles included)."""
+    check(path.is_file(), f"model file {path} does not exist.")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            raise MicromotionError(f"{path.name} is not a safetensors model file (too short).")
+        n = int.from_bytes(head, "little")
+        if head[:1] == b"\x80" or head[:2] == b"PK":
+            raise MicromotionError(f"{path.name} looks like a pickle/zip (e.g. torch.save) file; only safetensors "
+                                   "models are loaded, pickles are never unpickled.")
+        if not 2 <= n <= min(_SAFETENSORS_MAX_HEADER, path.stat().st_size - 8):
+            raise MicromotionError(f"{path.name} is not a safetensors model file.")
+        if fh.read(1) != b"{":
+            raise MicromotionError(f"{path.name} is not a safetensors model file.")
+
+
+def _write_pair(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    check(path.parent.is_dir(), f"folder {path.parent} does not exist.")
+    tmp_w = path.with_name(f".{path.name}.tmp")
+    tmp_j = path.with_name(f".{_sidecar(path).name}.tmp")
+    try:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp_w),
+                  metadata={"architecture": str(meta["architecture"]), "architecture_version": str(meta["architecture_version"])})
+        tmp_j.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
+        os.replace(tmp_w, path)
+        os.replace(tmp_j, _sidecar(path))
+    except OSError as exc:
+        raise MicromotionError(f"could not write model {path} ({exc.strerror or exc}).") from None
+    finally:
+        for t in (tmp_w, tmp_j):
+            if t.exists():
+                t.unlink()
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(type(obj).__name__)
+
+
+def _read_pair(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if path.suffix == ".json":
+        path = path.with_suffix(".safetensors")
+    _check_safetensors(path)
+    side = _sidecar(path)
+    check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
+    try:
+        meta = json.loads(side.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise MicromotionError(f"model sidecar {side.name} is not valid JSON.") from None
+    check(isinstance(meta, dict), f"model sidecar {side.name} is not a JSON object.")
+    arch = meta.get("architecture")
+    check(arch == architecture, f"{path.name} holds a {arch!r} model, not a {architecture!r} model.")
+    version = meta.get("architecture_version")
+    check(version == ARCHITECTURE_VERSION,
+          f"{path.name} has architecture version {version!r}; this release reads version {ARCHITECTURE_VERSION}.")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise MicromotionError(f"{path.name} is not a readable safetensors file ({str(exc)[:100]}).") from None
+    return tensors, meta
+
+
+def save_cnn1d(model: TrainedCNN1D, path: str | os.PathLike) -> Path:
+    """Save a trained 1D CNN as ``<path>.safetensors`` + ``<path>.json``."""
+    path = Path(path).with_suffix(".safetensors")
+    tensors = {k: v.detach().cpu().numpy() for k, v in model.net.state_dict().items()}
+    meta = {
+        "architecture": ARCHITECTURE,
+        "architecture_version": ARCHITECTURE_VERSION,
+        "n_parameters": count_parameters(model.net),
+        "fps": model.fps,
+        "passband_hz": list(model.passband_hz),
+        "filter_order": model.filter_order,
+        "normalisation": model.normalisation.to_dict(),
+        "training_frames": [list(s) for s in model.training_frames],
+        "n_training_pixels": model.n_training_pixels,
+        "loss_curve": [float(v) for v in model.loss_curve],
+        "epoch_loss": [float(v) for v in model.epoch_loss],
+        "training_params": model.params,
+        "training_device": model.device,
+        "training_seconds": model.seconds,
+        "package_versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_pair(path, tensors, meta)
+    return path
+
+
+def load_cnn1d(path: str | os.PathLike) -> TrainedCNN1D:
+    """Load a model written by :func:`save_cnn1d`; wrong architecture, version or shapes are refused."""
+    import torch
+
+    tensors, meta = _read_pair(Path(path), ARCHITECTURE)
+    net = build_cnn1d(None)
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    check(got == expected, f"{Path(path).name} does not match the Table 1 architecture (tensor names or shapes differ).")
+    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
+    net.eval()
+    try:
+        norm = Normalisation(**meta["normalisation"])
+        return TrainedCNN1D(
+            net=net, normalisation=norm, fps=float(meta["fps"]), passband_hz=tuple(meta["passband_hz"]),
+            filter_order=int(meta["filter_order"]), training_frames=[tuple(s) for s in meta["training_frames"]],
+            loss_curve=list(meta.get("loss_curve", [])), epoch_loss=list(meta.get("epoch_loss", [])),
+            params=dict(meta.get("training_params", {})), device=str(meta.get("training_device", "cpu")),
+            n_training_pixels=int(meta.get("n_training_pixels", 0)), seconds=float(meta.get("training_seconds", 0.0)),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MicromotionError(f"model sidecar of {Path(path).name} lacks a field ({exc}).") from None
+
+
+def save_cnn3d(model: Any, path: str | os.PathLike, *, fps: float, passband_hz: tuple[float, float],
+               normalisation: Normalisation, training_frames: list[tuple[int, int]]) -> Path:
+    """Save a region-specific network (dense weights; in paper mode also the trained Cv1-21)."""
+    path = Path(path).with_suffix(".safetensors")
+    tensors = {"dense.weight": model.weights, "dense.bias": np.array([model.bias], np.float32)}
+    if model.net is not None:
+        tensors.update({f"net.{k}": v.detach().cpu().numpy() for k, v in model.net.state_dict().items()})
+    meta = {
+        "architecture": ARCH_3D,
+        "architecture_version": ARCHITECTURE_VERSION,
+        "roi": model.roi,
+        "roi_box": list(model.box),
+        "fps": fps,
+        "passband_hz": list(passband_hz),
+        "normalisation": normalisation.to_dict(),
+        "target_mean": model.target_mean,
+        "target_sd": model.target_sd,
+        "training_frames": [list(s) for s in training_frames],
+        "loss_curve": [float(v) for v in model.loss_curve],
+        "training_params": model.params,
+        "ridge_alpha": model.ridge_alpha,
+        "package_versions": package_versions(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    _write_pair(path, tensors, meta)
+    return path
+
+
+def load_cnn3d_weights(path: str | os.PathLike) -> tuple[np.ndarray, float, dict[str, Any]]:
+    """Dense weights ``(3, h, w)``, bias and sidecar of a saved 3D network."""
+    tensors, meta = _read_pair(Path(path), ARCH_3D)
+    check("dense.weight" in tensors and tensors["dense.weight"].ndim == 3 and tensors["dense.weight"].shape[0] == 3,
+          f"{Path(path).name} has no (3, h, w) dense layer.")
+    return tensors["dense.weight"], float(tensors["dense.bias"][0]), meta

@@ -1,0 +1,88 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_micromotion.cli import main
+
+from .conftest import assert_one_line_error
+
+
+def _read_csv(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_simulate_then_analyze(tmp_path, capsys):
+    sim = tmp_path / "sim"
+    assert main(["simulate", str(sim), "--frames", "900", "--size", "64", "--seed", "2", "-q"]) == 0
+    assert {p.name for p in sim.iterdir()} == {"transmission.tif", "fluorescence.tif", "rois.json", "truth.json"}
+    out = tmp_path / "out"
+    before = (sim / "transmission.tif").read_bytes()
+    code = main(["analyze", str(sim / "transmission.tif"), "--fluorescence", str(sim / "fluorescence.tif"),
+                 "--rois", str(sim / "rois.json"), "--methods", "bandpass", "--out", str(out), "--surrogates", "99"])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "band-pass" in err and "wrote" in err  # progress on stderr
+    assert (sim / "transmission.tif").read_bytes() == before  # inputs untouched
+    score = tifffile.imread(out / "scores" / "bandpass.tif")
+    assert score.shape == (64, 64) and score.dtype == np.float32
+    assert tifffile.imread(out / "lags" / "bandpass.tif").shape == (64, 64)
+    rows = _read_csv(out / "roi_scores.csv")
+    assert list(rows[0])[:5] == ["roi", "kind", "method", "score", "lag_s"]
+    assert {r["roi"] for r in rows} == {"strong", "weak", "silent", "other"}
+    strong = next(r for r in rows if r["roi"] == "strong")
+    assert float(strong["score"]) > 0.5
+    with open(out / "traces.csv") as fh:
+        header = fh.readline().strip().split(",")
+        n_lines = 1 + sum(1 for _ in fh)
+    assert header[:3] == ["frame", "time_s", "fluorescence"]
+    assert "strong/bandpass" in header and "strong/fluorescence" in header
+    assert n_lines == 901
+    run = json.loads((out / "run.json").read_text())
+    assert run["parameters"]["methods"] == ["bandpass"]
+    assert run["inputs"]["transmission"]["checksum"].startswith("sha256:")
+    assert run["package_versions"]["numpy"] and run["timings_s"]["total"] > 0
+    assert run["validation_frames"] == [0, 262]  # round(900 * 3072 / 10570)
+    assert (out / "report.png").stat().st_size > 10_000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary leftovers
+
+
+@pytest.mark.parametrize("argv_tail,msg", [
+    (["--validation", "0:99999"], "outside the recording"),
+    (["--validation", "abc"], "START:STOP"),
+    (["--passband", "2", "40"], "Nyquist"),
+    (["--methods", "wavelets"], "unknown method"),
+    (["--fps", "-3"], "positive"),
+    (["--rois", "/nonexistent/rois.json"], "does not exist"),
+])
+def test_analyze_errors_are_one_line(sim_dir, tmp_path, capsys, argv_tail, msg):
+    out = tmp_path / "o"
+    code = main(["analyze", str(sim_dir / "transmission.tif"), "--fluorescence", str(sim_dir / "fluorescence.tif"),
+                 "--out", str(out), "-q", *argv_tail])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert msg in err
+    assert not out.exists()
+
+
+def test_existing_output_needs_overwrite(sim_dir, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "keep.txt").write_text("previous results")
+    code = main(["analyze", str(sim_dir / "transmission.tif"), "--out", str(out), "-q"])
+    assert_one_line_error(capsys.readouterr().err, code)
+    assert (out / "keep.txt").read_text() == "previous results"
+    code = main(["analyze", str(sim_dir / "transmission.tif"), "--fluorescence", str(sim_dir / "fluorescence.tif"),
+                 "--out", str(out), "--overwrite", "-q", "--no-report"])
+    assert code == 0 and not (out / "keep.txt").exists() and (out / "roi_scores.csv").exists()
+
+
+def test_missing_input_and_usage_errors(tmp_path, capsys):
+    code = main(["analyze", str(tmp_path / "none.tif"), "--out", str(tmp_path / "o")])
+    assert_one_line_error(capsys.readouterr().err, code)
+    assert main(["analyze"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1

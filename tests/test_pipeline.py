@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+
+from napari_micromotion.errors import Cancelled, MicromotionError
+from napari_micromotion.filters import bandpass, design_bandpass, dff
+from napari_micromotion.pipeline import AnalysisParams, default_validation, iter_analysis, parse_validation, run_analysis
+from napari_micromotion.progress import Progress
+from napari_micromotion.recording import Recording
+from napari_micromotion.rois import rasterize
+from napari_micromotion.scoring import score_columns
+
+
+def test_default_validation_follows_the_paper():
+    assert default_validation(10570) == (0, 3072)
+    assert default_validation(20000) == (0, 3072)
+    assert default_validation(1000) == (0, 291)
+    assert parse_validation("10:500") == (10, 500)
+    with pytest.raises(MicromotionError, match="START:STOP"):
+        parse_validation("10-500")
+
+
+@pytest.fixture(scope="module")
+def bp_results(small_sim):
+    events = []
+    res = run_analysis(small_sim.recording(), small_sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=199),
+                       progress=events.append)
+    return res, events
+
+
+def test_bandpass_end_to_end(small_sim, bp_results):
+    res, events = bp_results
+    assert isinstance(events[0], Progress) and events[-1].stage == "done"
+    assert res.score_maps["bandpass"].shape == (64, 64) and res.score_maps["bandpass"].dtype == np.float32
+    assert res.lag_maps["bandpass"].shape == (64, 64)
+    assert np.all(np.abs(res.lag_maps["bandpass"]) <= 1.0 + 1e-6)   # within +-max_lag_s
+    by = {r["roi"]: r for r in res.roi_scores}
+    assert by["strong"]["score"] > 0.5 and by["strong"]["p_value"] < 0.01
+    assert by["strong"]["score"] > by["silent"]["score"] + 0.3
+    # the score map shows the strong cell
+    masks = rasterize(small_sim.rois, (64, 64))
+    strong = masks.masks[masks.names.index("strong")]
+    silent = masks.masks[masks.names.index("silent")]
+    assert np.percentile(res.score_maps["bandpass"][strong], 90) > 2 * np.percentile(res.score_maps["bandpass"][silent], 90)
+
+
+def test_roi_trace_is_the_sum_of_squared_band_pass(small_sim, bp_results):
+    res, _ = bp_results
+    d = design_bandpass(50.0)
+    x = small_sim.transmission.reshape(small_sim.params.n_frames, -1)
+    sq = bandpass(x, d).astype(np.float64) ** 2
+    masks = rasterize(small_sim.rois, (64, 64))
+    for i, name in enumerate(masks.names):
+        manual = sq[:, masks.masks[i].ravel()].sum(axis=1)
+        np.testing.assert_allclose(res.roi_traces[(name, "bandpass")], manual, rtol=1e-4)
+    # the ground truth is the dF/F0 of the whole-frame fluorescence sum
+    raw = small_sim.fluorescence.reshape(small_sim.params.n_frames, -1).sum(axis=1).astype(np.float64)
+    np.testing.assert_allclose(res.truth, dff(raw, 50.0), rtol=1e-5, atol=1e-6)
+    # and the per-pixel map is the score of each pixel's squared band-pass
+    v0, v1 = res.validation
+    s, _ = score_columns(sq[v0:v1, :50], res.truth[v0:v1], 50)
+    np.testing.assert_allclose(res.score_maps["bandpass"].ravel()[:50], s, atol=1e-4)
+
+
+def test_transmission_only_recording(small_sim):
+    rec = Recording(small_sim.transmission, 50.0)
+    res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",)))
+    assert res.score_maps == {} and res.truth is None
+    assert res.energy_map.shape == (64, 64)
+    assert res.beat_rates and res.beat_rates[0]["source"] == "transmission"
+    assert any("no fluorescence" in w for w in res.warnings)
+
+
+def test_generator_can_be_cancelled(small_sim):
+    calls = []
+    with pytest.raises(Cancelled):
+        run_analysis(small_sim.recording(), small_sim.rois, AnalysisParams(methods=("bandpass",), chunk_mb=1),
+                     progress=calls.append, cancel=lambda: len(calls) >= 3)
+    gen = iter_analysis(small_sim.recording(), small_sim.rois, AnalysisParams(methods=("bandpass",)))
+    next(gen)
+    gen.close()  # closing mid-way is clean
+
+
+@pytest.mark.parametrize("params,msg", [
+    (AnalysisParams(methods=("bandpass",), validation=(0, 5000)), "outside the recording"),
+    (AnalysisParams(methods=("bandpass",), validation=(100, 50)), "outside the recording"),
+    (AnalysisParams(methods=("matched",), validation=(0, 1500)), "training frames"),
+    (AnalysisParams(methods=("bandpass",), low_hz=2, high_hz=30), "Nyquist"),
+    (AnalysisParams(methods=("bandpass",), low_hz=10, high_hz=5), "below the high edge"),
+    (AnalysisParams(methods=("nonsense",)), "unknown method"),
+    (AnalysisParams(methods=()), "at least one method"),
+    (AnalysisParams(methods=("bandpass",), max_lag_s=-1), "max lag"),
+])
+def test_bad_parameters_are_refused_before_work(small_sim, params, msg):
+    with pytest.raises(MicromotionError, match=msg):
+        run_analysis(small_sim.recording(), small_sim.rois, params)
+
+
+def test_slow_camera_lowers_the_default_high_edge(small_sim):
+    rec = Recording(small_sim.transmission[:400], 18.0, small_sim.fluorescence[:400])
+    res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",)))
+    assert res.passband["high_hz"] == pytest.approx(7.2)
+    assert any("Nyquist" in w for w in res.warnings)
