@@ -31,6 +31,8 @@ class BeatParams:
     smooth_s: float = 0.2
     threshold_sd: float = 5.0
     refractory_s: float = 0.4
+    #: a burst must stand out by this fraction of its height (contraction and relaxation are one beat)
+    rel_prominence: float = 0.6
 
 
 def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatParams()) -> np.ndarray:
@@ -41,7 +43,7 @@ def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatP
     # energy is chi-square-like; the square root makes bursts and noise more symmetric
     sm = np.sqrt(np.maximum(sm, 0))
     spikes = detect_spikes(sm, fps, threshold_sd=params.threshold_sd * math.sqrt(win),
-                           refractory_s=params.refractory_s)
+                           refractory_s=params.refractory_s, rel_prominence=params.rel_prominence)
     return spikes.onsets / fps
 
 

@@ -385,7 +385,7 @@ def robust_noise(trace: np.ndarray) -> float:
 
 
 def detect_spikes(trace: np.ndarray, fps: float, *, threshold_sd: float = 5.0, min_height: float | None = None,
-                  refractory_s: float = 0.5, rel_height: float = 0.5) -> SpikeTrain:
+                  refractory_s: float = 0.5, rel_height: float = 0.5, rel_prominence: float = 0.0) -> SpikeTrain:
     """Find transient onsets in a (dF/F0) trace.
 
     A spike is a local maximum at least ``threshold_sd`` robust noise SDs (and
@@ -407,6 +407,9 @@ def detect_spikes(trace: np.ndarray, fps: float, *, threshold_sd: float = 5.0, m
         Minimum time between spikes in seconds.
     rel_height
         Fraction of the peak height that defines the onset.
+    rel_prominence
+        Minimum prominence as a fraction of the peak's height above the median; a hump
+        on the flank of a larger peak (e.g. relaxation after contraction) is not a spike.
     """
     y = np.asarray(trace, dtype=np.float64)
     check(y.ndim == 1 and y.size >= 3, "spike detection needs a 1D trace of at least 3 samples.")
@@ -418,6 +421,9 @@ def detect_spikes(trace: np.ndarray, fps: float, *, threshold_sd: float = 5.0, m
     thr = max(thr, 1e-12)
     distance = max(1, int(round(refractory_s * fps)))
     peaks, props = signal.find_peaks(y - med, height=thr, distance=distance, prominence=thr)
+    if rel_prominence > 0 and peaks.size:
+        keep = props["prominences"] >= rel_prominence * (y[peaks] - med)
+        peaks = peaks[keep]
     onsets = np.empty(peaks.size)
     for i, p in enumerate(peaks):
         level = med + rel_height * (y[p] - med)
