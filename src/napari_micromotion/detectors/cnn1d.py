@@ -14,10 +14,13 @@ weight decay) on the mean-square error for 3 epochs.
 
 Normalisation (stored with the model)
 -------------------------------------
-* input: the band-passed pixel series divided by the pixel's mean intensity
-  (relative intensity change dI/I, independent of illumination and camera gain),
-  then by one global ``input_scale`` (the RMS of dI/I over the training pixels and
-  frames) so that typical inputs are of order 1;
+* input: the band-passed pixel series in units of its own noise (``"noise"``,
+  default: divided by the robust SD of the pixel's band-passed signal, so that a
+  pixel with sub-pixel motion and a pixel with large motion differ only in
+  signal-to-noise ratio, whatever the illumination) or as relative intensity change
+  (``"relative"``: divided by the pixel's mean intensity, dI/I); then divided by one
+  global ``input_scale`` (the RMS over the training pixels and frames) so typical
+  inputs are of order 1;
 * target: the ground-truth trace z-normalised over the training frames
   (``target_mean``, ``target_sd``); predictions are in those units.
 """
@@ -25,13 +28,12 @@ Normalisation (stored with the model)
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import Cancelled, MicromotionError, check
+from ..errors import MicromotionError, check
 from ..progress import Progress
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "predict_cnn1d",
     "resolve_device",
     "training_windows",
+    "normalise_columns",
 ]
 
 ARCHITECTURE = "rinner2020-cnn1d"
@@ -57,6 +60,24 @@ N_PLAIN = 16
 DILATIONS = (2, 4, 8, 16)
 N_FEATURES = 3
 WIDTH = 3
+
+
+def normalise_columns(filtered: np.ndarray, mean_intensity: np.ndarray, mode: str) -> np.ndarray:
+    """Per-pixel input normalisation of band-passed ``(T, P)`` columns (before the global scale).
+
+    ``"noise"``: divide by the robust noise SD, 1.4826 * MAD of the column's first
+    differences / sqrt(2) (insensitive to the rare motion bursts); ``"relative"``: divide
+    by the pixel's mean intensity.  Columns with zero scale become zeros.
+    """
+    x = np.asarray(filtered, dtype=np.float32)
+    if mode == "relative":
+        scale = np.asarray(mean_intensity, dtype=np.float32)
+    else:
+        d = np.diff(x, axis=0)
+        scale = (1.4826 / math.sqrt(2.0)) * np.median(np.abs(d - np.median(d, axis=0)), axis=0)
+        scale = scale.astype(np.float32)
+    ok = np.abs(scale) > 0
+    return np.where(ok, x / np.where(ok, scale, 1), 0).astype(np.float32)
 
 
 def receptive_field() -> int:
@@ -147,6 +168,10 @@ class CNN1DParams:
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     chunk_pixels
         Pixels per inference batch.
+    input_norm
+        ``"noise"``: each band-passed pixel series divided by its own robust noise SD
+        (signal-to-noise units; default) or ``"relative"``: divided by the pixel's mean
+        intensity (dI/I).  Either is then divided by one global ``input_scale``.
     """
 
     epochs: int = 3
@@ -158,6 +183,7 @@ class CNN1DParams:
     seed: int = 0
     device: str = "auto"
     chunk_pixels: int = 2048
+    input_norm: str = "noise"
 
     def validate(self) -> None:
         check(isinstance(self.epochs, (int, np.integer)) and 1 <= self.epochs <= 10000, f"epochs must be a positive integer, got {self.epochs!r}.")
@@ -167,6 +193,7 @@ class CNN1DParams:
         check(isinstance(self.window, (int, np.integer)) and self.window >= receptive_field(),
               f"training windows must be at least {receptive_field()} frames (the receptive field), got {self.window!r}.")
         check(isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1, f"batch size must be a positive integer, got {self.batch_size!r}.")
+        check(self.input_norm in ("noise", "relative"), f"input normalisation must be 'noise' or 'relative', got {self.input_norm!r}.")
 
 
 @dataclass(frozen=True)
@@ -176,7 +203,7 @@ class Normalisation:
     input_scale: float
     target_mean: float
     target_sd: float
-    relative_input: bool = True
+    mode: str = "noise"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -10,7 +10,6 @@ squared before scoring, like the band-pass output (Fig. 4).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Sequence
 

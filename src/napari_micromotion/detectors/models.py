@@ -157,7 +157,9 @@ def load_cnn1d(path: str | os.PathLike) -> TrainedCNN1D:
     net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
     net.eval()
     try:
-        norm = Normalisation(**meta["normalisation"])
+        nd = dict(meta["normalisation"])
+        check(nd.get("mode", "noise") in ("noise", "relative"), f"{Path(path).name}: unknown input normalisation.")
+        norm = Normalisation(**nd)
         return TrainedCNN1D(
             net=net, normalisation=norm, fps=float(meta["fps"]), passband_hz=tuple(meta["passband_hz"]),
             filter_order=int(meta["filter_order"]), training_frames=[tuple(s) for s in meta["training_frames"]],
