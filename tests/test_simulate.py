@@ -7,7 +7,7 @@ import tifffile
 from napari_micromotion.errors import MicromotionError
 from napari_micromotion.io import read_recording
 from napari_micromotion.rois import rasterize, read_rois
-from napari_micromotion.simulate import Simulator, SimulationParams, simulate
+from napari_micromotion.simulate import simulate
 
 
 def test_deterministic_per_seed():

@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", "-o", required=True, help="output folder (written atomically)")
     a.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     a.add_argument("--no-report", action="store_true", help="skip report.png")
+    a.add_argument("--save-filtered", action="store_true", help="write the band-passed video to filtered.zarr")
+    a.add_argument("--save-predictions", action="store_true",
+                   help="write per-pixel predictions to predictions/<method>.zarr")
+    a.add_argument("--scheduler", help="split the recording into pixel-chunk tasks on this dask scheduler "
+                   "(tcp://HOST:PORT, or 'local' for a LocalCluster)")
+    a.add_argument("--workers", type=int, default=2, help="LocalCluster workers with --scheduler local (default 2)")
     a.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
     t = sub.add_parser("train", help="train the 1D CNN and save it (no scoring)",
@@ -278,12 +284,50 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         print(f"recording: {rec.describe()}", file=sys.stderr)
         for w in rec.provenance.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
-    results = drive(iter_analysis(rec, rois, params, model_1d=model), progress=progress)
-    for w in results.warnings:
-        if not args.quiet:
-            print(f"warning: {w}", file=sys.stderr)
-    write_results(results, out, overwrite=args.overwrite, inputs=_input_checksums(args),
-                  extra={"recording_provenance": rec.provenance}, report=not args.no_report)
+    stores: dict[str, Path] = {}
+    kwargs: dict[str, Any] = {}
+    client = None
+    scratch = None
+    try:
+        if args.save_filtered or args.save_predictions:
+            import tempfile
+
+            from .distributed import open_zarr_stack
+            from .pipeline import row_chunks
+
+            scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.zarr-", dir=out.absolute().parent))
+            rows = row_chunks(rec.n_frames, rec.frame_shape, params.chunk_mb)[0]
+            shape = (rec.n_frames, *rec.frame_shape)
+            if args.save_filtered:
+                stores["filtered.zarr"] = scratch / "filtered.zarr"
+                kwargs["filtered_out"] = open_zarr_stack(stores["filtered.zarr"], shape, rows[1] - rows[0])
+            if args.save_predictions:
+                kwargs["predictions_out"] = {}
+                for m in params.methods:
+                    if m in ("bandpass", "matched", "cnn1d"):
+                        stores[f"predictions/{m}.zarr"] = scratch / f"{m}.zarr"
+                        kwargs["predictions_out"][m] = open_zarr_stack(scratch / f"{m}.zarr", shape, rows[1] - rows[0])
+        if args.scheduler:
+            from .distributed import dask_chunks, make_client
+
+            client = make_client(None if args.scheduler == "local" else args.scheduler, args.workers)
+            kwargs["run_chunks"] = dask_chunks(client)
+        results = drive(iter_analysis(rec, rois, params, model_1d=model, **kwargs), progress=progress)
+        for w in results.warnings:
+            if not args.quiet:
+                print(f"warning: {w}", file=sys.stderr)
+        write_results(results, out, overwrite=args.overwrite, inputs=_input_checksums(args),
+                      extra={"recording_provenance": rec.provenance}, report=not args.no_report, move_in=stores)
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None and args.scheduler == "local":
+                cluster.close()
+        if scratch is not None:
+            import shutil
+
+            shutil.rmtree(scratch, ignore_errors=True)
     if not args.quiet:
         print(f"wrote {out} ({results.timings_s['total']:.1f} s)", file=sys.stderr)
         _print_scores(results)

@@ -22,7 +22,6 @@ only when complete; an existing folder is replaced only with ``overwrite``.
 from __future__ import annotations
 
 import csv
-import io as _io
 import json
 import math
 import os
@@ -31,7 +30,7 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -163,8 +162,13 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
 
 
 def write_results(results: Any, out: str | os.PathLike, *, overwrite: bool = False, inputs: dict[str, Any] | None = None,
-                  extra: dict[str, Any] | None = None, report: bool = True, save_models: bool = True) -> Path:
-    """Write *results* into folder *out* atomically (see module docstring for the layout)."""
+                  extra: dict[str, Any] | None = None, report: bool = True, save_models: bool = True,
+                  move_in: dict[str, Path] | None = None) -> Path:
+    """Write *results* into folder *out* atomically (see module docstring for the layout).
+
+    *move_in* maps names inside the output folder to existing files or folders (e.g. zarr
+    stores written during the analysis) that are moved in before the folder is committed.
+    """
     import tifffile
 
     from .detectors.models import save_cnn1d, save_cnn3d
@@ -208,6 +212,10 @@ def write_results(results: Any, out: str | os.PathLike, *, overwrite: bool = Fal
             from .report import save_report
 
             save_report(results, tmp / "report.png")
+        for name, src in (move_in or {}).items():
+            target = tmp / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(src), str(target))
         commit_output_dir(tmp, out)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -56,7 +56,7 @@ LOSSY_WARNING = (
 )
 
 _UNIT_TO_UM = {
-    "um": 1.0, "µm": 1.0, "\u00b5m": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
+    "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
     "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
     "cm": 1e4, "m": 1e6, "meter": 1e6,
 }

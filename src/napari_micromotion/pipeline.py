@@ -30,12 +30,13 @@ from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
+from .chunks import ArraySource, ChunkJob, ChunkResult, CNNSpec, GatherSpec, MatchedSpec, process_chunk
 from .beats import BeatParams, beat_stats, beats_from_energy, beats_from_fluorescence
-from .detectors.cnn1d import CNN1DParams, Normalisation, TrainedCNN1D, iter_train_cnn1d, predict_cnn1d, resolve_device
+from .detectors.cnn1d import (CNN1DParams, Normalisation, TrainedCNN1D, iter_train_cnn1d, resolve_device)
 from .detectors.cnn3d import CNN3DParams, TrainedCNN3D, iter_train_cnn3d
-from .detectors.matched import MatchedParams, find_training_spikes, matched_filter, templates
+from .detectors.matched import MatchedParams, find_training_spikes
 from .errors import MicromotionError, check
-from .filters import BandpassDesign, bandpass, baseline, design_bandpass, dff, min_frames_for
+from .filters import BandpassDesign, baseline, design_bandpass, dff, min_frames_for
 from .limits import CameraParams, detection_limit
 from .progress import Progress, drive
 from .recording import Recording
@@ -268,7 +269,7 @@ def _plan(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, model_1d:
 
 
 # ---------------------------------------------------------------- helpers
-def _row_chunks(n_frames: int, shape: tuple[int, int], chunk_mb: int, arrays: int = 8) -> list[tuple[int, int]]:
+def row_chunks(n_frames: int, shape: tuple[int, int], chunk_mb: int, arrays: int = 8) -> list[tuple[int, int]]:
     ny, nx = shape
     per_row = n_frames * nx * 4 * arrays
     rows = max(1, int(chunk_mb * 2**20 // max(per_row, 1)))
@@ -308,20 +309,36 @@ class _TopK:
         self.idx = np.zeros(0, np.int64)
         self.data = np.zeros((0, n_t), np.float32)
 
-    def offer(self, keys: np.ndarray, idx: np.ndarray, cols: np.ndarray) -> None:
+    def offer_rows(self, keys: np.ndarray, idx: np.ndarray, rows: np.ndarray) -> None:
+        """Merge candidates (``rows``: one series per candidate) and keep the best k."""
         if self.k <= 0 or keys.size == 0:
             return
-        take = np.argsort(keys)[::-1][: self.k]
-        all_keys = np.concatenate([self.keys, keys[take]])
-        all_idx = np.concatenate([self.idx, idx[take]])
-        all_data = np.concatenate([self.data, np.ascontiguousarray(cols[:, take].T)])
-        keep = np.argsort(all_keys)[::-1][: self.k]
+        all_keys = np.concatenate([self.keys, keys])
+        all_idx = np.concatenate([self.idx, idx])
+        all_data = np.concatenate([self.data, rows])
+        keep = np.argsort(all_keys, kind="stable")[::-1][: self.k]
         self.keys, self.idx, self.data = all_keys[keep], all_idx[keep], all_data[keep]
+
+
+def _cnn_spec(model: TrainedCNN1D, device: str) -> CNNSpec:
+    from .detectors import fast
+
+    return CNNSpec(weights=fast.weights_of(model.net), input_scale=model.normalisation.input_scale,
+                   mode=model.normalisation.mode, device=device, net=model.net if device != "cpu" else None)
+
+
+def local_chunks(jobs: Sequence[ChunkJob]):
+    """Process chunk jobs one after the other in this process."""
+    for job in jobs:
+        yield process_chunk(job)
 
 
 # ---------------------------------------------------------------- the analysis
 def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: AnalysisParams = AnalysisParams(), *,
-                  model_1d: TrainedCNN1D | None = None, train_only: bool = False) -> Generator[Progress, None, Results]:
+                  model_1d: TrainedCNN1D | None = None, train_only: bool = False,
+                  run_chunks: Callable[[Sequence[ChunkJob]], Any] = local_chunks,
+                  filtered_out: Any = None, predictions_out: dict[str, Any] | None = None
+                  ) -> Generator[Progress, None, Results]:
     """Run the chosen methods; yields :class:`Progress`, returns :class:`Results`.
 
     Parameters
@@ -336,6 +353,14 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         A trained 1D CNN to apply instead of training one.
     train_only
         Only train the 1D CNN (``Results.cnn1d``); skip scoring, ROI traces and beats.
+    run_chunks
+        Maps :func:`~napari_micromotion.chunks.process_chunk` over a list of jobs and yields
+        the results in any order: :func:`local_chunks` (default) or a dask client's
+        (:func:`napari_micromotion.distributed.dask_chunks`).
+    filtered_out
+        Optional ``(T, Y, X)`` array-like (e.g. a zarr array) that receives the band-passed video.
+    predictions_out
+        Optional ``{method: (T, Y, X) array-like}`` receiving per-pixel predictions (filters squared).
 
     Raises
     ------
@@ -404,11 +429,12 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     for m in scored:
         score_maps[m] = np.zeros(n_pix, np.float32)
         lag_maps[m] = np.zeros(n_pix, np.float32)
-    for m in ["bandpass"] + [m for m in methods if m in ("matched", "cnn1d")]:
-        if n_roi:
+    if n_roi and not train_only:
+        for m in ["bandpass"] + [m for m in methods if m == "matched"] + (["cnn1d"] if cnn_in_pass_a else []):
             roi_sums[m] = np.zeros((n_t, n_roi), np.float64)
     # training pixels for the 1D CNN
     cp = replace(params.cnn1d, seed=params.seed, device=plan.device)
+    cnn_mode = model_1d.normalisation.mode if model_1d is not None else cp.input_norm
     n_random = n_top = 0
     random_idx = np.zeros(0, np.int64)
     if cnn_train:
@@ -437,83 +463,67 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
             boxes[name] = (rs.start, rs.stop, cs.start, cs.stop)
             box_data[name] = np.zeros((n_t, rs.stop - rs.start, cs.stop - cs.start), np.float32)
 
-    def score_into(m: str, pred: np.ndarray, sl: slice) -> None:
-        if truth is None:
-            return
-        s, lag = score_columns(pred[v0:v1], truth[v0:v1], max_lag)
-        score_maps[m][sl] = s
-        lag_maps[m][sl] = lag / fps
-
-    def roi_into(m: str, pred: np.ndarray, sl: slice) -> None:
-        if roi_w is None:
-            return
-        w = roi_w[sl]
-        if w.any():
-            roi_sums[m] += pred @ w
-
-    # ------------------------------------------------------------ pass A
-    chunks = _row_chunks(n_t, (ny, nx), params.chunk_mb)
+    # ------------------------------------------------------------ pass A (chunk jobs)
+    chunks = row_chunks(n_t, (ny, nx), params.chunk_mb)
     t0 = time.perf_counter()
     method_time: dict[str, float] = {m: 0.0 for m in methods}
-    for ci, (r0, r1) in enumerate(chunks):
+    src = ArraySource.of(rec.transmission)
+    fl_src = ArraySource.of(rec.fluorescence) if activity is not None else None
+    gather_boxes = {k: v for k, v in boxes.items()}
+    cnn_spec = _cnn_spec(model_1d, plan.device) if cnn_in_pass_a else None
+
+    def job_for(r0: int, r1: int, **kw: Any) -> ChunkJob:
+        lo, hi = r0 * nx, r1 * nx
+        return ChunkJob(transmission=src, rows=(r0, r1), nx=nx, design=design, validation=(v0, v1), max_lag=max_lag,
+                        fps=fps, truth=truth, roi_weights=roi_w[lo:hi] if roi_w is not None else None, **kw)
+
+    jobs_a = []
+    for r0, r1 in chunks:
+        lo, hi = r0 * nx, r1 * nx
+        gather = None
+        if cnn_train or gather_boxes:
+            sel = random_idx[(random_idx >= lo) & (random_idx < hi)] if cnn_train else np.zeros(0, np.int64)
+            gather = GatherSpec(random_idx=sel, n_top=n_top if cnn_train else 0, train_mask=train_mask,
+                                boxes={k: b for k, b in gather_boxes.items() if b[0] < r1 and b[1] > r0}, mode=cnn_mode)
+        jobs_a.append(job_for(
+            r0, r1, scored=tuple(scored), roi_methods=tuple(m for m in roi_sums), cnn=cnn_spec, gather=gather,
+            matched=MatchedSpec(onsets, pre, post) if "matched" in methods and not train_only else None,
+            fluorescence=fl_src, fl_baseline=fl_baseline, filtered_store=filtered_out,
+            prediction_stores={m: v for m, v in (predictions_out or {}).items() if m in ("bandpass", "matched")
+                               or (m == "cnn1d" and cnn_in_pass_a)}))
+    random_pos = {int(g): k for k, g in enumerate(random_idx)}
+    # partial sums are folded in chunk order after the pass, so results do not depend on completion order
+    partial: dict[int, ChunkResult] = {}
+    for ci, res in enumerate(run_chunks(jobs_a)):
+        r0, r1 = res.rows
         sl = slice(r0 * nx, r1 * nx)
-        x = rec.transmission[:, r0:r1, :].reshape(n_t, -1)
-        tb = time.perf_counter()
-        filt = bandpass(x, design)
-        mean = np.asarray(x, dtype=np.float32).mean(axis=0)
-        pix_mean[sl] = mean
-        safe_mean = np.where(np.abs(mean) > 0, mean, 1).astype(np.float32)
-        rel = filt / safe_mean
-        energy[sl] = np.sqrt(np.mean(rel * rel, axis=0))
-        if roi_filtered_mean is not None and roi_w[sl].any():
-            roi_filtered_mean += filt @ roi_w[sl]
-        sq = filt * filt
-        roi_into("bandpass", sq, sl)
-        frame_energy += sq.sum(axis=1)
-        frame_filtered += filt.sum(axis=1)
-        if "bandpass" in score_maps:
-            score_into("bandpass", sq, sl)
-        method_time["bandpass"] = method_time.get("bandpass", 0.0) + time.perf_counter() - tb
-        if "matched" in methods:
-            tm = time.perf_counter()
-            tmpl = templates(filt, onsets, pre, post)
-            mf = matched_filter(filt, tmpl, pre)
-            mf *= mf
-            score_into("matched", mf, sl)
-            roi_into("matched", mf, sl)
-            del mf
-            method_time["matched"] += time.perf_counter() - tm
-        if activity is not None:
-            f = np.asarray(rec.fluorescence[:, r0:r1, :], dtype=np.float32).reshape(n_t, -1)
-            f = f - f.mean(axis=0) * fl_baseline[:, None]
-            s, _ = score_columns(f[v0:v1], truth[v0:v1], max_lag)
-            activity[sl] = s
-            del f
-        if cnn_in_pass_a:
-            tc = time.perf_counter()
-            norm = model_1d.normalisation
-            pred = predict_cnn1d(model_1d.net, rel / norm.input_scale, device=plan.device)
-            score_into("cnn1d", pred, sl)
-            roi_into("cnn1d", pred, sl)
-            method_time["cnn1d"] += time.perf_counter() - tc
-        if cnn_train:
-            lo, hi = sl.start, sl.stop
-            sel = (random_idx >= lo) & (random_idx < hi)
-            if sel.any():
-                random_cols[sel] = rel[:, random_idx[sel] - lo].T
-            if n_top:
-                key = np.mean(rel[train_mask] ** 2, axis=0)
-                idx = np.arange(lo, hi)
-                if random_idx.size:
-                    key = np.where(np.isin(idx, random_idx), -np.inf, key)
-                top.offer(key, idx, rel)
-        for name, (br0, br1, bc0, bc1) in boxes.items():
-            a, b = max(r0, br0), min(r1, br1)
-            if a < b:
-                blk = rel.reshape(n_t, r1 - r0, nx)[:, a - r0:b - r0, bc0:bc1]
-                box_data[name][:, a - br0:b - br0, :] = blk
-        del filt, rel, sq
+        pix_mean[sl] = res.mean
+        energy[sl] = res.energy
+        partial[r0] = ChunkResult(rows=res.rows, roi_sums=res.roi_sums, roi_filtered=res.roi_filtered,
+                                  frame_energy=res.frame_energy, frame_filtered=res.frame_filtered)
+        for m, v in res.scores.items():
+            score_maps[m][sl] = v
+            lag_maps[m][sl] = res.lags_s[m]
+        if res.activity is not None:
+            activity[sl] = res.activity
+        if res.random_cols is not None:
+            random_cols[[random_pos[int(g)] for g in res.random_idx]] = res.random_cols
+        if res.top_cols is not None:
+            top.offer_rows(res.top_keys, res.top_idx, res.top_cols)
+        for name, (a, b, blk) in res.boxes.items():
+            box_data[name][:, a:b, :] = blk
+        for m, v in res.seconds.items():
+            method_time[m] = method_time.get(m, 0.0) + v
         yield Progress("band-pass", (ci + 1) / len(chunks), f"rows {r0}-{r1} of {ny}")
+    for r0 in sorted(partial):
+        res = partial[r0]
+        frame_energy += res.frame_energy
+        frame_filtered += res.frame_filtered
+        if res.roi_filtered is not None:
+            roi_filtered_mean += res.roi_filtered
+        for m, v in res.roi_sums.items():
+            roi_sums[m] += v
+    del partial
     timings["pass A (band-pass, matched, maps)"] = time.perf_counter() - t0
 
     # ------------------------------------------------------------ 1D CNN training
@@ -532,7 +542,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         del cols, train_vals, random_cols
         net, losses, epoch_losses = yield from iter_train_cnn1d(inputs, target, training, cp)
         cnn_model = TrainedCNN1D(
-            net=net, normalisation=Normalisation(input_scale, tm, ts), fps=fps,
+            net=net, normalisation=Normalisation(input_scale, tm, ts, mode=cnn_mode), fps=fps,
             passband_hz=(design.low_hz, design.high_hz), filter_order=design.order, training_frames=list(training),
             loss_curve=losses, epoch_loss=epoch_losses, params={**asdict(cp), "ground_truth": params.ground_truth},
             device=plan.device, n_training_pixels=int(inputs.shape[0]), seconds=time.perf_counter() - t0)
@@ -551,18 +561,24 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         t0 = time.perf_counter()
         score_maps["cnn1d"] = np.zeros(n_pix, np.float32)
         lag_maps["cnn1d"] = np.zeros(n_pix, np.float32)
-        norm = cnn_model.normalisation
-        for ci, (r0, r1) in enumerate(chunks):
+        if n_roi:
+            roi_sums["cnn1d"] = np.zeros((n_t, n_roi), np.float64)
+        spec = _cnn_spec(cnn_model, plan.device)
+        stores = {m: v for m, v in (predictions_out or {}).items() if m == "cnn1d"}
+        jobs_b = [job_for(r0, r1, scored=("cnn1d",), roi_methods=("cnn1d",), cnn=spec, basics=False,
+                          prediction_stores=stores) for r0, r1 in chunks]
+        sums_b: dict[int, np.ndarray] = {}
+        for ci, res in enumerate(run_chunks(jobs_b)):
+            r0, r1 = res.rows
             sl = slice(r0 * nx, r1 * nx)
-            x = rec.transmission[:, r0:r1, :].reshape(n_t, -1)
-            filt = bandpass(x, design)
-            safe_mean = np.where(np.abs(pix_mean[sl]) > 0, pix_mean[sl], 1).astype(np.float32)
-            filt /= safe_mean * np.float32(norm.input_scale)
-            pred = predict_cnn1d(cnn_model.net, filt, device=plan.device)
-            score_into("cnn1d", pred, sl)
-            roi_into("cnn1d", pred, sl)
-            del filt, pred
+            if "cnn1d" in res.scores:
+                score_maps["cnn1d"][sl] = res.scores["cnn1d"]
+                lag_maps["cnn1d"][sl] = res.lags_s["cnn1d"]
+            if "cnn1d" in res.roi_sums:
+                sums_b[r0] = res.roi_sums["cnn1d"]
             yield Progress("cnn1d", (ci + 1) / len(chunks), f"rows {r0}-{r1} of {ny}")
+        for r0 in sorted(sums_b):
+            roi_sums["cnn1d"] += sums_b[r0]
         timings["pass B (1D CNN inference)"] = time.perf_counter() - t0
         method_time["cnn1d"] = method_time.get("cnn1d", 0.0) + timings["pass B (1D CNN inference)"]
 
@@ -671,6 +687,6 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
 
 def run_analysis(recording: Recording, rois: Sequence[ROI] = (), params: AnalysisParams = AnalysisParams(), *,
                  model_1d: TrainedCNN1D | None = None, progress: Callable[[Progress], None] | None = None,
-                 cancel: Callable[[], bool] | None = None) -> Results:
-    """Synchronous :func:`iter_analysis` for scripts and tests."""
-    return drive(iter_analysis(recording, rois, params, model_1d=model_1d), progress=progress, cancel=cancel)
+                 cancel: Callable[[], bool] | None = None, **kwargs: Any) -> Results:
+    """Synchronous :func:`iter_analysis` for scripts and tests (keyword arguments are passed on)."""
+    return drive(iter_analysis(recording, rois, params, model_1d=model_1d, **kwargs), progress=progress, cancel=cancel)

@@ -32,14 +32,14 @@ import os
 import queue
 import shutil
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 from scipy import ndimage, spatial
 
-from .errors import Cancelled, MicromotionError, check
+from .errors import Cancelled, check
 from .recording import MIN_FRAMES, Recording
 from .rois import ROI
 

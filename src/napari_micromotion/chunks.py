@@ -1,0 +1,280 @@
+"""One pixel chunk of the analysis as a picklable job: the unit of work for local runs and dask.
+
+A :class:`ChunkJob` describes everything needed to process a band of frame rows
+(all frames, rows ``r0:r1``): where the data lives (:class:`ArraySource`, which
+re-opens memory-mapped files by path so a job can travel to another process or
+machine), the band-pass design, the ground truth, what to predict and score, and
+what to gather for training.  :func:`process_chunk` returns a
+:class:`ChunkResult` that the pipeline folds into its maps and traces.  Jobs for
+different chunks are independent.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .detectors.cnn1d import normalise_columns
+from .errors import check
+from .filters import BandpassDesign, bandpass
+from .scoring import score_columns
+
+__all__ = ["ArraySource", "ChunkJob", "ChunkResult", "process_chunk", "MatchedSpec", "CNNSpec", "GatherSpec"]
+
+
+@dataclass
+class ArraySource:
+    """An array, or the recipe to re-open it read-only from a file (for other processes).
+
+    ``of(array)`` keeps the array for local use and, when it is (a view of) a
+    ``numpy.memmap``, also the file name, offset, dtype, shape and strides; pickling
+    drops the in-memory array and keeps only the recipe.
+    """
+
+    array: np.ndarray | None
+    path: str | None = None
+    dtype: str = ""
+    offset: int = 0
+    shape: tuple[int, ...] = ()
+    strides: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, arr: np.ndarray) -> "ArraySource":
+        root = arr
+        while isinstance(root.base, np.ndarray):  # views of a memmap are memmaps too; find the one owning the map
+            root = root.base
+        if isinstance(root, np.memmap) and getattr(root, "filename", None):
+            start = arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+            return cls(arr, str(root.filename), arr.dtype.str, int(root.offset) + int(start), tuple(arr.shape),
+                       tuple(arr.strides))
+        return cls(arr)
+
+    @property
+    def reopenable(self) -> bool:
+        return self.path is not None
+
+    def open(self) -> np.ndarray:
+        if self.array is not None:
+            return self.array
+        check(self.path is not None, "this array lives in memory only and cannot be re-opened in another process.")
+        mm = np.memmap(self.path, dtype=np.uint8, mode="r")
+        return np.ndarray(buffer=mm, dtype=np.dtype(self.dtype), shape=self.shape, strides=self.strides,
+                          offset=self.offset)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["array"] = None  # ship the recipe, not the data
+        return state
+
+    def rows(self, r0: int, r1: int) -> np.ndarray:
+        """``(T, (r1 - r0) * X)`` view of rows ``r0:r1`` of a ``(T, Y, X)`` array."""
+        a = self.open()
+        return a[:, r0:r1, :].reshape(a.shape[0], -1)
+
+
+@dataclass
+class MatchedSpec:
+    onsets: np.ndarray
+    pre: int
+    post: int
+
+
+@dataclass
+class CNNSpec:
+    weights: Any            # detectors.fast.CNNWeights
+    input_scale: float
+    mode: str
+    device: str = "cpu"
+    net: Any = None         # torch module, only for non-CPU devices
+
+
+@dataclass
+class GatherSpec:
+    """What to collect for training: chosen random pixels, top-k candidates, ROI boxes."""
+
+    random_idx: np.ndarray           # global flat pixel indices inside this chunk
+    n_top: int
+    train_mask: np.ndarray           # (T,) bool
+    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
+    mode: str = "noise"
+
+
+@dataclass
+class ChunkJob:
+    transmission: ArraySource
+    rows: tuple[int, int]
+    nx: int
+    design: BandpassDesign
+    validation: tuple[int, int]
+    max_lag: int
+    fps: float
+    truth: np.ndarray | None = None
+    scored: tuple[str, ...] = ()           # methods whose per-pixel score maps are wanted
+    roi_methods: tuple[str, ...] = ()      # methods whose ROI sums are wanted
+    roi_weights: np.ndarray | None = None  # (P_chunk, n_roi) 0/1 membership, or None
+    matched: MatchedSpec | None = None
+    cnn: CNNSpec | None = None
+    gather: GatherSpec | None = None
+    fluorescence: ArraySource | None = None
+    fl_baseline: np.ndarray | None = None
+    basics: bool = True                    # mean, energy, frame traces, filtered ROI means
+    filtered_store: Any = None             # optional zarr array (T, Y, X) to receive the band-passed rows
+    prediction_stores: dict[str, Any] = field(default_factory=dict)  # method -> zarr array (T, Y, X)
+
+
+@dataclass
+class ChunkResult:
+    rows: tuple[int, int]
+    mean: np.ndarray | None = None
+    energy: np.ndarray | None = None
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    lags_s: dict[str, np.ndarray] = field(default_factory=dict)
+    roi_sums: dict[str, np.ndarray] = field(default_factory=dict)
+    roi_filtered: np.ndarray | None = None
+    frame_energy: np.ndarray | None = None
+    frame_filtered: np.ndarray | None = None
+    activity: np.ndarray | None = None
+    random_idx: np.ndarray | None = None
+    random_cols: np.ndarray | None = None
+    top_keys: np.ndarray | None = None
+    top_idx: np.ndarray | None = None
+    top_cols: np.ndarray | None = None
+    boxes: dict[str, tuple[int, int, np.ndarray]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _score(job: ChunkJob, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v0, v1 = job.validation
+    s, lag = score_columns(pred[v0:v1], job.truth[v0:v1], job.max_lag)
+    return s, (lag / job.fps).astype(np.float32)
+
+
+class _RoiSum:
+    """Sum columns over each ROI in float64 with numpy's own (thread-independent) summation.
+
+    A BLAS product would be faster but its rounding depends on the thread count, so a
+    chunk processed on a single-threaded dask worker would differ in the last bit.
+    """
+
+    def __init__(self, membership: np.ndarray) -> None:
+        self.cols = [np.nonzero(membership[:, i])[0] for i in range(membership.shape[1])]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((x.shape[0], len(self.cols)))
+        for i, c in enumerate(self.cols):
+            if c.size:
+                out[:, i] = x[:, c].sum(axis=1, dtype=np.float64)
+        return out
+
+
+def _store(job: ChunkJob, method: str, pred: np.ndarray) -> None:
+    store = job.prediction_stores.get(method)
+    if store is not None:
+        r0, r1 = job.rows
+        store[:, r0:r1, :] = pred.reshape(pred.shape[0], r1 - r0, job.nx)
+
+
+def process_chunk(job: ChunkJob) -> ChunkResult:
+    """Band-pass one chunk of pixels, predict with each method, score, sum over ROIs, gather training data."""
+    r0, r1 = job.rows
+    out = ChunkResult(rows=job.rows)
+    sec: dict[str, float] = {}
+    t0 = time.perf_counter()
+    x = job.transmission.rows(r0, r1)
+    n_t = x.shape[0]
+    filt = bandpass(x, job.design)
+    if job.filtered_store is not None:
+        job.filtered_store[:, r0:r1, :] = filt.reshape(n_t, r1 - r0, job.nx)
+    mean = np.asarray(x, dtype=np.float32).mean(axis=0)
+    w = _RoiSum(job.roi_weights) if (job.roi_weights is not None and job.roi_weights.any()) else None
+    if job.basics:
+        out.mean = mean
+        safe = np.where(np.abs(mean) > 0, mean, 1).astype(np.float32)
+        rel = filt / safe
+        out.energy = np.sqrt(np.mean(rel * rel, axis=0))
+        del rel
+        out.frame_filtered = filt.sum(axis=1, dtype=np.float64)
+        if w is not None:
+            out.roi_filtered = w(filt)
+    want_sq = job.basics or "bandpass" in job.scored or "bandpass" in job.roi_methods
+    if want_sq:
+        sq = filt * filt
+        if job.basics:
+            out.frame_energy = sq.sum(axis=1, dtype=np.float64)
+        if "bandpass" in job.scored and job.truth is not None:
+            out.scores["bandpass"], out.lags_s["bandpass"] = _score(job, sq)
+        if "bandpass" in job.roi_methods and w is not None:
+            out.roi_sums["bandpass"] = w(sq)
+        _store(job, "bandpass", sq)
+        del sq
+    sec["bandpass"] = time.perf_counter() - t0
+    if job.matched is not None:
+        from .detectors.matched import matched_filter, templates
+
+        t1 = time.perf_counter()
+        m = job.matched
+        mf = matched_filter(filt, templates(filt, m.onsets, m.pre, m.post), m.pre)
+        mf *= mf
+        if job.truth is not None and "matched" in job.scored:
+            out.scores["matched"], out.lags_s["matched"] = _score(job, mf)
+        if w is not None and "matched" in job.roi_methods:
+            out.roi_sums["matched"] = w(mf)
+        _store(job, "matched", mf)
+        del mf
+        sec["matched"] = time.perf_counter() - t1
+    cnn_x = None
+    mode = job.cnn.mode if job.cnn is not None else (job.gather.mode if job.gather is not None else "noise")
+    if job.cnn is not None or job.gather is not None:
+        cnn_x = normalise_columns(filt, mean, mode)
+    del filt
+    if job.cnn is not None:
+        from .detectors import fast
+
+        t1 = time.perf_counter()
+        c = job.cnn
+        xin = cnn_x / np.float32(c.input_scale)
+        if c.device == "cpu" or c.net is None:
+            pred = fast.cnn1d_forward(c.weights, xin)
+        else:
+            from .detectors.cnn1d import _predict_torch
+
+            pred = _predict_torch(c.net, xin, device=c.device, chunk_pixels=4096, features=False)
+        del xin
+        if job.truth is not None and "cnn1d" in job.scored:
+            out.scores["cnn1d"], out.lags_s["cnn1d"] = _score(job, pred)
+        if w is not None and "cnn1d" in job.roi_methods:
+            out.roi_sums["cnn1d"] = w(pred)
+        _store(job, "cnn1d", pred)
+        del pred
+        sec["cnn1d"] = time.perf_counter() - t1
+    if job.gather is not None:
+        g = job.gather
+        lo = r0 * job.nx
+        if g.random_idx.size:
+            out.random_idx = g.random_idx
+            out.random_cols = np.ascontiguousarray(cnn_x[:, g.random_idx - lo].T)
+        if g.n_top:
+            key = np.mean(cnn_x[g.train_mask] ** 2, axis=0)
+            idx = np.arange(lo, lo + cnn_x.shape[1])
+            if g.random_idx.size:
+                key[g.random_idx - lo] = -np.inf
+            take = np.argsort(key)[::-1][: g.n_top]
+            out.top_keys, out.top_idx = key[take], idx[take]
+            out.top_cols = np.ascontiguousarray(cnn_x[:, take].T)
+        for name, (br0, br1, bc0, bc1) in g.boxes.items():
+            a, b = max(r0, br0), min(r1, br1)
+            if a < b:
+                blk = cnn_x.reshape(n_t, r1 - r0, job.nx)[:, a - r0:b - r0, bc0:bc1]
+                out.boxes[name] = (a - br0, b - br0, np.ascontiguousarray(blk))
+    del cnn_x
+    if job.fluorescence is not None and job.truth is not None:
+        f = np.asarray(job.fluorescence.rows(r0, r1), dtype=np.float32)
+        f = f - f.mean(axis=0) * job.fl_baseline[:, None]
+        v0, v1 = job.validation
+        out.activity, _ = score_columns(f[v0:v1], job.truth[v0:v1], job.max_lag)
+    out.seconds = sec
+    return out

@@ -1,0 +1,194 @@
+"""Beyond one machine: many recordings, or one large recording, on a dask.distributed cluster.
+
+* :func:`run_batch` (``micromotion batch "recs/*.tif" --out DIR [--scheduler tcp://HOST:PORT]``)
+  analyses every matching recording as one task on the cluster (a ``LocalCluster``
+  by default) and writes ``DIR/<name>/`` per recording plus ``DIR/batch_summary.csv``.
+* :func:`dask_chunks` maps the pipeline's pixel-chunk jobs onto a cluster, so a single
+  large recording is split into independent tasks (``micromotion analyze ... --scheduler``).
+  Workers re-open memory-mapped inputs by path (read-only), so the files must be
+  visible to the workers under the same path (a shared file system).
+* :func:`open_zarr_stack` creates the chunked zarr store that receives a large
+  intermediate stack (e.g. the band-passed video); napari shows it lazily.
+
+dask, distributed and zarr are optional (``pip install 'napari-micromotion[dask]'``).
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from .errors import MicromotionError, check
+
+__all__ = ["run_batch", "dask_chunks", "make_client", "open_zarr_stack", "find_inputs"]
+
+
+def _require(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MicromotionError(f"this needs the optional package {module.split('.')[0]!r}: "
+                               "pip install 'napari-micromotion[dask]'.") from None
+
+
+def make_client(scheduler: str | None = None, n_workers: int = 2, threads_per_worker: int = 1) -> Any:
+    """A dask ``Client`` on *scheduler* (``tcp://HOST:PORT``), or on a new ``LocalCluster``."""
+    distributed = _require("distributed")
+    if scheduler:
+        try:
+            return distributed.Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise MicromotionError(f"cannot reach the dask scheduler at {scheduler} ({exc}).") from None
+    check(n_workers >= 1, "the number of workers must be at least 1.")
+    cluster = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                                       dashboard_address=None, silence_logs=40)
+    return distributed.Client(cluster)
+
+
+def dask_chunks(client: Any):
+    """A ``run_chunks`` for :func:`~napari_micromotion.pipeline.iter_analysis` that runs each chunk job on *client*.
+
+    Results are yielded as they complete (any order).  Jobs whose data live only in
+    this process' memory cannot travel; use memory-mapped (uncompressed TIFF) inputs.
+    """
+    from .chunks import process_chunk
+
+    distributed = _require("distributed")
+
+    def run(jobs: Sequence[Any]) -> Iterator[Any]:
+        for job in jobs:
+            check(job.transmission.reopenable and (job.fluorescence is None or job.fluorescence.reopenable),
+                  "splitting a recording over a dask cluster needs memory-mapped inputs (uncompressed TIFF files).")
+        futures = client.map(process_chunk, list(jobs), pure=False)
+        try:
+            for fut in distributed.as_completed(futures):
+                yield fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    return run
+
+
+def open_zarr_stack(path: str | os.PathLike, shape: tuple[int, int, int], rows_per_chunk: int,
+                    dtype: str = "float32") -> Any:
+    """Create a zarr array ``(T, Y, X)`` chunked as ``(T, rows_per_chunk, X)`` (one pixel chunk per zarr chunk)."""
+    zarr = _require("zarr")
+    t, y, x = shape
+    return zarr.open_array(str(path), mode="w", shape=shape, chunks=(t, max(1, rows_per_chunk), x), dtype=dtype)
+
+
+def find_inputs(transmission: Path, fluorescence_suffix: str | None, rois: str | None) -> tuple[Path | None, Path | None]:
+    """Fluorescence and ROI files that belong to a transmission file.
+
+    Fluorescence: the name with ``transmission`` replaced by *fluorescence_suffix*
+    (default ``fluorescence``), if that file exists.  ROIs: *rois*, else a ``rois.json``
+    beside the file.
+    """
+    fl = None
+    name = transmission.name
+    key = "transmission"
+    if key in name:
+        cand = transmission.with_name(name.replace(key, fluorescence_suffix or "fluorescence"))
+        if cand.exists() and cand != transmission:
+            fl = cand
+    roi_path = Path(rois) if rois else (transmission.parent / "rois.json")
+    return fl, roi_path if roi_path.is_file() else None
+
+
+def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, fps: float | None, params: Any,
+                 out: str, overwrite: bool) -> dict[str, Any]:
+    """One recording, run on a worker: analyse and write its folder; user errors come back as text."""
+    from .errors import MicromotionError as _Err
+    from .export import write_results
+    from .io import file_checksum, read_recording
+    from .pipeline import run_analysis
+    from .rois import read_rois
+
+    t0 = time.perf_counter()
+    try:
+        rec = read_recording(transmission, fluorescence, fps=fps)
+        roi_list = read_rois(rois) if rois else []
+        res = run_analysis(rec, roi_list, params)
+        inputs = {k: {"path": v, "checksum": file_checksum(v)} for k, v in
+                  (("transmission", transmission), ("fluorescence", fluorescence), ("rois", rois)) if v}
+        write_results(res, out, overwrite=overwrite, inputs=inputs)
+        best = {}
+        for row in res.roi_scores:
+            best[f"{row['roi']}/{row['method']}"] = row["score"]
+        return {"recording": transmission, "status": "ok", "seconds": time.perf_counter() - t0, "out": out,
+                "n_frames": rec.n_frames, "message": "", **{f"score:{k}": v for k, v in best.items()}}
+    except _Err as exc:
+        return {"recording": transmission, "status": "error", "seconds": time.perf_counter() - t0, "out": "",
+                "message": str(exc)}
+
+
+def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
+              fps: float | None = None, rois: str | None = None, fluorescence_suffix: str | None = None,
+              overwrite: bool = False, quiet: bool = False, client: Any = None) -> int:
+    """Analyse every file matching *pattern* in parallel; returns the exit status (0 ok, 2 if any failed).
+
+    Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
+    all of them to ``out_dir/batch_summary.csv``.
+    """
+    _require("distributed")
+    files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
+    files = [f for f in files if f.is_file() or f.is_dir()]
+    check(files, f"no recordings match {pattern!r}.")
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        check(out_dir.is_dir(), f"output path {out_dir} exists and is not a folder.")
+    else:
+        check(out_dir.absolute().parent.is_dir(), f"cannot create {out_dir}: its parent folder does not exist.")
+        out_dir.mkdir()
+    check(os.access(out_dir, os.W_OK), f"cannot write into {out_dir} (permission denied).")
+    stems = [f.name.split(".")[0] if f.is_file() else f.name for f in files]
+    if len(set(stems)) < len(stems):  # same names in different folders: use the parent folder too
+        stems = [f"{f.parent.name}_{s}" for f, s in zip(files, stems)]
+    targets = [out_dir / s for s in stems]
+    clash = [str(t) for t in targets if t.exists() and not overwrite]
+    check(not clash, f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); pass --overwrite.")
+    own_client = client is None
+    client = client or make_client(scheduler, n_workers)
+    distributed = _require("distributed")
+    try:
+        futures = []
+        for f, target in zip(files, targets):
+            fl, roi = find_inputs(f, fluorescence_suffix, rois)
+            futures.append(client.submit(_analyze_one, str(f), str(fl) if fl else None, str(roi) if roi else None, fps,
+                                         params, str(target), overwrite, pure=False))
+        rows = []
+        for k, fut in enumerate(distributed.as_completed(futures), start=1):
+            row = fut.result()
+            rows.append(row)
+            if not quiet:
+                state = "ok" if row["status"] == "ok" else f"error: {row['message']}"
+                print(f"[{k}/{len(futures)}] {Path(row['recording']).name}: {state} ({row['seconds']:.1f} s)",
+                      file=sys.stderr)
+    finally:
+        if own_client:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    rows.sort(key=lambda r: r["recording"])
+    cols = ["recording", "status", "seconds", "n_frames", "out", "message"]
+    cols += sorted({k for r in rows for k in r if k.startswith("score:")})
+    with open(out_dir / "batch_summary.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        print(f"error: {len(failed)} of {len(rows)} recordings failed; see {out_dir / 'batch_summary.csv'}.",
+              file=sys.stderr)
+        return 2
+    return 0
