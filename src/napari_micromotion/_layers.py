@@ -55,12 +55,14 @@ def rois_layer(rois: Sequence[ROI], name: str = "ROIs", scale: tuple[float, floa
     if ndim == 3:
         data = [np.column_stack([np.zeros(len(p)), p]) for p in data]
     features = {"name": [r.name for r in rois], "kind": [r.kind for r in rois]}
+    # napari maps a categorical colour cycle onto the *sorted* distinct values present
+    present = sorted({r.kind for r in rois}) or ["other"]
     kwargs: dict[str, Any] = {
         "name": name,
         "shape_type": "polygon",
         "features": features,
         "edge_color": "kind",
-        "edge_color_cycle": [KIND_COLOURS[k] for k in KINDS],
+        "edge_color_cycle": [KIND_COLOURS[k] for k in present],
         "face_color": "transparent",
         "edge_width": 1.5,
         "text": {"string": "{name}", "color": "white", "size": 9, "anchor": "upper_left"},
@@ -100,7 +102,8 @@ def rois_from_shapes(data: Sequence[np.ndarray], shape_types: Sequence[str], fea
             pts = ellipse_polygon(pts)
         elif st not in ("polygon", "rectangle"):
             raise MicromotionError(f"shape {k + 1} is a {st}; ROIs must be polygons, rectangles or ellipses.")
-        name = str(names[k]) if k < len(names) and names[k] not in (None, "", "nan") else f"roi{k + 1}"
+        raw = names[k] if k < len(names) else None  # pandas fills missing names with NaN
+        name = raw.strip() if isinstance(raw, str) and raw.strip() not in ("", "nan") else f"roi{k + 1}"
         kind = str(kinds[k]) if k < len(kinds) and kinds[k] in KINDS else "other"
         out.append(ROI(name=name, kind=kind, polygon=pts))
     return out

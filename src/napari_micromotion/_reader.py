@@ -59,13 +59,34 @@ def read_path(path: str | list[str]) -> list:
         if "frame rate" not in str(exc):
             raise
         # no frame rate in the file: open it anyway, the Recording widget asks for the fps
-        from .io import read_stack, select_channel
-
-        info = read_stack(p)
-        data, _ = select_channel(info, None)
-        from ._layers import META_KEY
-
-        return [(data, {"name": "transmission", "colormap": "gray",
-                        "metadata": {META_KEY: {"fps": None, "pixel_size_um": info.pixel_size_um, "role": "transmission",
-                                                "provenance": {"transmission": {"path": str(p)}}}}}, "image")]
+        return _layers_without_fps(p)
     return recording_layers(rec)
+
+
+def _layers_without_fps(p: Path) -> list:
+    """Transmission (and the other channel of a two-channel file as fluorescence) without a frame rate."""
+    import numpy as np
+
+    from ._layers import META_KEY
+    from .io import read_stack, select_channel
+
+    info = read_stack(p)
+    px = info.pixel_size_um
+    scale = (1.0, px, px) if px else None
+    channels = [("transmission", 0, "gray")]
+    if info.n_channels == 2:
+        channels.append(("fluorescence", 1, "magma"))
+    layers = []
+    for role, idx, cmap in channels:
+        data, _ = select_channel(info, idx if "C" in info.axes else None, role)
+        first = np.asarray(data[: min(20, data.shape[0])], dtype=np.float32)
+        lo, hi = (float(v) for v in np.percentile(first, [0.5, 99.5]))
+        kwargs = {"name": role, "colormap": cmap, "contrast_limits": (lo, hi if hi > lo else lo + 1),
+                  "metadata": {META_KEY: {"fps": None, "pixel_size_um": px, "role": role,
+                                          "provenance": {role: {"path": str(p), "channel": idx if "C" in info.axes else None}}}}}
+        if scale is not None:
+            kwargs["scale"] = scale
+        if role == "fluorescence":
+            kwargs.update(blending="additive", visible=False)
+        layers.append((data, kwargs, "image"))
+    return layers

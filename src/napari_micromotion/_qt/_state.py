@@ -1,0 +1,439 @@
+"""One :class:`Session` per viewer: what the widgets share.
+
+The widgets are independent npe2 dock widgets; they meet here:
+
+* the Recording widget edits :class:`RecordingChoice` (which layers, fps, pixel
+  size, channel) and :meth:`Session.build_recording` turns it into a
+  :class:`~napari_micromotion.recording.Recording` (layers chosen automatically
+  when the widget was never opened);
+* the ROIs widget names the ROI layer; :meth:`Session.build_rois` converts its
+  shapes to pixel coordinates of the transmission layer;
+* the Analysis widget hands finished :class:`~napari_micromotion.pipeline.Results`
+  to :meth:`Session.set_results`, which updates the result layers by name and
+  emits :attr:`Session.results_changed` for the Traces and Score table widgets;
+* edits of the analysed ROI layer re-compute the ROI traces and scores in the
+  background (:mod:`._retrace`).
+
+The session holds the viewer only weakly, and is dropped with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import QObject, QTimer, Signal
+
+from .._layers import META_KEY, rois_from_shapes
+from ..errors import MicromotionError, check
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+    from ..pipeline import Results
+    from ..recording import Recording
+    from ..rois import ROI
+
+__all__ = ["Session", "RecordingChoice", "get_session", "unwrap_viewer", "plugin_meta", "spatial_transform"]
+
+log = logging.getLogger("napari_micromotion")
+_SESSIONS: dict[int, "Session"] = {}
+
+
+def plugin_meta(layer: Any) -> dict[str, Any]:
+    """The plugin's namespaced metadata of *layer* (``{}`` when there is none)."""
+    meta = getattr(layer, "metadata", None) or {}
+    value = meta.get(META_KEY)
+    return value if isinstance(value, dict) else {}
+
+
+def spatial_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, translate)`` of the last two (row, col) axes of *layer*."""
+    return np.asarray(layer.scale, float)[-2:], np.asarray(layer.translate, float)[-2:]
+
+
+def _layer_array(layer: Any) -> Any:
+    data = layer.data
+    if getattr(layer, "multiscale", False):
+        data = data[0]
+    return data
+
+
+@dataclass
+class RecordingChoice:
+    """What the Recording widget chose (``None``: automatic / from the layer's metadata)."""
+
+    transmission: str | None = None
+    fluorescence: str | None = None   # layer name; "" means no fluorescence
+    fps: float | None = None
+    pixel_size_um: float | None = None
+    channel: int | None = None        # channel of a (T, C, Y, X) transmission layer
+    fluorescence_channel: int | None = None
+
+
+@dataclass
+class Provenance:
+    """Where a result came from (stored in layer metadata and exports)."""
+
+    run: int
+    created: str
+    transmission_layer: str | None
+    fluorescence_layer: str | None
+    rois_layer: str | None
+    recording: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        from .. import __version__
+
+        return {"run": self.run, "created": self.created, "napari_micromotion_version": __version__,
+                "transmission_layer": self.transmission_layer, "fluorescence_layer": self.fluorescence_layer,
+                "rois_layer": self.rois_layer, "recording": self.recording, "note": self.note}
+
+
+class Session(QObject):
+    """Shared state of the plugin's widgets in one viewer."""
+
+    #: new Results (or None); emitted after the result layers were updated
+    results_changed = Signal(object)
+    #: the recording choice changed (layers, fps, ...)
+    recording_changed = Signal()
+    #: an analysis started (True) or ended (False)
+    busy_changed = Signal(bool)
+    #: ROI traces are being recomputed (True) or done (False)
+    retracing_changed = Signal(bool)
+
+    def __init__(self, viewer: "napari.Viewer") -> None:
+        super().__init__()
+        self._viewer = weakref.ref(viewer)
+        self.choice = RecordingChoice()
+        self.rois_layer_name: str | None = None
+        self.results: Results | None = None
+        self.recording: Recording | None = None   # what self.results were computed from
+        self.provenance: Provenance | None = None
+        self.runs = 0
+        self.busy = False
+        self.retrace_task: Any = None
+        self.bandpass_task: Any = None
+        self._watched: weakref.ref | None = None
+        self._retrace_timer = QTimer(self)
+        self._retrace_timer.setSingleShot(True)
+        self._retrace_timer.setInterval(400)
+        self._retrace_timer.timeout.connect(self.retrace)
+        self.auto_retrace = True
+
+    # ------------------------------------------------------------ viewer and layers
+    @property
+    def viewer(self) -> "napari.Viewer | None":
+        return self._viewer()
+
+    def _layers(self) -> list[Any]:
+        v = self.viewer
+        return list(v.layers) if v is not None else []
+
+    def layer(self, name: str | None) -> Any:
+        if not name:
+            return None
+        for layer in self._layers():
+            if layer.name == name:
+                return layer
+        return None
+
+    def image_layers(self) -> list[Any]:
+        from napari.layers import Image
+
+        return [la for la in self._layers() if isinstance(la, Image) and not la.rgb
+                and plugin_meta(la).get("role") != "result" and la.ndim >= 3]
+
+    def shapes_layers(self) -> list[Any]:
+        from napari.layers import Shapes
+
+        return [la for la in self._layers() if isinstance(la, Shapes)]
+
+    def transmission_layer(self) -> Any:
+        """The chosen transmission layer, else the plugin's, else the first (T, Y, X) image layer."""
+        chosen = self.layer(self.choice.transmission)
+        if chosen is not None:
+            return chosen
+        images = self.image_layers()
+        for layer in images:
+            if plugin_meta(layer).get("role") == "transmission":
+                return layer
+        for layer in images:
+            if plugin_meta(layer).get("role") != "fluorescence":
+                return layer
+        return None
+
+    def fluorescence_layer(self) -> Any:
+        """The chosen fluorescence layer; automatic: the plugin's fluorescence layer of the same size."""
+        if self.choice.fluorescence == "":
+            return None
+        chosen = self.layer(self.choice.fluorescence)
+        if chosen is not None:
+            return chosen
+        trans = self.transmission_layer()
+        for layer in self.image_layers():
+            if layer is not trans and plugin_meta(layer).get("role") == "fluorescence":
+                return layer
+        return None
+
+    def rois_layer(self) -> Any:
+        """The chosen ROI layer, else the plugin's ROI layer, else the only shapes layer."""
+        chosen = self.layer(self.rois_layer_name)
+        if chosen is not None:
+            return chosen
+        shapes = self.shapes_layers()
+        for layer in shapes:
+            if plugin_meta(layer).get("role") == "rois":
+                return layer
+        return shapes[0] if len(shapes) == 1 else None
+
+    def layer_fps(self, layer: Any) -> float | None:
+        fps = plugin_meta(layer).get("fps") if layer is not None else None
+        return float(fps) if fps else None
+
+    def layer_pixel_size(self, layer: Any) -> float | None:
+        if layer is None:
+            return None
+        px = plugin_meta(layer).get("pixel_size_um")
+        if px:
+            return float(px)
+        scale = np.asarray(layer.scale, float)[-2:]
+        return float(scale[0]) if scale[0] != 1.0 and np.isclose(scale[0], scale[1]) else None
+
+    # ------------------------------------------------------------ building core inputs
+    def _channel_view(self, layer: Any, channel: int | None, what: str) -> Any:
+        data = _layer_array(layer)
+        if data.ndim == 4:
+            n = data.shape[1]
+            c = 0 if channel is None else int(channel)
+            check(-n <= c < n, f"the {what} layer {layer.name!r} has {n} channels (axis 1); channel {c} does not exist.")
+            return data[:, c]
+        return data
+
+    def build_recording(self) -> "Recording":
+        """A :class:`Recording` from the chosen layers (one-sentence :class:`MicromotionError` if impossible)."""
+        from ..recording import Recording
+
+        trans = self.transmission_layer()
+        check(trans is not None, "open a recording first: no (T, Y, X) image layer to use as transmission.")
+        fl_layer = self.fluorescence_layer()
+        check(fl_layer is not trans, "transmission and fluorescence must be different layers.")
+        fps = self.choice.fps or self.layer_fps(trans)
+        check(fps is not None, f"the frame rate of {trans.name!r} is unknown; enter it (fps) in the Recording widget.")
+        px = self.choice.pixel_size_um or self.layer_pixel_size(trans)
+        data = self._channel_view(trans, self.choice.channel, "transmission")
+        fl = None
+        if fl_layer is not None:
+            fl = self._channel_view(fl_layer, self.choice.fluorescence_channel, "fluorescence")
+        elif _layer_array(trans).ndim == 4 and _layer_array(trans).shape[1] == 2:
+            c = 0 if self.choice.channel is None else int(self.choice.channel) % 2
+            fl = _layer_array(trans)[:, 1 - c]
+        prov = dict(plugin_meta(trans).get("provenance") or {})
+        prov.update({"transmission_layer": trans.name,
+                     "fluorescence_layer": fl_layer.name if fl_layer is not None else None,
+                     "fps_source": "user" if self.choice.fps else "layer metadata"})
+        return Recording(transmission=data, fps=fps, fluorescence=fl, pixel_size_um=px, provenance=prov)
+
+    def rois_to_pixels(self, layer: Any) -> list[np.ndarray]:
+        """Vertices of every shape of *layer* as (row, col) pixels of the transmission layer."""
+        trans = self.transmission_layer()
+        s_scale, s_trans = spatial_transform(layer)
+        if trans is not None:
+            t_scale, t_trans = spatial_transform(trans)
+        else:
+            t_scale, t_trans = np.ones(2), np.zeros(2)
+        out = []
+        for pts in layer.data:
+            xy = np.asarray(pts, float)[:, -2:]
+            world = xy * s_scale + s_trans
+            out.append((world - t_trans) / t_scale)
+        return out
+
+    def build_rois(self, layer: Any = None) -> list["ROI"]:
+        """ROIs of the ROI layer in pixel coordinates (``[]`` without a layer)."""
+        layer = layer if layer is not None else self.rois_layer()
+        if layer is None or len(layer.data) == 0:
+            return []
+        return rois_from_shapes(self.rois_to_pixels(layer), list(layer.shape_type), layer.features)
+
+    # ------------------------------------------------------------ results
+    def new_provenance(self, rec: "Recording", rois_layer: Any = "auto", note: str = "") -> Provenance:
+        """Provenance of a new result from *rec* and the ROIs of *rois_layer* (``"auto"``: the current one)."""
+        self.runs += 1
+        rois = self.rois_layer() if isinstance(rois_layer, str) else rois_layer
+        return Provenance(run=self.runs, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          transmission_layer=rec.provenance.get("transmission_layer"),
+                          fluorescence_layer=rec.provenance.get("fluorescence_layer"),
+                          rois_layer=rois.name if rois is not None else None,
+                          recording={k: v for k, v in rec.provenance.items() if k not in ("simulated",)}, note=note)
+
+    def set_results(self, results: "Results | None", recording: "Recording | None" = None,
+                    provenance: Provenance | None = None, *, keep_bandpassed: bool = False) -> None:
+        """Make *results* current: update the result layers by name, then tell the widgets."""
+        from .results import apply_results
+
+        self.results = results
+        if recording is not None:
+            self.recording = recording
+        if provenance is not None:
+            self.provenance = provenance
+        viewer = self.viewer
+        if viewer is not None and results is not None:
+            trans = self.layer(self.provenance.transmission_layer if self.provenance else None)
+            if trans is None:
+                trans = self.transmission_layer()
+            if trans is not None and tuple(trans.data.shape[-2:]) != tuple(results.frame_shape):
+                trans = None
+            apply_results(viewer, results, self.provenance_dict(), transmission=trans, keep_bandpassed=keep_bandpassed)
+        if provenance is not None:  # a new result: follow the ROI layer it was computed from (if any)
+            self.watch_rois(self.layer(provenance.rois_layer))
+        self.results_changed.emit(results)
+
+    def adopt_results(self, results: "Results", *, source: str) -> None:
+        """Make results read from a folder current, tied to matching layers of the viewer when possible.
+
+        The recording layers are used for the band-passed stack and ROI re-tracing when
+        their size matches; an ROI layer with the same ROI names becomes the analysed one.
+        """
+        from ..rois import rasterize
+
+        rec = None
+        try:
+            rec = self.build_recording()
+            if rec.n_frames != results.n_frames or rec.frame_shape != tuple(results.frame_shape):
+                rec = None
+        except MicromotionError:
+            rec = None
+        rois_layer = self.rois_layer()
+        if rois_layer is not None:
+            try:
+                rois = self.build_rois(rois_layer)
+                if [r.name for r in rois] == list(results.roi_names):
+                    if results.roi_masks is None:
+                        results.roi_masks = rasterize(rois, tuple(results.frame_shape)).masks
+                else:
+                    rois_layer = None
+            except MicromotionError:
+                rois_layer = None
+        self.runs += 1
+        trans = self.transmission_layer() if rec is not None else None
+        fl = self.fluorescence_layer() if rec is not None else None
+        prov = Provenance(run=self.runs, created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                          transmission_layer=trans.name if trans is not None else None,
+                          fluorescence_layer=fl.name if fl is not None else None,
+                          rois_layer=rois_layer.name if rois_layer is not None else None,
+                          recording={"results_folder": source}, note="loaded from a results folder")
+        self.recording = rec
+        self.set_results(results, provenance=prov)
+
+    def provenance_dict(self) -> dict[str, Any]:
+        return self.provenance.as_dict() if self.provenance is not None else {}
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.busy_changed.emit(busy)
+
+    # ------------------------------------------------------------ ROI edits -> traces
+    def watch_rois(self, layer: Any) -> None:
+        """Recompute ROI traces (debounced) when *layer*'s shapes or kinds change."""
+        old = self._watched() if self._watched is not None else None
+        if old is layer:
+            return
+        if old is not None:
+            for ev in (old.events.data, old.events.features):
+                try:
+                    ev.disconnect(self._on_rois_edited)
+                except Exception:  # pragma: no cover
+                    pass
+        self._watched = weakref.ref(layer) if layer is not None else None
+        if layer is not None:
+            layer.events.data.connect(self._on_rois_edited)
+            layer.events.features.connect(self._on_rois_edited)
+
+    def _on_rois_edited(self, event: Any = None) -> None:
+        action = getattr(event, "action", None)
+        if action is not None and str(action).lower().endswith(("adding", "removing", "changing")):
+            return  # wait for the completed edit
+        if self.auto_retrace and not self.busy:  # edits during a run are checked when it ends
+            self.schedule_retrace()
+
+    def schedule_retrace(self) -> None:
+        """Recompute the ROI traces shortly (after edits settle)."""
+        if self.results is not None and self.recording is not None:
+            self._retrace_timer.start()
+
+    def watched_rois_layer(self) -> Any:
+        return self._watched() if self._watched is not None else None
+
+    def retrace(self) -> Any:
+        """Recompute ROI traces and scores for the edited ROIs in the background; returns the task."""
+        from ._retrace import iter_retrace
+        from ._tasks import Task, notify_error
+
+        layer = self.watched_rois_layer()
+        if layer is None or self.results is None or self.recording is None:
+            return None
+        if self.retrace_task is not None and self.retrace_task.running:
+            self.retrace_task.cancel()
+        try:
+            rois = self.build_rois(layer)
+        except MicromotionError as exc:
+            notify_error(exc)
+            return None
+        results, rec, prov = self.results, self.recording, self.provenance
+        task = Task(lambda: iter_retrace(rec, rois, results), what="updating the ROI traces",
+                    title="micromotion ROI traces", parent=self)
+
+        def done(new: Any) -> None:
+            if self.results is not results:  # a new analysis finished meanwhile
+                return
+            if prov is not None:
+                prov.note = "ROI traces and scores recomputed after ROI edits"
+            self.set_results(new, keep_bandpassed=True)
+
+        task.succeeded.connect(done)
+        task.finished.connect(lambda: self.retracing_changed.emit(False))
+        self.retrace_task = task
+        self.retracing_changed.emit(True)
+        task.start()
+        return task
+
+    # ------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        try:
+            self._retrace_timer.stop()
+            for task in (self.retrace_task, self.bandpass_task):
+                if task is not None and task.running:
+                    task.cancel()
+        except RuntimeError:  # Qt objects already deleted (interpreter exit)
+            pass
+
+
+def unwrap_viewer(viewer: Any) -> "napari.Viewer":
+    """The viewer itself (npe2 hands widgets a ``PublicOnlyProxy``; layers compare by identity here)."""
+    return getattr(viewer, "__wrapped__", viewer)
+
+
+def get_session(viewer: "napari.Viewer") -> Session:
+    """The session of *viewer* (created on first use, dropped with the viewer)."""
+    viewer = unwrap_viewer(viewer)
+    key = id(viewer)
+    sess = _SESSIONS.get(key)
+    if sess is not None and sess.viewer is viewer:
+        return sess
+    sess = Session(viewer)
+    _SESSIONS[key] = sess
+    weakref.finalize(viewer, _drop, key, weakref.ref(sess))
+    return sess
+
+
+def _drop(key: int, ref: weakref.ref) -> None:
+    sess = _SESSIONS.get(key)
+    if sess is not None and sess is ref():
+        sess.shutdown()
+        del _SESSIONS[key]

@@ -1,0 +1,230 @@
+"""Recording widget: which layers (or files) are transmission and fluorescence, fps, pixel size, channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
+                            QSpinBox, QVBoxLayout, QWidget)
+
+from .._layers import META_KEY, recording_layers
+from ..errors import MicromotionError
+from ._state import get_session, unwrap_viewer, plugin_meta
+from ._tasks import notify_error
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+    from ..recording import Recording
+
+__all__ = ["RecordingWidget"]
+
+AUTO = "(automatic)"
+NONE = "(none)"
+
+
+class RecordingWidget(QWidget):
+    """Pick the transmission and fluorescence layers (or open files), fps, pixel size and channel.
+
+    Values left at *unknown*/*auto* come from the layer's metadata
+    (``metadata["napari_micromotion"]``, written by the plugin's reader).
+    """
+
+    def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = napari_viewer = unwrap_viewer(napari_viewer)
+        self.session = get_session(napari_viewer)
+        self._updating = False
+        self._shown_layer: Any = None  # the transmission layer whose fps / pixel size the fields show
+
+        self.transmission = QComboBox()
+        self.transmission.setToolTip("Brightfield (transmitted light) video, (T, Y, X) or (T, C, Y, X).")
+        self.fluorescence = QComboBox()
+        self.fluorescence.setToolTip("Calcium fluorescence video of the same frames: the ground truth.")
+        self.open_transmission = QPushButton("Open...")
+        self.open_transmission.setToolTip("Open a TIFF, OME-TIFF, two-channel TIFF, TIFF folder or video.")
+        self.open_transmission.clicked.connect(lambda: self._open_dialog("transmission"))
+        self.open_fluorescence = QPushButton("Open...")
+        self.open_fluorescence.clicked.connect(lambda: self._open_dialog("fluorescence"))
+        self.fps = QDoubleSpinBox()
+        self.fps.setRange(0.0, 100000.0)
+        self.fps.setDecimals(3)
+        self.fps.setSpecialValueText("unknown")
+        self.fps.setSuffix(" fps")
+        self.fps.setToolTip("Frames per second; taken from the file when it records it.")
+        self.pixel_size = QDoubleSpinBox()
+        self.pixel_size.setRange(0.0, 10000.0)
+        self.pixel_size.setDecimals(4)
+        self.pixel_size.setSpecialValueText("unknown")
+        self.pixel_size.setSuffix(" um")
+        self.channel = QSpinBox()
+        self.channel.setRange(-1, 64)
+        self.channel.setSpecialValueText("auto")
+        self.channel.setValue(-1)
+        self.channel.setToolTip("Transmission channel of a multi-channel file or (T, C, Y, X) layer; "
+                                "the other channel of a two-channel file is the fluorescence.")
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+
+        form = QFormLayout()
+        row = QHBoxLayout()
+        row.addWidget(self.transmission, 1)
+        row.addWidget(self.open_transmission)
+        form.addRow("transmission", row)
+        row = QHBoxLayout()
+        row.addWidget(self.fluorescence, 1)
+        row.addWidget(self.open_fluorescence)
+        form.addRow("fluorescence", row)
+        form.addRow("frame rate", self.fps)
+        form.addRow("pixel size", self.pixel_size)
+        form.addRow("channel", self.channel)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        lay.addWidget(self.summary)
+        lay.addStretch(1)
+
+        self.transmission.currentTextChanged.connect(self._on_transmission)
+        self.fluorescence.currentTextChanged.connect(self._on_choice)
+        self.fps.valueChanged.connect(self._on_choice)
+        self.pixel_size.valueChanged.connect(self._on_choice)
+        self.channel.valueChanged.connect(self._on_choice)
+        layers = napari_viewer.layers
+        layers.events.inserted.connect(self._refresh_layers)
+        layers.events.removed.connect(self._refresh_layers)
+        layers.events.inserted.connect(self._connect_rename)
+        for layer in layers:
+            layer.events.name.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # ------------------------------------------------------------ layer lists
+    def _connect_rename(self, event: Any) -> None:
+        event.value.events.name.connect(self._refresh_layers)
+
+    def _refresh_layers(self, event: Any = None) -> None:
+        images = [la.name for la in self.session.image_layers()]
+        self._updating = True
+        try:
+            for combo, extra in ((self.transmission, AUTO), (self.fluorescence, AUTO)):
+                current = combo.currentText()
+                combo.clear()
+                combo.addItem(extra)
+                if combo is self.fluorescence:
+                    combo.addItem(NONE)
+                combo.addItems(images)
+                idx = combo.findText(current)
+                combo.setCurrentIndex(idx if idx >= 0 else 0)
+        finally:
+            self._updating = False
+        self._on_transmission()
+
+    def _on_transmission(self, *_: Any) -> None:
+        if self._updating:
+            return
+        name = self.transmission.currentText()
+        self.session.choice.transmission = None if name in ("", AUTO) else name
+        layer = self.session.transmission_layer()
+        if layer is not self._shown_layer:  # a different layer: its own metadata fills fps and pixel size
+            self._shown_layer = layer
+            self._updating = True
+            try:
+                self.fps.setValue(self.session.layer_fps(layer) or 0.0)
+                self.pixel_size.setValue(self.session.layer_pixel_size(layer) or 0.0)
+            finally:
+                self._updating = False
+        self._on_choice()
+
+    def _on_choice(self, *_: Any) -> None:
+        if self._updating:
+            return
+        c = self.session.choice
+        t = self.transmission.currentText()
+        f = self.fluorescence.currentText()
+        c.transmission = None if t in ("", AUTO) else t
+        c.fluorescence = None if f in ("", AUTO) else ("" if f == NONE else f)
+        layer = self.session.transmission_layer()
+        fps = self.fps.value() or None
+        c.fps = fps if fps is not None and fps != self.session.layer_fps(layer) else None
+        px = self.pixel_size.value() or None
+        c.pixel_size_um = px if px is not None and px != self.session.layer_pixel_size(layer) else None
+        c.channel = None if self.channel.value() < 0 else self.channel.value()
+        if layer is not None and fps is not None and plugin_meta(layer).get("fps") is None and META_KEY in layer.metadata:
+            layer.metadata[META_KEY]["fps"] = fps  # the fps the user entered travels with the layer
+        self._update_summary()
+        self.session.recording_changed.emit()
+
+    def _update_summary(self) -> None:
+        try:
+            rec = self.recording()
+        except MicromotionError as exc:
+            self.summary.setText(str(exc))
+            self.summary.setStyleSheet("color: #e6a23c;")
+            return
+        self.summary.setStyleSheet("")
+        self.summary.setText(rec.describe())
+
+    # ------------------------------------------------------------ API
+    def set_fps(self, fps: float) -> None:
+        self.fps.setValue(float(fps))
+
+    def set_pixel_size(self, px: float) -> None:
+        self.pixel_size.setValue(float(px))
+
+    def select(self, transmission: str | None = None, fluorescence: str | None = None) -> None:
+        """Choose layers by name (``fluorescence=""`` for none)."""
+        if transmission is not None:
+            self.transmission.setCurrentText(transmission)
+        if fluorescence is not None:
+            self.fluorescence.setCurrentText(NONE if fluorescence == "" else fluorescence)
+
+    def recording(self) -> "Recording":
+        """The :class:`Recording` the analysis will see (raises :class:`MicromotionError`)."""
+        return self.session.build_recording()
+
+    def _open_dialog(self, role: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Open the {role} recording", "",
+                                              "Recordings (*.tif *.tiff *.mp4 *.avi *.mov);;All files (*)")
+        if path:
+            self.open_files(path) if role == "transmission" else self.open_fluorescence_file(path)
+
+    def open_files(self, transmission: str | Path, fluorescence: str | Path | None = None) -> list[Any]:
+        """Read a recording from disk and add its layers (errors become a notification)."""
+        from ..io import read_recording
+
+        channel = None if self.channel.value() < 0 else self.channel.value()
+        try:
+            rec = read_recording(transmission, fluorescence, channel=channel)
+        except MicromotionError as exc:  # no frame rate in the file: use the one entered here
+            if "frame rate" in str(exc) and self.fps.value() > 0:
+                try:
+                    rec = read_recording(transmission, fluorescence, channel=channel, fps=self.fps.value())
+                except MicromotionError as exc2:
+                    notify_error(exc2)
+                    return []
+            else:
+                notify_error(exc)
+                return []
+        added = []
+        for data, kwargs, _ in recording_layers(rec):
+            added.append(self.viewer.add_image(data, **kwargs))
+        self.select(transmission=added[0].name, fluorescence=added[1].name if len(added) > 1 else "")
+        return added
+
+    def open_fluorescence_file(self, path: str | Path) -> Any:
+        """Read a fluorescence stack and add it as a layer."""
+        from ..io import read_stack, select_channel
+
+        try:
+            info = read_stack(path)
+            data, _ = select_channel(info, None, "fluorescence")
+        except MicromotionError as exc:
+            notify_error(exc)
+            return None
+        trans = self.session.transmission_layer()
+        scale = tuple(trans.scale) if trans is not None and trans.ndim == 3 else None
+        layer = self.viewer.add_image(data, name="fluorescence", colormap="magma", blending="additive", visible=False,
+                                      scale=scale, metadata={META_KEY: {"role": "fluorescence", "fps": info.fps,
+                                                                        "pixel_size_um": info.pixel_size_um,
+                                                                        "provenance": {"fluorescence": {"path": str(path)}}}})
+        self.select(fluorescence=layer.name)
+        return layer

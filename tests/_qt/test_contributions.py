@@ -1,0 +1,311 @@
+"""npe2 contributions in a real viewer: reader, writer, sample data, the Plugins menu, ``micromotion view``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_micromotion._layers import KIND_COLOURS, META_KEY
+from napari_micromotion.errors import MicromotionError
+from napari_micromotion.rois import read_rois
+
+from .conftest import dock_all, n_notifications, notifications_since, wait_task
+
+PLUGIN = "napari-micromotion"
+
+
+def _stack(t=40, y=16, x=20, seed=0):
+    return np.random.default_rng(seed).integers(100, 4000, size=(t, y, x), dtype=np.uint16)
+
+
+def _assert_kind_colours(layer):
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    for i, kind in enumerate(layer.features["kind"]):
+        np.testing.assert_allclose(layer.edge_color[i], transform_color(KIND_COLOURS[kind])[0], atol=1e-6)
+
+
+def test_npe2_manifest_validates_and_widgets_are_in_the_plugins_menu(make_napari_viewer, qtbot):
+    npe2 = Path(sys.executable).with_name("npe2")
+    out = subprocess.run([str(npe2), "validate", PLUGIN], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "valid" in (out.stdout + out.stderr).lower(), out.stdout + out.stderr
+
+    viewer = make_napari_viewer()
+    menu = [a for a in viewer.window.plugins_menu.actions() if a.text() == "Micromotion"]
+    assert menu and menu[0].menu() is not None
+    entries = [a for a in menu[0].menu().actions() if a.text()]
+    assert [a.text() for a in entries] == ["Recording", "ROIs", "Analysis", "Results", "Traces", "Score table"]
+    # choosing an entry docks its widget
+    next(a for a in entries if a.text() == "Score table").trigger()
+    qtbot.waitUntil(lambda: any("Score table" in name for name in viewer.window.dock_widgets), timeout=10_000)
+    from napari_micromotion._qt.score_table import ScoreTableWidget
+
+    widget = viewer.window.dock_widgets[next(n for n in viewer.window.dock_widgets if "Score table" in n)]
+    assert isinstance(widget, ScoreTableWidget) and widget.table.rowCount() == 0
+
+
+def test_sample_data_with_rois(make_napari_viewer, monkeypatch):
+    import napari_micromotion._sample_data as sample
+
+    monkeypatch.setitem(sample.SAMPLE, "n_frames", 300)
+    monkeypatch.setitem(sample.SAMPLE, "size", 48)
+    viewer = make_napari_viewer()
+    viewer.open_sample(PLUGIN, "simulated")
+    names = [la.name for la in viewer.layers]
+    assert names == ["transmission", "fluorescence", "ROIs"]
+    trans, fl, rois = viewer.layers
+    assert trans.data.shape == (300, 48, 48) and fl.data.shape == (300, 48, 48)
+    meta = trans.metadata[META_KEY]
+    assert meta["fps"] == 50.0 and meta["role"] == "transmission" and meta["pixel_size_um"] > 0
+    np.testing.assert_allclose(trans.scale, [1.0, meta["pixel_size_um"], meta["pixel_size_um"]])
+    assert list(rois.features["kind"]) == ["strong", "weak", "silent", "other"]
+    _assert_kind_colours(rois)
+    np.testing.assert_allclose(rois.scale, trans.scale[1:])
+
+
+def test_reader_formats(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    # ImageJ stack with frame interval and pixel size
+    data = _stack()
+    p = tmp_path / "imagej.tif"
+    tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TYX", "finterval": 0.02, "unit": "um"},
+                     resolution=(1 / 0.5, 1 / 0.5))
+    layers = viewer.open(str(p), plugin=PLUGIN)
+    assert [la.name for la in layers] == ["transmission"]
+    assert layers[0].metadata[META_KEY]["fps"] == pytest.approx(50.0)
+    np.testing.assert_allclose(layers[0].scale, [1, 0.5, 0.5])
+    np.testing.assert_array_equal(layers[0].data, data)
+    viewer.layers.clear()
+    # two-channel TIFF: transmission and fluorescence layers
+    trans, fluo = _stack(seed=1), _stack(seed=2)
+    p = tmp_path / "both.tif"
+    tifffile.imwrite(p, np.stack([trans, fluo], axis=1), imagej=True, metadata={"axes": "TCYX", "finterval": 0.04})
+    layers = viewer.open(str(p), plugin=PLUGIN)
+    assert [la.name for la in layers] == ["transmission", "fluorescence"]
+    np.testing.assert_array_equal(layers[0].data, trans)
+    np.testing.assert_array_equal(layers[1].data, fluo)
+    assert layers[1].metadata[META_KEY]["role"] == "fluorescence" and layers[1].metadata[META_KEY]["fps"] == 25.0
+    viewer.layers.clear()
+    # OME-TIFF with channel names, TimeIncrement and PhysicalSize
+    p = tmp_path / "x.ome.tif"
+    tifffile.imwrite(p, np.stack([trans, fluo], axis=1), ome=True,
+                     metadata={"axes": "TCYX", "TimeIncrement": 20.0, "TimeIncrementUnit": "ms",
+                               "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.25,
+                               "PhysicalSizeYUnit": "µm", "Channel": {"Name": ["Brightfield", "Cal520"]}})
+    layers = viewer.open(str(p), plugin=PLUGIN)
+    assert [la.name for la in layers] == ["transmission", "fluorescence"]
+    assert layers[0].metadata[META_KEY]["fps"] == pytest.approx(50.0)
+    np.testing.assert_allclose(layers[0].scale, [1, 0.25, 0.25])
+    viewer.layers.clear()
+    # a folder of TIFF frames with a sidecar
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i, frame in enumerate(data[:20]):
+        tifffile.imwrite(folder / f"frame{i}.tif", frame)
+    (folder / "videoinfos.txt").write_text("{'fps': 18.5, 'microns_per_pixel': 0.65}")
+    layers = viewer.open(str(folder), plugin=PLUGIN)
+    assert layers[0].data.shape == (20, 16, 20) and layers[0].metadata[META_KEY]["fps"] == pytest.approx(18.5)
+    viewer.layers.clear()
+    # no frame rate in the file: still opens (both channels); the Recording widget asks for the fps
+    p = tmp_path / "nofps.tif"
+    tifffile.imwrite(p, np.stack([trans, fluo], axis=1), imagej=True, metadata={"axes": "TCYX"})
+    layers = viewer.open(str(p), plugin=PLUGIN)
+    assert [la.name for la in layers] == ["transmission", "fluorescence"]
+    assert layers[0].metadata[META_KEY]["fps"] is None
+    widgets = dock_all(viewer)
+    rec_w = widgets["Recording"]
+    assert "frame rate" in rec_w.summary.text()
+    with pytest.raises(MicromotionError, match="frame rate"):
+        rec_w.recording()
+    rec_w.set_fps(40.0)
+    rec = rec_w.recording()
+    assert rec.fps == 40.0 and rec.n_frames == 40
+    np.testing.assert_array_equal(rec.transmission, trans)
+    np.testing.assert_array_equal(rec.fluorescence, fluo)
+    assert layers[0].metadata[META_KEY]["fps"] == 40.0  # the entered rate travels with the layer
+    assert "40 fps" in rec_w.summary.text()
+
+
+def test_simulator_folder_reader_and_rois_writer_round_trip(make_napari_viewer, tmp_path):
+    from napari_micromotion.simulate import write_simulation
+
+    folder = write_simulation(tmp_path / "sim", n_frames=200, size=48, seed=2)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(folder), plugin=PLUGIN)
+    assert [la.name for la in layers] == ["transmission", "fluorescence", "ROIs"]
+    rois_layer = layers[2]
+    _assert_kind_colours(rois_layer)
+    original = read_rois(folder / "rois.json")
+    before = (folder / "rois.json").read_bytes()
+    for ext in ("json", "zip"):
+        out = tmp_path / f"saved.{ext}"
+        written = rois_layer.save(str(out), plugin=PLUGIN)
+        assert Path(written[0]) == out and out.is_file()
+        back = read_rois(out)
+        assert [r.name for r in back] == [r.name for r in original]
+        if ext == "json":
+            assert [r.kind for r in back] == [r.kind for r in original]
+        for a, b in zip(back, original):
+            np.testing.assert_allclose(a.polygon, b.polygon, atol=1e-3 if ext == "zip" else 1e-9)
+    assert (folder / "rois.json").read_bytes() == before  # inputs never change
+    # the ROIs widget saves and loads the same files
+    widgets = dock_all(viewer)
+    rw = widgets["ROIs"]
+    assert rw.layer is rois_layer
+    out = rw.save(tmp_path / "widget.json")
+    assert [r.name for r in read_rois(out)] == [r.name for r in original]
+    loaded = rw.load(tmp_path / "saved.zip")
+    assert loaded.name == "saved" and list(loaded.features["name"]) == [r.name for r in original]
+    assert list(loaded.features["kind"]) == ["strong", "weak", "silent", "other"]  # ImageJ: kind from the name
+    _assert_kind_colours(loaded)
+    n0 = n_notifications()
+    assert rw.load(tmp_path / "missing.json") is None
+    assert any("does not exist" in m for _, m in notifications_since(n0))
+
+
+def test_launch_loads_a_results_folder(make_napari_viewer, qtbot, qt_sim, tmp_path):
+    """``micromotion view`` without the event loop: recording, ROIs, results folder, widgets."""
+    from napari_micromotion.export import write_results
+    from napari_micromotion.pipeline import AnalysisParams, run_analysis
+    from napari_micromotion.simulate import write_simulation
+    from napari_micromotion._qt.launch import load_inputs, populate_viewer
+
+    folder = write_simulation(tmp_path / "sim", n_frames=600, size=48, seed=4)
+    from napari_micromotion.io import read_recording
+
+    rec = read_recording(folder / "transmission.tif", folder / "fluorescence.tif")
+    rois = read_rois(folder / "rois.json")
+    res = run_analysis(rec, rois, AnalysisParams(methods=("bandpass",), n_surrogates=19))
+    out = write_results(res, tmp_path / "out")
+
+    with pytest.raises(MicromotionError, match="not an analysis output folder"):
+        load_inputs(folder / "transmission.tif", results=folder)
+    inputs = load_inputs(folder / "transmission.tif", fluorescence=folder / "fluorescence.tif",
+                         rois=folder / "rois.json", results=out)
+    viewer = make_napari_viewer()
+    widgets = populate_viewer(viewer, inputs)
+    assert set(widgets) == {"Recording", "ROIs", "Analysis", "Results", "Traces", "Score table"}
+    names = [la.name for la in viewer.layers]
+    assert names[:2] == ["transmission", "fluorescence"] and names[-1] == "rois"
+    assert "score: band-pass" in names and "delay: band-pass" in names and "still frame" in names
+    np.testing.assert_allclose(viewer.layers["score: band-pass"].data, res.score_maps["bandpass"])
+    meta = viewer.layers["score: band-pass"].metadata[META_KEY]
+    assert meta["parameters"]["n_surrogates"] == 19
+    assert meta["provenance"]["recording"]["results_folder"] == str(out.resolve())
+    session = widgets["Traces"].session
+    loaded = session.results
+    assert loaded.roi_names == res.roi_names and loaded.roi_kinds == res.roi_kinds
+    for key, tr in res.roi_traces.items():
+        np.testing.assert_allclose(loaded.roi_traces[key], tr, rtol=1e-6)
+    data = widgets["Traces"].data
+    assert data.rois == res.roi_names and data.methods == ["bandpass"]
+    rows = widgets["Score table"].rows()
+    assert len(rows) == len(res.roi_scores)
+    for row, ref in zip(sorted(rows, key=lambda r: r["roi"]), sorted(res.roi_scores, key=lambda r: r["roi"])):
+        assert row["score"] == pytest.approx(ref["score"], rel=1e-6) and row["p_value"] == pytest.approx(ref["p_value"])
+    # the recording layers match the results: the band-passed stack is available
+    assert session.recording is not None and session.watched_rois_layer() is viewer.layers["rois"]
+    task = widgets["Results"].compute_bandpassed()
+    wait_task(qtbot, task)
+    from napari_micromotion.filters import bandpass, design_bandpass
+
+    bp = viewer.layers["band-passed"]
+    assert bp.data.shape == rec.transmission.shape
+    d = design_bandpass(rec.fps, 2.0, 15.0, 2, padtype="mean")
+    ref = bandpass(np.asarray(rec.transmission).reshape(rec.n_frames, -1), d).reshape(rec.transmission.shape)
+    np.testing.assert_allclose(bp.data, ref, rtol=1e-5, atol=1e-3)
+    assert bp.metadata[META_KEY]["result"] == "bandpassed" and bp.metadata[META_KEY]["passband"]["high_hz"] == 15.0
+    np.testing.assert_allclose(bp.scale, viewer.layers["transmission"].scale)
+
+
+def test_recording_widget_layers_files_and_channels(make_napari_viewer, tmp_path):
+    viewer = make_napari_viewer()
+    widgets = dock_all(viewer)
+    rec_w = widgets["Recording"]
+    # a (T, C, Y, X) layer from another reader: channel picks the transmission, the other is fluorescence
+    trans, fluo = _stack(seed=3), _stack(seed=4)
+    viewer.add_image(np.stack([fluo, trans], axis=1), name="hyperstack", scale=(1, 1, 0.4, 0.4), channel_axis=None)
+    rec_w.select(transmission="hyperstack")
+    rec_w.set_fps(30.0)
+    rec_w.channel.setValue(1)
+    rec = rec_w.recording()
+    np.testing.assert_array_equal(rec.transmission, trans)
+    np.testing.assert_array_equal(rec.fluorescence, fluo)
+    assert rec.fps == 30.0 and rec.pixel_size_um == pytest.approx(0.4)
+    rec_w.channel.setValue(5)
+    with pytest.raises(MicromotionError, match="channel 5 does not exist"):
+        rec_w.recording()
+    assert "channel 5" in rec_w.summary.text()
+    rec_w.channel.setValue(-1)
+    # files: a transmission stack and a separate fluorescence stack
+    p1, p2 = tmp_path / "t.tif", tmp_path / "f.tif"
+    tifffile.imwrite(p1, trans, imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
+    tifffile.imwrite(p2, fluo, imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
+    added = rec_w.open_files(p1, p2)
+    assert [la.name for la in added] == ["transmission", "fluorescence"]
+    assert rec_w.transmission.currentText() == "transmission" and rec_w.fluorescence.currentText() == "fluorescence"
+    rec = rec_w.recording()
+    assert rec.fps == pytest.approx(50.0)
+    np.testing.assert_array_equal(rec.fluorescence, fluo)
+    assert rec.provenance["transmission"]["path"] == str(p1.resolve())
+    # no fluorescence
+    rec_w.select(fluorescence="")
+    assert rec_w.recording().fluorescence is None
+    # a bad file: a notification, no new layer
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tiff")
+    n_layers = len(viewer.layers)
+    n0 = n_notifications()
+    assert rec_w.open_files(bad) == []
+    assert len(viewer.layers) == n_layers
+    assert [sev for sev, _ in notifications_since(n0)] == ["error"]
+    assert bad.read_bytes() == b"not a tiff"
+
+
+def test_micromotion_view_command(make_napari_viewer, monkeypatch, tmp_path, capsys):
+    """``micromotion view`` opens napari with the recording, ROIs and every widget (event loop stubbed)."""
+    import napari
+
+    from napari_micromotion.cli import main
+    from napari_micromotion.simulate import write_simulation
+
+    folder = write_simulation(tmp_path / "sim", n_frames=300, size=48, seed=6)
+    viewers = []
+
+    def fake_viewer(**kwargs):
+        kwargs.pop("title", None)
+        viewers.append(make_napari_viewer(**kwargs))
+        return viewers[-1]
+
+    monkeypatch.setattr(napari, "Viewer", fake_viewer)
+    monkeypatch.setattr(napari, "run", lambda *a, **k: None)
+    # a bad input is a one-line error before any window opens
+    assert main(["view", str(tmp_path / "missing.tif")]) == 2
+    assert "error:" in capsys.readouterr().err and not viewers
+    assert main(["view", str(folder / "transmission.tif"), "--fluorescence", str(folder / "fluorescence.tif"),
+                 "--rois", str(folder / "rois.json")]) == 0
+    (viewer,) = viewers
+    assert [la.name for la in viewer.layers] == ["transmission", "fluorescence", "rois"]
+    docked = " ".join(viewer.window.dock_widgets)
+    for name in ("Recording", "ROIs", "Analysis", "Results", "Traces", "Score table"):
+        assert name in docked
+
+
+def test_entered_fps_survives_new_layers(make_napari_viewer):
+    """A frame rate typed for a layer without metadata stays when other layers (e.g. results) are added."""
+    viewer = make_napari_viewer()
+    viewer.add_image(_stack(seed=7), name="movie")  # another reader: no plugin metadata at all
+    rec_w = dock_all(viewer)["Recording"]
+    assert rec_w.transmission.currentText() == "(automatic)" and rec_w.fps.value() == 0
+    rec_w.set_fps(12.5)
+    viewer.add_image(np.zeros((8, 8)), name="other 2D")
+    viewer.add_image(_stack(seed=8), name="second movie")
+    assert rec_w.fps.value() == 12.5
+    assert rec_w.recording().fps == 12.5
+    rec_w.select(transmission="second movie")
+    assert rec_w.fps.value() == 0  # a different layer: its own (unknown) rate
