@@ -11,6 +11,7 @@ different chunks are independent.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,7 +47,7 @@ class ArraySource:
         root = arr
         while isinstance(root.base, np.ndarray):  # views of a memmap are memmaps too; find the one owning the map
             root = root.base
-        if isinstance(root, np.memmap) and getattr(root, "filename", None):
+        if isinstance(root, np.memmap) and getattr(root, "filename", None) and os.path.exists(root.filename):
             start = arr.__array_interface__["data"][0] - root.__array_interface__["data"][0]
             return cls(arr, str(root.filename), arr.dtype.str, int(root.offset) + int(start), tuple(arr.shape),
                        tuple(arr.strides))

@@ -295,7 +295,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             from .distributed import open_zarr_stack
             from .pipeline import row_chunks
 
-            scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.zarr-", dir=out.absolute().parent))
+            scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-zarr-", dir=out.absolute().parent))
             rows = row_chunks(rec.n_frames, rec.frame_shape, params.chunk_mb)[0]
             shape = (rec.n_frames, *rec.frame_shape)
             if args.save_filtered:

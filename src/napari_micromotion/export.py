@@ -52,10 +52,39 @@ def prepare_output_dir(out: Path, overwrite: bool) -> Path:
     parent = out.absolute().parent
     check(parent.is_dir(), f"cannot create {out}: folder {parent} does not exist.")
     check(os.access(parent, os.W_OK | os.X_OK), f"cannot write into {parent} (permission denied).")
+    remove_stale_siblings(out)
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
     except OSError as exc:
         raise MicromotionError(f"cannot create a folder in {parent} ({exc.strerror or exc}).") from None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_siblings(out: Path) -> list[Path]:
+    """Delete temporary siblings of *out* left by a run that crashed (its process is gone)."""
+    removed = []
+    out = Path(out)
+    parent = out.absolute().parent
+    for tag in ("old", "tmp"):
+        for cand in sorted(parent.glob(f".{out.name}.{tag}-*")):
+            parts = cand.name.rsplit(f".{tag}-", 1)[-1].split("-")
+            if not (parts and parts[0].isdigit() and not _pid_alive(int(parts[0])) and cand.is_dir()):
+                continue
+            if tag == "old" and not out.exists():
+                os.replace(cand, out)  # a crash between the two renames of a commit: restore the previous results
+                continue
+            shutil.rmtree(cand, ignore_errors=True)
+            removed.append(cand)
+    return removed
 
 
 def commit_output_dir(tmp: Path, out: Path) -> None:
@@ -63,7 +92,7 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
     out = Path(out)
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.absolute().parent))
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.absolute().parent))
         os.rmdir(old)
         os.replace(out, old)
     try:

@@ -279,6 +279,11 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
         if tf.is_imagej:
             ij = tf.imagej_metadata or {}
             meta["format"] = "imagej-tiff"
+            announced = int(ij.get("images", 0) or 0)
+            n_planes = int(np.prod(shape[: len(shape) - 2 - ("S" in axes)], dtype=np.int64)) if len(shape) > 2 else 1
+            check(announced <= 1 or n_planes >= announced,
+                  f"{path.name} is truncated or corrupt: its ImageJ header announces {announced} images "
+                  f"but the file holds {n_planes}.")
             if ij.get("finterval"):
                 fps = fps or 1.0 / float(ij["finterval"])
             elif ij.get("fps"):
@@ -300,20 +305,73 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
                 raise MicromotionError(f"could not memory-map {path.name} ({_short(exc)}).") from None
             meta["memory_mapped"] = True
         else:
-            check(
-                nbytes <= max_bytes,
-                f"{path.name} declares {shape} pixels ({nbytes / 2**30:.1f} GiB), more than the memory budget "
-                f"of {max_bytes / 2**30:.1f} GiB; save it uncompressed so it can be memory-mapped.",
-            )
-            try:
-                data = series.asarray()
-            except Exception as exc:
-                raise MicromotionError(f"{path.name} is truncated or corrupt ({_short(exc)}).") from None
-            meta["memory_mapped"] = False
+            _check_compressed_sizes(tf, path)
+            if nbytes <= max_bytes:
+                try:
+                    data = series.asarray()
+                except Exception as exc:
+                    raise MicromotionError(f"{path.name} is truncated or corrupt ({_short(exc)}).") from None
+                meta["memory_mapped"] = False
+            else:  # larger than the memory budget: decode page by page into a scratch file
+                data = _decode_to_scratch(tf, series, path, shape, dtype, nbytes)
+                meta["memory_mapped"] = True
+                meta["scratch_copy"] = str(getattr(data, "filename", ""))
     finally:
         tf.close()
     data, axes = _normalise_axes(data, axes, path.name)
     return StackInfo(data, axes, fps, pixel, names, str(path), meta)
+
+
+#: largest plausible ratio of decoded to compressed page bytes; beyond it the header lies
+_MAX_COMPRESSION_RATIO = 1e5
+
+
+def _check_compressed_sizes(tf: Any, path: Path) -> None:
+    """Refuse headers whose declared page size no real compressed stream could produce."""
+    page = tf.pages[0]
+    counts = getattr(page, "databytecounts", None) or ()
+    stored = int(sum(counts))
+    declared = int(np.prod(page.shape, dtype=np.float64) * np.dtype(page.dtype).itemsize)
+    if stored <= 0 or declared / stored > _MAX_COMPRESSION_RATIO:
+        raise MicromotionError(
+            f"{path.name} is corrupt: its first page claims {page.shape} pixels ({declared / 2**20:,.0f} MiB) "
+            f"from {stored:,} stored bytes."
+        )
+
+
+def scratch_dir() -> Path:
+    """Where large decoded stacks are spilled (``MICROMOTION_SCRATCH`` or the system temp folder)."""
+    import tempfile
+
+    return Path(os.environ.get("MICROMOTION_SCRATCH") or tempfile.gettempdir())
+
+
+def _decode_to_scratch(tf: Any, series: Any, path: Path, shape: tuple[int, ...], dtype: np.dtype,
+                       nbytes: int) -> np.ndarray:
+    """Decode a compressed stack that exceeds the memory budget into a read-only scratch memmap."""
+    import shutil
+    import tempfile
+
+    folder = scratch_dir()
+    free = shutil.disk_usage(folder).free
+    check(nbytes < 0.9 * free,
+          f"{path.name} decodes to {nbytes / 2**30:.1f} GiB, more than the memory budget, and the scratch folder "
+          f"{folder} has only {free / 2**30:.1f} GiB free; set MICROMOTION_SCRATCH or save the file uncompressed.")
+    fd, name = tempfile.mkstemp(prefix="micromotion-", suffix=".raw", dir=folder)
+    os.close(fd)
+    try:
+        out = np.memmap(name, dtype=dtype, mode="w+", shape=shape)
+        flat = out.reshape(-1, *series.keyframe.shape) if len(series.pages) > 1 else out.reshape(1, *out.shape)
+        for k, page in enumerate(series.pages):
+            flat[k] = page.asarray()
+        out.flush()
+        del out, flat
+        ro = np.memmap(name, dtype=dtype, mode="r", shape=shape)
+    except Exception as exc:
+        os.unlink(name)
+        raise MicromotionError(f"{path.name} is truncated or corrupt ({_short(exc)}).") from None
+    os.unlink(name)  # the mapping stays valid; the space is freed when the array goes away (POSIX)
+    return ro
 
 
 def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:

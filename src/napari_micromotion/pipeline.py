@@ -525,6 +525,10 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
             roi_sums[m] += v
     del partial
     timings["pass A (band-pass, matched, maps)"] = time.perf_counter() - t0
+    check(energy.max() > 0, "the transmission never changes in any pixel (a constant video); there is no motion to detect.")
+    n_const = int(np.count_nonzero(energy == 0))
+    if n_const:
+        warn.append(f"{n_const} pixel(s) never change over time; they score 0.")
 
     # ------------------------------------------------------------ 1D CNN training
     cnn_model = model_1d
