@@ -97,6 +97,8 @@ def _add_recording_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=_positive_float, help="frame rate in frames/s (overrides metadata)")
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres (overrides metadata)")
     p.add_argument("--rois", help="ROI file: JSON, ImageJ .roi or RoiSet.zip")
+    p.add_argument("--frames", metavar="START:STOP",
+                   help="analyse only these frames (0-based, half-open), e.g. to drop a fade-in")
 
 
 def _add_analysis_args(p: argparse.ArgumentParser) -> None:
@@ -252,6 +254,15 @@ def _load_inputs(args: argparse.Namespace):
     rec = read_recording(args.transmission, args.fluorescence, channel=args.channel,
                          fluorescence_channel=args.fluorescence_channel, fps=args.fps, pixel_size_um=args.pixel_size)
     rois = read_rois(args.rois) if args.rois else []
+    if getattr(args, "frames", None):
+        from .pipeline import parse_validation
+
+        a, b = parse_validation(args.frames)
+        if not 0 <= a < b <= rec.n_frames:
+            raise MicromotionError(f"frames {a}:{b} lie outside the recording's {rec.n_frames} frames.")
+        rec = rec.with_(transmission=rec.transmission[a:b],
+                        fluorescence=rec.fluorescence[a:b] if rec.fluorescence is not None else None,
+                        provenance={**rec.provenance, "frames": [a, b]})
     return rec, rois
 
 

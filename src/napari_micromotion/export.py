@@ -183,7 +183,8 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
         "training_frames": [list(s) for s in results.training],
         "passband": results.passband,
         "device": results.device,
-        "rois": [{"name": n, "kind": k} for n, k in zip(results.roi_names, results.roi_kinds)],
+        "rois": [r.to_dict() for r in results.rois] if getattr(results, "rois", None)
+        else [{"name": n, "kind": k} for n, k in zip(results.roi_names, results.roi_kinds)],
         "timings_s": {k: round(v, 4) for k, v in results.timings_s.items()},
         "warnings": results.warnings,
         **(extra or {}),

@@ -168,6 +168,7 @@ class Results:
     roi_names: list[str] = field(default_factory=list)
     roi_kinds: list[str] = field(default_factory=list)
     roi_masks: np.ndarray | None = None
+    rois: list[ROI] = field(default_factory=list)
     roi_truth: dict[str, np.ndarray] = field(default_factory=dict)
     roi_traces: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     roi_sd: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
@@ -681,7 +682,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         activity_map=activity.reshape(ny, nx) if activity is not None else None,
         truth=truth.astype(np.float32) if truth is not None else None,
         roi_names=masks.names if masks is not None else [], roi_kinds=masks.kinds if masks is not None else [],
-        roi_masks=masks.masks if masks is not None else None,
+        roi_masks=masks.masks if masks is not None else None, rois=list(masks.rois) if masks is not None else [],
         roi_truth={k: v.astype(np.float32) for k, v in roi_truth.items()},
         roi_traces=roi_traces, roi_sd=roi_sd, roi_scores=roi_scores, beats=beats, beat_rates=beat_rates,
         limits=limits, weights=weights, cnn1d=cnn_model if "cnn1d" in methods or "cnn3d" in methods else None,

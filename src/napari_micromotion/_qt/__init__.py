@@ -7,7 +7,6 @@ Layout (the core never imports anything from here)::
     _tasks.py            background tasks: a core generator in a napari thread worker, progress bars
                          per stage, cancel, errors as notifications
     _retrace.py          (Qt-free) ROI traces and scores for edited ROIs, from an existing result
-    _results_io.py       (Qt-free) Results read back from an analysis output folder
     _files.py            (Qt-free) atomic CSV writing
     recording_widget.py  Recording: transmission/fluorescence layers or files, fps, pixel size, channel
     rois_widget.py       ROIs: a shapes layer with a ``kind`` per shape, load and save

@@ -44,7 +44,7 @@ def load_inputs(transmission: str | Path | None = None, *, fluorescence: str | P
     """Read the recording, ROIs and results folder (raises a one-sentence ``MicromotionError``)."""
     from ..io import read_recording
     from ..rois import read_rois
-    from ._results_io import read_results
+    from ..results_io import read_results
 
     out = Inputs()
     check(transmission is not None or fluorescence is None, "give the transmission recording with --fluorescence.")

@@ -419,7 +419,7 @@ class ResultsWidget(QWidget):
 
     def open_results(self, path: str | Path) -> "Results | None":
         """Show the results of an output folder of ``micromotion analyze`` (errors as a notification)."""
-        from ._results_io import read_results
+        from ..results_io import read_results
         from ._tasks import notify_error
 
         try:

@@ -1,4 +1,4 @@
-"""Results read back from an analysis output folder (no Qt).
+"""Results read back from an analysis output folder.
 
 The inverse of :func:`napari_micromotion.export.write_results` for what the
 viewer shows: score and delay maps, still/energy/activity maps, 3D weights with
@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MicromotionError, check
+from .errors import MicromotionError, check
 
 __all__ = ["read_results", "params_from_dict"]
 
 
 def params_from_dict(d: dict[str, Any]) -> Any:
     """:class:`~napari_micromotion.pipeline.AnalysisParams` from ``run.json``'s ``parameters``."""
-    from ..pipeline import AnalysisParams
+    from .pipeline import AnalysisParams
 
     def build(cls: Any, values: dict[str, Any]) -> Any:
         defaults = cls()
@@ -63,7 +63,8 @@ def read_results(folder: str | Path) -> Any:
     """A :class:`~napari_micromotion.pipeline.Results` from an output folder of ``micromotion analyze``."""
     import tifffile
 
-    from ..pipeline import METHODS, AnalysisParams, Results
+    from .pipeline import METHODS, AnalysisParams, Results
+    from .rois import ROI, rasterize
 
     out = Path(folder)
     check(out.is_dir(), f"results folder {out} does not exist.")
@@ -150,12 +151,21 @@ def read_results(folder: str | Path) -> Any:
     rois = run.get("rois") or []
     roi_names = [r["name"] for r in rois] if rois else list(dict.fromkeys(r for r, _ in roi_traces))
     kind_of = {r["name"]: r.get("kind", "other") for r in rois}
+    roi_objs: list[Any] = []
+    roi_masks = None
+    if rois and all("polygon" in r for r in rois):  # written since ROI polygons are kept in run.json
+        try:
+            roi_objs = [ROI(r["name"], r.get("kind", "other"), np.asarray(r["polygon"], float)) for r in rois]
+            roi_masks = rasterize(roi_objs, (int(frame_shape[0]), int(frame_shape[1]))).masks
+        except MicromotionError as exc:
+            warnings.append(f"ROI polygons in run.json could not be used ({exc}).")
+            roi_objs = []
     kind_of.update({row["roi"]: row["kind"] for row in roi_scores if row["roi"] not in kind_of})
     cnn1d = None
     model_path = out / "models" / "cnn1d.safetensors"
     if model_path.is_file():
         try:
-            from ..detectors.models import load_cnn1d
+            from .detectors.models import load_cnn1d
 
             cnn1d = load_cnn1d(model_path)
         except MicromotionError as exc:
@@ -167,7 +177,7 @@ def read_results(folder: str | Path) -> Any:
         training=[tuple(s) for s in run.get("training_frames", [])], passband=dict(run.get("passband", {})),
         methods=list(run.get("methods", [m for m in METHODS if m in score_maps])), still=still, energy_map=energy,
         score_maps=score_maps, lag_maps=lag_maps, activity_map=activity, truth=truth,
-        roi_names=roi_names, roi_kinds=[kind_of.get(n, "other") for n in roi_names], roi_masks=None,
+        roi_names=roi_names, roi_kinds=[kind_of.get(n, "other") for n in roi_names], roi_masks=roi_masks, rois=roi_objs,
         roi_truth=roi_truth, roi_traces=roi_traces, roi_sd=roi_sd, roi_scores=roi_scores, weights=weights,
         cnn1d=cnn1d, warnings=warnings, device=str(run.get("device", "cpu")),
         timings_s={k: float(v) for k, v in (run.get("timings_s") or {}).items()},
