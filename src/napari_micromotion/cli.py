@@ -293,6 +293,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     progress = StderrProgress(args.quiet)
     if not args.quiet:
         print(f"recording: {rec.describe()}", file=sys.stderr)
+        if any(m in params.methods for m in ("cnn1d", "cnn3d")):
+            from .detectors.cnn1d import resolve_device
+
+            print(f"device: {resolve_device(params.device)}", file=sys.stderr)
         for w in rec.provenance.get("warnings", []):
             print(f"warning: {w}", file=sys.stderr)
     stores: dict[str, Path] = {}

@@ -19,8 +19,12 @@ Normalisation (stored with the model)
   pixel with sub-pixel motion and a pixel with large motion differ only in
   signal-to-noise ratio, whatever the illumination) or as relative intensity change
   (``"relative"``: divided by the pixel's mean intensity, dI/I); then divided by one
-  global ``input_scale`` (the RMS over the training pixels and frames) so typical
-  inputs are of order 1;
+  global ``input_scale``: the RMS over the training pixels and frames, times the RMS of
+  the untrained network's Conv21 features on such unit-RMS inputs.  The Glorot-initialised
+  stack of 21 ReLU layers shrinks its input ~1e4-1e5 fold (each ReLU halves the power), so
+  an untrained network predicts a constant and Adam sits on a long plateau; with zero
+  biases the network is positively homogeneous, so this gain gives it unit-RMS features at
+  the start without touching the initialisation;
 * target: the ground-truth trace z-normalised over the training frames
   (``target_mean``, ``target_sd``); predictions are in those units.
 """
@@ -51,6 +55,7 @@ __all__ = [
     "resolve_device",
     "training_windows",
     "normalise_columns",
+    "initial_feature_rms",
 ]
 
 ARCHITECTURE = "rinner2020-cnn1d"
@@ -78,6 +83,16 @@ def normalise_columns(filtered: np.ndarray, mean_intensity: np.ndarray, mode: st
         scale = scale.astype(np.float32)
     ok = np.abs(scale) > 0
     return np.where(ok, x / np.where(ok, scale, 1), 0).astype(np.float32)
+
+
+def initial_feature_rms(net: Any, inputs: np.ndarray) -> float:
+    """RMS of the Conv21 features of *net* on ``(n, T)`` *inputs* (1.0 if they are all zero)."""
+    import torch
+
+    with torch.inference_mode():
+        f = net.features(torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32)).unsqueeze(1))
+        rms = float(f.double().pow(2).mean().sqrt())
+    return rms if rms > 0 and math.isfinite(rms) else 1.0
 
 
 def receptive_field() -> int:

@@ -220,21 +220,12 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
         opt = torch.optim.Adam([wt, bt], lr=params.learning_rate, weight_decay=0.0)
         keep = 1.0 - params.dropout
         total = params.epochs
-        for epoch in range(params.epochs):
-            order = torch.randperm(len(wins), generator=gen).tolist()
-            for i in range(0, len(order), params.batch_size):
-                batch = [wins[k] for k in order[i:i + params.batch_size]]
-                xb = torch.cat([X[a:b] for a, b in batch])
-                yb = torch.cat([y[a:b] for a, b in batch])
-                if params.dropout > 0:
-                    mask = (torch.rand(xb.shape, generator=gen) < keep).to(xb.dtype) / keep
-                    xb = xb * mask
-                loss = torch.mean((xb @ wt + bt - yb) ** 2)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses.append(float(loss.detach()))
-            yield Progress(stage, 0.05 + 0.75 * (epoch + 1) / total, f"epoch {epoch + 1}/{total}, loss {losses[-1]:.4f}")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # thousands of small steps: thread synchronisation costs more than it saves
+        try:
+            yield from _adam_epochs(X, y, wt, bt, opt, wins, params, gen, keep, losses, stage, total)
+        finally:
+            torch.set_num_threads(threads)
         wvec, bias = wt.detach().numpy().copy(), float(bt.detach())
         if not np.all(np.isfinite(wvec)):
             raise MicromotionError(f"3D network training for ROI {roi!r} diverged.")
@@ -244,6 +235,27 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
     return TrainedCNN3D(roi=roi, box=box, weights=wvec.reshape(N_FEATURES, h, w).astype(np.float32), bias=bias,
                         prediction=pred.astype(np.float32), mc_mean=mc[0], mc_sd=mc[1], loss_curve=losses,
                         params=_asdict(params), ridge_alpha=alpha)
+
+
+def _adam_epochs(X, y, wt, bt, opt, wins, params, gen, keep, losses, stage, total):
+    """The dense layer's Adam epochs over 256-frame windows with feature dropout (fast mode)."""
+    import torch
+
+    for epoch in range(params.epochs):
+        order = torch.randperm(len(wins), generator=gen).tolist()
+        for i in range(0, len(order), params.batch_size):
+            batch = [wins[k] for k in order[i:i + params.batch_size]]
+            xb = torch.cat([X[a:b] for a, b in batch])
+            yb = torch.cat([y[a:b] for a, b in batch])
+            if params.dropout > 0:
+                mask = (torch.rand(xb.shape, generator=gen) < keep).to(xb.dtype) / keep
+                xb = xb * mask
+            loss = torch.mean((xb @ wt + bt - yb) ** 2)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+        yield Progress(stage, 0.05 + 0.75 * (epoch + 1) / total, f"epoch {epoch + 1}/{total}, loss {losses[-1]:.4f}")
 
 
 def _mc_fast(feats: np.ndarray, wvec: np.ndarray, bias: float, params: CNN3DParams) -> tuple[np.ndarray, np.ndarray]:
