@@ -187,17 +187,14 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
     t0 = time.perf_counter()
     x = job.transmission.rows(r0, r1)
     n_t = x.shape[0]
-    filt = bandpass(x, job.design)
+    means = np.empty(x.shape[1], np.float64)
+    filt = bandpass(x, job.design, means=means)  # the column means come from the same pass over x
     if job.filtered_store is not None:
         job.filtered_store[:, r0:r1, :] = filt.reshape(n_t, r1 - r0, job.nx)
-    mean = np.asarray(x, dtype=np.float32).mean(axis=0)
+    mean = means.astype(np.float32)
     w = _RoiSum(job.roi_weights) if (job.roi_weights is not None and job.roi_weights.any()) else None
     if job.basics:
         out.mean = mean
-        safe = np.where(np.abs(mean) > 0, mean, 1).astype(np.float32)
-        rel = filt / safe
-        out.energy = np.sqrt(np.mean(rel * rel, axis=0))
-        del rel
         out.frame_filtered = filt.sum(axis=1, dtype=np.float64)
         if w is not None:
             out.roi_filtered = w(filt)
@@ -206,6 +203,9 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
         sq = filt * filt
         if job.basics:
             out.frame_energy = sq.sum(axis=1, dtype=np.float64)
+            # band-pass RMS in units of the mean intensity (dI/I)
+            safe = np.where(np.abs(mean) > 0, np.abs(mean), 1).astype(np.float32)  # zero-mean data: plain RMS
+            out.energy = (np.sqrt(sq.mean(axis=0)) / safe).astype(np.float32)
         if "bandpass" in job.scored and job.truth is not None:
             out.scores["bandpass"], out.lags_s["bandpass"] = _score(job, sq)
         if "bandpass" in job.roi_methods and w is not None:

@@ -180,7 +180,7 @@ def _numba_kernel():  # compiled lazily on first use
     import numba
 
     @numba.njit(parallel=True, fastmath=False, cache=True, nogil=True)
-    def filtfilt_blocks(x, sos, zi, padlen, zero_phase, odd, anchor, out, block):  # pragma: no cover - numba
+    def filtfilt_blocks(x, sos, zi, padlen, zero_phase, odd, anchor, out, block, means):  # pragma: no cover - numba
         n_t, n_p = x.shape
         n_sec = sos.shape[0]
         n_ext = n_t + 2 * padlen
@@ -196,6 +196,7 @@ def _numba_kernel():  # compiled lazily on first use
             v = np.empty(block, dtype=np.float64)
             a0 = np.zeros(block, dtype=np.float64)
             a1 = np.zeros(block, dtype=np.float64)
+            acc = np.zeros(block, dtype=np.float64)
             # offset: the first sample (the filter has no DC gain, so this only helps precision)
             for j in range(pb):
                 x0[j] = x[0, p0 + j]
@@ -221,7 +222,9 @@ def _numba_kernel():  # compiled lazily on first use
                 elif t < padlen + n_t:
                     src = t - padlen
                     for j in range(pb):
-                        buf[t, j] = x[src, p0 + j] - x0[j]
+                        v0 = x[src, p0 + j] - x0[j]
+                        buf[t, j] = v0
+                        acc[j] += v0
                 else:
                     if odd:
                         src = n_t - 2 - (t - padlen - n_t)
@@ -259,6 +262,8 @@ def _numba_kernel():  # compiled lazily on first use
             for t in range(n_t):
                 for j in range(pb):
                     out[t, p0 + j] = buf[t + padlen, j]
+            for j in range(pb):
+                means[p0 + j] = x0[j] + acc[j] / n_t
 
     return filtfilt_blocks
 
@@ -273,7 +278,8 @@ def _kernel():
     return _KERNEL
 
 
-def bandpass(x: np.ndarray, design: BandpassDesign, out: np.ndarray | None = None, *, block: int = 16) -> np.ndarray:
+def bandpass(x: np.ndarray, design: BandpassDesign, out: np.ndarray | None = None, *, block: int = 16,
+             means: np.ndarray | None = None) -> np.ndarray:
     """Apply *design* along axis 0 of a ``(T, P)`` array (pixels in columns).
 
     Parameters
@@ -286,6 +292,8 @@ def bandpass(x: np.ndarray, design: BandpassDesign, out: np.ndarray | None = Non
         Optional float32 ``(T, P)`` output array.
     block
         Pixels processed together in SIMD lanes.
+    means
+        Optional float64 ``(P,)`` array that receives each column's mean (read in the same pass).
 
     Returns
     -------
@@ -307,8 +315,11 @@ def bandpass(x: np.ndarray, design: BandpassDesign, out: np.ndarray | None = Non
     zi = signal.sosfilt_zi(design.sos)
     # numba specialises on dtype and layout; float16/bool are not among its types
     xin = x if x.dtype.kind in "uif" and x.dtype.itemsize >= 1 and x.dtype != np.float16 else x.astype(np.float32)
+    if means is None:
+        means = np.empty(x.shape[1], np.float64)
+    check(means.shape == (x.shape[1],) and means.dtype == np.float64, "means must be a float64 (P,) array.")
     _kernel()(xin, np.ascontiguousarray(design.sos), zi, design.padlen if design.zero_phase else 0,
-              design.zero_phase, design.padtype == "odd", design.anchor, out, block)
+              design.zero_phase, design.padtype == "odd", design.anchor, out, block, means)
     return out
 
 
