@@ -309,3 +309,30 @@ def test_entered_fps_survives_new_layers(make_napari_viewer):
     assert rec_w.recording().fps == 12.5
     rec_w.select(transmission="second movie")
     assert rec_w.fps.value() == 0  # a different layer: its own (unknown) rate
+
+
+def test_zarr_stacks_open_lazily(make_napari_viewer, tmp_path, qt_sim):
+    """--save-filtered / --save-predictions stacks show as lazy (dask) layers when a results folder opens."""
+    import dask.array as da
+
+    from napari_micromotion.cli import main
+    from napari_micromotion.simulate import write_simulation
+    from napari_micromotion._qt.launch import load_inputs, populate_viewer
+
+    sim = tmp_path / "sim"
+    write_simulation(sim, qt_sim.params)
+    out = tmp_path / "out"
+    assert main(["analyze", str(sim / "transmission.tif"), "-f", str(sim / "fluorescence.tif"), "--methods",
+                 "bandpass,matched", "--save-filtered", "--save-predictions", "--out", str(out), "-q",
+                 "--no-report", "--surrogates", "9"]) == 0
+    viewer = make_napari_viewer()
+    populate_viewer(viewer, load_inputs(sim / "transmission.tif", results=out), dock=False)
+    names = [layer.name for layer in viewer.layers]
+    assert "band-passed (zarr)" in names and "prediction: band-pass" in names and "prediction: matched filter" in names
+    layer = viewer.layers["band-passed (zarr)"]
+    assert isinstance(layer.data, da.Array) and layer.data.shape == qt_sim.transmission.shape
+    assert layer.metadata[META_KEY]["lazy"] and layer.metadata[META_KEY]["role"] == "bandpassed"
+    from napari_micromotion.filters import bandpass, design_bandpass
+
+    ref = bandpass(qt_sim.transmission[:, :2, :].reshape(qt_sim.params.n_frames, -1), design_bandpass(50.0))
+    np.testing.assert_array_equal(np.asarray(layer.data[:, :2, :]).reshape(qt_sim.params.n_frames, -1), ref)

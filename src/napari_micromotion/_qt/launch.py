@@ -91,6 +91,10 @@ def populate_viewer(viewer: "napari.Viewer", inputs: Inputs, *, dock: bool = Tru
             docks[name].raise_()
     if inputs.results is not None:
         session.adopt_results(inputs.results, source=inputs.results_path or "")
+        if inputs.results_path:
+            from .results import add_zarr_stacks
+
+            add_zarr_stacks(viewer, inputs.results_path, inputs.results)
     if viewer.dims.ndim >= 3:
         viewer.dims.set_current_step(0, 0)
     viewer.reset_view()

@@ -200,6 +200,36 @@ def apply_results(viewer: "napari.Viewer", results: "Results", provenance: dict[
     return made
 
 
+def add_zarr_stacks(viewer: "napari.Viewer", folder: str | Path, results: "Results") -> list[Any]:
+    """Show the chunked zarr stacks of an output folder lazily (band-passed video, per-pixel predictions).
+
+    ``micromotion analyze --save-filtered/--save-predictions`` writes them; napari reads only the
+    chunks it displays (dask), so stacks larger than memory open instantly.
+    """
+    import dask.array as da
+
+    folder = Path(folder)
+    stacks = []
+    if (folder / "filtered.zarr").exists():
+        stacks.append(("band-passed (zarr)", folder / "filtered.zarr", "bandpassed"))
+    stacks += [(f"prediction: {_label(p.stem)}", p, "prediction") for p in sorted((folder / "predictions").glob("*.zarr"))]
+    px = results.pixel_size_um or 1.0
+    layers = []
+    for name, path, role in stacks:
+        arr = da.from_zarr(str(path))
+        meta = {"role": role, "source": str(path), "lazy": True}
+        existing = [lyr for lyr in viewer.layers if lyr.name == name and plugin_meta(lyr).get("role") == role]
+        sample = np.asarray(arr[: min(50, arr.shape[0])])
+        lo, hi = _limits(*np.percentile(sample, [0.5, 99.5]))
+        if existing:
+            existing[0].data = arr
+            layers.append(existing[0])
+            continue
+        layers.append(viewer.add_image(arr, name=name, scale=(1.0, px, px), colormap="magma", visible=False,
+                                       contrast_limits=(lo, hi), metadata={META_KEY: meta}))
+    return layers
+
+
 def _raise_shapes(viewer: "napari.Viewer") -> None:
     """Keep ROI outlines (shapes layers) above the result images."""
     from napari.layers import Shapes
@@ -428,4 +458,5 @@ class ResultsWidget(QWidget):
             notify_error(exc)
             return None
         self.session.adopt_results(results, source=str(Path(path).resolve()))
+        add_zarr_stacks(self.viewer, path, results)
         return results
