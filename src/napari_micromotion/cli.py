@@ -128,12 +128,15 @@ def _add_analysis_args(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("1D CNN")
     c.add_argument("--model-1d", help="use this trained 1D CNN (.safetensors) instead of training one")
     c.add_argument("--cnn-epochs", type=int, default=3, help="training epochs (default 3, the paper)")
-    c.add_argument("--cnn-pixels", choices=("all", "random", "variance", "mixed"), default="mixed",
-                   help="training pixels: all (paper), random, variance-ranked, or mixed (default)")
+    c.add_argument("--cnn-pixels", choices=("all", "random", "variance", "mixed"), default="variance",
+                   help="training pixels: all (paper), random, highest band-pass energy (default), or mixed")
     c.add_argument("--cnn-n-pixels", type=int, default=2048, help="training pixels when sampling (default 2048)")
     c.add_argument("--cnn-window", type=int, default=1024, help="frames per training window (default 1024)")
     c.add_argument("--cnn-batch", type=int, default=16, help="windows per step (default 16)")
     c.add_argument("--cnn-lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
+    c.add_argument("--cnn-backend", choices=("auto", "fast", "torch"), default="auto",
+                   help="training: fused CPU kernel (auto on CPU), or the plain PyTorch reference")
+    c.add_argument("--cnn-restarts", type=int, default=2, help="restarts of a network that dies early (default 2)")
     d = p.add_argument_group("3D network")
     d.add_argument("--cnn3d-mode", choices=("fast", "paper"), default="fast", help="fast (frozen 1D layers, default) or paper")
     d.add_argument("--cnn3d-solver", choices=("adam", "ridge"), default="adam", help="fast-mode dense-layer fit (default adam)")
@@ -239,7 +242,8 @@ def _analysis_params(args: argparse.Namespace) -> Any:
         matched=MatchedParams(pre_s=args.template_window[0], post_s=args.template_window[1], min_spikes=args.min_spikes,
                               threshold_sd=args.spike_threshold),
         cnn1d=CNN1DParams(epochs=args.cnn_epochs, learning_rate=args.cnn_lr, pixels=args.cnn_pixels,
-                          n_pixels=args.cnn_n_pixels, window=args.cnn_window, batch_size=args.cnn_batch),
+                          n_pixels=args.cnn_n_pixels, window=args.cnn_window, batch_size=args.cnn_batch,
+                          backend=args.cnn_backend, restarts=args.cnn_restarts),
         cnn3d=CNN3DParams(mode=args.cnn3d_mode, solver=args.cnn3d_solver, epochs=args.cnn3d_epochs,
                           learning_rate=args.cnn3d_lr, mc_passes=args.mc_passes),
         beats=BeatParams(),

@@ -445,7 +445,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
             from .io import default_memory_budget
 
             check(need <= default_memory_budget(), f"training on all {n_pix} pixels needs {need / 2**30:.1f} GiB; "
-                  "sample pixels instead (--cnn-pixels mixed --cnn-n-pixels N).")
+                  "sample pixels instead (--cnn-pixels variance --cnn-n-pixels N).")
             random_idx = np.arange(n_pix)
         else:
             k = min(cp.n_pixels, n_pix)
