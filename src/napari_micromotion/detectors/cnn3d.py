@@ -291,34 +291,41 @@ def _mc_fast(feats: np.ndarray, wvec: np.ndarray, bias: float, params: CNN3DPara
 def _ridge(feats: np.ndarray, target: np.ndarray, segments, alphas, w0: np.ndarray):
     """Ridge regression shrunk towards the transfer-learning initialisation *w0*.
 
-    The penalty is chosen on the last 20 % of the training frames, then refitted on all.
+    Dual form (more features than frames): one Gram matrix per row set, one Cholesky
+    factorisation per penalty.  The penalty (relative to the mean diagonal of the Gram
+    matrix) is chosen on the last 20 % of the training frames, then refitted on all.
     """
+    from scipy.linalg import cho_factor, cho_solve
+
     idx = np.concatenate([np.arange(a, b) for a, b in segments])
     n_hold = max(1, idx.size // 5)
     fit_idx, hold_idx = idx[:-n_hold], idx[-n_hold:]
 
-    def solve(rows: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-        X = feats[rows].astype(np.float64)
+    def prepare(rows: np.ndarray):
+        X = feats[rows]
+        mu_x = X.mean(axis=0, dtype=np.float64)
+        Xc = (X - mu_x.astype(np.float32)).astype(np.float32)
         y = target[rows].astype(np.float64)
-        mu_x = X.mean(axis=0)
-        mu_y = y.mean()
-        Xc = X - mu_x
-        r = y - mu_y - Xc @ w0
-        # dual form: (Xc Xc^T + alpha I) a = r ; dw = Xc^T a
-        K = Xc @ Xc.T
-        K[np.diag_indices_from(K)] += alpha * max(np.trace(K) / K.shape[0], 1e-12)
-        a = np.linalg.solve(K, r)
-        wv = w0 + Xc.T @ a
-        return wv, float(mu_y - mu_x @ wv)
+        r = y - y.mean() - Xc.astype(np.float64) @ w0
+        K = (Xc @ Xc.T).astype(np.float64)
+        return Xc, mu_x, float(y.mean()), r, K, max(float(np.trace(K)) / K.shape[0], 1e-12)
 
+    def solve(prep, alpha: float) -> tuple[np.ndarray, float]:
+        Xc, mu_x, mu_y, r, K, scale = prep
+        a = cho_solve(cho_factor(K + alpha * scale * np.eye(K.shape[0]), lower=True, check_finite=False), r,
+                      check_finite=False)
+        wv = w0 + (Xc.T @ a.astype(np.float32)).astype(np.float64)
+        return wv, mu_y - float(mu_x @ wv)
+
+    prep = prepare(fit_idx)
     best = None
     for alpha in alphas:
-        wv, b = solve(fit_idx, alpha)
-        err = float(np.mean((feats[hold_idx] @ wv + b - target[hold_idx]) ** 2))
+        wv, b = solve(prep, alpha)
+        err = float(np.mean((feats[hold_idx] @ wv.astype(np.float32) + b - target[hold_idx]) ** 2))
         if best is None or err < best[0]:
             best = (err, alpha)
     alpha = best[1]
-    wv, b = solve(idx, alpha)
+    wv, b = solve(prepare(idx), alpha)
     return wv.astype(np.float32), b, alpha
 
 
