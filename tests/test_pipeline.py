@@ -70,6 +70,13 @@ def test_transmission_only_recording(small_sim):
     assert any("no fluorescence" in w for w in res.warnings)
 
 
+def test_short_transmission_only_recording_needs_no_validation_frames(small_sim):
+    # a 40-frame video without fluorescence: the default validation (12 frames) scores nothing, so it is no error
+    rec = Recording(small_sim.transmission[:40], 50.0)
+    res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",)))
+    assert res.score_maps == {} and np.isfinite(res.energy_map).all()
+
+
 def test_generator_can_be_cancelled(small_sim):
     calls = []
     with pytest.raises(Cancelled):
@@ -83,6 +90,7 @@ def test_generator_can_be_cancelled(small_sim):
 @pytest.mark.parametrize("params,msg", [
     (AnalysisParams(methods=("bandpass",), validation=(0, 5000)), "outside the recording"),
     (AnalysisParams(methods=("bandpass",), validation=(100, 50)), "outside the recording"),
+    (AnalysisParams(methods=("bandpass",), validation=(0, 10)), "too short to score"),
     (AnalysisParams(methods=("matched",), validation=(0, 1500)), "training frames"),
     (AnalysisParams(methods=("bandpass",), low_hz=2, high_hz=30), "Nyquist"),
     (AnalysisParams(methods=("bandpass",), low_hz=10, high_hz=5), "below the high edge"),
