@@ -30,6 +30,9 @@ from dataclasses import replace
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _common as C  # noqa: E402
+
 FPS = 50.0
 PAPER_FRAMES = 10570
 PAPER_VALIDATION = 3072
@@ -137,12 +140,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--paper-run", type=int, default=None, metavar="PIXELS",
-                    help="also time one complete fast training (the given epochs) on PIXELS x 10570 frames")
+                    help="also time one complete fast training (the given epochs) on PIXELS x 10570 frames "
+                         "(default: 2048, the default training pixels; none with --quick)")
     ap.add_argument("--spread", action="store_true",
                     help="also train the naive port once more on a different torch thread count: its own spread "
                          "(summation order) is the yardstick for the loss-curve agreement")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args(argv)
+    if args.paper_run is None and not args.quick:
+        args.paper_run = 2048
+    state0 = C.machine_state()
 
     import numba
     import torch
@@ -236,6 +243,17 @@ def main(argv: list[str] | None = None) -> int:
         verdict += " (throughput only: --max-steps skips the full loss curve)"
     print(f"goal (>= 3x samples/s, epoch losses within 2 %): {verdict}")
     results["goal_met"] = bool(ok)
+    first = results["runs"][int(args.batch_sizes.split(",")[0])]
+    details = {"data": f"{n_pix} px x {x.shape[1]} frames, {args.epochs} epochs, batch {args.batch_sizes.split(',')[0]}"}
+    if "loss" in first:
+        details["epoch_loss_rel_diff"] = [f"{v:.1e}" for v in first["loss"]["epoch_rel"]]
+    if "paper_run" in results:
+        pr = results["paper_run"]
+        details["paper_size_training"] = f"{pr['pixels']} px x 10570 frames, {args.epochs} epochs: {pr['seconds']:.1f} s"
+    C.report("cnn1d_train", goal="1D CNN training >= 3x the naive port's samples/s, same loss curve",
+             ours=first["fast"]["samples_per_s"] / 1e6, baseline=first["naive"]["samples_per_s"] / 1e6,
+             ratio=first["ratio"], unit="M samples/s", baseline_label="naive PyTorch port, same batches",
+             met=bool(ok), details=details, quick=args.quick, state_before=state0)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=2, default=float)

@@ -23,6 +23,7 @@ import _common as C  # noqa: E402
 
 BENCHMARKS = {
     "cnn1d_infer": ("bench_cnn1d_infer.py", "1. 1D CNN inference (CPU)"),
+    "cnn1d_train": ("bench_cnn1d_train.py", "2. 1D CNN training (CPU)"),
     "bandpass_scores": ("bench_bandpass_scores.py", "3. band-pass + score maps, paper size"),
     "cnn3d_fast": ("bench_cnn3d_fast.py", "4. 3D network fast mode, 64x64 ROI"),
     "demo": ("bench_demo.py", "6. make demo"),
