@@ -222,11 +222,12 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
         wvec, bias, alpha = _ridge(feats, target, segments, params.ridge_alphas, w0.reshape(-1))
         yield Progress(stage, 0.8, f"ridge alpha {alpha:g}")
     else:
-        gen = torch.Generator().manual_seed(int(params.seed))
-        X = torch.from_numpy(feats)
-        y = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
-        wt = torch.nn.Parameter(torch.from_numpy(w0.reshape(-1).copy()))
-        bt = torch.nn.Parameter(torch.tensor(b0, dtype=torch.float32))
+        device = resolve_device(params.device)
+        gen = torch.Generator().manual_seed(int(params.seed))  # on the CPU: same batches and masks on any device
+        X = torch.from_numpy(feats).to(device)
+        y = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)).to(device)
+        wt = torch.nn.Parameter(torch.from_numpy(w0.reshape(-1).copy()).to(device))
+        bt = torch.nn.Parameter(torch.tensor(b0, dtype=torch.float32, device=device))
         opt = torch.optim.Adam([wt, bt], lr=params.learning_rate, weight_decay=0.0)
         keep = 1.0 - params.dropout
         total = params.epochs
@@ -236,7 +237,7 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
             yield from _adam_epochs(X, y, wt, bt, opt, wins, params, gen, keep, losses, stage, total)
         finally:
             torch.set_num_threads(threads)
-        wvec, bias = wt.detach().numpy().copy(), float(bt.detach())
+        wvec, bias = wt.detach().cpu().numpy().copy(), float(bt.detach().cpu())
         if not np.all(np.isfinite(wvec)):
             raise MicromotionError(f"3D network training for ROI {roi!r} diverged.")
     pred = feats @ wvec + bias
@@ -258,7 +259,7 @@ def _adam_epochs(X, y, wt, bt, opt, wins, params, gen, keep, losses, stage, tota
             xb = torch.cat([X[a:b] for a, b in batch])
             yb = torch.cat([y[a:b] for a, b in batch])
             if params.dropout > 0:
-                mask = (torch.rand(xb.shape, generator=gen) < keep).to(xb.dtype) / keep
+                mask = (torch.rand(xb.shape, generator=gen) < keep).to(device=xb.device, dtype=xb.dtype) / keep
                 xb = xb * mask
             loss = torch.mean((xb @ wt + bt - yb) ** 2)
             opt.zero_grad(set_to_none=True)
