@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import os
 import platform
 import shutil
@@ -60,7 +59,6 @@ def run_cli(args: list[str], cwd: Path) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "napari_micromotion.cli", *args]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    out, err = "", ""
     # read output while waiting, then collect the child's resource usage
     import threading
 
@@ -73,7 +71,7 @@ def run_cli(args: list[str], cwd: Path) -> dict[str, Any]:
     for th in threads:
         th.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
-    out, err = "".join(bufs["out"]), "".join(bufs["err"])
+    err = "".join(bufs["err"])
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"micromotion {' '.join(args)} failed ({proc.returncode}):\n{err[-3000:]}")

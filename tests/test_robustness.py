@@ -46,7 +46,6 @@ def bad(tmp_path, sim_dir):
     rng = np.random.default_rng(0)
     t = str(sim_dir / "transmission.tif")
     f = str(sim_dir / "fluorescence.tif")
-    r = str(sim_dir / "rois.json")
     frames = rng.integers(1000, 2000, size=(300, 16, 16), dtype=np.uint16)
 
     def roi_file(obj):
