@@ -109,7 +109,8 @@ def settings(quick: bool, n_frames: int) -> dict[str, dict[str, list[str]]]:
     }
 
 
-def run_methods(data: Path, out: Path, quick: bool, which: list[str], surrogates: int) -> dict[str, Any]:
+def run_methods(data: Path, out: Path, quick: bool, which: list[str], surrogates: int,
+                reuse: bool = False) -> dict[str, Any]:
     truth = json.loads((data / "truth.json").read_text())
     n_frames = truth["params"]["n_frames"]
     base = ["analyze", str(data / "transmission.tif"), "-f", str(data / "fluorescence.tif"),
@@ -126,11 +127,19 @@ def run_methods(data: Path, out: Path, quick: bool, which: list[str], surrogates
             extra = list(opts[m])
             if m == "cnn3d":
                 extra += ["--model-1d", str(out / "runs" / setting / "cnn1d" / "models" / "cnn1d.safetensors")]
+            record = folder / "reproduce-run.json"
+            if reuse and record.is_file() and (folder / "run.json").is_file():
+                prev = json.loads(record.read_text())
+                if prev.get("argv") == base + ["--methods", m, *extra]:
+                    log(f"{setting}: {m}: reusing {folder}")
+                    runs[f"{setting}/{m}"] = prev["run"]
+                    continue
             log(f"{setting}: {m} ...")
             r = run_cli(base + ["--methods", m, "--out", str(folder), *extra], ROOT)
             log(f"  {m}: {r['wall_s']:.0f} s, peak {r['peak_rss_mib']:.0f} MiB")
             runs[f"{setting}/{m}"] = {"folder": str(folder), "wall_s": r["wall_s"], "peak_rss_mib": r["peak_rss_mib"],
                                       "options": extra}
+            record.write_text(json.dumps({"argv": base + ["--methods", m, *extra], "run": runs[f"{setting}/{m}"]}))
     return runs
 
 
@@ -162,6 +171,34 @@ def build_table(runs: dict[str, Any], which: list[str]) -> list[dict[str, Any]]:
                              "score_full_xcorr": full.score, "wall_s": info["wall_s"],
                              "peak_rss_mib": info["peak_rss_mib"], "shared_run": key not in runs})
     return rows
+
+
+def pixel_table(runs: dict[str, Any], which: list[str], data: Path) -> list[dict[str, Any]]:
+    """Fig. 3's view: the distribution of per-pixel scores inside each ROI, per setting and method.
+
+    The ROI scores above sum a method's output over the ROI first (Fig. 4); here each pixel is
+    scored on its own, so a few pixels that carry the signal (a cell border in the weak region)
+    are not diluted by the many that do not.
+    """
+    import tifffile
+
+    from napari_micromotion.rois import rasterize, read_rois
+
+    rois = read_rois(data / "rois.json")
+    out = []
+    for setting in which:
+        for m in METHODS:
+            path = folder_of(runs, setting, m) / "scores" / f"{m}.tif"
+            if not path.is_file():  # the 3D network has no per-pixel map
+                continue
+            smap = tifffile.imread(path)
+            masks = rasterize(rois, smap.shape)
+            for i, roi in enumerate(rois):
+                v = smap[masks.masks[i]]
+                v = v[np.isfinite(v)]
+                out.append({"setting": setting, "roi": roi.name, "kind": roi.kind, "method": m, "pixels": int(v.size),
+                            "median": float(np.median(v)), "p99": float(np.quantile(v, 0.99)), "max": float(v.max())})
+    return out
 
 
 def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
@@ -198,6 +235,28 @@ def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> 
                 shared = " (same run as fast)" if r.get("shared_run") else ""
                 lines.append(f"| {LABELS[m]}{shared} | {r['wall_s']:.0f} | {r['peak_rss_mib']:.0f} |")
         lines.append("")
+    px = meta.get("pixel_rows") or []
+    if px:
+        methods = [m for m in METHODS if any(r["method"] == m for r in px)]
+        lines += ["## Pixel level (Fig. 3): per-pixel scores inside each ROI", "",
+                  "Median / 99th percentile of the per-pixel score maps over the ROI's pixels.  Compare within a "
+                  "column: each method's noise floor differs (a smoother output reaches a higher chance maximum of the "
+                  "cross-correlation), so the silent and other ROIs give each method's chance level.", ""]
+        for setting in dict.fromkeys(r["setting"] for r in px):
+            lines += [f"{setting} settings:", "", "| ROI | " + " | ".join(LABELS[m] for m in methods) + " |",
+                      "|---|" + "---|" * len(methods)]
+            for roi in dict.fromkeys(r["roi"] for r in px if r["setting"] == setting):
+                cells = []
+                for m in methods:
+                    r = next((x for x in px if x["setting"] == setting and x["roi"] == roi and x["method"] == m), None)
+                    cells.append("" if r is None else f"{r['median']:.2f} / {r['p99']:.2f}")
+                lines.append(f"| {roi} | " + " | ".join(cells) + " |")
+            lines.append("")
+        with open(out / "table_pixels.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(px[0]))
+            w.writeheader()
+            for r in px:
+                w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
     if meta.get("paper_mode_check"):
         c = meta["paper_mode_check"]
         lines += ["## 3D network: paper mode vs frozen 1D layers", "",
@@ -325,8 +384,13 @@ def real_data(out: Path, dpi: int) -> dict[str, Any]:
         for tb in times:
             ax.axvline(tb, color="#e6550d", lw=1, ls="--")
         rate = next((r_ for r_ in rates if r_["source"] == "transmission"), {})
-        ax.set_title(f"whole-frame band-pass energy and beats ({len(times)} found, rate {rate.get('rate_bpm', 'nan')} "
-                     "bpm)", fontsize=8)
+        bpm = rate.get("rate_bpm")
+        try:
+            bpm_text = f"{float(bpm):.0f} bpm" if bpm not in (None, "") and np.isfinite(float(bpm)) else "no rate"
+        except ValueError:
+            bpm_text = "no rate"
+        ax.set_title(f"whole-frame band-pass energy and beats ({len(times)} found in {res.n_frames / res.fps:.1f} s, "
+                     f"{bpm_text})", fontsize=8)
         ax.set_xlabel("time (s)", fontsize=8)
         ax.tick_params(labelsize=7)
         summary[path.stem] = {"title": title, "n_frames": res.n_frames, "fps": res.fps, "passband": p,
@@ -399,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--settings", default="fast,paper", help="comma-separated: fast, paper")
     ap.add_argument("--surrogates", type=int, default=999)
     ap.add_argument("--no-real", action="store_true", help="skip the real recordings")
+    ap.add_argument("--reuse-runs", action="store_true",
+                    help="keep the analyses of an earlier call with the same data and options (tables and figures anew)")
     ap.add_argument("--docs", help="also write downscaled PNGs and table.md into this folder (e.g. docs/reproduce)")
     args = ap.parse_args(argv)
     out = Path(args.out).absolute()
@@ -408,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     surrogates = min(args.surrogates, 19) if args.quick else args.surrogates
     t_start = time.perf_counter()
     data = simulate(out, frames, size, args.seed)
-    runs = run_methods(data, out, args.quick, which, surrogates)
+    runs = run_methods(data, out, args.quick, which, surrogates, reuse=args.reuse_runs)
     check = paper_mode_check(runs, data, "paper" if "paper" in which else which[0], args.quick)
     log(f"paper-mode check: {check}")
     rows = build_table(runs, which)
@@ -422,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"size_label": "quick size" if args.quick else "paper size", "frames": frames, "size": size,
             "seed": args.seed, "validation": "0:3072" if frames >= 10570 else f"0:{round(frames * 3072 / 10570)}",
             "machine": f"{machine.get('cpu', '?')}, {machine.get('cores', os.cpu_count())} cores",
-            "paper_mode_check": check}
+            "paper_mode_check": check, "pixel_rows": pixel_table(runs, which, data)}
     write_table(rows, out, meta)
     dpi = 70 if args.quick else 90
     figs = figures(runs, "paper" if "paper" in which else which[0], out, dpi)
@@ -438,10 +504,12 @@ def main(argv: list[str] | None = None) -> int:
 
         for p in figs + ([out / "real_data.png"] if (out / "real_data.png").exists() else []):
             im = Image.open(p)
-            im.thumbnail((1400, 1400))
+            im.thumbnail((1200, 1200))
+            im = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)  # small enough for git
             im.save(docs / p.name, optimize=True)
         shutil.copy(out / "table.md", docs / "table.md")
         shutil.copy(out / "table.csv", docs / "table.csv")
+        shutil.copy(out / "table_pixels.csv", docs / "table_pixels.csv")
     print((out / "table.md").read_text())
     return 0
 
