@@ -201,13 +201,28 @@ def pixel_table(runs: dict[str, Any], which: list[str], data: Path) -> list[dict
     return out
 
 
-def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
-    cols = ["setting", "roi", "kind", "method", "score", "lag_s", "p_value", "score_full_xcorr", "wall_s", "peak_rss_mib"]
-    with open(out / "table.csv", "w", newline="") as fh:
+def _write_csv(path: Path, rows: list[dict[str, Any]], cols: list[str]) -> None:
+    with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+
+def _grid(rows: list[dict[str, Any]], setting: str, methods: list[str], cell) -> list[str]:
+    """A markdown table ROI x method of *setting*'s rows; ``cell(row)`` formats one entry."""
+    lines = ["| ROI | " + " | ".join(LABELS[m] for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    mine = [r for r in rows if r["setting"] == setting]
+    for roi in dict.fromkeys(r["roi"] for r in mine):
+        found = {r["method"]: r for r in mine if r["roi"] == roi}
+        kind = next(iter(found.values()))["kind"]
+        lines.append(f"| {roi} ({kind}) | " + " | ".join(cell(found[m]) if m in found else "" for m in methods) + " |")
+    return lines
+
+
+def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> None:
+    cols = ["setting", "roi", "kind", "method", "score", "lag_s", "p_value", "score_full_xcorr", "wall_s", "peak_rss_mib"]
+    _write_csv(out / "table.csv", rows, cols)
     lines = [f"# Reproduction of Rinner et al. 2020 ({meta['size_label']})", "",
              f"Simulated recording: {meta['frames']} frames x {meta['size']} x {meta['size']} px at 50 fps, seed "
              f"{meta['seed']}; validation frames {meta['validation']}; {meta['machine']}.", "",
@@ -215,19 +230,9 @@ def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> 
              "`full`: maximum over all lags, as in the paper.  Time and memory: one `micromotion analyze` process "
              "per method (band-pass included; the 3D network reuses that setting's 1D CNN).", ""]
     for setting in dict.fromkeys(r["setting"] for r in rows):
-        lines += [f"## {setting} settings", "", "| ROI | " + " | ".join(LABELS[m] for m in METHODS) + " |",
-                  "|---|" + "---|" * len(METHODS)]
-        for roi in dict.fromkeys(r["roi"] for r in rows if r["setting"] == setting):
-            cells = []
-            kind = ""
-            for m in METHODS:
-                r = next((x for x in rows if x["setting"] == setting and x["roi"] == roi and x["method"] == m), None)
-                if r is None:
-                    cells.append("")
-                    continue
-                kind = r["kind"]
-                cells.append(f"{r['score']:.2f} (p={r['p_value']:.3g}; full {r['score_full_xcorr']:.2f})")
-            lines.append(f"| {roi} ({kind}) | " + " | ".join(cells) + " |")
+        lines += [f"## {setting} settings", ""]
+        lines += _grid(rows, setting, list(METHODS),
+                       lambda r: f"{r['score']:.2f} (p={r['p_value']:.3g}; full {r['score_full_xcorr']:.2f})")
         lines += ["", "| method | wall time (s) | peak memory (MiB) |", "|---|---|---|"]
         for m in METHODS:
             r = next((x for x in rows if x["setting"] == setting and x["method"] == m), None)
@@ -243,20 +248,9 @@ def write_table(rows: list[dict[str, Any]], out: Path, meta: dict[str, Any]) -> 
                   "column: each method's noise floor differs (a smoother output reaches a higher chance maximum of the "
                   "cross-correlation), so the silent and other ROIs give each method's chance level.", ""]
         for setting in dict.fromkeys(r["setting"] for r in px):
-            lines += [f"{setting} settings:", "", "| ROI | " + " | ".join(LABELS[m] for m in methods) + " |",
-                      "|---|" + "---|" * len(methods)]
-            for roi in dict.fromkeys(r["roi"] for r in px if r["setting"] == setting):
-                cells = []
-                for m in methods:
-                    r = next((x for x in px if x["setting"] == setting and x["roi"] == roi and x["method"] == m), None)
-                    cells.append("" if r is None else f"{r['median']:.2f} / {r['p99']:.2f}")
-                lines.append(f"| {roi} | " + " | ".join(cells) + " |")
-            lines.append("")
-        with open(out / "table_pixels.csv", "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(px[0]))
-            w.writeheader()
-            for r in px:
-                w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+            lines += [f"{setting} settings:", ""]
+            lines += _grid(px, setting, methods, lambda r: f"{r['median']:.2f} / {r['p99']:.2f}") + [""]
+        _write_csv(out / "table_pixels.csv", px, list(px[0]))
     if meta.get("paper_mode_check"):
         c = meta["paper_mode_check"]
         lines += ["## 3D network: paper mode vs frozen 1D layers", "",
