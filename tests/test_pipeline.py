@@ -108,3 +108,21 @@ def test_slow_camera_lowers_the_default_high_edge(small_sim):
     res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",)))
     assert res.passband["high_hz"] == pytest.approx(7.2)
     assert any("Nyquist" in w for w in res.warnings)
+
+
+def test_cnn_roi_traces_have_no_edge_transient(small_sim):
+    # the recording's first and last frames lie in the validation (0:...) and training segments; the
+    # network's zero padding used to put a transient there many times the traces' normal range
+    from napari_micromotion.detectors.cnn1d import CNN1DParams
+    from napari_micromotion.detectors.fast import HALO
+
+    params = AnalysisParams(methods=("cnn1d",), cnn1d=CNN1DParams(epochs=1, n_pixels=256, window=256), seed=0)
+    res = run_analysis(small_sim.recording(), small_sim.rois, params)
+    for (roi, method), trace in res.roi_traces.items():
+        if method != "cnn1d":
+            continue
+        inner = trace[2 * HALO:-2 * HALO]
+        lo, hi = inner.min(), inner.max()
+        span = hi - lo
+        edges = np.r_[trace[:HALO], trace[-HALO:]]
+        assert lo - 0.5 * span <= edges.min() and edges.max() <= hi + 0.5 * span, roi

@@ -239,11 +239,11 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
         c = job.cnn
         xin = cnn_x / np.float32(c.input_scale)
         if c.device == "cpu" or c.net is None:
-            pred = fast.cnn1d_forward(c.weights, xin)
+            pred = fast.cnn1d_forward(c.weights, xin, edges="reflect")
         else:
             from .detectors.cnn1d import _predict_torch
 
-            pred = _predict_torch(c.net, xin, device=c.device, chunk_pixels=4096, features=False)
+            pred = _predict_torch(c.net, xin, device=c.device, chunk_pixels=4096, features=False, edges="reflect")
         del xin
         if job.truth is not None and "cnn1d" in job.scored:
             out.scores["cnn1d"], out.lags_s["cnn1d"] = _score(job, pred)

@@ -127,4 +127,40 @@ def test_empty_inputs(net):
 
 def test_predict_cnn1d_uses_the_kernel_on_cpu(net):
     x = np.random.default_rng(5).standard_normal((200, 9)).astype(np.float32)
-    np.testing.assert_allclose(cnn1d.predict_cnn1d(net, x, device="cpu"), _torch(net, x), atol=1e-4)
+    np.testing.assert_allclose(cnn1d.predict_cnn1d(net, x, device="cpu", edges="zero"), _torch(net, x), atol=1e-4)
+
+
+@pytest.mark.parametrize("t", [300, 40, 2])
+def test_reflected_edges_are_the_network_on_the_mirrored_series(net, t):
+    x = np.random.default_rng(6).standard_normal((t, 5)).astype(np.float32)
+    ext = fast.extend_edges(x)
+    assert ext.shape == (t + 2 * fast.HALO, 5)
+    np.testing.assert_array_equal(ext[fast.HALO:fast.HALO + t], x)
+    if t > 1:  # mirrored without repeating the edge frame
+        np.testing.assert_array_equal(ext[fast.HALO - 1], x[1])
+    ref = _torch(net, ext)[fast.HALO:fast.HALO + t]
+    w = fast.weights_of(net)
+    np.testing.assert_allclose(fast.cnn1d_forward(w, x, edges="reflect"), ref, atol=1e-4)
+    np.testing.assert_allclose(cnn1d.predict_cnn1d(net, x), ref, atol=1e-4)  # reflect is the default
+    np.testing.assert_allclose(cnn1d._predict_torch(net, x, device="cpu", chunk_pixels=3, features=False,
+                                                    edges="reflect"), ref, atol=1e-4)
+    feats = fast.cnn1d_forward(w, x, features=True, edges="reflect")
+    assert feats.shape == (t, 5, 3)
+    with pytest.raises(ValueError, match="edges"):
+        fast.cnn1d_forward(w, x, edges="wrap")
+
+
+def test_reflected_edges_remove_the_padding_transient(net):
+    # a stationary input: with zero padding the first and last outputs leave the range of the rest,
+    # with reflected edges they stay inside it
+    x = np.random.default_rng(7).standard_normal((1200, 64)).astype(np.float32)
+    w = fast.weights_of(net)
+    h = fast.HALO
+
+    def edge_excess(y):
+        mid = y[2 * h:-2 * h]
+        z = (y - mid.mean(axis=0)) / mid.std(axis=0)
+        return np.abs(np.r_[z[:h // 2], z[-h // 2:]].mean(axis=1)).max()
+
+    zero, refl = edge_excess(fast.cnn1d_forward(w, x)), edge_excess(fast.cnn1d_forward(w, x, edges="reflect"))
+    assert refl < 1.0 < zero

@@ -362,22 +362,32 @@ def train_cnn1d(inputs: np.ndarray, target: np.ndarray, segments: Sequence[tuple
 
 
 def predict_cnn1d(net: Any, inputs: np.ndarray, *, device: str = "cpu", chunk_pixels: int = 2048,
-                  features: bool = False) -> np.ndarray:
+                  features: bool = False, edges: str = "reflect") -> np.ndarray:
     """Apply the network to normalised ``(T, P)`` columns; returns ``(T, P)`` (or ``(T, P, 3)`` features).
 
     Uses the fused CPU kernel (:mod:`napari_micromotion.detectors.fast`) on CPU and
-    PyTorch on CUDA.
+    PyTorch on CUDA.  *edges*: ``"reflect"`` (default) continues each series by its mirror
+    image over the receptive field's half-width before the network, so the recording's
+    first and last 46 frames carry no padding transient; ``"zero"`` is the bare network.
     """
     from . import fast
 
     x = np.ascontiguousarray(inputs, dtype=np.float32)
     check(x.ndim == 2, "inputs must be (T, P).")
     if device == "cpu":
-        return fast.cnn1d_forward(fast.weights_of(net), x, features=features)
-    return _predict_torch(net, x, device=device, chunk_pixels=chunk_pixels, features=features)
+        return fast.cnn1d_forward(fast.weights_of(net), x, features=features, edges=edges)
+    return _predict_torch(net, x, device=device, chunk_pixels=chunk_pixels, features=features, edges=edges)
 
 
-def _predict_torch(net: Any, x: np.ndarray, *, device: str, chunk_pixels: int, features: bool) -> np.ndarray:
+def _predict_torch(net: Any, x: np.ndarray, *, device: str, chunk_pixels: int, features: bool,
+                   edges: str = "zero") -> np.ndarray:
+    from . import fast
+
+    fast.check_edges(edges)
+    if edges == "reflect":
+        out = _predict_torch(net, fast.extend_edges(x, fast.HALO), device=device, chunk_pixels=chunk_pixels,
+                             features=features)
+        return np.ascontiguousarray(out[fast.HALO:out.shape[0] - fast.HALO])
     import torch
 
     t, p = x.shape

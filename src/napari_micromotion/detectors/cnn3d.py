@@ -213,7 +213,8 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
 
     t_len, h, w = inputs.shape
     yield Progress(stage, 0.0, "computing frozen 1D features")
-    feats = fast.cnn1d_forward(fast.weights_of(net1d), inputs.reshape(t_len, h * w), features=True)  # (T, P, 3)
+    feats = fast.cnn1d_forward(fast.weights_of(net1d), inputs.reshape(t_len, h * w), features=True,
+                               edges="reflect")  # (T, P, 3)
     feats = np.ascontiguousarray(feats.transpose(0, 2, 1).reshape(t_len, N_FEATURES * h * w))  # (T, 3*P)
     w0, b0 = dense_init(net1d.head.weight.detach().cpu().numpy()[0, :, 0], float(net1d.head.bias.detach()[0]), h, w)
     losses: list[float] = []
@@ -371,7 +372,7 @@ def _train_paper(roi, box, inputs, target, wins, net1d, params, stage):
     wvec = weights.reshape(-1)
 
     def dense_of(x: np.ndarray, drop_rng: np.random.Generator | None) -> np.ndarray:
-        feats = fast.cnn1d_forward(body, x, features=True).transpose(0, 2, 1).reshape(t_len, -1)
+        feats = fast.cnn1d_forward(body, x, features=True, edges="reflect").transpose(0, 2, 1).reshape(t_len, -1)
         if drop_rng is not None:
             feats = feats * (drop_rng.random(feats.shape, dtype=np.float32) < keep) / keep
         return feats @ wvec + bias

@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-__all__ = ["CNNWeights", "weights_of", "cnn1d_forward", "LANES", "HALO", "TILE"]
+__all__ = ["CNNWeights", "weights_of", "cnn1d_forward", "extend_edges", "LANES", "HALO", "TILE"]
 
 LANES = 16          # pixels per SIMD block (two 256-bit or one 512-bit vector of float32)
 HALO = 46           # receptive-field half-width of Table 1 (1 + 15 * 1 + 2 + 4 + 8 + 16)
@@ -324,12 +324,34 @@ def _kernel() -> Any:
     return forward
 
 
-def cnn1d_forward(weights: CNNWeights, x: np.ndarray, *, features: bool = False, tile: int = TILE) -> np.ndarray:
+def check_edges(edges: str) -> None:
+    if edges not in ("zero", "reflect"):
+        raise ValueError(f"edges must be 'zero' or 'reflect', got {edges!r}.")
+
+
+def extend_edges(x: np.ndarray, frames: int = HALO) -> np.ndarray:
+    """``(T, P)`` -> ``(T + 2 frames, P)`` float32: each end continued by its mirror image (no repeated edge frame)."""
+    x = np.asarray(x, dtype=np.float32)
+    return np.pad(x, ((frames, frames), (0, 0)), mode="reflect" if x.shape[0] > 1 else "edge")
+
+
+def cnn1d_forward(weights: CNNWeights, x: np.ndarray, *, features: bool = False, tile: int = TILE,
+                  edges: str = "zero") -> np.ndarray:
     """Run the Table 1 network on every column of ``x`` (``(T, P)``, cast to float32).
 
     Returns ``(T, P)`` predictions, or ``(T, P, 3)`` Conv21 features when *features*.
     Threads: numba's (``numba.set_num_threads`` / ``NUMBA_NUM_THREADS``).
+
+    *edges*: ``"zero"`` is Table 1's 'same' zero padding in every layer (equal to the PyTorch
+    network).  ``"reflect"`` first continues the series by its mirror image for the receptive
+    field's half-width (46 frames) at both ends and crops the result: a recording's first and
+    last 46 outputs then see data-like context instead of zeros, which a trained network
+    answers with a transient many times its normal output range.
     """
+    check_edges(edges)
+    if edges == "reflect":
+        out = cnn1d_forward(weights, extend_edges(x, HALO), features=features, tile=tile)
+        return np.ascontiguousarray(out[HALO:out.shape[0] - HALO])
     forward = _kernel()
     import numba
 
