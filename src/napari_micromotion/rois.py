@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import MicromotionError, check
 
 __all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "parse_rois"]
@@ -288,41 +288,16 @@ def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:
         import roifile
 
         check(p.suffix.lower() == ".zip" or len(rois) == 1, "a single .roi file holds exactly one ROI; use .zip.")
-        tmp = _temp_sibling(p)
-        try:
+
+        def write(tmp: Path) -> None:
+            tmp.unlink()  # roifile appends to an existing .zip; start from none
             for roi in rois:
                 xy = np.column_stack([roi.polygon[:, 1] + 0.5, roi.polygon[:, 0] + 0.5])
                 ij = roifile.ImagejRoi.frompoints(xy)
                 ij.roitype = roifile.ROI_TYPE.POLYGON
                 ij.name = roi.name
                 ij.tofile(tmp, name=roi.name) if p.suffix.lower() == ".zip" else ij.tofile(tmp)
-            os.replace(tmp, p)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
-        return p
-    text = json.dumps([r.to_dict() for r in rois], indent=1)
-    atomic_write_text(p, text + "\n")
-    return p
 
-
-def _temp_sibling(p: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=p.parent if str(p.parent) else ".")
-    os.close(fd)
-    os.unlink(name)
-    return Path(name)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write *text* to a temporary sibling, then rename it over *path*."""
-    path = Path(path)
-    check(path.parent.is_dir(), f"folder {path.parent} does not exist.")
-    tmp = _temp_sibling(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise MicromotionError(f"could not write {path} ({exc.strerror or exc}).") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+        return atomic_write(p, write)
+    text = json.dumps([r.to_dict() for r in rois], indent=1) + "\n"
+    return atomic_write(p, lambda tmp: tmp.write_text(text))
