@@ -179,6 +179,15 @@ def _store(job: ChunkJob, method: str, pred: np.ndarray) -> None:
         store[:, r0:r1, :] = pred.reshape(pred.shape[0], r1 - r0, job.nx)
 
 
+def _emit(job: ChunkJob, out: ChunkResult, roi_sum: "_RoiSum | None", method: str, pred: np.ndarray) -> None:
+    """One method's output for this chunk: its score map, its ROI sums and its stored stack, as asked for."""
+    if job.truth is not None and method in job.scored:
+        out.scores[method], out.lags_s[method] = _score(job, pred)
+    if roi_sum is not None and method in job.roi_methods:
+        out.roi_sums[method] = roi_sum(pred)
+    _store(job, method, pred)
+
+
 def process_chunk(job: ChunkJob) -> ChunkResult:
     """Band-pass one chunk of pixels, predict with each method, score, sum over ROIs, gather training data."""
     r0, r1 = job.rows
@@ -206,11 +215,7 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
             # band-pass RMS in units of the mean intensity (dI/I)
             safe = np.where(np.abs(mean) > 0, np.abs(mean), 1).astype(np.float32)  # zero-mean data: plain RMS
             out.energy = (np.sqrt(sq.mean(axis=0)) / safe).astype(np.float32)
-        if "bandpass" in job.scored and job.truth is not None:
-            out.scores["bandpass"], out.lags_s["bandpass"] = _score(job, sq)
-        if "bandpass" in job.roi_methods and w is not None:
-            out.roi_sums["bandpass"] = w(sq)
-        _store(job, "bandpass", sq)
+        _emit(job, out, w, "bandpass", sq)
         del sq
     sec["bandpass"] = time.perf_counter() - t0
     if job.matched is not None:
@@ -220,11 +225,7 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
         m = job.matched
         mf = matched_filter(filt, templates(filt, m.onsets, m.pre, m.post), m.pre)
         mf *= mf
-        if job.truth is not None and "matched" in job.scored:
-            out.scores["matched"], out.lags_s["matched"] = _score(job, mf)
-        if w is not None and "matched" in job.roi_methods:
-            out.roi_sums["matched"] = w(mf)
-        _store(job, "matched", mf)
+        _emit(job, out, w, "matched", mf)
         del mf
         sec["matched"] = time.perf_counter() - t1
     cnn_x = None
@@ -245,11 +246,7 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
 
             pred = _predict_torch(c.net, xin, device=c.device, chunk_pixels=4096, features=False, edges="reflect")
         del xin
-        if job.truth is not None and "cnn1d" in job.scored:
-            out.scores["cnn1d"], out.lags_s["cnn1d"] = _score(job, pred)
-        if w is not None and "cnn1d" in job.roi_methods:
-            out.roi_sums["cnn1d"] = w(pred)
-        _store(job, "cnn1d", pred)
+        _emit(job, out, w, "cnn1d", pred)
         del pred
         sec["cnn1d"] = time.perf_counter() - t1
     if job.gather is not None:
