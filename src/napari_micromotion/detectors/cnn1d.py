@@ -385,9 +385,8 @@ def _predict_torch(net: Any, x: np.ndarray, *, device: str, chunk_pixels: int, f
 
     fast.check_edges(edges)
     if edges == "reflect":
-        out = _predict_torch(net, fast.extend_edges(x, fast.HALO), device=device, chunk_pixels=chunk_pixels,
-                             features=features)
-        return np.ascontiguousarray(out[fast.HALO:out.shape[0] - fast.HALO])
+        return fast.on_reflected_edges(
+            lambda xe: _predict_torch(net, xe, device=device, chunk_pixels=chunk_pixels, features=features), x)
     import torch
 
     t, p = x.shape

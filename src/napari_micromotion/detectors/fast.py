@@ -35,13 +35,13 @@ machine code (``cache=True``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 from numba import njit, prange
 from numba.np.unsafe.ndarray import to_fixed_tuple
 
-__all__ = ["CNNWeights", "weights_of", "cnn1d_forward", "extend_edges", "LANES", "HALO", "TILE"]
+__all__ = ["CNNWeights", "weights_of", "cnn1d_forward", "extend_edges", "on_reflected_edges", "LANES", "HALO", "TILE"]
 
 LANES = 16          # pixels per SIMD block (two 256-bit or one 512-bit vector of float32)
 HALO = 46           # receptive-field half-width of Table 1 (1 + 15 * 1 + 2 + 4 + 8 + 16)
@@ -335,6 +335,12 @@ def extend_edges(x: np.ndarray, frames: int = HALO) -> np.ndarray:
     return np.pad(x, ((frames, frames), (0, 0)), mode="reflect" if x.shape[0] > 1 else "edge")
 
 
+def on_reflected_edges(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> np.ndarray:
+    """``run`` on :func:`extend_edges` of ``x``, the extension cropped from its result again."""
+    out = run(extend_edges(x, HALO))
+    return np.ascontiguousarray(out[HALO:out.shape[0] - HALO])
+
+
 def cnn1d_forward(weights: CNNWeights, x: np.ndarray, *, features: bool = False, tile: int = TILE,
                   edges: str = "zero") -> np.ndarray:
     """Run the Table 1 network on every column of ``x`` (``(T, P)``, cast to float32).
@@ -350,8 +356,7 @@ def cnn1d_forward(weights: CNNWeights, x: np.ndarray, *, features: bool = False,
     """
     check_edges(edges)
     if edges == "reflect":
-        out = cnn1d_forward(weights, extend_edges(x, HALO), features=features, tile=tile)
-        return np.ascontiguousarray(out[HALO:out.shape[0] - HALO])
+        return on_reflected_edges(lambda xe: cnn1d_forward(weights, xe, features=features, tile=tile), x)
     forward = _kernel()
     import numba
 
