@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from napari_micromotion.detectors import cnn1d, fast  # noqa: E402
+from napari_micromotion.detectors import cnn1d, fast
 
 
 def _random_net(seed: int):
