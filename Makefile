@@ -16,7 +16,7 @@ SYSDEPS := xvfb xauth libxcb-icccm4 libxcb-image0 libxcb-keysyms1 libxcb-randr0 
            libxcb-xinerama0 libxcb-xkb1 libxkbcommon-x11-0 libxcb-shape0 libxcb-cursor0 libdbus-1-3 \
            libfontconfig1 libgl1 libegl1 libgl1-mesa-dri libglib2.0-0
 
-.PHONY: demo test install sysdeps benchmarks reproduce clean
+.PHONY: demo test lint install sysdeps benchmarks reproduce clean
 
 install: $(STAMP)
 
@@ -55,8 +55,11 @@ demo: $(STAMP)
 	        --rois $(DEMO_DATA)/rois.json --results $(DEMO_OUT); \
 	fi
 
-test: sysdeps $(STAMP)
+test: sysdeps $(STAMP) lint
 	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks
 
 benchmarks: $(STAMP)
 	$(PY) benchmarks/run_all.py --quick

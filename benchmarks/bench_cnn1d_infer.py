@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+
 def flop_per_sample() -> int:
     """Multiply-add FLOPs (2 per MAC) of Table 1 per output sample: ~7.4 k."""
     from napari_micromotion.detectors.cnn1d import DILATIONS, N_FEATURES, N_FILTERS, N_PLAIN, WIDTH

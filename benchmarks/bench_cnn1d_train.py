@@ -5,7 +5,7 @@
     python benchmarks/bench_cnn1d_train.py --batch-sizes 16,64,128
     python benchmarks/bench_cnn1d_train.py --paper-run 8192   # + a full fast training on 8192 px x 10570 frames
 
-The naive port is :func:`napari_micromotion.detectors.cnn1d.iter_train_cnn1d`
+The naive port is :func:`napari_micromotion.detectors.training.iter_train_cnn1d`
 (``Conv1d`` layers in float32, pixels as the batch, ``torch.optim.Adam`` on the
 MSE; asked for with ``backend="torch"`` once that switch exists).  Both backends train on the same synthetic recording (a planted
 calcium/contraction pair at the paper's 50 fps, training frames 3072-10570) with
@@ -80,7 +80,7 @@ def step_samples(n_pix, segments, params) -> list[int]:
 def compare(x, target, segments, params, *, max_steps: int | None = None) -> dict:
     """Run both backends interleaved; returns timings and the loss-curve agreement."""
     from napari_micromotion.detectors import fast_train as ft
-    from napari_micromotion.detectors.cnn1d import iter_train_cnn1d
+    from napari_micromotion.detectors.training import iter_train_cnn1d
 
     per_step = step_samples(x.shape[0], segments, params)
     total = len(per_step)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     x, target, segments = make_data(n_pix, seed=args.seed)
     # warm-up: numba kernels (loaded from the on-disk cache or compiled) and oneDNN primitives
     ft.train_fast(x[:2, :2000], target[:2000], [(0, 2000)], CNN1DParams(epochs=1, window=1024, device="cpu"))
-    from napari_micromotion.detectors.cnn1d import train_cnn1d
+    from napari_micromotion.detectors.training import train_cnn1d
     warm = CNN1DParams(epochs=1, window=1024, device="cpu")
     if "backend" in CNN1DParams.__dataclass_fields__:
         warm = replace(warm, backend="torch")
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                   "(float32 summation order, amplified by Adam over many steps)")
             ok &= max(lo["epoch_rel"]) <= 0.02
             if args.spread:
-                from napari_micromotion.detectors.cnn1d import iter_train_cnn1d
+                from napari_micromotion.detectors.training import iter_train_cnn1d
 
                 other = 1 if n_threads > 1 else 2
                 torch.set_num_threads(other)

@@ -275,7 +275,7 @@ def merged_results(runs: dict[str, Any], setting: str):
         base.roi_traces.update({k: v for k, v in r.roi_traces.items() if k[1] == m})
         base.roi_sd.update({k: v for k, v in r.roi_sd.items() if k[1] == m})
         base.roi_scores += [row for row in r.roi_scores if row["method"] == m]
-        base.weights.update(r.weights)
+        base.region_maps.update(r.region_maps)
     base.methods = list(METHODS)
     return base
 
@@ -302,9 +302,9 @@ def figures(runs: dict[str, Any], setting: str, out: Path, dpi: int) -> list[Pat
                  "of the validation frames; score and p-value per panel")
     paths.append(out / "fig4_traces.png")
     fig.savefig(paths[-1], dpi=dpi)
-    if res.weights:
-        res.weights = {k: v for k, v in res.weights.items() if k in rois} or res.weights
-        fig = Figure(figsize=(9, 2.6 * len(res.weights)), layout="constrained")
+    if res.region_maps:
+        res.region_maps = {k: v for k, v in res.region_maps.items() if k[1] in rois} or res.region_maps
+        fig = Figure(figsize=(9, 2.6 * len(res.region_maps)), layout="constrained")
         FigureCanvasAgg(fig)
         draw_weights(fig, res)
         fig.suptitle(f"Fig. 5 equivalent ({setting} settings): 3D network dense weights over the still frame")
@@ -398,10 +398,10 @@ def paper_mode_check(runs: dict[str, Any], data: Path, setting: str, quick: bool
     """Paper-mode 3D training (all layers) vs the frozen-feature fit on a small box of the strong cell."""
     import torch
 
+    from napari_micromotion.detectors.cnn1d import normalise_columns
     from napari_micromotion.detectors.cnn3d import CNN3DParams, iter_train_cnn3d
     from napari_micromotion.detectors.models import load_cnn1d
     from napari_micromotion.filters import bandpass, design_bandpass
-    from napari_micromotion.detectors.cnn1d import normalise_columns
     from napari_micromotion.io import read_recording
     from napari_micromotion.pipeline import training_segments
     from napari_micromotion.progress import drive

@@ -37,8 +37,10 @@ def test_chunk_tasks_equal_the_local_run(client, sim_dir, tmp_path):
     remote = run_analysis(rec, rois, params, run_chunks=dask_chunks(client), filtered_out=store)
     local = run_analysis(rec, rois, params)
     for m in ("bandpass", "matched"):
-        np.testing.assert_array_equal(remote.score_maps[m], local.score_maps[m])
-        np.testing.assert_array_equal(remote.lag_maps[m], local.lag_maps[m])
+        # the per-pixel scores are matrix products: BLAS rounds them differently with one thread per dask
+        # worker than with the local thread pool, in the 7th digit
+        np.testing.assert_allclose(remote.score_maps[m], local.score_maps[m], rtol=1e-5, atol=1e-6)
+        assert np.mean(remote.lag_maps[m] == local.lag_maps[m]) > 0.999
     for key in local.roi_traces:
         np.testing.assert_array_equal(remote.roi_traces[key], local.roi_traces[key])  # folded in chunk order
     assert [r["score"] for r in remote.roi_scores] == [r["score"] for r in local.roi_scores]

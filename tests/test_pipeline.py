@@ -3,7 +3,13 @@ import pytest
 
 from napari_micromotion.errors import Cancelled, MicromotionError
 from napari_micromotion.filters import bandpass, design_bandpass, dff
-from napari_micromotion.pipeline import AnalysisParams, default_validation, iter_analysis, parse_validation, run_analysis
+from napari_micromotion.pipeline import (
+    AnalysisParams,
+    default_validation,
+    iter_analysis,
+    parse_validation,
+    run_analysis,
+)
 from napari_micromotion.progress import Progress
 from napari_micromotion.recording import Recording
 from napari_micromotion.rois import rasterize
@@ -116,7 +122,8 @@ def test_cnn_roi_traces_have_no_edge_transient(small_sim):
     from napari_micromotion.detectors.cnn1d import CNN1DParams
     from napari_micromotion.detectors.fast import HALO
 
-    params = AnalysisParams(methods=("cnn1d",), cnn1d=CNN1DParams(epochs=1, n_pixels=256, window=256), seed=0)
+    params = AnalysisParams(methods=("cnn1d",), seed=0,
+                            method_params={"cnn1d": CNN1DParams(epochs=1, n_pixels=256, window=256)})
     res = run_analysis(small_sim.recording(), small_sim.rois, params)
     for (roi, method), trace in res.roi_traces.items():
         if method != "cnn1d":

@@ -293,8 +293,8 @@ def test_inputs_are_never_modified(sim_dir, tmp_path, capsys):
 
 def test_same_inputs_and_seed_give_the_same_outputs(small_sim):
     params = AnalysisParams(methods=("bandpass", "matched", "cnn1d", "cnn3d"), n_surrogates=19, seed=11,
-                            cnn1d=CNN1DParams(epochs=1, n_pixels=128, window=256),
-                            cnn3d=CNN3DParams(epochs=3, mc_passes=3))
+                            method_params={"cnn1d": CNN1DParams(epochs=1, n_pixels=128, window=256),
+                                           "cnn3d": CNN3DParams(epochs=3, mc_passes=3)})
     a = run_analysis(small_sim.recording(), small_sim.rois, params)
     b = run_analysis(small_sim.recording(), small_sim.rois, params)
     for m in a.score_maps:
@@ -304,10 +304,11 @@ def test_same_inputs_and_seed_give_the_same_outputs(small_sim):
     for k in a.roi_sd:
         np.testing.assert_array_equal(a.roi_sd[k], b.roi_sd[k])
     assert a.roi_scores == b.roi_scores
-    for pa, pb in zip(a.cnn1d.net.parameters(), b.cnn1d.net.parameters()):
+    for pa, pb in zip(a.fits["cnn1d"].net.parameters(), b.fits["cnn1d"].net.parameters()):
         assert np.array_equal(pa.detach().numpy(), pb.detach().numpy())
-    for name in a.weights:
-        np.testing.assert_array_equal(a.weights[name][1], b.weights[name][1])
+    assert a.region_maps.keys() == b.region_maps.keys() and a.region_maps
+    for key in a.region_maps:
+        np.testing.assert_array_equal(a.region_maps[key].data, b.region_maps[key].data)
 
 
 def test_larger_than_the_memory_budget_is_processed_from_scratch(tmp_path, monkeypatch, small_sim):

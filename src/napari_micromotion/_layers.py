@@ -14,11 +14,24 @@ import numpy as np
 from .recording import Recording
 from .rois import KINDS, ROI
 
-__all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_from_shapes", "ellipse_polygon"]
+__all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_from_shapes", "ellipse_polygon",
+           "plugin_meta", "spatial_transform"]
 
 META_KEY = "napari_micromotion"
 #: one colour per ROI kind (RGBA)
 KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
+
+
+def plugin_meta(layer: Any) -> dict[str, Any]:
+    """The plugin's namespaced metadata of *layer* (``{}`` when there is none)."""
+    meta = getattr(layer, "metadata", None) or {}
+    value = meta.get(META_KEY)
+    return value if isinstance(value, dict) else {}
+
+
+def spatial_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(scale, translate)`` of the last two (row, col) axes of *layer*."""
+    return np.asarray(layer.scale, float)[-2:], np.asarray(layer.translate, float)[-2:]
 
 
 def _scale(rec: Recording, ndim: int) -> tuple[float, ...]:

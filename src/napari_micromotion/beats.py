@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from .filters import detect_spikes, dff
+from .schema import param
 
 __all__ = ["BeatParams", "beats_from_energy", "beats_from_fluorescence", "beat_stats"]
 
@@ -28,11 +29,22 @@ __all__ = ["BeatParams", "beats_from_energy", "beats_from_fluorescence", "beat_s
 class BeatParams:
     """Beat detection settings (seconds and noise SDs)."""
 
-    smooth_s: float = 0.2
-    threshold_sd: float = 5.0
-    refractory_s: float = 0.4
+    smooth_s: float = param(0.2, label="smoothing", unit="s", min=0.0, max=100.0, flag="--beat-smooth",
+                            advanced=True, decimals=3,
+                            help="The motion-energy trace is averaged over this long before beats are found.")
+    threshold_sd: float = param(5.0, label="beat threshold", unit="SD", min=0.1, max=1000.0, flag="--beat-threshold",
+                                decimals=2,
+                                help="A beat must rise this many robust noise standard deviations above the median "
+                                     "(for motion and for calcium).")
+    refractory_s: float = param(0.4, label="shortest beat interval", unit="s", min=0.0, max=100.0,
+                                flag="--beat-refractory", decimals=3,
+                                help="Two beats closer than this count as one (set it below the fastest expected "
+                                     "beat interval).")
     #: a burst must stand out by this fraction of its height (contraction and relaxation are one beat)
-    rel_prominence: float = 0.6
+    rel_prominence: float = param(0.6, label="beat prominence", min=0.0, max=1.0, flag="--beat-prominence",
+                                  advanced=True, decimals=2,
+                                  help="A burst of motion must stand out by this fraction of its height, so that the "
+                                       "relaxation after a contraction does not count as a second beat.")
 
 
 def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatParams()) -> np.ndarray:

@@ -3,8 +3,8 @@
 A :class:`ChunkJob` describes everything needed to process a band of frame rows
 (all frames, rows ``r0:r1``): where the data lives (:class:`ArraySource`, which
 re-opens memory-mapped files by path so a job can travel to another process or
-machine), the band-pass design, the ground truth, what to predict and score, and
-what to gather for training.  :func:`process_chunk` returns a
+machine), the band-pass design, the ground truth, the methods' predictors (what to
+predict, score and sum over ROIs) and gatherers (what to collect for training).  :func:`process_chunk` returns a
 :class:`ChunkResult` that the pipeline folds into its maps and traces.  Jobs for
 different chunks are independent.
 """
@@ -18,12 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from .detectors.cnn1d import normalise_columns
 from .errors import check
 from .filters import BandpassDesign, bandpass
+from .methods.base import PixelChunk
 from .scoring import score_columns
 
-__all__ = ["ArraySource", "ChunkJob", "ChunkResult", "process_chunk", "MatchedSpec", "CNNSpec", "GatherSpec"]
+__all__ = ["ArraySource", "ChunkJob", "ChunkResult", "process_chunk"]
 
 
 @dataclass
@@ -78,53 +78,35 @@ class ArraySource:
 
 
 @dataclass
-class MatchedSpec:
-    onsets: np.ndarray
-    pre: int
-    post: int
-
-
-@dataclass
-class CNNSpec:
-    weights: Any            # detectors.fast.CNNWeights
-    input_scale: float
-    mode: str
-    device: str = "cpu"
-    net: Any = None         # torch module, only for non-CPU devices
-
-
-@dataclass
-class GatherSpec:
-    """What to collect for training: chosen random pixels, top-k candidates, ROI boxes."""
-
-    random_idx: np.ndarray           # global flat pixel indices inside this chunk
-    n_top: int
-    train_mask: np.ndarray           # (T,) bool
-    boxes: dict[str, tuple[int, int, int, int]] = field(default_factory=dict)
-    mode: str = "noise"
-
-
-@dataclass
 class ChunkJob:
+    """Everything needed to process frame rows ``rows`` of the recording (picklable).
+
+    ``predict`` maps method names to their predictors (called in this order),
+    ``gather`` maps method names to their gatherers (see :mod:`napari_micromotion.methods.base`).
+    """
+
     transmission: ArraySource
     rows: tuple[int, int]
-    nx: int
+    frame_shape: tuple[int, int]
     design: BandpassDesign
     validation: tuple[int, int]
     max_lag: int
     fps: float
     truth: np.ndarray | None = None
+    predict: dict[str, Any] = field(default_factory=dict)
     scored: tuple[str, ...] = ()           # methods whose per-pixel score maps are wanted
     roi_methods: tuple[str, ...] = ()      # methods whose ROI sums are wanted
     roi_weights: np.ndarray | None = None  # (P_chunk, n_roi) 0/1 membership, or None
-    matched: MatchedSpec | None = None
-    cnn: CNNSpec | None = None
-    gather: GatherSpec | None = None
+    gather: dict[str, Any] = field(default_factory=dict)
     fluorescence: ArraySource | None = None
     fl_baseline: np.ndarray | None = None
     basics: bool = True                    # mean, energy, frame traces, filtered ROI means
     filtered_store: Any = None             # optional zarr array (T, Y, X) to receive the band-passed rows
     prediction_stores: dict[str, Any] = field(default_factory=dict)  # method -> zarr array (T, Y, X)
+
+    @property
+    def nx(self) -> int:
+        return self.frame_shape[1]
 
 
 @dataclass
@@ -136,15 +118,11 @@ class ChunkResult:
     lags_s: dict[str, np.ndarray] = field(default_factory=dict)
     roi_sums: dict[str, np.ndarray] = field(default_factory=dict)
     roi_filtered: np.ndarray | None = None
+    roi_energy: np.ndarray | None = None
     frame_energy: np.ndarray | None = None
     frame_filtered: np.ndarray | None = None
     activity: np.ndarray | None = None
-    random_idx: np.ndarray | None = None
-    random_cols: np.ndarray | None = None
-    top_keys: np.ndarray | None = None
-    top_idx: np.ndarray | None = None
-    top_cols: np.ndarray | None = None
-    boxes: dict[str, tuple[int, int, np.ndarray]] = field(default_factory=dict)
+    gathered: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -189,8 +167,9 @@ def _emit(job: ChunkJob, out: ChunkResult, roi_sum: "_RoiSum | None", method: st
 
 
 def process_chunk(job: ChunkJob) -> ChunkResult:
-    """Band-pass one chunk of pixels, predict with each method, score, sum over ROIs, gather training data."""
+    """Band-pass one chunk of rows, predict with each method, score, sum over ROIs, gather training data."""
     r0, r1 = job.rows
+    nx = job.nx
     out = ChunkResult(rows=job.rows)
     sec: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -199,76 +178,37 @@ def process_chunk(job: ChunkJob) -> ChunkResult:
     means = np.empty(x.shape[1], np.float64)
     filt = bandpass(x, job.design, means=means)  # the column means come from the same pass over x
     if job.filtered_store is not None:
-        job.filtered_store[:, r0:r1, :] = filt.reshape(n_t, r1 - r0, job.nx)
+        job.filtered_store[:, r0:r1, :] = filt.reshape(n_t, r1 - r0, nx)
     mean = means.astype(np.float32)
+    chunk = PixelChunk(raw=x, filtered=filt, mean=mean, pixels=np.arange(r0 * nx, r1 * nx, dtype=np.int64),
+                       frame_shape=job.frame_shape, fps=job.fps, rows=(r0, r1))
     w = _RoiSum(job.roi_weights) if (job.roi_weights is not None and job.roi_weights.any()) else None
     if job.basics:
         out.mean = mean
         out.frame_filtered = filt.sum(axis=1, dtype=np.float64)
         if w is not None:
             out.roi_filtered = w(filt)
-    want_sq = job.basics or "bandpass" in job.scored or "bandpass" in job.roi_methods
-    if want_sq:
-        sq = filt * filt
-        if job.basics:
-            out.frame_energy = sq.sum(axis=1, dtype=np.float64)
-            # band-pass RMS in units of the mean intensity (dI/I)
-            safe = np.where(np.abs(mean) > 0, np.abs(mean), 1).astype(np.float32)  # zero-mean data: plain RMS
-            out.energy = (np.sqrt(sq.mean(axis=0)) / safe).astype(np.float32)
-        _emit(job, out, w, "bandpass", sq)
+        sq = chunk.squared()
+        out.frame_energy = sq.sum(axis=1, dtype=np.float64)
+        if w is not None:
+            out.roi_energy = w(sq)
+        # band-pass RMS in units of the mean intensity (dI/I)
+        safe = np.where(np.abs(mean) > 0, np.abs(mean), 1).astype(np.float32)  # zero-mean data: plain RMS
+        out.energy = (np.sqrt(sq.mean(axis=0)) / safe).astype(np.float32)
         del sq
-    sec["bandpass"] = time.perf_counter() - t0
-    if job.matched is not None:
-        from .detectors.matched import matched_filter, templates
-
+    sec["band-pass filter"] = time.perf_counter() - t0
+    for method, predict in job.predict.items():
         t1 = time.perf_counter()
-        m = job.matched
-        mf = matched_filter(filt, templates(filt, m.onsets, m.pre, m.post), m.pre)
-        mf *= mf
-        _emit(job, out, w, "matched", mf)
-        del mf
-        sec["matched"] = time.perf_counter() - t1
-    cnn_x = None
-    mode = job.cnn.mode if job.cnn is not None else (job.gather.mode if job.gather is not None else "noise")
-    if job.cnn is not None or job.gather is not None:
-        cnn_x = normalise_columns(filt, mean, mode)
-    del filt
-    if job.cnn is not None:
-        from .detectors import fast
-
-        t1 = time.perf_counter()
-        c = job.cnn
-        xin = cnn_x / np.float32(c.input_scale)
-        if c.device == "cpu" or c.net is None:
-            pred = fast.cnn1d_forward(c.weights, xin, edges="reflect")
-        else:
-            from .detectors.cnn1d import _predict_torch
-
-            pred = _predict_torch(c.net, xin, device=c.device, chunk_pixels=4096, features=False, edges="reflect")
-        del xin
-        _emit(job, out, w, "cnn1d", pred)
+        pred = predict(chunk)
+        _emit(job, out, w, method, pred)
         del pred
-        sec["cnn1d"] = time.perf_counter() - t1
-    if job.gather is not None:
-        g = job.gather
-        lo = r0 * job.nx
-        if g.random_idx.size:
-            out.random_idx = g.random_idx
-            out.random_cols = np.ascontiguousarray(cnn_x[:, g.random_idx - lo].T)
-        if g.n_top:
-            key = np.mean(cnn_x[g.train_mask] ** 2, axis=0)
-            idx = np.arange(lo, lo + cnn_x.shape[1])
-            if g.random_idx.size:
-                key[g.random_idx - lo] = -np.inf
-            take = np.argsort(key)[::-1][: g.n_top]
-            out.top_keys, out.top_idx = key[take], idx[take]
-            out.top_cols = np.ascontiguousarray(cnn_x[:, take].T)
-        for name, (br0, br1, bc0, bc1) in g.boxes.items():
-            a, b = max(r0, br0), min(r1, br1)
-            if a < b:
-                blk = cnn_x.reshape(n_t, r1 - r0, job.nx)[:, a - r0:b - r0, bc0:bc1]
-                out.boxes[name] = (a - br0, b - br0, np.ascontiguousarray(blk))
-    del cnn_x
+        sec[method] = sec.get(method, 0.0) + time.perf_counter() - t1
+    chunk.release("squared")
+    for method, gather in job.gather.items():
+        t1 = time.perf_counter()
+        out.gathered[method] = gather(chunk)
+        sec[method] = sec.get(method, 0.0) + time.perf_counter() - t1
+    del chunk, filt
     if job.fluorescence is not None and job.truth is not None:
         f = np.asarray(job.fluorescence.rows(r0, r1), dtype=np.float32)
         f = f - f.mean(axis=0) * job.fl_baseline[:, None]

@@ -1,4 +1,8 @@
-"""Command line: ``micromotion analyze | train | simulate | batch | view``.
+"""Command line: ``micromotion analyze | train | methods | simulate | batch | view | <tool>``.
+
+The options of ``analyze``, ``train``, ``batch`` and of every tool are generated from the
+parameter schema (:mod:`napari_micromotion.schema`): each method's and tool's parameter
+dataclass, with the same defaults as the Python API and the napari forms.
 
 Every user error prints one line ``error: <sentence>`` on stderr and exits with
 status 2; outputs appear only when complete.  Progress goes to stderr.
@@ -11,7 +15,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -89,8 +92,13 @@ def _channel(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-def _add_recording_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("transmission", help="transmission stack: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or video")
+def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
+    if tool:
+        p.add_argument("transmission", metavar="VIDEO",
+                       help="the video: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or mp4/avi/mov")
+    else:
+        p.add_argument("transmission",
+                       help="transmission stack: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or video")
     p.add_argument("--fluorescence", "-f", help="fluorescence stack (or CSV trace); default: the other channel of a two-channel file")
     p.add_argument("--channel", type=_channel, help="transmission channel (index or name) in a multi-channel file")
     p.add_argument("--fluorescence-channel", type=_channel, help="fluorescence channel (index or name)")
@@ -102,52 +110,38 @@ def _add_recording_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_analysis_args(p: argparse.ArgumentParser) -> None:
-    from .pipeline import METHODS
+    """``--methods``, every analysis and method parameter (from the schema) and each method's model option."""
+    from . import schema
+    from .methods import METHODS
+    from .pipeline import AnalysisParams, analysis_specs
 
-    g = p.add_argument_group("analysis")
-    g.add_argument("--methods", default="bandpass", help=f"comma-separated subset of {','.join(METHODS)} (default bandpass)")
-    g.add_argument("--passband", nargs=2, type=_positive_float, metavar=("LOW", "HIGH"),
-                   help="3 dB edges of the zero-phase band-pass in Hz (default 2 15)")
-    g.add_argument("--order", type=int, default=2, help="Butterworth order per edge (default 2)")
-    g.add_argument("--padtype", choices=("mean", "odd"), default="mean", help="band-pass edge extension (default mean)")
-    g.add_argument("--validation", metavar="START:STOP",
-                   help="scored frames, 0-based half-open (default 0:3072 for >= 10570 frames, else the first 29%%)")
-    g.add_argument("--max-lag", type=_lag, default=1.0, metavar="S", help="score lag window in seconds, or 'none' (default 1)")
-    g.add_argument("--ground-truth", choices=("dff", "sum"), default="dff", help="fluorescence as dF/F0 (default) or raw sum")
-    g.add_argument("--baseline-window", type=_positive_float, default=10.0, metavar="S", help="dF/F0 baseline window (default 10 s)")
-    g.add_argument("--roi-truth", action="store_true", help="score each ROI against its own fluorescence")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
-    g.add_argument("--surrogates", type=int, default=999, help="circular-shift surrogates per ROI p-value (default 999)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
-    g.add_argument("--chunk-mb", type=int, default=256, help="working memory per pixel chunk in MiB (default 256)")
-    m = p.add_argument_group("matched filter")
-    m.add_argument("--spike-threshold", type=_positive_float, default=5.0, help="spike threshold in robust SDs (default 5)")
-    m.add_argument("--min-spikes", type=int, default=5, help="fewest training spikes accepted (default 5)")
-    m.add_argument("--template-window", nargs=2, type=_float, metavar=("PRE_S", "POST_S"), default=(0.2, 0.8),
-                   help="template window around onsets in s (default 0.2 0.8)")
-    c = p.add_argument_group("1D CNN")
-    c.add_argument("--model-1d", help="use this trained 1D CNN (.safetensors) instead of training one")
-    c.add_argument("--cnn-epochs", type=int, default=3, help="training epochs (default 3, the paper)")
-    c.add_argument("--cnn-pixels", choices=("all", "random", "variance", "mixed"), default="variance",
-                   help="training pixels: all (paper), random, highest band-pass energy (default), or mixed")
-    c.add_argument("--cnn-n-pixels", type=int, default=2048, help="training pixels when sampling (default 2048)")
-    c.add_argument("--cnn-window", type=int, default=1024, help="frames per training window (default 1024)")
-    c.add_argument("--cnn-batch", type=int, default=16, help="windows per step (default 16)")
-    c.add_argument("--cnn-lr", type=_positive_float, default=1e-3, help="Adam learning rate (default 1e-3)")
-    c.add_argument("--cnn-backend", choices=("auto", "fast", "torch"), default="auto",
-                   help="training: fused CPU kernel (auto on CPU), or the plain PyTorch reference")
-    c.add_argument("--cnn-restarts", type=int, default=2, help="restarts of a network that dies early (default 2)")
-    d = p.add_argument_group("3D network")
-    d.add_argument("--cnn3d-mode", choices=("fast", "paper"), default="fast", help="fast (frozen 1D layers, default) or paper")
-    d.add_argument("--cnn3d-solver", choices=("adam", "ridge"), default="ridge",
-                   help="fast-mode dense-layer fit: closed-form ridge (default) or the paper's Adam (lr 8e-7, 60 epochs)")
-    d.add_argument("--cnn3d-epochs", type=int, default=60, help="epochs (default 60, the paper)")
-    d.add_argument("--cnn3d-lr", type=_positive_float, default=8e-7, help="Adam learning rate (default 8e-7, the paper)")
-    d.add_argument("--mc-passes", type=int, default=20, help="Monte-Carlo dropout passes (default 20)")
-    k = p.add_argument_group("camera (detection limit)")
-    k.add_argument("--gain", type=_positive_float, help="electrons per grey level (default: assume full well)")
-    k.add_argument("--offset", type=_float, default=0.0, help="dark offset in grey levels (default 0)")
-    k.add_argument("--full-well", type=_positive_float, default=1e5, help="full-well capacity in electrons (default 1e5)")
+    default = ",".join(AnalysisParams().methods)
+    p.add_argument("--methods", default=default,
+                   help=f"comma-separated subset of {','.join(METHODS.names())} (default {default}; "
+                        "'micromotion methods' describes them)")
+    groups = schema.add_arguments(p, analysis_specs())
+    for m in METHODS:
+        if m.model_flag:
+            target = groups.get(m.label) or groups.setdefault(m.label, p.add_argument_group(m.label))
+            target.add_argument(m.model_flag, dest=f"model__{m.name}", metavar="MODEL", help=m.model_help)
+
+
+def _add_tool_parser(sub: Any, tool: Any) -> None:
+    """``micromotion <tool>``: its input, its parameters (from the schema), ``--out``."""
+    from . import schema
+
+    p = sub.add_parser(tool.command, help=tool.description, description=f"{tool.label}: {tool.description}.")
+    if tool.input == "image":
+        p.add_argument("image", help="image or stack (TIFF); a stack's frame is chosen with --frame")
+        p.add_argument("--frame", type=int, default=0, help="frame of a stack to use (default 0)")
+        p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres")
+    else:
+        _add_recording_args(p, tool=True)
+    schema.add_arguments(p, schema.specs(tool.Params))
+    p.add_argument("--out", "-o", required=True, help="output folder (written atomically)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
+    p.set_defaults(tool=tool.name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -172,10 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--workers", type=int, default=2, help="LocalCluster workers with --scheduler local (default 2)")
     a.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
-    t = sub.add_parser("train", help="train the 1D CNN and save it (no scoring)",
-                       description="Train the 1D CNN on the training frames and save it as safetensors + JSON.")
+    from .methods import METHODS
+    from .tools import TOOLS
+
+    trainable = [m.name for m in METHODS if m.model_flag]
+    t = sub.add_parser("train", help="train a method's model and save it (no scoring)",
+                       description="Train a method's model on the training frames and save it as safetensors + JSON "
+                                   "(apply it later with its model option, e.g. --model-1d).")
     _add_recording_args(t)
     _add_analysis_args(t)
+    t.add_argument("--method", choices=trainable, default=trainable[0] if trainable else None,
+                   help=f"the method to train (default {trainable[0] if trainable else 'none'})")
     t.add_argument("--model", "-o", required=True, help="output model path (.safetensors; a .json sidecar is written beside it)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     t.add_argument("--quiet", "-q", action="store_true")
@@ -206,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--overwrite", action="store_true")
     b.add_argument("--quiet", "-q", action="store_true")
 
+    sub.add_parser("methods", help="list every analysis method and tool, one line each",
+                   description="List every registered analysis method and tool: name, kind, what it does.")
+    for tool in TOOLS:
+        _add_tool_parser(sub, tool)
+
     v = sub.add_parser("view", help="open a recording (and results) in napari",
                        description="Open a recording, its ROIs and an analysis folder in napari with the plugin's widgets.")
     v.add_argument("transmission", nargs="?", help="transmission stack")
@@ -217,39 +223,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _analysis_params(args: argparse.Namespace) -> Any:
-    from .beats import BeatParams
-    from .detectors.cnn1d import CNN1DParams
-    from .detectors.cnn3d import CNN3DParams
-    from .detectors.matched import MatchedParams
-    from .limits import CameraParams
-    from .pipeline import AnalysisParams, parse_validation
+    from . import schema
+    from .pipeline import AnalysisParams, analysis_specs
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    return AnalysisParams(
-        methods=methods,
-        low_hz=args.passband[0] if args.passband else None,
-        high_hz=args.passband[1] if args.passband else None,
-        filter_order=args.order,
-        padtype=args.padtype,
-        validation=parse_validation(args.validation) if args.validation else None,
-        max_lag_s=args.max_lag,
-        ground_truth=args.ground_truth,
-        baseline_window_s=args.baseline_window,
-        roi_truth=args.roi_truth,
-        seed=args.seed,
-        n_surrogates=args.surrogates,
-        chunk_mb=args.chunk_mb,
-        device=args.device,
-        matched=MatchedParams(pre_s=args.template_window[0], post_s=args.template_window[1], min_spikes=args.min_spikes,
-                              threshold_sd=args.spike_threshold),
-        cnn1d=CNN1DParams(epochs=args.cnn_epochs, learning_rate=args.cnn_lr, pixels=args.cnn_pixels,
-                          n_pixels=args.cnn_n_pixels, window=args.cnn_window, batch_size=args.cnn_batch,
-                          backend=args.cnn_backend, restarts=args.cnn_restarts),
-        cnn3d=CNN3DParams(mode=args.cnn3d_mode, solver=args.cnn3d_solver, epochs=args.cnn3d_epochs,
-                          learning_rate=args.cnn3d_lr, mc_passes=args.mc_passes),
-        beats=BeatParams(),
-        camera=CameraParams(gain_e_per_adu=args.gain, offset_adu=args.offset, full_well_e=args.full_well),
-    )
+    return AnalysisParams(methods=methods).replace_values(schema.values_from_args(args, analysis_specs()))
+
+
+def _fitted_models(args: argparse.Namespace) -> dict[str, Any]:
+    """States of methods whose saved model was given (``--model-1d``)."""
+    from .methods import METHODS
+
+    return {m.name: m.load_model(getattr(args, f"model__{m.name}")) for m in METHODS
+            if m.model_flag and getattr(args, f"model__{m.name}", None)}
 
 
 def _load_inputs(args: argparse.Namespace):
@@ -275,16 +261,18 @@ def _input_checksums(args: argparse.Namespace) -> dict[str, Any]:
     from .io import file_checksum
 
     out = {}
-    for key in ("transmission", "fluorescence", "rois", "model_1d"):
+    keys = ["transmission", "fluorescence", "rois"] + [k for k in vars(args) if k.startswith("model__")]
+    for key in keys:
         path = getattr(args, key, None)
         if path:
-            out[key] = {"path": str(Path(path).resolve()), "checksum": file_checksum(path)}
+            name = f"model_{key[len('model__'):]}" if key.startswith("model__") else key
+            out[name] = {"path": str(Path(path).resolve()), "checksum": file_checksum(path)}
     return out
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .detectors.models import load_cnn1d
     from .export import prepare_output_dir, write_results
+    from .methods import METHODS
     from .pipeline import iter_analysis
     from .progress import drive
 
@@ -294,12 +282,12 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     tmp.rmdir()
     params = _analysis_params(args)
     rec, rois = _load_inputs(args)
-    model = load_cnn1d(args.model_1d) if args.model_1d else None
+    fitted = _fitted_models(args)
     progress = StderrProgress(args.quiet)
     if not args.quiet:
         print(f"recording: {rec.describe()}", file=sys.stderr)
-        if any(m in params.methods for m in ("cnn1d", "cnn3d")):
-            from .detectors.cnn1d import resolve_device
+        if any(getattr(METHODS.get(m), "uses_device", False) for m in params.methods):
+            from .device import resolve_device
 
             print(f"device: {resolve_device(params.device)}", file=sys.stderr)
         for w in rec.provenance.get("warnings", []):
@@ -324,7 +312,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             if args.save_predictions:
                 kwargs["predictions_out"] = {}
                 for m in params.methods:
-                    if m in ("bandpass", "matched", "cnn1d"):
+                    if m in METHODS and METHODS[m].kind == "pixel":
                         stores[f"predictions/{m}.zarr"] = scratch / f"{m}.zarr"
                         kwargs["predictions_out"][m] = open_zarr_stack(scratch / f"{m}.zarr", shape, rows[1] - rows[0])
         if args.scheduler:
@@ -332,7 +320,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
             client = make_client(None if args.scheduler == "local" else args.scheduler, args.workers)
             kwargs["run_chunks"] = dask_chunks(client)
-        results = drive(iter_analysis(rec, rois, params, model_1d=model, **kwargs), progress=progress)
+        results = drive(iter_analysis(rec, rois, params, fitted=fitted, **kwargs), progress=progress)
         for w in results.warnings:
             if not args.quiet:
                 print(f"warning: {w}", file=sys.stderr)
@@ -355,20 +343,20 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _print_scores(results: Any) -> None:
-    rows = [r for r in results.roi_scores if isinstance(r.get("score"), float) and math.isfinite(r["score"])]
+    rows = [r for r in results.roi_scores if isinstance(r.score, float) and math.isfinite(r.score)]
     if not rows:
         return
     print(f"{'roi':<14s}{'kind':<8s}{'method':<10s}{'score':>7s}{'lag_s':>8s}{'p':>8s}", file=sys.stderr)
     for r in rows:
-        print(f"{r['roi']:<14s}{r['kind']:<8s}{r['method']:<10s}{r['score']:7.3f}{r['lag_s']:8.2f}{r['p_value']:8.3g}",
-              file=sys.stderr)
+        print(f"{r.roi:<14s}{r.kind:<8s}{r.method:<10s}{r.score:7.3f}{r.lag_s:8.2f}{r.p_value:8.3g}", file=sys.stderr)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .detectors.models import save_cnn1d
-    from .pipeline import iter_analysis
+    from .methods import METHODS
+    from .pipeline import iter_fit
     from .progress import drive
 
+    method = METHODS[args.method]
     model_path = Path(args.model).with_suffix(".safetensors")
     if model_path.exists() and not args.overwrite:
         raise MicromotionError(f"model file {model_path} exists; pass --overwrite to replace it.")
@@ -377,13 +365,24 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if not os.access(model_path.parent, os.W_OK):
         raise MicromotionError(f"cannot write into {model_path.parent} (permission denied).")
     params = _analysis_params(args)
-    params = replace(params, methods=("cnn1d",))
-    rec, rois = _load_inputs(args)
-    results = drive(iter_analysis(rec, [], params, train_only=True), progress=StderrProgress(args.quiet))
-    save_cnn1d(results.cnn1d, model_path)
+    rec, _ = _load_inputs(args)
+    state = drive(iter_fit(rec, params, method.name), progress=StderrProgress(args.quiet))
+    method.save_model(state, model_path)
     if not args.quiet:
-        losses = results.cnn1d.epoch_loss
-        print(f"wrote {model_path} (epoch losses: {', '.join(f'{v:.4f}' for v in losses)})", file=sys.stderr)
+        print(f"wrote {model_path} ({method.describe_model(state)})", file=sys.stderr)
+    return 0
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from .methods import METHODS
+    from .tools import TOOLS
+
+    rows = [(m.name, f"{m.kind} method", m.description) for m in METHODS]
+    rows += [(t.command, f"tool ({t.kind})", t.description) for t in TOOLS]
+    width = max(len(r[0]) for r in rows) + 2
+    kw = max(len(r[1]) for r in rows) + 2
+    for name, kind, text in rows:
+        print(f"{name:<{width}s}{kind:<{kw}s}{text}")
     return 0
 
 
@@ -422,6 +421,38 @@ def _cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tool(args: argparse.Namespace) -> int:
+    from . import schema
+    from .progress import drive
+    from .tools import TOOLS
+
+    tool = TOOLS[args.tool]
+    out = Path(args.out)
+    from .export import prepare_output_dir
+
+    prepare_output_dir(out, args.overwrite).rmdir()   # refuse a bad output folder before any work
+    params = schema.replace_path(tool.Params(), schema.values_from_args(args, schema.specs(tool.Params)))
+    schema.check_ranges(params)
+    if tool.input == "image":
+        from .io import read_image
+
+        data = read_image(args.image, frame=args.frame)
+        source, rois = data, []
+    else:
+        source, rois = _load_inputs(args)
+        if not args.quiet:
+            print(f"recording: {source.describe()}", file=sys.stderr)
+    tool.check(source, params)
+    result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
+    for w in result.warnings:
+        if not args.quiet:
+            print(f"warning: {w}", file=sys.stderr)
+    tool.write(result, out, overwrite=args.overwrite, extra={"inputs": _input_checksums(args)})
+    if not args.quiet:
+        print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``micromotion`` command; returns the exit status."""
     parser = build_parser()
@@ -430,9 +461,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (already printed as one line), --help, --version
         return int(exc.code or 0)
     commands = {"analyze": _cmd_analyze, "train": _cmd_train, "simulate": _cmd_simulate, "batch": _cmd_batch,
-                "view": _cmd_view}
+                "view": _cmd_view, "methods": _cmd_methods}
     try:
-        return commands[args.command](args)
+        return commands.get(args.command, _cmd_tool)(args)
     except MicromotionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

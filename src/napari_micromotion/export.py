@@ -1,19 +1,9 @@
 """Writing results: the CLI's output layout, always complete or not at all.
 
-Layout of an output folder::
-
-    scores/<method>.tif     float32 (Y, X) score map over the validation frames
-    lags/<method>.tif       float32 (Y, X) lag at the maximum, seconds (delay map)
-    maps/still.tif          mean transmission image
-    maps/energy.tif         band-pass RMS of dI/I per pixel (works without fluorescence)
-    maps/activity.tif       fluorescence activity: score of each fluorescence pixel
-    weights/<roi>.tif       float32 (3, h, w) dense weights of the 3D network ("attention")
-    models/                 cnn1d.safetensors/.json, cnn3d_<roi>.safetensors/.json
-    roi_scores.csv          roi,kind,method,score,lag_s,p_value,n_pixels
-    traces.csv              frame,time_s,fluorescence,<roi>/<method>...,<roi>/cnn3d_sd,<roi>/fluorescence
-    beats.csv, beat_rates.csv, limits.csv
-    run.json                parameters, versions, input checksums, timings, warnings
-    report.png              score maps and ROI traces (paper Figs. 3 and 4)
+The files are described once, in :data:`napari_micromotion.layout.ANALYSIS_LAYOUT`
+(which :func:`napari_micromotion.results_io.read_results` reads back); each method
+writes its models (``models/``); ``run.json`` records parameters, versions, input
+checksums, timings and warnings; ``report.png`` shows the score maps and ROI traces.
 
 Everything is written into a temporary sibling folder that is renamed into place
 only when complete; an existing folder is replaced only with ``overwrite``.
@@ -21,23 +11,20 @@ only when complete; an existing folder is replaced only with ``overwrite``.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import shutil
 import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import MicromotionError, check
 
-__all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "traces_table", "write_csv",
-           "run_record", "safe_name"]
+__all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings"]
 
 
 def prepare_output_dir(out: Path, overwrite: bool) -> Path:
@@ -108,64 +95,6 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
     os.chmod(out, 0o777 & ~mask)
 
 
-def safe_name(name: str) -> str:
-    """A file-name-safe version of an ROI name."""
-    keep = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name.strip())
-    return keep or "roi"
-
-
-def _fmt(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        if math.isnan(v):
-            return "nan"
-        return f"{v:.7g}"
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    return v
-
-
-def write_csv(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    """Write dict rows as CSV with the given column order."""
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(columns)
-        for row in rows:
-            w.writerow([_fmt(row.get(c, "")) for c in columns])
-
-
-def traces_table(results: Any) -> tuple[list[str], np.ndarray]:
-    """Column names and a ``(T, n_columns)`` float64 table of every trace (as in ``traces.csv``)."""
-    cols = ["frame", "time_s", "fluorescence"]
-    data = [np.arange(results.n_frames, dtype=np.float64), results.time_s(),
-            results.truth.astype(np.float64) if results.truth is not None else np.full(results.n_frames, np.nan)]
-    from .pipeline import METHODS
-
-    for name in results.roi_names:
-        for m in METHODS:
-            tr = results.roi_traces.get((name, m))
-            if tr is not None:
-                cols.append(f"{name}/{m}")
-                data.append(np.asarray(tr, dtype=np.float64))
-            sd = results.roi_sd.get((name, m))
-            if sd is not None:
-                cols.append(f"{name}/{m}_sd")
-                data.append(np.asarray(sd, dtype=np.float64))
-        if name in results.roi_truth:
-            cols.append(f"{name}/fluorescence")
-            data.append(np.asarray(results.roi_truth[name], dtype=np.float64))
-    return cols, np.column_stack(data)
-
-
-def _write_traces(path: Path, results: Any) -> None:
-    cols, table = traces_table(results)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(cols)
-        for row in table:
-            w.writerow([int(row[0])] + [_fmt(v) for v in row[1:]])
-
-
 def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run.json`` holds: enough to reproduce a result."""
     from .detectors.models import package_versions
@@ -194,49 +123,23 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
 def write_results(results: Any, out: str | os.PathLike, *, overwrite: bool = False, inputs: dict[str, Any] | None = None,
                   extra: dict[str, Any] | None = None, report: bool = True, save_models: bool = True,
                   move_in: dict[str, Path] | None = None) -> Path:
-    """Write *results* into folder *out* atomically (see module docstring for the layout).
+    """Write *results* into folder *out* atomically (files: :data:`napari_micromotion.layout.ANALYSIS_LAYOUT`).
 
     *move_in* maps names inside the output folder to existing files or folders (e.g. zarr
     stores written during the analysis) that are moved in before the folder is committed.
     """
-    import tifffile
-
-    from .detectors.models import save_cnn1d, save_cnn3d
+    from .layout import ANALYSIS_LAYOUT
+    from .methods import METHODS
 
     out = Path(out)
     tmp = prepare_output_dir(out, overwrite)
     try:
-        for sub in ("scores", "lags", "maps"):
-            (tmp / sub).mkdir()
-        for m, arr in results.score_maps.items():
-            tifffile.imwrite(tmp / "scores" / f"{m}.tif", np.asarray(arr, np.float32), metadata={"method": m})
-        for m, arr in results.lag_maps.items():
-            tifffile.imwrite(tmp / "lags" / f"{m}.tif", np.asarray(arr, np.float32), metadata={"method": m, "unit": "s"})
-        tifffile.imwrite(tmp / "maps" / "still.tif", results.still.astype(np.float32))
-        tifffile.imwrite(tmp / "maps" / "energy.tif", results.energy_map.astype(np.float32))
-        if results.activity_map is not None:
-            tifffile.imwrite(tmp / "maps" / "activity.tif", results.activity_map.astype(np.float32))
-        if results.weights:
-            (tmp / "weights").mkdir()
-            for name, (box, w) in results.weights.items():
-                tifffile.imwrite(tmp / "weights" / f"{safe_name(name)}.tif", np.asarray(w, np.float32),
-                                 metadata={"roi": name, "box_row0_row1_col0_col1": list(box), "axes": "CYX"})
-        write_csv(tmp / "roi_scores.csv", results.roi_scores,
-                  ["roi", "kind", "method", "score", "lag_s", "p_value", "n_pixels"])
-        _write_traces(tmp / "traces.csv", results)
-        write_csv(tmp / "beats.csv", results.beats, ["roi", "kind", "source", "beat", "time_s", "rr_s"])
-        write_csv(tmp / "beat_rates.csv", results.beat_rates,
-                  ["roi", "kind", "source", "n_beats", "rate_bpm", "rr_mean_s", "rr_sd_s", "rmssd_s", "rr_cv"])
-        if results.limits:
-            write_csv(tmp / "limits.csv", results.limits, ["roi", "kind"] + [k for k in results.limits[0] if k not in ("roi", "kind")])
-        if save_models and (results.cnn1d is not None or results.cnn3d):
-            (tmp / "models").mkdir()
-            if results.cnn1d is not None:
-                save_cnn1d(results.cnn1d, tmp / "models" / "cnn1d.safetensors")
-            for name, mdl in results.cnn3d.items():
-                save_cnn3d(mdl, tmp / "models" / f"cnn3d_{safe_name(name)}.safetensors", fps=results.fps,
-                           passband_hz=(results.passband["low_hz"], results.passband["high_hz"]),
-                           normalisation=results.cnn1d.normalisation, training_frames=results.training)
+        for entry in ANALYSIS_LAYOUT:
+            entry.write(results, tmp)
+        if save_models:
+            for name, state in results.fits.items():
+                if name in METHODS and state is not None:
+                    METHODS[name].save(state, tmp, results)
         (tmp / "run.json").write_text(json.dumps(run_record(results, inputs, extra), indent=1, default=_json_default) + "\n")
         if report:
             from .report import save_report

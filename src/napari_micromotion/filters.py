@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import optimize, signal
 
-from .errors import MicromotionError, check
+from .errors import check
 
 __all__ = [
     "BandpassDesign",
@@ -449,13 +449,3 @@ def detect_spikes(trace: np.ndarray, fps: float, *, threshold_sd: float = 5.0, m
             onsets[i] = k + frac
     return SpikeTrain(onsets=onsets, peaks=peaks.astype(np.int64), amplitudes=y[peaks] - med,
                       threshold=med + thr, noise=noise)
-
-
-def check_passband_fits(fps: float, low_hz: float, high_hz: float) -> None:
-    """Raise the one-sentence error for a passband that cannot work at *fps*."""
-    _validate_band(fps, low_hz, high_hz, 1)
-
-
-def raise_too_short(n_frames: int, need: int, what: str) -> None:
-    """One-sentence error when a recording is shorter than *need* frames."""
-    raise MicromotionError(f"the recording has {n_frames} frames; {what} needs at least {need}.")

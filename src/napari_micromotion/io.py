@@ -39,6 +39,7 @@ __all__ = [
     "StackInfo",
     "read_stack",
     "read_recording",
+    "read_image",
     "select_channel",
     "natural_key",
     "default_memory_budget",
@@ -640,3 +641,40 @@ def _is_number(tok: str) -> bool:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:160]
+
+
+def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
+    """One grey-level image ``(Y, X)`` as float32: a single image (TIFF, PNG, JPEG) or frame *frame* of a stack.
+
+    Colour images are averaged over their channels.
+    """
+    p = Path(path)
+    check(p.exists(), f"{p} does not exist.")
+    check(os.access(p, os.R_OK), f"{p} is not readable (permission denied).")
+    name = p.name.lower()
+    if p.is_dir() or name.endswith(TIFF_SUFFIXES + VIDEO_SUFFIXES):
+        try:
+            info = read_stack(p)
+            data, _ = select_channel(info, None)
+            check(-data.shape[0] <= frame < data.shape[0],
+                  f"frame {frame} does not exist; {p.name} has {data.shape[0]} frames (0 to {data.shape[0] - 1}).")
+            return np.asarray(data[frame], np.float32)
+        except MicromotionError as exc:
+            if "single image" not in str(exc) or not name.endswith(TIFF_SUFFIXES):
+                raise
+            import tifffile
+
+            img = np.asarray(tifffile.imread(p))
+    else:
+        try:
+            import imageio.v3 as iio
+
+            img = np.asarray(iio.imread(p))
+        except Exception as exc:
+            raise MicromotionError(f"{p.name} is not a readable image ({_short(exc)}).") from None
+    check(frame == 0, f"{p.name} holds a single image; there is no frame {frame}.")
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        img = img[..., :3].mean(axis=-1)
+    check(img.ndim == 2, f"{p.name} has shape {img.shape}; a grey-level image (Y, X) is needed.")
+    check(np.isfinite(img).all(), f"{p.name} has NaN or infinite pixels.")
+    return np.asarray(img, np.float32)

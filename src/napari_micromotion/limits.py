@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .filters import BandpassDesign, effective_response
+from .schema import param
 
 __all__ = ["CameraParams", "detection_limit", "noise_bandwidth_fraction"]
 
@@ -48,10 +49,18 @@ class CameraParams:
         Duration over which a micromotion event is binned (``N_frames = event_s * fps``).
     """
 
-    gain_e_per_adu: float | None = None
-    offset_adu: float = 0.0
-    full_well_e: float = 1e5
-    event_s: float = 0.2
+    gain_e_per_adu: float | None = param(None, label="camera gain", unit="e-/grey level", min=1e-9, flag="--gain",
+                                         none_text="assume full well", decimals=4,
+                                         help="Photo-electrons per grey level of the camera (from its data sheet); "
+                                              "unknown: every pixel is assumed at full well.")
+    offset_adu: float = param(0.0, label="dark offset", unit="grey levels", min=-1e9, max=1e9, flag="--offset",
+                              advanced=True, decimals=2, help="Grey level the camera reports without light.")
+    full_well_e: float = param(1e5, label="full-well capacity", unit="e-", min=1.0, max=1e9, flag="--full-well",
+                               advanced=True, decimals=0,
+                               help="Electrons a pixel holds before it saturates (the paper: 100000).")
+    event_s: float = param(0.2, label="event duration", unit="s", min=1e-6, max=1e4, flag="--event-duration",
+                           advanced=True, decimals=3,
+                           help="Duration over which a micromotion event is summed for the detection limit.")
 
 
 def noise_bandwidth_fraction(design: BandpassDesign, n: int = 4096) -> float:

@@ -12,17 +12,25 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt", "ROI_COLOURS", "METHOD_COLOURS"]
+__all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
+           "method_colour"]
 
 ROI_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
-METHOD_COLOURS = {"bandpass": "#1f77b4", "matched": "#ff7f0e", "cnn1d": "#2ca02c", "cnn3d": "#d62728",
-                  "fluorescence": "#444444"}
+TRUTH_COLOUR = "#444444"
+
+
+def method_colour(m: str) -> str:
+    """The colour of method *m*'s traces (its ``colour``; grey when it is not installed)."""
+    from .methods import METHODS
+
+    method = METHODS.get(m)
+    return method.colour if method is not None else "#7f7f7f"
 
 
 def _label(m: str) -> str:
-    from .pipeline import METHOD_LABELS
+    from .methods import label_of
 
-    return METHOD_LABELS.get(m, m)
+    return label_of(m)
 
 
 def excerpt(results: Any, length_s: float = 20.0) -> slice:
@@ -46,7 +54,7 @@ def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list
     panels: list[tuple[str, np.ndarray, str]] = [("still frame + ROIs", results.still, "gray")]
     if results.activity_map is not None:
         panels.append(("fluorescence activity", results.activity_map, "magma"))
-    maps = [(f"score: {_label(m)}", results.score_maps[m], "magma") for m in ("bandpass", "matched", "cnn1d")
+    maps = [(f"score: {_label(m)}", results.score_maps[m], "magma") for m in results.methods
             if m in results.score_maps]
     if not maps:
         maps = [("band-pass RMS dI/I", results.energy_map, "magma")]
@@ -80,10 +88,8 @@ def _z(x: np.ndarray) -> np.ndarray:
 def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, length_s: float = 20.0,
                 gs: Any = None, current_frame: int | None = None) -> list[Any]:
     """Fig. 4: per ROI (columns) each method's prediction (rows) over the fluorescence, z-normalised."""
-    from .pipeline import METHODS
-
     rois = list(rois if rois is not None else results.roi_names)
-    methods = [m for m in METHODS if any((r, m) in results.roi_traces for r in rois)]
+    methods = [m for m in results.traced_methods() if any((r, m) in results.roi_traces for r in rois)]
     if not rois or not methods:
         ax = fig.add_subplot(gs) if gs is not None else fig.add_subplot(1, 1, 1)
         ax.text(0.5, 0.5, "no ROI traces", ha="center", va="center", transform=ax.transAxes)
@@ -95,20 +101,20 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
         fig.add_gridspec(len(methods), len(rois), hspace=0.15, wspace=0.12)
     axes = []
     for j, roi in enumerate(rois):
-        ref = results.roi_truth.get(roi) if results.params.roi_truth else results.truth
+        ref = results.roi_truth.get(roi, results.truth) if results.params.roi_truth else results.truth
         for i, m in enumerate(methods):
             ax = fig.add_subplot(sub[i, j])
             axes.append(ax)
             tr = results.roi_traces.get((roi, m))
             if ref is not None:
-                ax.plot(t, _z(ref[sl]), color=METHOD_COLOURS["fluorescence"], lw=0.8, label="fluorescence")
+                ax.plot(t, _z(ref[sl]), color=TRUTH_COLOUR, lw=0.8, label="fluorescence")
             if tr is not None:
                 z = _z(tr[sl])
-                ax.plot(t, z, color=METHOD_COLOURS[m], lw=0.9, label=_label(m))
+                ax.plot(t, z, color=method_colour(m), lw=0.9, label=_label(m))
                 sd = results.roi_sd.get((roi, m))
                 if sd is not None:
                     scale = np.asarray(tr[sl], dtype=np.float64).std() or 1.0
-                    ax.fill_between(t, z - sd[sl] / scale, z + sd[sl] / scale, color=METHOD_COLOURS[m], alpha=0.25, lw=0)
+                    ax.fill_between(t, z - sd[sl] / scale, z + sd[sl] / scale, color=method_colour(m), alpha=0.25, lw=0)
                 row = results.score_of(roi, m)
                 if row is not None and np.isfinite(row.get("score", np.nan)):
                     ax.text(0.99, 0.95, f"{row['score']:.2f} (p={row['p_value']:.3g})", transform=ax.transAxes,
@@ -130,15 +136,17 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
 
 
 def draw_weights(fig: Any, results: Any, gs: Any = None) -> list[Any]:
-    """Fig. 5: the 3D network's dense weights per ROI over the still frame, one colour scale per ROI."""
-    names = list(results.weights)
-    if not names:
+    """Fig. 5: region maps (the 3D network's dense weights) per ROI over the still frame, one colour scale per ROI."""
+    keys = list(results.region_maps)
+    if not keys:
         return []
-    sub = gs.subgridspec(len(names), 3, hspace=0.25, wspace=0.05) if gs is not None else \
-        fig.add_gridspec(len(names), 3, hspace=0.25, wspace=0.05)
+    n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
+    sub = gs.subgridspec(len(keys), n_feat, hspace=0.25, wspace=0.05) if gs is not None else \
+        fig.add_gridspec(len(keys), n_feat, hspace=0.25, wspace=0.05)
     axes = []
-    for i, name in enumerate(names):
-        (r0, r1, c0, c1), w = results.weights[name]
+    for i, (method, name) in enumerate(keys):
+        rm = results.region_maps[(method, name)]
+        (r0, r1, c0, c1), w = rm.box, rm.data
         still = results.still[r0:r1, c0:c1]
         vmax = float(np.abs(w).max()) or 1.0
         lo, hi = np.percentile(still, [1, 99])
@@ -149,11 +157,11 @@ def draw_weights(fig: Any, results: Any, gs: Any = None) -> list[Any]:
             ax.set_xticks([])
             ax.set_yticks([])
             if f == 0:
-                ax.set_ylabel(name, fontsize=8)
+                ax.set_ylabel(f"{name}\n{_label(method)}" if len({k[0] for k in keys}) > 1 else name, fontsize=8)
             if i == 0:
                 ax.set_title(f"feature {f + 1}", fontsize=8)
             axes.append(ax)
-        fig.colorbar(im, ax=axes[-3:], fraction=0.03, pad=0.01, label=f"max {vmax:.2g}")
+        fig.colorbar(im, ax=axes[-w.shape[0]:], fraction=0.03, pad=0.01, label=f"max {vmax:.2g}")
     return axes
 
 
@@ -163,12 +171,12 @@ def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
     from matplotlib.figure import Figure
 
     n_rois = max(1, len(results.roi_names))
-    has_w = bool(results.weights)
+    has_w = bool(results.region_maps)
     n_methods = max(1, len({m for (_, m) in results.roi_traces}))
-    height = 3.2 + 1.1 * n_methods + (1.6 * len(results.weights) if has_w else 0)
+    height = 3.2 + 1.1 * n_methods + (1.6 * len(results.region_maps) if has_w else 0)
     fig = Figure(figsize=(max(12, 3.2 * n_rois), height), layout="constrained")
     FigureCanvasAgg(fig)
-    ratios = [3.2, 1.1 * n_methods] + ([1.6 * len(results.weights)] if has_w else [])
+    ratios = [3.2, 1.1 * n_methods] + ([1.6 * len(results.region_maps)] if has_w else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     top = gs[0].subgridspec(1, 1 + (results.activity_map is not None) + max(1, len(results.score_maps)))
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])

@@ -470,7 +470,7 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
     """
     import tifffile
 
-    from .export import prepare_output_dir, commit_output_dir
+    from .export import commit_output_dir, prepare_output_dir
 
     params = _params(params, overrides)
     out = Path(out_dir)

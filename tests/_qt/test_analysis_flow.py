@@ -11,8 +11,17 @@ from qtpy.QtCore import QTimer
 from napari_micromotion._layers import META_KEY
 from napari_micromotion.pipeline import AnalysisParams, run_analysis
 
-from .conftest import (TINY_CNN1D, TINY_CNN3D, add_recording, dock_all, n_notifications, notifications_since,
-                       run_analysis_widget, square, wait_task)
+from .conftest import (
+    TINY_CNN1D,
+    TINY_CNN3D,
+    add_recording,
+    dock_all,
+    n_notifications,
+    notifications_since,
+    run_analysis_widget,
+    square,
+    wait_task,
+)
 
 
 def _draw_rois(widgets, viewer):
@@ -28,8 +37,9 @@ def _draw_rois(widgets, viewer):
 
 
 def test_bandpass_run_through_widgets(make_napari_viewer, qtbot, qt_sim, tmp_path, monkeypatch):
-    import napari_micromotion._sample_data as sample
     from napari.utils import progress
+
+    import napari_micromotion._sample_data as sample
 
     # the plugin's sample (smaller: the same simulation as qt_sim), without its ROIs: we draw our own
     monkeypatch.setattr(sample, "SAMPLE", {"n_frames": 1000, "size": 48, "seed": 5})
@@ -175,14 +185,14 @@ def test_cnn_and_3d_through_widgets(make_napari_viewer, qtbot, qt_sim):
 
     analysis = widgets["Analysis"]
     analysis.set_methods(("bandpass", "cnn1d", "cnn3d"))
-    analysis.set_params(AnalysisParams(methods=("bandpass", "cnn1d", "cnn3d"), n_surrogates=19, cnn1d=TINY_CNN1D,
-                                       cnn3d=TINY_CNN3D, device="cpu"))
+    analysis.set_params(AnalysisParams(methods=("bandpass", "cnn1d", "cnn3d"), n_surrogates=19, device="cpu",
+                                       method_params={"cnn1d": TINY_CNN1D, "cnn3d": TINY_CNN3D}))
     params = analysis.params()
     assert params.cnn1d == TINY_CNN1D and params.cnn3d == TINY_CNN3D and params.device == "cpu"
     task = run_analysis_widget(qtbot, analysis)
     assert task.error is None, task.error
     stages = {e.stage for e in task.events}
-    assert "train cnn1d" in stages and "cnn1d" in stages and any(s.startswith("cnn3d") for s in stages)
+    assert "train cnn1d" in stages and "predict 1D CNN" in stages and any(s.startswith("cnn3d") for s in stages)
     res = analysis.session.results
     assert set(res.score_maps) == {"bandpass", "cnn1d"}
 
@@ -196,10 +206,10 @@ def test_cnn_and_3d_through_widgets(make_napari_viewer, qtbot, qt_sim):
     # 3D weights: three layers per ROI at the ROI's box, diverging, one symmetric scale per ROI
     px = qt_sim.params.pixel_size_um
     for roi in ("strong", "silent"):
-        (r0, r1, c0, c1), w = res.weights[roi]
+        (r0, r1, c0, c1), w = res.region_maps[("cnn3d", roi)].box, res.region_maps[("cnn3d", roi)].data
         vmax = float(np.abs(w).max())
         for k in (1, 2, 3):
-            layer = viewer.layers[f"weights: {roi} [{k}]"]
+            layer = viewer.layers[f"dense weights: {roi} [{k}]"]
             np.testing.assert_array_equal(layer.data, w[k - 1])
             assert layer.data.shape == (r1 - r0, c1 - c0)
             np.testing.assert_allclose(layer.translate, np.array([r0, c0]) * px + trans.translate[1:])
@@ -211,7 +221,7 @@ def test_cnn_and_3d_through_widgets(make_napari_viewer, qtbot, qt_sim):
             assert meta["box_row0_row1_col0_col1"] == [r0, r1, c0, c1]
             assert layer.visible == (k == 1)
     widgets["Results"].show_weights(False)
-    assert not any(la.visible for la in viewer.layers if la.name.startswith("weights:"))
+    assert not any(la.visible for la in viewer.layers if la.name.startswith("dense weights:"))
 
     # traces: three method rows per ROI, the 3D uncertainty as a band
     traces = widgets["Traces"]

@@ -170,10 +170,10 @@ def test_simulator_folder_reader_and_rois_writer_round_trip(make_napari_viewer, 
 
 def test_launch_loads_a_results_folder(make_napari_viewer, qtbot, qt_sim, tmp_path):
     """``micromotion view`` without the event loop: recording, ROIs, results folder, widgets."""
+    from napari_micromotion._qt.launch import load_inputs, populate_viewer
     from napari_micromotion.export import write_results
     from napari_micromotion.pipeline import AnalysisParams, run_analysis
     from napari_micromotion.simulate import write_simulation
-    from napari_micromotion._qt.launch import load_inputs, populate_viewer
 
     folder = write_simulation(tmp_path / "sim", n_frames=600, size=48, seed=4)
     from napari_micromotion.io import read_recording
@@ -315,9 +315,9 @@ def test_zarr_stacks_open_lazily(make_napari_viewer, tmp_path, qt_sim):
     """--save-filtered / --save-predictions stacks show as lazy (dask) layers when a results folder opens."""
     import dask.array as da
 
+    from napari_micromotion._qt.launch import load_inputs, populate_viewer
     from napari_micromotion.cli import main
     from napari_micromotion.simulate import write_simulation
-    from napari_micromotion._qt.launch import load_inputs, populate_viewer
 
     sim = tmp_path / "sim"
     write_simulation(sim, qt_sim.params)

@@ -8,59 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_micromotion.detectors.cnn1d import Normalisation, TrainedCNN1D, build_cnn1d
-from napari_micromotion.pipeline import AnalysisParams, run_analysis
-from napari_micromotion.progress import drive
-from napari_micromotion.rois import ROI
+from napari_micromotion.pipeline import run_analysis
 
-from .conftest import add_recording, dock_all, run_analysis_widget, square, wait_task
+from .conftest import add_recording, dock_all, run_analysis_widget, wait_task
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _random_model(fps: float, mode: str = "noise") -> TrainedCNN1D:
-    """An untrained (random) 1D CNN: enough to check that edited ROIs are re-traced like the pipeline does."""
-    try:
-        norm = Normalisation(input_scale=1.0, target_mean=0.0, target_sd=1.0, mode=mode)
-    except TypeError:  # older cores: relative intensity only
-        norm = Normalisation(input_scale=0.01, target_mean=0.0, target_sd=1.0)
-    return TrainedCNN1D(net=build_cnn1d(3), normalisation=norm, fps=fps, passband_hz=(2.0, 15.0), filter_order=2,
-                        training_frames=[])
-
-
-def test_retrace_matches_the_pipeline():
-    """Moving, adding, removing and re-labelling ROIs gives the numbers a fresh analysis gives."""
-    from napari_micromotion._qt._retrace import iter_retrace
-    from napari_micromotion.simulate import simulate
-
-    qt_sim = simulate(n_frames=400, size=48, seed=5)
-    rec = qt_sim.recording()
-    params = AnalysisParams(methods=("bandpass", "cnn1d"), n_surrogates=29, device="cpu")
-    model = _random_model(rec.fps)
-    rois = qt_sim.rois
-    res = run_analysis(rec, rois, params, model_1d=model)
-    assert res.roi_traces[("strong", "cnn1d")].std() > 0
-    edited = [
-        rois[0],                                                   # unchanged
-        ROI("weak", "silent", rois[1].polygon + [2.0, -1.0]),      # moved and re-labelled
-        ROI("new", "other", square(2, 2, 9, 7)),                   # added
-    ]                                                               # silent and other: removed
-    new = drive(iter_retrace(rec, edited, res))
-    ref = run_analysis(rec, edited, params, model_1d=model)
-    assert new.roi_names == ["strong", "weak", "new"] and new.roi_kinds == ["strong", "silent", "other"]
-    for key, tr in ref.roi_traces.items():
-        np.testing.assert_allclose(new.roi_traces[key], tr, rtol=2e-4, atol=1e-6 * float(np.abs(tr).max()))
-    assert new.roi_traces[("strong", "bandpass")] is res.roi_traces[("strong", "bandpass")]  # kept as is
-    got = {(r["roi"], r["method"]): r for r in new.roi_scores}
-    assert set(got) == {(r["roi"], r["method"]) for r in ref.roi_scores}
-    for row in ref.roi_scores:
-        g = got[(row["roi"], row["method"])]
-        assert g["kind"] == row["kind"] and g["n_pixels"] == row["n_pixels"]
-        assert g["score"] == pytest.approx(row["score"], abs=1e-4)
-        assert g["lag_s"] == pytest.approx(row["lag_s"])
-        assert g["p_value"] == pytest.approx(row["p_value"], abs=0.05)
-    # the maps do not depend on ROIs and are untouched
-    assert new.score_maps is res.score_maps
 
 
 def test_editing_rois_updates_traces_and_table(make_napari_viewer, qtbot, qt_sim):
@@ -131,9 +83,8 @@ def test_traces_follow_the_theme(make_napari_viewer, qtbot, qt_sim):
 
 def test_screenshot_of_docked_widgets_after_a_run(make_napari_viewer, qtbot, qt_sim, tmp_path):
     """The docked widgets render (not blank) after a run; MICROMOTION_SCREENSHOT=path also saves the README image."""
-    from qtpy.QtWidgets import QApplication
-
     from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QApplication
 
     from napari_micromotion.simulate import simulate
 

@@ -2,9 +2,17 @@ import numpy as np
 import pytest
 import torch
 
-from napari_micromotion.detectors.cnn1d import (CNN1DParams, build_cnn1d, count_parameters, normalise_columns,
-                                                predict_cnn1d, predict_reference, receptive_field, train_cnn1d,
-                                                training_windows)
+from napari_micromotion.detectors.cnn1d import (
+    CNN1DParams,
+    build_cnn1d,
+    count_parameters,
+    normalise_columns,
+    predict_cnn1d,
+    predict_reference,
+    receptive_field,
+    training_windows,
+)
+from napari_micromotion.detectors.training import train_cnn1d
 
 
 def test_table1_layers_and_parameters():

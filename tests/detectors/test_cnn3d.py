@@ -3,8 +3,7 @@ import pytest
 import torch
 
 from napari_micromotion.detectors.cnn1d import build_cnn1d, count_parameters, predict_cnn1d
-from napari_micromotion.detectors.cnn3d import (CNN3DParams, build_cnn3d, dense_init, init_from_cnn1d,
-                                                iter_train_cnn3d)
+from napari_micromotion.detectors.cnn3d import CNN3DParams, build_cnn3d, dense_init, init_from_cnn1d, iter_train_cnn3d
 from napari_micromotion.progress import drive
 
 
@@ -74,7 +73,8 @@ def _roi_problem(t=2400, h=8, w=8, seed=0):
 @pytest.fixture(scope="module")
 def trained_1d():
     """A 1D CNN trained on the pixels of the ROI problem (as the pipeline does before the 3D network)."""
-    from napari_micromotion.detectors.cnn1d import CNN1DParams, train_cnn1d
+    from napari_micromotion.detectors.cnn1d import CNN1DParams
+    from napari_micromotion.detectors.training import train_cnn1d
 
     x, y = _roi_problem()
     cols = x.reshape(x.shape[0], -1).T

@@ -141,7 +141,7 @@ def test_reflected_edges_are_the_network_on_the_mirrored_series(net, t):
     w = fast.weights_of(net)
     np.testing.assert_allclose(fast.cnn1d_forward(w, x, edges="reflect"), ref, atol=1e-4)
     np.testing.assert_allclose(cnn1d.predict_cnn1d(net, x), ref, atol=1e-4)  # reflect is the default
-    np.testing.assert_allclose(cnn1d._predict_torch(net, x, device="cpu", chunk_pixels=3, features=False,
+    np.testing.assert_allclose(cnn1d.predict_torch(net, x, device="cpu", chunk_pixels=3, features=False,
                                                     edges="reflect"), ref, atol=1e-4)
     feats = fast.cnn1d_forward(w, x, features=True, edges="reflect")
     assert feats.shape == (t, 5, 3)

@@ -30,7 +30,8 @@ import pytest
 import torch
 
 from napari_micromotion.detectors import fast_train as ft
-from napari_micromotion.detectors.cnn1d import CNN1DParams, build_cnn1d, iter_train_cnn1d, training_windows
+from napari_micromotion.detectors.cnn1d import CNN1DParams, build_cnn1d, training_windows
+from napari_micromotion.detectors.training import iter_train_cnn1d
 from napari_micromotion.errors import MicromotionError
 from napari_micromotion.progress import Progress
 

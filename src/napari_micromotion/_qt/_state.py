@@ -12,7 +12,7 @@ The widgets are independent npe2 dock widgets; they meet here:
   to :meth:`Session.set_results`, which updates the result layers by name and
   emits :attr:`Session.results_changed` for the Traces and Score table widgets;
 * edits of the analysed ROI layer re-compute the ROI traces and scores in the
-  background (:mod:`._retrace`).
+  background (:func:`napari_micromotion.roi_stats.iter_retrace`, the core's own).
 
 The session holds the viewer only weakly, and is dropped with it.
 """
@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from .._layers import META_KEY, rois_from_shapes
+from .._layers import plugin_meta, rois_from_shapes, spatial_transform
 from ..errors import MicromotionError, check
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,18 +42,6 @@ __all__ = ["Session", "RecordingChoice", "get_session", "unwrap_viewer", "plugin
 
 log = logging.getLogger("napari_micromotion")
 _SESSIONS: dict[int, "Session"] = {}
-
-
-def plugin_meta(layer: Any) -> dict[str, Any]:
-    """The plugin's namespaced metadata of *layer* (``{}`` when there is none)."""
-    meta = getattr(layer, "metadata", None) or {}
-    value = meta.get(META_KEY)
-    return value if isinstance(value, dict) else {}
-
-
-def spatial_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:
-    """``(scale, translate)`` of the last two (row, col) axes of *layer*."""
-    return np.asarray(layer.scale, float)[-2:], np.asarray(layer.translate, float)[-2:]
 
 
 def _layer_array(layer: Any) -> Any:
@@ -275,7 +263,7 @@ class Session(QObject):
     def set_results(self, results: "Results | None", recording: "Recording | None" = None,
                     provenance: Provenance | None = None, *, keep_bandpassed: bool = False) -> None:
         """Make *results* current: update the result layers by name, then tell the widgets."""
-        from .results import apply_results
+        from .result_layers import apply_results
 
         self.results = results
         if recording is not None:
@@ -372,7 +360,7 @@ class Session(QObject):
 
     def retrace(self) -> Any:
         """Recompute ROI traces and scores for the edited ROIs in the background; returns the task."""
-        from ._retrace import iter_retrace
+        from ..roi_stats import iter_retrace
         from ._tasks import Task, notify_error
 
         layer = self.watched_rois_layer()

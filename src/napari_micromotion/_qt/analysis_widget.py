@@ -1,8 +1,8 @@
 """Analysis widget: methods, their parameters (the paper's defaults), Run and Cancel.
 
-Defaults are read from the core's parameter dataclasses
-(:class:`~napari_micromotion.pipeline.AnalysisParams` and the per-method ones), so
-the form always shows what the CLI would use.  Run builds the recording and ROIs
+The method boxes come from the method registry and the form from the parameter
+schema (:func:`napari_micromotion.pipeline.analysis_specs`), so it always shows every
+parameter the CLI has, with the same defaults and the schema's help as tooltips.  Run builds the recording and ROIs
 from the other widgets' choices and runs
 :func:`~napari_micromotion.pipeline.iter_analysis` in a background worker
 (:class:`._tasks.Task`): a napari progress bar per stage, Cancel stops at the next
@@ -12,172 +12,37 @@ cancelled or failed run changes nothing.
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGridLayout, QHBoxLayout,
-                            QLabel, QLineEdit, QProgressBar, QPushButton, QScrollArea, QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
 from ._tasks import Task, notify_error
+from .forms import ParamForm
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
     from ..pipeline import AnalysisParams, Results
 
-__all__ = ["AnalysisWidget", "PARAMETERS"]
-
-#: (section, dotted field of AnalysisParams, label, editor, options) - rows whose field the
-#: installed core lacks are skipped.
-PARAMETERS: list[tuple[str, str, str, str, dict[str, Any]]] = [
-    ("General", "low_hz", "band-pass low edge (Hz)", "float", {"min": 0.01, "max": 1e4, "none": 2.0, "decimals": 2}),
-    ("General", "high_hz", "band-pass high edge (Hz)", "float?", {"min": 0.0, "max": 1e4, "none_text": "auto (15 Hz)",
-                                                                   "decimals": 2}),
-    ("General", "filter_order", "filter order", "int", {"min": 1, "max": 8}),
-    ("General", "padtype", "edge padding", "choice", {"choices": ("mean", "odd")}),
-    ("General", "validation", "validation frames", "validation", {}),
-    ("General", "max_lag_s", "max lag (s)", "float?", {"min": -1.0, "max": 1e4, "none_text": "full", "none_at": -1.0,
-                                                        "decimals": 3}),
-    ("General", "ground_truth", "ground truth", "choice", {"choices": ("dff", "sum")}),
-    ("General", "baseline_window_s", "baseline window (s)", "float", {"min": 0.01, "max": 1e5, "decimals": 2}),
-    ("General", "roi_truth", "per-ROI ground truth", "bool", {}),
-    ("General", "seed", "seed", "int", {"min": 0, "max": 2**31 - 1}),
-    ("General", "n_surrogates", "p-value surrogates", "int", {"min": 1, "max": 1_000_000}),
-    ("General", "device", "device", "choice", {"choices": ("auto", "cpu", "cuda")}),
-    ("General", "chunk_mb", "memory per chunk (MiB)", "int", {"min": 1, "max": 1_000_000}),
-    ("Matched filter", "matched.pre_s", "template before onset (s)", "float", {"min": 0.0, "max": 100, "decimals": 3}),
-    ("Matched filter", "matched.post_s", "template after onset (s)", "float", {"min": 0.001, "max": 100, "decimals": 3}),
-    ("Matched filter", "matched.min_spikes", "min. training spikes", "int", {"min": 1, "max": 100000}),
-    ("Matched filter", "matched.threshold_sd", "spike threshold (SD)", "float", {"min": 0.1, "max": 1000, "decimals": 2}),
-    ("Matched filter", "matched.refractory_s", "refractory period (s)", "float", {"min": 0.0, "max": 100, "decimals": 3}),
-    ("1D CNN", "cnn1d.epochs", "epochs", "int", {"min": 1, "max": 10000}),
-    ("1D CNN", "cnn1d.learning_rate", "learning rate", "sci", {}),
-    ("1D CNN", "cnn1d.pixels", "training pixels", "choice", {"choices": ("variance", "mixed", "random", "all")}),
-    ("1D CNN", "cnn1d.n_pixels", "pixels sampled", "int", {"min": 1, "max": 10**9}),
-    ("1D CNN", "cnn1d.window", "window (frames)", "int", {"min": 16, "max": 10**7}),
-    ("1D CNN", "cnn1d.batch_size", "batch size", "int", {"min": 1, "max": 100000}),
-    ("1D CNN", "cnn1d.input_norm", "input normalisation", "choice", {"choices": ("noise", "relative")}),
-    ("1D CNN", "cnn1d.backend", "training backend", "choice", {"choices": ("auto", "fast", "torch")}),
-    ("1D CNN", "cnn1d.restarts", "restarts of a dead network", "int", {"min": 0, "max": 100}),
-    ("3D network", "cnn3d.mode", "mode", "choice", {"choices": ("fast", "paper")}),
-    ("3D network", "cnn3d.solver", "solver", "choice", {"choices": ("adam", "ridge")}),
-    ("3D network", "cnn3d.epochs", "epochs", "int", {"min": 1, "max": 100000}),
-    ("3D network", "cnn3d.learning_rate", "learning rate", "sci", {}),
-    ("3D network", "cnn3d.window", "window (frames)", "int", {"min": 16, "max": 10**7}),
-    ("3D network", "cnn3d.dropout", "dropout", "float", {"min": 0.0, "max": 0.99, "decimals": 2}),
-    ("3D network", "cnn3d.mc_passes", "MC-dropout passes", "int", {"min": 2, "max": 10000}),
-]
-
-_MISSING = object()
-
-
-def _get(obj: Any, path: str) -> Any:
-    for part in path.split("."):
-        obj = getattr(obj, part, _MISSING)
-        if obj is _MISSING:
-            return _MISSING
-    return obj
-
-
-def _set(params: Any, values: dict[str, Any]) -> Any:
-    """``params`` with dotted *values* replaced (nested frozen dataclasses rebuilt)."""
-    top: dict[str, Any] = {}
-    nested: dict[str, dict[str, Any]] = {}
-    for path, v in values.items():
-        head, _, rest = path.partition(".")
-        if rest:
-            nested.setdefault(head, {})[rest] = v
-        else:
-            top[head] = v
-    for head, sub in nested.items():
-        top[head] = _set(getattr(params, head), sub)
-    return replace(params, **top)
-
-
-class _Editor:
-    """One parameter row: a Qt editor that reads and writes a Python value."""
-
-    def __init__(self, path: str, label: str, kind: str, opts: dict[str, Any], default: Any) -> None:
-        self.path, self.label, self.kind, self.opts, self.default = path, label, kind, opts, default
-        if kind == "int":
-            w = QSpinBox()
-            w.setRange(int(opts.get("min", 0)), int(min(opts.get("max", 2**31 - 1), 2**31 - 1)))
-        elif kind in ("float", "float?"):
-            w = QDoubleSpinBox()
-            w.setDecimals(int(opts.get("decimals", 3)))
-            w.setRange(float(opts.get("min", 0.0)), float(opts.get("max", 1e9)))
-            if kind == "float?":
-                w.setSpecialValueText(opts.get("none_text", "auto"))
-                w.setMinimumWidth(w.fontMetrics().horizontalAdvance(opts.get("none_text", "auto")) + 50)
-        elif kind == "choice":
-            w = QComboBox()
-            w.addItems(list(opts["choices"]))
-        elif kind == "bool":
-            w = QCheckBox()
-        elif kind == "validation":
-            w = QLineEdit()
-            w.setPlaceholderText("auto")
-            w.setToolTip("START:STOP in frames (0-based, stop excluded); empty: the paper's split.")
-        else:  # "sci": a float typed as text (learning rates like 8e-7)
-            w = QLineEdit()
-        self.widget = w
-        w.setObjectName(path)
-        self.set(default)
-
-    def set(self, value: Any) -> None:
-        w, kind = self.widget, self.kind
-        if kind == "int":
-            w.setValue(int(value))
-        elif kind == "float":
-            w.setValue(float(self.opts.get("none", 0.0) if value is None else value))
-        elif kind == "float?":
-            w.setValue(float(self.opts.get("none_at", w.minimum())) if value is None else float(value))
-        elif kind == "choice":
-            idx = w.findText(str(value))
-            if idx < 0:
-                w.addItem(str(value))
-                idx = w.findText(str(value))
-            w.setCurrentIndex(idx)
-        elif kind == "bool":
-            w.setChecked(bool(value))
-        elif kind == "validation":
-            w.setText("" if value is None else f"{int(value[0])}:{int(value[1])}")
-        else:
-            w.setText(f"{float(value):g}")
-
-    def get(self) -> Any:
-        w, kind = self.widget, self.kind
-        if kind == "int":
-            return int(w.value())
-        if kind == "float":
-            v = float(w.value())
-            # a core default of None means "the paper's value", shown as that value: keep None
-            return None if self.default is None and "none" in self.opts and v == float(self.opts["none"]) else v
-        if kind == "float?":
-            v = float(w.value())
-            return None if v <= float(self.opts.get("none_at", w.minimum())) else v
-        if kind == "choice":
-            return w.currentText()
-        if kind == "bool":
-            return bool(w.isChecked())
-        if kind == "validation":
-            from ..pipeline import parse_validation
-
-            text = w.text().strip()
-            return None if text.lower() in ("", "auto") else parse_validation(text)
-        try:
-            v = float(w.text())
-        except ValueError:
-            raise MicromotionError(f"{self.label} must be a number, got {w.text()!r}.") from None
-        check(math.isfinite(v) and v > 0, f"{self.label} must be a positive number, got {w.text()!r}.")
-        return v
-
+__all__ = ["AnalysisWidget"]
 
 class AnalysisWidget(QWidget):
     """Choose methods and parameters; run the analysis in the background; cancel it."""
@@ -186,7 +51,8 @@ class AnalysisWidget(QWidget):
     finished_run = Signal(object)
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
-        from ..pipeline import METHOD_LABELS, METHODS, AnalysisParams
+        from ..methods import METHODS
+        from ..pipeline import AnalysisParams, analysis_specs
 
         super().__init__(parent)
         self.viewer = napari_viewer = unwrap_viewer(napari_viewer)
@@ -198,40 +64,34 @@ class AnalysisWidget(QWidget):
         self.method_boxes: dict[str, QCheckBox] = {}
         grid = QGridLayout()
         for i, m in enumerate(METHODS):
-            box = QCheckBox(METHOD_LABELS[m])
-            box.setChecked(m in defaults.methods)
-            box.setObjectName(f"method_{m}")
-            self.method_boxes[m] = box
+            box = QCheckBox(m.label)
+            box.setChecked(m.name in defaults.methods)
+            box.setObjectName(f"method_{m.name}")
+            box.setToolTip(m.description[:1].upper() + m.description[1:] + ".")
+            self.method_boxes[m.name] = box
             grid.addWidget(box, i // 2, i % 2)
-        self.method_boxes["cnn3d"].setToolTip("Region-specific network per ROI (draw ROIs first).")
 
-        self.editors: dict[str, _Editor] = {}
-        sections: dict[str, QFormLayout] = {}
-        self.section_widgets: dict[str, QWidget] = {}
-        for section, path, label, kind, opts in PARAMETERS:
-            default = _get(defaults, path)
-            if default is _MISSING:
-                continue
-            ed = _Editor(path, label, kind, opts, default)
-            self.editors[path] = ed
-            if section not in sections:
-                sections[section] = QFormLayout()
-            sections[section].addRow(label, ed.widget)
+        self.form = ParamForm(analysis_specs(), expanded=("General",))
+        self.editors = self.form.editors
+        self.section_widgets = self.form.sections
         self.validation_hint = QLabel("")
         self.validation_hint.setWordWrap(True)
-        if "validation" in self.editors:
-            sections["General"].addRow("", self.validation_hint)
-        self.model_path = QLineEdit()
-        self.model_path.setPlaceholderText("train a new 1D CNN")
-        self.model_path.setToolTip("A saved 1D CNN (.safetensors) to apply instead of training one.")
-        browse = QPushButton("...")
-        browse.setMaximumWidth(30)
-        browse.clicked.connect(self._browse_model)
-        row = QHBoxLayout()
-        row.addWidget(self.model_path, 1)
-        row.addWidget(browse)
-        if "1D CNN" in sections:
-            sections["1D CNN"].addRow("saved model", row)
+        self.model_paths: dict[str, QLineEdit] = {}
+        models = QFormLayout()
+        for m in METHODS:
+            if not m.model_flag:
+                continue
+            edit = QLineEdit()
+            edit.setPlaceholderText(f"fit a new {m.label}")
+            edit.setToolTip(f"A saved {m.label} (.safetensors) to apply instead of fitting one.")
+            browse = QPushButton("...")
+            browse.setMaximumWidth(30)
+            browse.clicked.connect(lambda _=False, e=edit, label=m.label: self._browse_model(e, label))
+            row = QHBoxLayout()
+            row.addWidget(edit, 1)
+            row.addWidget(browse)
+            models.addRow(f"saved {m.label}", row)
+            self.model_paths[m.name] = edit
 
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -250,24 +110,10 @@ class AnalysisWidget(QWidget):
         inner.setContentsMargins(0, 0, 0, 0)
         inner.addWidget(QLabel("Methods"))
         inner.addLayout(grid)
-        try:
-            from superqt import QCollapsible
-        except ImportError:  # pragma: no cover
-            QCollapsible = None
-        for name, form in sections.items():
-            holder = QWidget()
-            holder.setLayout(form)
-            if QCollapsible is not None:
-                coll = QCollapsible(f"{name} parameters")
-                coll.addWidget(holder)
-                if name == "General":
-                    coll.expand(animate=False)
-                inner.addWidget(coll)
-                self.section_widgets[name] = coll
-            else:  # pragma: no cover
-                inner.addWidget(QLabel(name))
-                inner.addWidget(holder)
-                self.section_widgets[name] = holder
+        inner.addWidget(self.validation_hint)
+        inner.addWidget(self.form)
+        if models.rowCount():
+            inner.addLayout(models)
         inner.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -286,8 +132,7 @@ class AnalysisWidget(QWidget):
         self.session.recording_changed.connect(self._update_hint)
         napari_viewer.layers.events.inserted.connect(self._update_hint)
         napari_viewer.layers.events.removed.connect(self._update_hint)
-        if "validation" in self.editors:
-            self.editors["validation"].widget.textChanged.connect(self._update_hint)
+        self.editors["validation"].widget.textChanged.connect(self._update_hint)
         self._update_hint()
 
     # ------------------------------------------------------------ parameters
@@ -302,16 +147,11 @@ class AnalysisWidget(QWidget):
         """The :class:`AnalysisParams` in the form (raises :class:`MicromotionError` for bad entries)."""
         from ..pipeline import AnalysisParams
 
-        values = {path: ed.get() for path, ed in self.editors.items()}
-        values["methods"] = self.methods()
-        return _set(AnalysisParams(), values)
+        return AnalysisParams(methods=self.methods()).replace_values(self.form.values())
 
     def set_params(self, params: "AnalysisParams") -> None:
         """Show *params* in the form."""
-        for path, ed in self.editors.items():
-            v = _get(params, path)
-            if v is not _MISSING:
-                ed.set(v)
+        self.form.set_from(params)
         self.set_methods(params.methods)
 
     def set_value(self, path: str, value: Any) -> None:
@@ -329,10 +169,10 @@ class AnalysisWidget(QWidget):
         v0, v1 = default_validation(n)
         self.validation_hint.setText(f"auto: frames {v0}:{v1} of {n} are scored, the rest trains.")
 
-    def _browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Saved 1D CNN", "", "Models (*.safetensors)")
+    def _browse_model(self, edit: QLineEdit, label: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Saved {label}", "", "Models (*.safetensors)")
         if path:
-            self.model_path.setText(path)
+            edit.setText(path)
 
     # ------------------------------------------------------------ running
     @property
@@ -351,18 +191,17 @@ class AnalysisWidget(QWidget):
             check(params.methods, "choose at least one method.")
             rec = self.session.build_recording()
             rois = self.session.build_rois()
-            model = None
-            if self.model_path.text().strip():
-                from ..detectors.models import load_cnn1d
+            from ..methods import METHODS
 
-                model = load_cnn1d(self.model_path.text().strip())
+            fitted = {name: METHODS[name].load_model(edit.text().strip())
+                      for name, edit in self.model_paths.items() if edit.text().strip()}
         except MicromotionError as exc:
             notify_error(exc)
             self.status.setText(str(exc))
             return None
         rois_layer = self.session.rois_layer()
 
-        task = Task(lambda: iter_analysis(rec, rois, params, model_1d=model), what="the analysis",
+        task = Task(lambda: iter_analysis(rec, rois, params, fitted=fitted), what="the analysis",
                     title="micromotion", parent=self)
         task.progressed.connect(self._on_progress)
         task.succeeded.connect(lambda res: self._on_success(res, rec, rois_layer, rois))

@@ -43,8 +43,8 @@ def load_inputs(transmission: str | Path | None = None, *, fluorescence: str | P
                 fps: float | None = None) -> Inputs:
     """Read the recording, ROIs and results folder (raises a one-sentence ``MicromotionError``)."""
     from ..io import read_recording
-    from ..rois import read_rois
     from ..results_io import read_results
+    from ..rois import read_rois
 
     out = Inputs()
     check(transmission is not None or fluorescence is None, "give the transmission recording with --fluorescence.")

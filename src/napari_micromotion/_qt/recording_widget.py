@@ -5,12 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QPushButton,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .._layers import META_KEY, recording_layers
 from ..errors import MicromotionError
-from ._state import get_session, unwrap_viewer, plugin_meta
+from ._state import get_session, plugin_meta, unwrap_viewer
 from ._tasks import notify_error
 
 if TYPE_CHECKING:  # pragma: no cover

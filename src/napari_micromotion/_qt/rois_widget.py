@@ -15,13 +15,22 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from qtpy.QtGui import QColor, QIcon, QPixmap
-from qtpy.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QPushButton,
-                            QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from .._layers import KIND_COLOURS, META_KEY, rois_layer
 from ..errors import MicromotionError, check
 from ..rois import KINDS
-from ._state import get_session, unwrap_viewer, plugin_meta, spatial_transform
+from ._state import get_session, plugin_meta, spatial_transform, unwrap_viewer
 from ._tasks import notify_error
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -8,10 +8,21 @@ from typing import TYPE_CHECKING, Any
 
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
-from qtpy.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton,
-                            QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import MicromotionError, check
+from ..methods import label_of
 from ._state import get_session, unwrap_viewer
 from ._tasks import notify_error
 
@@ -53,12 +64,9 @@ class ScoreTableWidget(QWidget):
     """The ROI scores of the current result, one row per ROI and method."""
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
-        from ..pipeline import METHOD_LABELS
-
         super().__init__(parent)
         self.viewer = napari_viewer = unwrap_viewer(napari_viewer)
         self.session = get_session(napari_viewer)
-        self.labels = METHOD_LABELS
         self.table = QTableWidget(0, len(COLUMNS))
         self.table.setHorizontalHeaderLabels([c[0] for c in COLUMNS])
         self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)  # ROI order until sorted
@@ -91,7 +99,7 @@ class ScoreTableWidget(QWidget):
                 value = row.get(key, float("nan") if numeric else "")
                 item = _Item(value, numeric)
                 if key == "method":
-                    item.setText(self.labels.get(str(value), str(value)))
+                    item.setText(label_of(str(value)))
                     item.setData(Qt.ItemDataRole.UserRole, value)
                 if key == "kind":
                     item.setForeground(QColor(KIND_COLOURS.get(str(value), "#999999")))

@@ -17,8 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QHBoxLayout, QLabel, QPushButton,
-                            QSizePolicy, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ..errors import MicromotionError, check
 from ._state import get_session, unwrap_viewer
@@ -29,9 +39,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..pipeline import Results
 
-__all__ = ["TracesWidget", "TraceData", "trace_data", "METHOD_COLOURS"]
-
-METHOD_COLOURS = {"bandpass": "#1f77b4", "matched": "#ff7f0e", "cnn1d": "#2ca02c", "cnn3d": "#d62728"}
+__all__ = ["TracesWidget", "TraceData", "trace_data"]
 KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
 ALL = "all ROIs"
 
@@ -76,16 +84,14 @@ def trace_data(results: "Results", rois: list[str] | None = None, window: slice 
     ``cnn3d_sd``.  ``z`` holds them z-normalised over the window (the SD scaled like
     its prediction), as plotted.
     """
-    from ..pipeline import METHODS
-
     rois = list(results.roi_names if rois is None else rois)
     sl = window if window is not None else slice(0, results.n_frames)
     frames = np.arange(results.n_frames)[sl]
-    methods = [m for m in METHODS if any((r, m) in results.roi_traces for r in rois)]
+    methods = [m for m in results.traced_methods() if any((r, m) in results.roi_traces for r in rois)]
     kinds = [results.roi_kinds[results.roi_names.index(r)] if r in results.roi_names else "other" for r in rois]
     out = TraceData(frames=frames, time_s=frames / results.fps, rois=rois, kinds=kinds, methods=methods)
     for roi in rois:
-        ref = results.roi_truth.get(roi) if results.params.roi_truth else results.truth
+        ref = results.roi_truth.get(roi, results.truth) if results.params.roi_truth else results.truth
         if ref is not None:
             out.raw[(roi, "fluorescence")] = np.asarray(ref)[sl]
             out.z[(roi, "fluorescence")] = _z(np.asarray(ref)[sl])[0]
@@ -225,7 +231,8 @@ class TracesWidget(QWidget):
     # ------------------------------------------------------------ drawing
     def redraw(self) -> None:
         """Rebuild the figure from the current results, ROI choice and window."""
-        from ..pipeline import METHOD_LABELS
+        from ..methods import label_of
+        from ..report import method_colour
 
         colours = self.theme_colours()
         fig = self.figure
@@ -262,10 +269,10 @@ class TracesWidget(QWidget):
                             label="fluorescence")
                 if (roi, m) in data.z:
                     z = data.z[(roi, m)]
-                    ax.plot(t, z, color=METHOD_COLOURS.get(m, "C0"), lw=0.9, label=METHOD_LABELS.get(m, m))
+                    ax.plot(t, z, color=method_colour(m), lw=0.9, label=label_of(m))
                     if (roi, f"{m}_sd") in data.z:
                         sd = data.z[(roi, f"{m}_sd")]
-                        ax.fill_between(t, z - sd, z + sd, color=METHOD_COLOURS.get(m, "C0"), alpha=0.3, lw=0)
+                        ax.fill_between(t, z - sd, z + sd, color=method_colour(m), alpha=0.3, lw=0)
                     row = data.scores.get((roi, m))
                     if row is not None and np.isfinite(row.get("score", np.nan)):
                         ax.text(0.99, 0.96, f"{row['score']:.2f} (p={row['p_value']:.2g})", transform=ax.transAxes,
@@ -281,7 +288,7 @@ class TracesWidget(QWidget):
                     kind = data.kinds[j]
                     ax.set_title(f"{roi} ({kind})", fontsize=8, color=KIND_COLOURS.get(kind, colours["text"]))
                 if j == 0:
-                    ax.set_ylabel(METHOD_LABELS.get(m, m), fontsize=8, color=colours["text"])
+                    ax.set_ylabel(label_of(m), fontsize=8, color=colours["text"])
                 if i < rows - 1:
                     ax.tick_params(labelbottom=False)
                 else:

@@ -37,8 +37,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..device import resolve_device
 from ..errors import MicromotionError, check
 from ..progress import Progress
+from ..schema import param
 
 __all__ = [
     "ARCHITECTURE",
@@ -49,9 +51,9 @@ __all__ = [
     "build_cnn1d",
     "count_parameters",
     "receptive_field",
-    "iter_train_cnn1d",
-    "train_cnn1d",
+    "iter_train_cnn1d_torch",
     "predict_cnn1d",
+    "predict_torch",
     "resolve_device",
     "training_windows",
     "normalise_columns",
@@ -98,19 +100,6 @@ def initial_feature_rms(net: Any, inputs: np.ndarray) -> float:
 def receptive_field() -> int:
     """Frames that influence one output sample (93)."""
     return 1 + (WIDTH - 1) * N_PLAIN + sum((WIDTH - 1) * d for d in DILATIONS)
-
-
-def resolve_device(device: str = "auto") -> str:
-    """``"auto"`` -> ``"cuda"`` when a GPU is usable, else ``"cpu"``; other names are checked."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    check(device in ("cpu", "cuda") or str(device).startswith("cuda:"),
-          f"device must be 'auto', 'cpu' or 'cuda', got {device!r}.")
-    if str(device).startswith("cuda"):
-        check(torch.cuda.is_available(), "device 'cuda' was requested but no CUDA GPU is available here.")
-    return str(device)
 
 
 def build_cnn1d(seed: int | None = 0):
@@ -197,18 +186,37 @@ class CNN1DParams:
         intensity (dI/I).  Either is then divided by one global ``input_scale``.
     """
 
-    epochs: int = 3
-    learning_rate: float = 1e-3
-    pixels: str = "variance"
-    n_pixels: int = 2048
-    window: int = 1024
-    batch_size: int = 16
-    seed: int = 0
-    device: str = "auto"
-    chunk_pixels: int = 2048
-    input_norm: str = "noise"
-    backend: str = "auto"
-    restarts: int = 2
+    epochs: int = param(3, label="epochs", min=1, max=10000, flag="--cnn-epochs",
+                        help="Passes over the training pixels (the paper trained 3).")
+    learning_rate: float = param(1e-3, label="learning rate", min=1e-12, max=1.0, flag="--cnn-lr", advanced=True,
+                                 help="Step size of the Adam optimiser (the paper: 0.001).")
+    pixels: str = param("variance", label="training pixels", choices=("variance", "mixed", "random", "all"),
+                        flag="--cnn-pixels",
+                        help="Which pixels the network learns from: those whose brightness changes most "
+                             "(variance, fast and best on simulations), half of those and half random (mixed), "
+                             "random ones, or all pixels as in the paper (slow, much memory).")
+    n_pixels: int = param(2048, label="pixels sampled", min=1, max=10**9, flag="--cnn-n-pixels",
+                          help="How many pixels are used for training unless all pixels are.")
+    window: int = param(1024, label="window", unit="frames", min=93, max=10**7, flag="--cnn-window", advanced=True,
+                        help="Length of the stretches of recording the network sees per training example "
+                             "(at least its 93-frame receptive field).")
+    batch_size: int = param(16, label="batch size", min=1, max=100000, flag="--cnn-batch", advanced=True,
+                            help="Training examples per optimiser step.")
+    seed: int = param(0, label="seed", inherit=True, help="Set from the analysis seed.")
+    device: str = param("auto", label="device", inherit=True, help="Set from the analysis device.")
+    chunk_pixels: int = param(2048, label="pixels per inference batch", min=1, max=10**7, advanced=True,
+                              flag="--cnn-chunk-pixels",
+                              help="Pixels sent to a GPU at once; lower it if the GPU runs out of memory.")
+    input_norm: str = param("noise", label="input normalisation", choices=("noise", "relative"),
+                            flag="--cnn-input-norm", advanced=True,
+                            help="Scale each pixel by its own noise level (noise: signal-to-noise units, default) "
+                                 "or by its brightness (relative: dI/I).")
+    backend: str = param("auto", label="training backend", choices=("auto", "fast", "torch"), flag="--cnn-backend",
+                         advanced=True,
+                         help="auto: the fused CPU trainer on a CPU, PyTorch on a GPU; fast or torch force one.")
+    restarts: int = param(2, label="restarts of a dead network", min=0, max=100, flag="--cnn-restarts", advanced=True,
+                          help="If the network stops learning at once (a known failure of deep ReLU stacks), "
+                               "start again from new random weights at most this many times.")
 
     def validate(self) -> None:
         check(isinstance(self.epochs, (int, np.integer)) and 1 <= self.epochs <= 10000, f"epochs must be a positive integer, got {self.epochs!r}.")
@@ -273,9 +281,13 @@ def training_windows(segments: Sequence[tuple[int, int]], window: int) -> list[t
     return out
 
 
-def iter_train_cnn1d(inputs: np.ndarray, target: np.ndarray, segments: Sequence[tuple[int, int]],
-                     params: CNN1DParams, *, init: Any = None) -> Iterator[Progress | Any]:
-    """Train the 1D CNN; a generator of :class:`Progress` whose return value is ``(net, losses, epoch_losses)``.
+def iter_train_cnn1d_torch(inputs: np.ndarray, target: np.ndarray, segments: Sequence[tuple[int, int]],
+                           params: CNN1DParams, *, init: Any = None) -> Iterator[Progress | Any]:
+    """Train the 1D CNN with plain PyTorch (the reference; any device).
+
+    A generator of :class:`Progress` whose return value is ``(net, losses, epoch_losses)``.
+    :func:`napari_micromotion.detectors.training.iter_train_cnn1d` chooses between this
+    and the fused CPU trainer.
 
     Parameters
     ----------
@@ -294,10 +306,6 @@ def iter_train_cnn1d(inputs: np.ndarray, target: np.ndarray, segments: Sequence[
 
     params.validate()
     device = resolve_device(params.device)
-    if params.backend == "fast" or (params.backend == "auto" and device == "cpu"):
-        from .fast_train import iter_train_fast
-
-        return (yield from iter_train_fast(inputs, target, segments, params, init=init, restarts=params.restarts))
     windows = training_windows(segments, params.window)
     check(windows, f"the training frames are shorter than the network's receptive field ({receptive_field()} frames).")
     n_pix = inputs.shape[0]
@@ -350,17 +358,6 @@ def iter_train_cnn1d(inputs: np.ndarray, target: np.ndarray, segments: Sequence[
     return net.cpu(), losses, epoch_losses
 
 
-def train_cnn1d(inputs: np.ndarray, target: np.ndarray, segments: Sequence[tuple[int, int]],
-                params: CNN1DParams = CNN1DParams(), *, init: Any = None):
-    """Synchronous :func:`iter_train_cnn1d`; returns ``(net, losses, epoch_losses)``."""
-    gen = iter_train_cnn1d(inputs, target, segments, params, init=init)
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
-
-
 def predict_cnn1d(net: Any, inputs: np.ndarray, *, device: str = "cpu", chunk_pixels: int = 2048,
                   features: bool = False, edges: str = "reflect") -> np.ndarray:
     """Apply the network to normalised ``(T, P)`` columns; returns ``(T, P)`` (or ``(T, P, 3)`` features).
@@ -376,17 +373,18 @@ def predict_cnn1d(net: Any, inputs: np.ndarray, *, device: str = "cpu", chunk_pi
     check(x.ndim == 2, "inputs must be (T, P).")
     if device == "cpu":
         return fast.cnn1d_forward(fast.weights_of(net), x, features=features, edges=edges)
-    return _predict_torch(net, x, device=device, chunk_pixels=chunk_pixels, features=features, edges=edges)
+    return predict_torch(net, x, device=device, chunk_pixels=chunk_pixels, features=features, edges=edges)
 
 
-def _predict_torch(net: Any, x: np.ndarray, *, device: str, chunk_pixels: int, features: bool,
-                   edges: str = "zero") -> np.ndarray:
+def predict_torch(net: Any, x: np.ndarray, *, device: str, chunk_pixels: int, features: bool,
+                  edges: str = "zero") -> np.ndarray:
+    """The network in PyTorch on *device* over ``(T, P)`` columns (``edges`` as in :func:`predict_cnn1d`)."""
     from . import fast
 
     fast.check_edges(edges)
     if edges == "reflect":
         return fast.on_reflected_edges(
-            lambda xe: _predict_torch(net, xe, device=device, chunk_pixels=chunk_pixels, features=features), x)
+            lambda xe: predict_torch(net, xe, device=device, chunk_pixels=chunk_pixels, features=features), x)
     import torch
 
     t, p = x.shape
@@ -405,5 +403,5 @@ def _predict_torch(net: Any, x: np.ndarray, *, device: str, chunk_pixels: int, f
 
 def predict_reference(net: Any, inputs: np.ndarray, chunk_pixels: int = 1024) -> np.ndarray:
     """The plain PyTorch forward pass (reference for the fused kernel)."""
-    return _predict_torch(net, np.ascontiguousarray(inputs, dtype=np.float32), device="cpu",
+    return predict_torch(net, np.ascontiguousarray(inputs, dtype=np.float32), device="cpu",
                           chunk_pixels=chunk_pixels, features=False)

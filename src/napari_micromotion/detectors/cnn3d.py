@@ -54,6 +54,7 @@ import numpy as np
 
 from ..errors import MicromotionError, check
 from ..progress import Progress
+from ..schema import param
 from .cnn1d import DILATIONS, N_FEATURES, N_FILTERS, N_PLAIN, WIDTH, receptive_field, resolve_device
 
 __all__ = ["CNN3DParams", "TrainedCNN3D", "build_cnn3d", "iter_train_cnn3d", "dense_init"]
@@ -63,17 +64,34 @@ __all__ = ["CNN3DParams", "TrainedCNN3D", "build_cnn3d", "iter_train_cnn3d", "de
 class CNN3DParams:
     """Settings of the region-specific 3D network (see module docstring)."""
 
-    mode: str = "fast"
-    solver: str = "ridge"
-    epochs: int = 60
-    learning_rate: float = 8e-7
-    window: int = 256
-    batch_size: int = 1
-    dropout: float = 0.2
-    mc_passes: int = 20
-    ridge_alphas: tuple[float, ...] = (1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4)
-    seed: int = 0
-    device: str = "auto"
+    mode: str = param("fast", label="mode", choices=("fast", "paper"), flag="--cnn3d-mode",
+                      help="fast: the 1D layers stay as the 1D CNN learned them and only the dense layer is fitted "
+                           "(seconds); paper: every layer is trained as in the paper (hours per ROI on a CPU).")
+    solver: str = param("ridge", label="solver", choices=("ridge", "adam"), flag="--cnn3d-solver",
+                        help="How fast mode fits the dense layer: closed-form ridge regression (default, reaches the "
+                             "optimum) or the paper's Adam optimiser at its tiny learning rate.")
+    epochs: int = param(60, label="epochs", min=1, max=100000, flag="--cnn3d-epochs", advanced=True,
+                        help="Training passes with Adam (the paper: 60).")
+    learning_rate: float = param(8e-7, label="learning rate", min=1e-15, max=1.0, flag="--cnn3d-lr", advanced=True,
+                                 help="Adam step size (the paper: 8e-7).")
+    window: int = param(256, label="window", unit="frames", min=93, max=10**7, flag="--cnn3d-window", advanced=True,
+                        help="Length of the training stretches (the paper: 256 frames).")
+    batch_size: int = param(1, label="batch size", min=1, max=10000, flag="--cnn3d-batch", advanced=True,
+                            help="Training stretches per Adam step.")
+    dropout: float = param(0.2, label="dropout", min=0.0, max=0.99, flag="--cnn3d-dropout", advanced=True, decimals=2,
+                           help="Fraction of inputs and features dropped while training and for the Monte-Carlo "
+                                "uncertainty band (the paper: 0.2).")
+    mc_passes: int = param(20, label="Monte-Carlo passes", min=2, max=10000, flag="--mc-passes", advanced=True,
+                           help="Predictions with dropout whose spread gives the uncertainty band of the 3D trace.")
+    ridge_alphas: tuple[float, ...] = param((1e-2, 1e-1, 1.0, 10.0, 100.0, 1e3, 1e4), label="ridge penalties",
+                                            flag="--cnn3d-ridge-alphas", advanced=True, min=0.0,
+                                            help="Penalties tried by the ridge solver (relative to the features' "
+                                                 "scale); the one that predicts held-out training frames best wins.")
+    margin_px: int = param(0, label="margin", unit="px", min=0, max=1000, flag="--cnn3d-margin",
+                           help="Pixels around the drawn outline the network may also use; 0 keeps it strictly "
+                                "inside the ROI so that neighbouring cells cannot take part.")
+    seed: int = param(0, label="seed", inherit=True, help="Set from the analysis seed.")
+    device: str = param("auto", label="device", inherit=True, help="Set from the analysis device.")
 
     def validate(self) -> None:
         check(self.mode in ("fast", "paper"), f"3D network mode must be 'fast' or 'paper', got {self.mode!r}.")
@@ -85,6 +103,10 @@ class CNN3DParams:
         check(isinstance(self.batch_size, (int, np.integer)) and self.batch_size >= 1, "3D batch size must be a positive integer.")
         check(0 <= self.dropout < 1, "dropout must be in [0, 1).")
         check(isinstance(self.mc_passes, (int, np.integer)) and self.mc_passes >= 2, "Monte-Carlo dropout needs at least 2 passes.")
+        check(len(self.ridge_alphas) >= 1 and all(a > 0 and math.isfinite(a) for a in self.ridge_alphas),
+              "the ridge penalties must be positive numbers.")
+        check(isinstance(self.margin_px, (int, np.integer)) and self.margin_px >= 0,
+              "the 3D network's margin must be a whole number of pixels >= 0.")
 
 
 def build_cnn3d(h: int, w: int, dropout: float = 0.2):
@@ -125,16 +147,18 @@ def dense_init(w22: np.ndarray, b22: float, h: int, w: int) -> tuple[np.ndarray,
     return weights, float(b22)
 
 
-def init_from_cnn1d(net3d: Any, net1d: Any) -> Any:
-    """Copy Table 1 layers 1-21 into Cv1-21 and apply :func:`dense_init`."""
+def init_from_cnn1d(net3d: Any, net1d: Any, mask: np.ndarray | None = None) -> Any:
+    """Copy Table 1 layers 1-21 into Cv1-21 and apply :func:`dense_init` over the *mask* pixels (default: all)."""
     import torch
 
     with torch.no_grad():
         for c3, c1 in zip(net3d.body, net1d.body):
             c3.weight.copy_(c1.weight.detach().reshape(c3.weight.shape))
             c3.bias.copy_(c1.bias.detach())
+        mask = np.ones((net3d.h, net3d.w), bool) if mask is None else np.asarray(mask, bool)
         w0, b0 = dense_init(net1d.head.weight.detach().cpu().numpy()[0, :, 0], float(net1d.head.bias.detach()[0]),
-                            net3d.h, net3d.w)
+                            1, int(mask.sum()))
+        w0 = np.where(mask[None], w0[:, :, :1], 0).astype(np.float32)
         net3d.dense.weight.copy_(torch.from_numpy(w0)[None, :, None])
         net3d.dense.bias.fill_(b0)
     return net3d
@@ -157,6 +181,7 @@ class TrainedCNN3D:
     params: dict[str, Any] = field(default_factory=dict)
     net: Any = None                          # paper mode: the whole trained network
     ridge_alpha: float | None = None
+    mask: np.ndarray | None = None           # (h, w) bool: the pixels the network sees (None: the whole box)
 
 
 def _windows(segments: Sequence[tuple[int, int]], window: int) -> list[tuple[int, int]]:
@@ -174,8 +199,12 @@ def _windows(segments: Sequence[tuple[int, int]], window: int) -> list[tuple[int
 
 
 def iter_train_cnn3d(roi: str, box: tuple[int, int, int, int], inputs: np.ndarray, target: np.ndarray,
-                     segments: Sequence[tuple[int, int]], net1d: Any, params: CNN3DParams) -> Iterator[Progress | Any]:
+                     segments: Sequence[tuple[int, int]], net1d: Any, params: CNN3DParams, *,
+                     mask: np.ndarray | None = None) -> Iterator[Progress | Any]:
     """Train one region-specific network; a generator of :class:`Progress` returning :class:`TrainedCNN3D`.
+
+    Only the pixels of *mask* take part: their features feed the dense layer, whose
+    weights are zero everywhere else (the ROI's outline, not its bounding box, is the region).
 
     Parameters
     ----------
@@ -193,30 +222,39 @@ def iter_train_cnn3d(roi: str, box: tuple[int, int, int, int], inputs: np.ndarra
         The trained 1D CNN (transfer learning).
     params
         :class:`CNN3DParams`.
+    mask
+        ``(h, w)`` bool, the region inside the box (default: every pixel of the box).
     """
     params.validate()
     t_len, h, w = inputs.shape
+    mask = np.ones((h, w), bool) if mask is None else np.asarray(mask, bool)
+    check(mask.shape == (h, w) and mask.any(), f"ROI {roi!r}: its region mask is empty or does not fit its box.")
     wins = _windows(segments, params.window)
     check(wins, f"ROI {roi!r}: the training frames are shorter than the network's receptive field.")
     stage = f"cnn3d {roi}"
     if params.mode == "fast":
-        result = yield from _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage)
+        result = yield from _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage, mask)
     else:
-        result = yield from _train_paper(roi, box, inputs, target, wins, net1d, params, stage)
+        result = yield from _train_paper(roi, box, inputs, target, wins, net1d, params, stage, mask)
+    result.mask = mask
     return result
 
 
-def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
+def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage, mask):
     import torch
 
     from . import fast
 
     t_len, h, w = inputs.shape
+    inside = mask.ravel()
+    n_in = int(inside.sum())
     yield Progress(stage, 0.0, "computing frozen 1D features")
-    feats = fast.cnn1d_forward(fast.weights_of(net1d), inputs.reshape(t_len, h * w), features=True,
-                               edges="reflect")  # (T, P, 3)
-    feats = np.ascontiguousarray(feats.transpose(0, 2, 1).reshape(t_len, N_FEATURES * h * w))  # (T, 3*P)
-    w0, b0 = dense_init(net1d.head.weight.detach().cpu().numpy()[0, :, 0], float(net1d.head.bias.detach()[0]), h, w)
+    cols = np.ascontiguousarray(inputs.reshape(t_len, h * w)[:, inside])
+    feats = fast.cnn1d_forward(fast.weights_of(net1d), cols, features=True, edges="reflect")  # (T, P_in, 3)
+    del cols
+    feats = np.ascontiguousarray(feats.transpose(0, 2, 1).reshape(t_len, N_FEATURES * n_in))  # (T, 3*P_in)
+    # the paper's transfer rule over the region's pixels: the untrained network predicts the region mean
+    w0, b0 = dense_init(net1d.head.weight.detach().cpu().numpy()[0, :, 0], float(net1d.head.bias.detach()[0]), 1, n_in)
     losses: list[float] = []
     alpha = None
     if params.solver == "ridge":
@@ -244,7 +282,9 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage):
     pred = feats @ wvec + bias
     mc = _mc_fast(feats, wvec, bias, params)
     yield Progress(stage, 1.0, "done")
-    return TrainedCNN3D(roi=roi, box=box, weights=wvec.reshape(N_FEATURES, h, w).astype(np.float32), bias=bias,
+    weights = np.zeros((N_FEATURES, h * w), np.float32)
+    weights[:, inside] = wvec.reshape(N_FEATURES, n_in)
+    return TrainedCNN3D(roi=roi, box=box, weights=weights.reshape(N_FEATURES, h, w), bias=bias,
                         prediction=pred.astype(np.float32), mc_mean=mc[0], mc_sd=mc[1], loss_curve=losses,
                         params=_asdict(params), ridge_alpha=alpha)
 
@@ -331,7 +371,7 @@ def _ridge(feats: np.ndarray, target: np.ndarray, segments, alphas, w0: np.ndarr
     return wv.astype(np.float32), b, alpha
 
 
-def _train_paper(roi, box, inputs, target, wins, net1d, params, stage):
+def _train_paper(roi, box, inputs, target, wins, net1d, params, stage, mask):
     import torch
 
     from . import fast
@@ -339,7 +379,9 @@ def _train_paper(roi, box, inputs, target, wins, net1d, params, stage):
     t_len, h, w = inputs.shape
     device = resolve_device(params.device)
     torch.manual_seed(int(params.seed))
-    net = init_from_cnn1d(build_cnn3d(h, w, params.dropout), net1d).to(device)
+    inputs = inputs * mask[None]                 # the region only: outside pixels carry no signal
+    net = init_from_cnn1d(build_cnn3d(h, w, params.dropout), net1d, mask=mask).to(device)
+    region = torch.from_numpy(np.broadcast_to(mask, (N_FEATURES, h, w)).astype(np.float32))[None, :, None].to(device)
     opt = torch.optim.Adam(net.parameters(), lr=params.learning_rate, weight_decay=0.0)
     X = torch.from_numpy(np.ascontiguousarray(inputs, dtype=np.float32))
     y = torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32))
@@ -359,6 +401,8 @@ def _train_paper(roi, box, inputs, target, wins, net1d, params, stage):
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            with torch.no_grad():
+                net.dense.weight.mul_(region)   # dense weights stay zero outside the region
             losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
             raise MicromotionError(f"3D network training for ROI {roi!r} diverged.")

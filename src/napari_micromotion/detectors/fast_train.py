@@ -1,7 +1,7 @@
 """Fused CPU training of the Table 1 network (numba forward + backward + Adam).
 
 :func:`iter_train_fast` is a drop-in replacement for
-:func:`~napari_micromotion.detectors.cnn1d.iter_train_cnn1d` on CPU: same
+:func:`~napari_micromotion.detectors.cnn1d.iter_train_cnn1d_torch` on CPU: same
 arguments, same :class:`~napari_micromotion.progress.Progress` events, same
 return value ``(net, losses, epoch_losses)``, and the *same batches in the same
 order* for a given seed, so that its loss curve can be compared with the
@@ -60,8 +60,16 @@ from numba import njit, prange, uintp
 
 from ..errors import MicromotionError, check
 from ..progress import Progress
-from .cnn1d import (DILATIONS, N_FEATURES, N_FILTERS, N_PLAIN, CNN1DParams, build_cnn1d, receptive_field,
-                    training_windows)
+from .cnn1d import (
+    DILATIONS,
+    N_FEATURES,
+    N_FILTERS,
+    N_PLAIN,
+    CNN1DParams,
+    build_cnn1d,
+    receptive_field,
+    training_windows,
+)
 
 __all__ = ["HALO", "LANES", "N_PARAMS", "TILE", "adam_step", "batch_plan", "gradient", "iter_train_fast", "load_theta",
            "pairs_of", "theta_of", "train_fast"]
@@ -531,12 +539,12 @@ def adam_step(theta: np.ndarray, grad: np.ndarray, m: np.ndarray, v: np.ndarray,
     _adam(theta, grad, m, v, int(step), float(lr), float(betas[0]), float(betas[1]), float(eps))
 
 
-# ---------------------------------------------------------------- batches (same as iter_train_cnn1d)
+# ---------------------------------------------------------------- batches (same as iter_train_cnn1d_torch)
 
 
 def batch_plan(n_pix: int, windows: Sequence[tuple[int, int]], batch_size: int, epochs: int,
                seed: int) -> Iterator[tuple[int, list[np.ndarray], np.ndarray]]:
-    """Yield ``(epoch, batches, batch_order)`` exactly as :func:`iter_train_cnn1d` draws them.
+    """Yield ``(epoch, batches, batch_order)`` exactly as :func:`~napari_micromotion.detectors.cnn1d.iter_train_cnn1d_torch` draws them.
 
     ``batches[i]`` indexes :func:`pairs_of`; the rng calls and their order are the
     reference's (``default_rng(seed + 1)``; per epoch one permutation of the pairs,
@@ -570,7 +578,7 @@ def pairs_of(n_pix: int, windows: Sequence[tuple[int, int]]) -> tuple[np.ndarray
 def iter_train_fast(inputs: np.ndarray, target: np.ndarray, segments: Sequence[tuple[int, int]],
                     params: CNN1DParams, *, init: Any = None, tile: int = TILE, restarts: int = 0,
                     dead_steps: int = 100) -> Iterator[Progress | Any]:
-    """Train the 1D CNN on CPU with the fused kernel; same contract as :func:`iter_train_cnn1d`.
+    """Train the 1D CNN on CPU with the fused kernel; same contract as :func:`~napari_micromotion.detectors.cnn1d.iter_train_cnn1d_torch`.
 
     A generator of :class:`Progress` whose return value is ``(net, losses, epoch_losses)``;
     ``net`` is a :func:`build_cnn1d` module (on CPU, eval mode) carrying the trained

@@ -18,34 +18,35 @@ from scipy import fft as sfft
 
 from ..errors import MicromotionError, check
 from ..filters import SpikeTrain, detect_spikes
+from ..schema import param
 
 __all__ = ["MatchedParams", "find_training_spikes", "templates", "matched_filter"]
 
 
 @dataclass(frozen=True)
 class MatchedParams:
-    """Matched-filter settings.
+    """Matched-filter settings (see :func:`napari_micromotion.schema.param` for the metadata)."""
 
-    Attributes
-    ----------
-    pre_s, post_s
-        Template window before and after each spike onset, in seconds.
-    min_spikes
-        Fewest training spikes accepted (the paper averaged 51).
-    threshold_sd
-        Spike threshold in robust noise SDs of the dF/F0 trace.
-    min_height
-        Absolute spike threshold above the median (trace units), optional.
-    refractory_s
-        Minimum interval between spikes, in seconds.
-    """
-
-    pre_s: float = 0.2
-    post_s: float = 0.8
-    min_spikes: int = 5
-    threshold_sd: float = 5.0
-    min_height: float | None = None
-    refractory_s: float = 0.5
+    pre_s: float = param(0.2, label="template before onset", unit="s", min=0.0, max=100.0, flag="--template-window",
+                         flag_part=0, metavar="PRE_S", decimals=3,
+                         help="How much of the transmission before each calcium spike onset the template covers.")
+    post_s: float = param(0.8, label="template after onset", unit="s", min=0.001, max=100.0, flag="--template-window",
+                          flag_part=1, metavar="POST_S", decimals=3,
+                          help="How much of the transmission after each calcium spike onset the template covers.")
+    min_spikes: int = param(5, label="fewest training spikes", min=1, max=100000, flag="--min-spikes",
+                            help="The matched filter refuses to run with fewer calcium spikes in the training frames "
+                                 "(the paper averaged 51); too few make noisy templates.")
+    threshold_sd: float = param(5.0, label="spike threshold", unit="SD", min=0.1, max=1000.0, flag="--spike-threshold",
+                                decimals=2,
+                                help="A calcium spike must rise this many robust noise standard deviations above the "
+                                     "median of the fluorescence trace.")
+    min_height: float | None = param(None, label="minimum spike height", min=0.0, advanced=True,
+                                     none_text="none", flag="--min-spike-height", decimals=4,
+                                     help="Optional absolute spike height above the median, in units of the ground "
+                                          "truth (dF/F0 by default).")
+    refractory_s: float = param(0.5, label="refractory period", unit="s", min=0.0, max=100.0, advanced=True,
+                                flag="--refractory", decimals=3,
+                                help="Two calcium spikes closer than this count as one.")
 
     def validate(self) -> None:
         check(self.pre_s >= 0 and self.post_s > 0, "matched-filter window needs pre_s >= 0 and post_s > 0 seconds.")

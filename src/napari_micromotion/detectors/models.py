@@ -176,6 +176,8 @@ def save_cnn3d(model: Any, path: str | os.PathLike, *, fps: float, passband_hz: 
     """Save a region-specific network (dense weights; in paper mode also the trained Cv1-21)."""
     path = Path(path).with_suffix(".safetensors")
     tensors = {"dense.weight": model.weights, "dense.bias": np.array([model.bias], np.float32)}
+    if getattr(model, "mask", None) is not None:
+        tensors["region_mask"] = np.asarray(model.mask, np.uint8)
     if model.net is not None:
         tensors.update({f"net.{k}": v.detach().cpu().numpy() for k, v in model.net.state_dict().items()})
     meta = {

@@ -1,0 +1,292 @@
+"""The output folder's layout, described once: :data:`ANALYSIS_LAYOUT` writes and reads an analysis.
+
+Each :class:`Entry` knows the files of one kind of result and how they map to fields
+of :class:`~napari_micromotion.results.Results` (or, for tools, of their own result
+type): :meth:`Entry.write` puts them into a folder, :meth:`Entry.read` fills a
+dict of fields back from one.  :func:`napari_micromotion.export.write_results` and
+:func:`napari_micromotion.results_io.read_results` only loop over the table, so a
+file cannot be written one way and read another.  Methods add their own files
+(models) through :meth:`~napari_micromotion.methods.base.Method.save` and
+:meth:`~napari_micromotion.methods.base.Method.restore`; region maps go where the
+method's ``region_map_path`` says.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import MicromotionError, check
+from .results import BeatRateRow, BeatRow, LimitRow, RegionMap, ScoreRow
+
+__all__ = ["Entry", "ImageEntry", "MapsEntry", "TableEntry", "TracesEntry", "RegionMapsEntry", "ANALYSIS_LAYOUT",
+           "safe_name", "write_csv", "read_csv", "read_tif", "fmt", "layout_rows"]
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of an ROI or method name."""
+    keep = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name.strip())
+    return keep or "roi"
+
+
+def fmt(v: Any) -> Any:
+    """A CSV cell: floats with 7 significant digits, NaN as ``nan``."""
+    if isinstance(v, (float, np.floating)):
+        v = float(v)
+        if math.isnan(v):
+            return "nan"
+        return f"{v:.7g}"
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def write_csv(path: Path, rows: Sequence[Any], columns: Sequence[str]) -> None:
+    """Write rows (typed rows or dicts) as CSV with the given column order."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for row in rows:
+            w.writerow([fmt(row.get(c, "")) for c in columns])
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of a CSV file (one-sentence error if it is empty or unreadable)."""
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise MicromotionError(f"{path.name} is not a readable CSV file ({str(exc)[:80]}).") from None
+    check(rows, f"{path.name} is empty.")
+    return rows[0], rows[1:]
+
+
+def read_tif(path: Path, with_meta: bool = False) -> Any:
+    """A TIFF as float32 (and its shaped metadata), or a one-sentence error."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            data = np.asarray(tf.asarray(), np.float32)
+            meta = (tf.shaped_metadata or [{}])[0] or {}
+    except Exception as exc:
+        raise MicromotionError(f"{path} is not a readable TIFF ({str(exc)[:80]}).") from None
+    return (data, dict(meta)) if with_meta else data
+
+
+def _write_tif(path: Path, data: np.ndarray, **meta: Any) -> None:
+    import tifffile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.asarray(data, np.float32)
+    tifffile.imwrite(path, data, metadata=meta or None, photometric="minisblack" if data.ndim == 3 else None)
+
+
+class Entry:
+    """One kind of file in an output folder (``path``: its name pattern, ``what``: a description)."""
+
+    path: str
+    what: str
+
+    def write(self, results: Any, folder: Path) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+@dataclass
+class ImageEntry(Entry):
+    """One float32 image (``maps/still.tif``) <-> one array field (``None`` is not written)."""
+
+    path: str
+    field: str
+    what: str = ""
+
+    def write(self, results: Any, folder: Path) -> None:
+        data = getattr(results, self.field)
+        if data is not None:
+            _write_tif(folder / self.path, data)
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        p = folder / self.path
+        if p.is_file():
+            fields[self.field] = read_tif(p)
+
+
+@dataclass
+class MapsEntry(Entry):
+    """One image per key of a dict field (``scores/{method}.tif`` <-> ``score_maps``)."""
+
+    path: str
+    field: str
+    what: str = ""
+    unit: str | None = None
+
+    def write(self, results: Any, folder: Path) -> None:
+        for key, arr in getattr(results, self.field).items():
+            meta = {"method": key, **({"unit": self.unit} if self.unit else {})}
+            _write_tif(folder / self.path.format(method=key), arr, **meta)
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        sub = folder / Path(self.path).parent
+        pattern = Path(self.path).name.replace("{method}", "*")
+        fields[self.field] = {p.stem: read_tif(p) for p in sorted(sub.glob(pattern))} if sub.is_dir() else {}
+
+
+@dataclass
+class TableEntry(Entry):
+    """A CSV file <-> a list of typed rows (their fields are the columns)."""
+
+    path: str
+    field: str
+    row: type
+    what: str = ""
+    always: bool = True            # written even when empty (header only)
+
+    def write(self, results: Any, folder: Path) -> None:
+        rows = getattr(results, self.field)
+        if rows or self.always:
+            write_csv(folder / self.path, rows, self.row.column_names())
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        p = folder / self.path
+        if not p.is_file():
+            return
+        header, rows = read_csv(p)
+        fields[self.field] = [self.row.from_text(dict(zip(header, r))) for r in rows]
+
+
+class TracesEntry(Entry):
+    """``traces.csv``: ``frame,time_s,fluorescence``, then per ROI ``<roi>/<method>``, ``<roi>/<method>_sd``,
+    ``<roi>/fluorescence``."""
+
+    path = "traces.csv"
+    what = "ROI traces of every method and the ground truth, per frame"
+
+    @staticmethod
+    def table(results: Any) -> tuple[list[str], np.ndarray]:
+        """Column names and a ``(T, n_columns)`` float64 table of every trace."""
+        cols = ["frame", "time_s", "fluorescence"]
+        data = [np.arange(results.n_frames, dtype=np.float64), results.time_s(),
+                results.truth.astype(np.float64) if results.truth is not None else np.full(results.n_frames, np.nan)]
+        methods = results.traced_methods()
+        for name in results.roi_names:
+            for m in methods:
+                tr = results.roi_traces.get((name, m))
+                if tr is not None:
+                    cols.append(f"{name}/{m}")
+                    data.append(np.asarray(tr, dtype=np.float64))
+                sd = results.roi_sd.get((name, m))
+                if sd is not None:
+                    cols.append(f"{name}/{m}_sd")
+                    data.append(np.asarray(sd, dtype=np.float64))
+            if name in results.roi_truth:
+                cols.append(f"{name}/fluorescence")
+                data.append(np.asarray(results.roi_truth[name], dtype=np.float64))
+        return cols, np.column_stack(data)
+
+    def write(self, results: Any, folder: Path) -> None:
+        cols, table = self.table(results)
+        with open(folder / self.path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for row in table:
+                w.writerow([int(row[0])] + [fmt(v) for v in row[1:]])
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        p = folder / self.path
+        if not p.is_file():
+            return
+        header, rows = read_csv(p)
+
+        def num(v: str) -> float:
+            try:
+                return float(v)
+            except ValueError:
+                return float("nan")
+
+        table = np.array([[num(v) for v in row] for row in rows], dtype=np.float64).reshape(len(rows), len(header))
+        methods = set(fields.get("methods") or [])
+        traces: dict[tuple[str, str], np.ndarray] = {}
+        sds: dict[tuple[str, str], np.ndarray] = {}
+        roi_truth: dict[str, np.ndarray] = {}
+        for j, col in enumerate(header):
+            values = table[:, j].astype(np.float32)
+            if col == "fluorescence":
+                fields["truth"] = None if np.isnan(values).all() else values
+            elif "/" in col:
+                roi, series = col.split("/", 1)
+                if series == "fluorescence":
+                    roi_truth[roi] = values
+                elif series.endswith("_sd") and (series[:-3] in methods or not methods):
+                    sds[(roi, series[:-3])] = values
+                else:
+                    traces[(roi, series)] = values
+        fields.update(roi_traces=traces, roi_sd=sds, roi_truth=roi_truth)
+        fields.setdefault("n_frames", table.shape[0])
+
+
+class RegionMapsEntry(Entry):
+    """Region methods' maps per ROI at the method's ``region_map_path`` (``weights/{roi}.tif``), with their box."""
+
+    path = "weights/{roi}.tif"
+    what = "dense weights (3, h, w) of each ROI's 3D network, placed by the box in their metadata"
+
+    @staticmethod
+    def _pattern(method: str) -> str:
+        from .methods import METHODS
+
+        m = METHODS.get(method)
+        return (m.region_map_path if m is not None and m.region_map_path else f"maps/{method}/{{roi}}.tif")
+
+    def write(self, results: Any, folder: Path) -> None:
+        for (method, roi), rm in results.region_maps.items():
+            _write_tif(folder / self._pattern(method).format(roi=safe_name(roi)), rm.data, roi=roi, method=method,
+                       box_row0_row1_col0_col1=list(rm.box), axes="CYX")
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        out: dict[tuple[str, str], RegionMap] = {}
+        warnings = fields.setdefault("warnings", [])
+        for method in fields.get("methods") or []:
+            pattern = self._pattern(method)
+            sub = folder / Path(pattern).parent
+            if not sub.is_dir():
+                continue
+            for p in sorted(sub.glob(Path(pattern).name.replace("{roi}", "*"))):
+                data, meta = read_tif(p, with_meta=True)
+                box = meta.get("box_row0_row1_col0_col1")
+                if box is None or data.ndim != 3:
+                    warnings.append(f"{p.name}: no ROI box in its metadata; not shown.")
+                    continue
+                out[(str(meta.get("method", method)), str(meta.get("roi", p.stem)))] = \
+                    RegionMap(tuple(int(v) for v in box), data)
+        fields["region_maps"] = out
+
+
+#: The files of an analysis output folder (run.json, models and report.png are written around them).
+ANALYSIS_LAYOUT: list[Entry] = [
+    MapsEntry("scores/{method}.tif", "score_maps", "float32 (Y, X) score map over the validation frames"),
+    MapsEntry("lags/{method}.tif", "lag_maps", "float32 (Y, X) lag at the maximum in seconds (delay map)", unit="s"),
+    ImageEntry("maps/still.tif", "still", "mean transmission image"),
+    ImageEntry("maps/energy.tif", "energy_map", "band-pass RMS of dI/I per pixel (works without fluorescence)"),
+    ImageEntry("maps/activity.tif", "activity_map", "fluorescence activity: score of each fluorescence pixel"),
+    RegionMapsEntry(),
+    TableEntry("roi_scores.csv", "roi_scores", ScoreRow, "score, lag and p-value per ROI and method"),
+    TracesEntry(),
+    TableEntry("beats.csv", "beats", BeatRow, "beat times and RR intervals per ROI and source"),
+    TableEntry("beat_rates.csv", "beat_rates", BeatRateRow, "rate (bpm), RR SD, RMSSD per ROI and source"),
+    TableEntry("limits.csv", "limits", LimitRow, "shot-noise floor and smallest detectable displacement per ROI",
+               always=False),
+]
+
+
+def layout_rows(layout: Sequence[Entry]) -> list[tuple[str, str]]:
+    """``(path, description)`` of each entry (for documentation)."""
+    return [(e.path, e.what) for e in layout]
+

@@ -1,0 +1,16 @@
+"""Tools: video -> video, video -> ROIs, video -> vectors; one module each, found through a registry.
+
+``TOOLS`` lists every registered tool (the project's own and those of installed
+plug-ins, entry-point group ``napari_micromotion.tools``).  Each becomes a
+``micromotion <name>`` sub-command and a napari form, both generated from its
+parameter dataclass; see :mod:`.base`.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+from .base import Tool, ToolResult
+
+__all__ = ["TOOLS", "Tool", "ToolResult"]
+
+TOOLS: Registry[Tool] = Registry("tool", "napari_micromotion.tools", builtins=())

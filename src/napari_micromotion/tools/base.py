@@ -1,0 +1,154 @@
+"""The tool interface: a long computation on a recording with its own output folder.
+
+A tool (denoising, frame interpolation, motion fields, cell finding, ...) follows the
+analysis' conventions:
+
+* its parameters are one frozen dataclass declared with
+  :func:`napari_micromotion.schema.param` (the ``micromotion <name>`` options and the
+  napari form are generated from it);
+* :meth:`Tool.iter_run` is a generator of :class:`~napari_micromotion.progress.Progress`
+  returning a :class:`ToolResult`; :meth:`Tool.run` is its synchronous wrapper;
+* its output folder is described once by :attr:`Tool.layout` (entries of
+  :mod:`napari_micromotion.layout`), written atomically by :meth:`Tool.write` and read
+  back by :meth:`Tool.read`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Generator, Sequence
+
+from ..errors import MicromotionError
+from ..methods.base import NoParams
+from ..progress import Progress, drive
+
+__all__ = ["Tool", "ToolResult"]
+
+
+@dataclass
+class ToolResult:
+    """Base of tool results: the parameters, what the tool was run on, timings and warnings."""
+
+    params: Any
+    source: dict[str, Any] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class Tool:
+    """Base class of tools.
+
+    Class attributes
+    ----------------
+    name
+        Sub-command and registry name (``motion``; dashes on the command line).
+    label, description
+        For people: form title, ``micromotion methods`` line.
+    kind
+        What it makes: ``"video -> video"``, ``"video -> ROIs"``, ``"video -> vectors"``, ...
+    Params
+        Its parameter dataclass.
+    layout
+        Entries of its output folder (besides ``<name>.json``, the run record).
+    input
+        ``"recording"`` (a video with the usual reading options) or ``"image"``.
+    result_type
+        The :class:`ToolResult` subclass it returns (the layout reads back into it).
+    """
+
+    name: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    kind: ClassVar[str] = "video -> video"
+    Params: ClassVar[type] = NoParams
+    layout: ClassVar[list[Any]] = []
+    input: ClassVar[str] = "recording"
+    result_type: ClassVar[type] = ToolResult
+
+    @property
+    def command(self) -> str:
+        return self.name.replace("_", "-")
+
+    def check(self, recording: Any, params: Any) -> None:
+        """Refuse impossible input before long work (one sentence)."""
+
+    def iter_run(self, recording: Any, params: Any, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
+        """The computation; yields progress, returns a :attr:`result_type` instance."""
+        raise NotImplementedError
+
+    def run(self, recording: Any, params: Any = None, *, rois: Sequence[Any] = (),
+            progress: Callable[[Progress], None] | None = None, cancel: Callable[[], bool] | None = None) -> Any:
+        """Synchronous :meth:`iter_run`."""
+        params = self.Params() if params is None else params
+        return drive(self.iter_run(recording, params, rois=rois), progress=progress, cancel=cancel)
+
+    # ------------------------------------------------------------ files
+    def record(self, result: Any) -> dict[str, Any]:
+        """The run record ``<name>.json``: parameters, source, timings, warnings, versions."""
+        from datetime import datetime, timezone
+
+        from ..detectors.models import package_versions
+        from ..schema import to_dict
+
+        return {"tool": self.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "parameters": to_dict(result.params), "source": result.source, "timings_s": result.timings_s,
+                "warnings": result.warnings, "package_versions": package_versions()}
+
+    def write(self, result: Any, out: str | os.PathLike, *, overwrite: bool = False,
+              extra: dict[str, Any] | None = None) -> Path:
+        """Write *result* into folder *out* atomically (its :attr:`layout` plus ``<name>.json``)."""
+        from ..export import commit_output_dir, prepare_output_dir
+
+        out = Path(out)
+        tmp = prepare_output_dir(out, overwrite)
+        try:
+            for entry in self.layout:
+                entry.write(result, tmp)
+            record = {**self.record(result), **(extra or {})}
+            (tmp / f"{self.name}.json").write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+            commit_output_dir(tmp, out)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise MicromotionError(f"could not write results to {out} ({exc.strerror or exc}).") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def read(self, folder: str | os.PathLike) -> Any:
+        """A result read back from an output folder written by :meth:`write`."""
+        from ..errors import check
+        from ..schema import build
+
+        folder = Path(folder)
+        rec_path = folder / f"{self.name}.json"
+        check(rec_path.is_file(), f"{folder} is not an output folder of the {self.label} tool (no {rec_path.name}).")
+        try:
+            record = json.loads(rec_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+            raise MicromotionError(f"{rec_path} is not readable JSON ({str(exc)[:80]}).") from None
+        fields: dict[str, Any] = {"params": build(self.Params, record.get("parameters", {})),
+                                  "source": record.get("source", {}), "timings_s": record.get("timings_s", {}),
+                                  "warnings": record.get("warnings", [])}
+        for entry in self.layout:
+            entry.read(folder, fields)
+        return self.result_type(**fields)
+
+    def __repr__(self) -> str:
+        return f"<tool {self.name}: {self.label}>"
+
+
+def _json_default(obj: Any) -> Any:
+    import numpy as np
+
+    if isinstance(obj, (np.floating, np.integer)):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, tuple)):
+        return str(obj) if isinstance(obj, Path) else list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
