@@ -1,5 +1,6 @@
-"""The core imports without Qt/napari; the npe2 manifest is valid."""
+"""The core imports without Qt/napari; no import circles; the npe2 manifest is valid."""
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ CORE = ["napari_micromotion", "napari_micromotion.io", "napari_micromotion.recor
         "napari_micromotion.pipeline", "napari_micromotion.export", "napari_micromotion.report",
         "napari_micromotion.cli", "napari_micromotion.detectors.cnn1d", "napari_micromotion.detectors.cnn3d",
         "napari_micromotion.detectors.matched", "napari_micromotion.detectors.models", "napari_micromotion.beats",
-        "napari_micromotion.limits", "napari_micromotion._layers"]
+        "napari_micromotion.limits", "napari_micromotion._layers", "napari_micromotion.methods",
+        "napari_micromotion.methods.cnn3d", "napari_micromotion.tools", "napari_micromotion.retrace",
+        "napari_micromotion.layout", "napari_micromotion.results_io", "napari_micromotion.schema"]
 
 
 def test_core_imports_without_qt_or_napari():
@@ -51,3 +54,49 @@ def test_entry_point_is_registered():
 
     eps = [ep for ep in entry_points(group="napari.manifest") if ep.name == "napari-micromotion"]
     assert eps and eps[0].value == "napari_micromotion:napari.yaml"
+
+
+def _import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
+    """Imports between the package's modules (function-level ones too) and private names imported across them."""
+    import napari_micromotion
+
+    root = Path(napari_micromotion.__file__).parent
+    mods = {}
+    for p in root.rglob("*.py"):
+        parts = p.relative_to(root.parent).with_suffix("").parts
+        mods[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = p
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    private = []
+    for mod, path in mods.items():
+        pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)] if node.level else []
+                src = ".".join(base + ([node.module] if node.module else [])) if node.level else (node.module or "")
+                for alias in node.names:
+                    target = f"{src}.{alias.name}" if f"{src}.{alias.name}" in mods else src
+                    if target in mods and target != mod:
+                        edges[mod].add(target)
+                        if target == src and alias.name.startswith("_") and not alias.name.startswith("__"):
+                            private.append((mod, target, alias.name))
+            elif isinstance(node, ast.Import):
+                edges[mod] |= {a.name for a in node.names if a.name in mods and a.name != mod}
+    return edges, private
+
+
+def test_no_import_circles_and_no_private_imports_across_modules():
+    edges, private = _import_graph()
+    assert "napari_micromotion.pipeline" in edges["napari_micromotion.retrace"]   # the graph sees imports
+    cycles = []
+    for start in edges:   # depth-first search for a path back to the start
+        stack, seen = [(start, (start,))], set()
+        while stack:
+            node, path = stack.pop()
+            for nxt in edges[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join(path + (start,)))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, path + (nxt,)))
+    assert not cycles, cycles[:5]
+    assert not private, private

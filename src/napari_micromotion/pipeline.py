@@ -44,6 +44,7 @@ from .methods import METHODS, AnalysisContext, Method
 from .progress import Progress, drive
 from .recording import Recording
 from .results import RegionMap, Results
+from .roi_stats import beats_and_limits, iter_score_rois
 from .rois import ROI, RoiMasks, rasterize
 from .schema import param
 from .scoring import max_lag_frames
@@ -580,7 +581,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         Optional ``{method: (T, Y, X) array-like}`` receiving per-pixel predictions.
     only_rois
         Compute ROI statistics for these ROIs only, passing over their rows only
-        (re-tracing edited ROIs; see :func:`napari_micromotion.roi_stats.iter_retrace`).
+        (re-tracing edited ROIs; see :func:`napari_micromotion.retrace.iter_retrace`).
     maps
         Compute the per-pixel score, delay and activity maps.
 
@@ -589,8 +590,6 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     MicromotionError
         Any problem with the input, raised before long work starts where possible.
     """
-    from .roi_stats import beats_and_limits, iter_score_rois
-
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     plan = plan_analysis(recording, rois, params, fitted, only_rois=only_rois)

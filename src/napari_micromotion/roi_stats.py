@@ -1,35 +1,28 @@
-"""Per-ROI statistics and re-tracing of edited ROIs (no Qt).
+"""Per-ROI statistics (no Qt).
 
 * :func:`iter_score_rois` scores every ROI trace of every method against the ground
   truth (the paper's score, its lag and a circular-shift p-value), the same way for
   all methods;
 * :func:`beats_and_limits` finds beats (from the motion energy and from the calcium)
   and the shot-noise detection limit of every ROI (or of the whole frame without ROIs);
-* :func:`iter_retrace` updates a result after ROIs were moved, added, removed or
-  re-labelled: it runs the analysis again for the changed ROIs only, over their rows
-  only, with the methods' fitted states (the same band-pass, spikes, trained 1D CNN),
-  and refits region methods (the 3D network) for them; everything else is kept.  This
-  is what napari runs when ROIs are edited, so the numbers always equal those of a
-  fresh analysis.
+
+Both are used by the analysis and, through it, by :mod:`napari_micromotion.retrace`.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Generator, Sequence
 
 import numpy as np
 
 from .beats import beat_stats, beats_from_energy, beats_from_fluorescence
 from .limits import detection_limit
-from .methods import METHODS, AnalysisContext
+from .methods import AnalysisContext
 from .progress import Progress
-from .recording import Recording
-from .results import BeatRateRow, BeatRow, LimitRow, Results, ScoreRow
-from .rois import ROI, rasterize
+from .results import BeatRateRow, BeatRow, LimitRow, ScoreRow
 from .scoring import score_columns, surrogate_p_value
 
-__all__ = ["iter_score_rois", "beats_and_limits", "iter_retrace", "changed_rois"]
+__all__ = ["iter_score_rois", "beats_and_limits"]
 
 
 def iter_score_rois(ctx: AnalysisContext, roi_traces: dict[tuple[str, str], np.ndarray], methods: Sequence[str]
@@ -106,78 +99,3 @@ def beats_and_limits(ctx: AnalysisContext, still: np.ndarray, roi_energy: np.nda
         lim = detection_limit(still, mask, filt_mean, ctx.design, rec.pixel_size_um, params.camera)
         limits.append(LimitRow(roi=name, kind=kind, **lim))
     return beats, rates, limits
-
-
-def changed_rois(results: Results, rois: Sequence[ROI], frame_shape: tuple[int, int]) -> list[str]:
-    """Names of *rois* whose pixels differ from those analysed in *results* (new ones included)."""
-    masks = rasterize(list(rois), frame_shape) if rois else None
-    old = {} if results.roi_masks is None else dict(zip(results.roi_names, results.roi_masks))
-    if masks is None:
-        return []
-    return [n for i, n in enumerate(masks.names) if n not in old or not np.array_equal(old[n], masks.masks[i])]
-
-
-def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Generator[Progress, None, Results]:
-    """Yield progress; return a copy of *results* whose ROI numbers match *rois*.
-
-    ROIs whose pixels did not change keep every number (a new kind is only relabelled);
-    changed and new ROIs are computed by the analysis itself, restricted to them, with
-    the fitted states of *results* (restored from its folder's models when it was read
-    back); removed ROIs disappear.
-    """
-    from .pipeline import iter_analysis
-
-    rois = list(rois)
-    names = [r.name for r in rois]
-    kinds = {r.name: r.kind for r in rois}
-    changed = changed_rois(results, rois, rec.frame_shape)
-    keep = [n for n in names if n not in changed]
-    fitted = {m: s for m, s in results.fits.items()
-              if s is not None and m in METHODS and METHODS[m].kind == "pixel"}
-    sub = None
-    if changed:
-        params = replace(results.params, methods=tuple(results.methods), validation=tuple(results.validation))
-        sub = yield from iter_analysis(rec, rois, params, fitted=fitted, only_rois=changed, maps=False)
-
-    def pick(old: dict, new: dict | None) -> dict:
-        out = {k: v for k, v in old.items() if k[0] in keep}
-        if new is not None:
-            out.update({k: v for k, v in new.items() if k[0] in changed})
-        return out
-
-    def rows_of(old: list, new: list | None) -> list:
-        by_roi: dict[str, list] = {}
-        for row in old:
-            if row.roi in keep:
-                by_roi.setdefault(row.roi, []).append(replace(row, kind=kinds[row.roi]))
-        for row in new or []:
-            by_roi.setdefault(row.roi, []).append(row)
-        return [row for n in names for row in by_roi.get(n, [])]
-
-    warnings = list(results.warnings)
-    region_maps = {k: v for k, v in results.region_maps.items() if k[1] in keep}
-    roi_truth = {k: v for k, v in results.roi_truth.items() if k in keep}
-    fits = dict(results.fits)
-    if sub is not None:
-        region_maps.update({k: v for k, v in sub.region_maps.items() if k[1] in changed})
-        roi_truth.update({k: v for k, v in sub.roi_truth.items() if k in changed})
-        for w in sub.warnings:
-            if w not in warnings:
-                warnings.append(w)
-        for m, state in sub.fits.items():
-            if isinstance(state, dict) and isinstance(fits.get(m), dict):   # region methods: per-ROI models
-                fits[m] = {**{k: v for k, v in fits[m].items() if k in keep}, **state}
-    masks = rasterize(rois, rec.frame_shape) if rois else None
-    return replace(
-        results,
-        rois=rois, roi_names=names, roi_kinds=[kinds[n] for n in names],
-        roi_masks=masks.masks if masks is not None else None,
-        roi_truth=roi_truth,
-        roi_traces=pick(results.roi_traces, sub.roi_traces if sub else None),
-        roi_sd=pick(results.roi_sd, sub.roi_sd if sub else None),
-        roi_scores=rows_of(results.roi_scores, sub.roi_scores if sub else None),
-        beats=rows_of(results.beats, sub.beats if sub else None),
-        beat_rates=rows_of(results.beat_rates, sub.beat_rates if sub else None),
-        limits=rows_of(results.limits, sub.limits if sub else None),
-        region_maps=region_maps, fits=fits, warnings=warnings,
-    )

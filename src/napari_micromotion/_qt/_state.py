@@ -12,7 +12,7 @@ The widgets are independent npe2 dock widgets; they meet here:
   to :meth:`Session.set_results`, which updates the result layers by name and
   emits :attr:`Session.results_changed` for the Traces and Score table widgets;
 * edits of the analysed ROI layer re-compute the ROI traces and scores in the
-  background (:func:`napari_micromotion.roi_stats.iter_retrace`, the core's own).
+  background (:func:`napari_micromotion.retrace.iter_retrace`, the core's own).
 
 The session holds the viewer only weakly, and is dropped with it.
 """
@@ -360,7 +360,7 @@ class Session(QObject):
 
     def retrace(self) -> Any:
         """Recompute ROI traces and scores for the edited ROIs in the background; returns the task."""
-        from ..roi_stats import iter_retrace
+        from ..retrace import iter_retrace
         from ._tasks import Task, notify_error
 
         layer = self.watched_rois_layer()

@@ -10,7 +10,7 @@ from napari_micromotion.detectors.cnn3d import CNN3DParams
 from napari_micromotion.detectors.matched import MatchedParams
 from napari_micromotion.pipeline import AnalysisParams, run_analysis
 from napari_micromotion.progress import drive
-from napari_micromotion.roi_stats import changed_rois, iter_retrace
+from napari_micromotion.retrace import changed_rois, iter_retrace
 from napari_micromotion.rois import ROI
 
 
