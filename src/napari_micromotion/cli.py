@@ -411,7 +411,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     params = _analysis_params(args)
     return run_batch(args.pattern, Path(args.out), params, scheduler=args.scheduler, n_workers=args.workers,
                      fps=args.fps, rois=args.rois, fluorescence_suffix=args.fluorescence_suffix,
-                     overwrite=args.overwrite, quiet=args.quiet)
+                     overwrite=args.overwrite, quiet=args.quiet, fitted=_fitted_models(args))
 
 
 def _cmd_view(args: argparse.Namespace) -> int:

@@ -104,7 +104,7 @@ def find_inputs(transmission: Path, fluorescence_suffix: str | None, rois: str |
 
 
 def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, fps: float | None, params: Any,
-                 out: str, overwrite: bool) -> dict[str, Any]:
+                 out: str, overwrite: bool, fitted: dict[str, Any] | None = None) -> dict[str, Any]:
     """One recording, run on a worker: analyse and write its folder; user errors come back as text."""
     from .errors import MicromotionError as _Err
     from .export import write_results
@@ -116,7 +116,7 @@ def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, 
     try:
         rec = read_recording(transmission, fluorescence, fps=fps)
         roi_list = read_rois(rois) if rois else []
-        res = run_analysis(rec, roi_list, params)
+        res = run_analysis(rec, roi_list, params, fitted=fitted)
         inputs = {k: {"path": v, "checksum": file_checksum(v)} for k, v in
                   (("transmission", transmission), ("fluorescence", fluorescence), ("rois", rois)) if v}
         write_results(res, out, overwrite=overwrite, inputs=inputs)
@@ -132,7 +132,8 @@ def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, 
 
 def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
               fps: float | None = None, rois: str | None = None, fluorescence_suffix: str | None = None,
-              overwrite: bool = False, quiet: bool = False, client: Any = None) -> int:
+              overwrite: bool = False, quiet: bool = False, client: Any = None,
+              fitted: dict[str, Any] | None = None) -> int:
     """Analyse every file matching *pattern* in parallel; returns the exit status (0 ok, 2 if any failed).
 
     Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
@@ -163,7 +164,7 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
         for f, target in zip(files, targets):
             fl, roi = find_inputs(f, fluorescence_suffix, rois)
             futures.append(client.submit(_analyze_one, str(f), str(fl) if fl else None, str(roi) if roi else None, fps,
-                                         params, str(target), overwrite, pure=False))
+                                         params, str(target), overwrite, fitted, pure=False))
         rows = []
         for k, fut in enumerate(distributed.as_completed(futures), start=1):
             row = fut.result()
