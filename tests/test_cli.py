@@ -86,3 +86,21 @@ def test_missing_input_and_usage_errors(tmp_path, capsys):
     assert main(["analyze"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_train_then_apply_the_saved_model(sim_dir, tmp_path, capsys):
+    model = tmp_path / "cnn.safetensors"
+    common = [str(sim_dir / "transmission.tif"), "-f", str(sim_dir / "fluorescence.tif")]
+    tiny = ["--cnn-epochs", "1", "--cnn-n-pixels", "64", "--cnn-window", "256", "-q"]
+    assert main(["train", *common, "--model", str(model), *tiny]) == 0, capsys.readouterr().err
+    assert model.is_file() and model.with_suffix(".json").is_file()
+    meta = json.loads(model.with_suffix(".json").read_text())
+    assert meta["architecture"] == "rinner2020-cnn1d" and meta["training_params"]["epochs"] == 1
+    out = tmp_path / "applied"
+    assert main(["analyze", *common, "--rois", str(sim_dir / "rois.json"), "--methods", "cnn1d",
+                 "--model-1d", str(model), "--surrogates", "9", "--out", str(out), "-q"]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["inputs"]["model_cnn1d"]["checksum"] and "fit cnn1d" not in run["timings_s"]
+    # training again over an existing model needs --overwrite
+    assert main(["train", *common, "--model", str(model), *tiny]) == 2
+    assert "exists" in capsys.readouterr().err
