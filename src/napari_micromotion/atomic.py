@@ -1,4 +1,4 @@
-"""Atomic file writing: a file is replaced only by a complete new one (no Qt)."""
+"""Atomic file writing (a file is replaced only by a complete new one) and safe file names (no Qt)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Callable
 
 from .errors import MicromotionError, check
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "safe_name"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -37,3 +37,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         if tmp.exists():
             tmp.unlink()
     return p
+
+
+def safe_name(name: str) -> str:
+    """A file-name-safe version of an ROI or method name."""
+    keep = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name.strip())
+    return keep or "roi"

@@ -21,17 +21,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import safe_name
 from .errors import MicromotionError, check
 from .results import BeatRateRow, BeatRow, LimitRow, RegionMap, ScoreRow
 
 __all__ = ["Entry", "ImageEntry", "MapsEntry", "TableEntry", "TracesEntry", "RegionMapsEntry", "ANALYSIS_LAYOUT",
            "safe_name", "write_csv", "read_csv", "read_tif", "fmt", "layout_rows"]
-
-
-def safe_name(name: str) -> str:
-    """A file-name-safe version of an ROI or method name."""
-    keep = "".join(c if (c.isalnum() or c in "-_.") else "_" for c in name.strip())
-    return keep or "roi"
 
 
 def fmt(v: Any) -> Any:

@@ -17,6 +17,7 @@ from typing import Any, Generator
 import numpy as np
 from scipy import ndimage
 
+from ..atomic import safe_name
 from ..detectors.cnn3d import CNN3DParams, TrainedCNN3D, iter_train_cnn3d
 from ..detectors.models import save_cnn3d
 from ..errors import check
@@ -130,8 +131,6 @@ class CNN3D(Method):
     def save(self, state: dict[str, TrainedCNN3D], folder: Path, results: Any) -> None:
         if not state:
             return
-        from ..layout import safe_name
-
         base = results.fits[DEPENDS_ON].model
         (folder / "models").mkdir(exist_ok=True)
         for name, model in state.items():
