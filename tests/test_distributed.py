@@ -79,7 +79,8 @@ def test_batch_of_recordings(client, sim_dir, tmp_path):
     a = tifffile.imread(out / "day0_transmission" / "scores" / "bandpass.tif")
     b = tifffile.imread(out / "day1_transmission" / "scores" / "bandpass.tif")
     np.testing.assert_array_equal(a, b)
-    with pytest.raises(MicromotionError, match="overwrite"):
+    with pytest.raises(MicromotionError, match="allow replacing them") as info:
         run_batch(str(recs / "day*_transmission.tif"), out, params, client=client, quiet=True)
+    assert "pass --overwrite" in info.value.for_cli()
     with pytest.raises(MicromotionError, match="no recordings"):
         run_batch(str(recs / "*.nothing"), out, params, client=client, quiet=True)

@@ -133,3 +133,19 @@ def test_cnn_roi_traces_have_no_edge_transient(small_sim):
         span = hi - lo
         edges = np.r_[trace[:HALO], trace[-HALO:]]
         assert lo - 0.5 * span <= edges.min() and edges.max() <= hi + 0.5 * span, roi
+
+
+def test_a_first_run_says_that_kernels_compile(small_sim, monkeypatch):
+    """When a kernel has no compiled or cached code yet, the run says so before it starts compiling."""
+    from napari_micromotion import filters
+    from napari_micromotion.progress import Progress
+
+    events: list[Progress] = []
+    run_analysis(small_sim.recording(), [], AnalysisParams(methods=("bandpass",)), progress=events.append)
+    assert not [e for e in events if e.stage == "compiling kernels"]      # compiled (or cached) by now
+    monkeypatch.setattr(filters, "kernels_ready", lambda: False)
+    events.clear()
+    run_analysis(small_sim.recording(), [], AnalysisParams(methods=("bandpass",)), progress=events.append)
+    notice = [e for e in events if e.stage == "compiling kernels"]
+    assert len(notice) == 1 and "band-pass" in notice[0].message and "first run" in notice[0].message
+    assert events.index(notice[0]) < [e.stage for e in events].index("band-pass")   # before the long work

@@ -22,3 +22,26 @@ def test_output_folder_reads_back(small_sim, tmp_path):
     np.testing.assert_allclose([r["score"] for r in back.roi_scores], [r["score"] for r in res.roi_scores], rtol=1e-6)
     assert back.params.seed == 4 and back.params.methods == ("bandpass", "matched")
     assert back.validation == res.validation and back.fps == res.fps
+    # everything else the layout table writes comes back too
+    assert back.params == res.params
+    for name in ("beats", "beat_rates", "limits"):
+        a, b = getattr(res, name), getattr(back, name)
+        assert [r.roi for r in a] == [r.roi for r in b] and len(a) > 0
+        np.testing.assert_allclose([r.get("time_s", r.get("n_beats", 0)) for r in a],
+                                   [r.get("time_s", r.get("n_beats", 0)) for r in b], rtol=1e-6)
+    assert set(back.motion_traces) == set(res.motion_traces) == {*res.roi_names, "frame"}
+    for key, tr in res.motion_traces.items():
+        np.testing.assert_allclose(back.motion_traces[key], tr, rtol=1e-6)
+    assert back.chance_scores == res.chance_scores and set(res.chance_scores) == {"bandpass", "matched"}
+    assert "matched" in back.fits   # the matched filter's spikes are restored for re-tracing
+    np.testing.assert_array_equal(back.fits["matched"].onsets, res.fits["matched"].onsets)
+
+
+def test_chance_level_separates_moving_cells_from_noise(small_sim):
+    res = run_analysis(small_sim.recording(), small_sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=9))
+    chance = res.chance_scores["bandpass"]
+    smap = res.score_maps["bandpass"]
+    strong = res.roi_masks[res.roi_names.index("strong")]
+    assert 0 < chance < 0.5
+    assert np.mean(smap[strong] > chance) > 0.3          # a moving, calcium-active cell: many pixels above chance
+    assert np.mean(smap > chance) < 0.5                   # most of the field is not

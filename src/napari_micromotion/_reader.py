@@ -1,35 +1,81 @@
-"""npe2 reader: recordings (TIFF, OME-TIFF, TIFF folders, videos) and simulator folders."""
+"""Reading files into layers: ROI files for napari's File > Open, recordings for the workbench's Data tab.
+
+napari's own reader opens TIFF stacks and videos; this plugin claims only files that
+reader cannot open (ImageJ ``.roi``, ``RoiSet.zip`` and the plugin's ROI ``.json``),
+so napari never asks which plugin should read a plain TIFF.  Recordings with their
+frame rate, pixel size and channels (ImageJ hyperstacks, OME-TIFF, TIFF folders,
+videos, simulator folders) are opened by :func:`read_path`, which the Data tab's
+*Open* buttons use.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Callable
 
 from .errors import MicromotionError
-from .io import TIFF_SUFFIXES, VIDEO_SUFFIXES
 
-__all__ = ["napari_get_reader", "read_path"]
+__all__ = ["napari_get_reader", "read_path", "read_rois_path"]
 
 
 def _is_sim_folder(p: Path) -> bool:
     return p.is_dir() and (p / "transmission.tif").is_file()
 
 
+def _looks_like_rois(p: Path) -> bool:
+    name = p.name.lower()
+    if name.endswith(".roi"):
+        return True
+    if name.endswith(".zip"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(p) as zf:
+                return any(n.lower().endswith(".roi") for n in zf.namelist())
+        except (OSError, zipfile.BadZipFile):
+            return False
+    if name.endswith(".json"):
+        try:
+            obj = json.loads(p.read_text()[: 64 << 20])
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return False
+        return isinstance(obj, list) and bool(obj) and all(isinstance(r, dict) and "polygon" in r for r in obj)
+    return False
+
+
 def napari_get_reader(path: str | list[str]) -> Callable[[Any], list] | None:
-    """Return :func:`read_path` for paths this plugin can read, else ``None``."""
+    """Return :func:`read_rois_path` for ROI files, else ``None`` (napari's reader opens the rest)."""
     if isinstance(path, list):
         if len(path) != 1:
             return None
         path = path[0]
     p = Path(path)
-    name = p.name.lower()
-    if p.is_dir():
-        if _is_sim_folder(p) or any(f.name.lower().endswith(TIFF_SUFFIXES) for f in p.iterdir() if f.is_file()):
-            return read_path
-        return None
-    if name.endswith(TIFF_SUFFIXES) or name.endswith(VIDEO_SUFFIXES):
-        return read_path
-    return None
+    return read_rois_path if p.is_file() and _looks_like_rois(p) else None
+
+
+def read_rois_path(path: str | list[str]) -> list:
+    """An ROI shapes layer (kinds coloured, names shown), in pixels of the open transmission layer."""
+    from ._layers import rois_layer
+    from .rois import read_rois
+
+    if isinstance(path, list):
+        path = path[0]
+    scale = None
+    try:  # place the ROIs like the open recording (its pixel size)
+        import napari
+
+        viewer = napari.current_viewer()
+        if viewer is not None:
+            from ._layers import plugin_meta
+
+            for layer in viewer.layers:
+                if plugin_meta(layer).get("role") == "transmission":
+                    scale = tuple(float(v) for v in layer.scale[-2:])
+                    break
+    except Exception:  # pragma: no cover - no viewer: pixels
+        scale = None
+    return [rois_layer(read_rois(path), name=Path(path).stem.split(".")[0] or "ROIs", scale=scale)]
 
 
 def read_path(path: str | list[str]) -> list:

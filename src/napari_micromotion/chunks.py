@@ -23,7 +23,10 @@ from .filters import BandpassDesign, bandpass
 from .methods.base import PixelChunk
 from .scoring import score_columns
 
-__all__ = ["ArraySource", "ChunkJob", "ChunkResult", "process_chunk"]
+__all__ = ["ArraySource", "ChunkJob", "ChunkResult", "process_chunk", "NULL_STRIDE"]
+
+#: every how many pixels of a chunk the chance level is sampled
+NULL_STRIDE = 8
 
 
 @dataclass
@@ -101,6 +104,7 @@ class ChunkJob:
     fluorescence: ArraySource | None = None
     fl_baseline: np.ndarray | None = None
     basics: bool = True                    # mean, energy, frame traces, filtered ROI means
+    null_shift: int = 0                    # > 0: also score every 8th pixel against the truth rolled by this
     filtered_store: Any = None             # optional zarr array (T, Y, X) to receive the band-passed rows
     prediction_stores: dict[str, Any] = field(default_factory=dict)  # method -> zarr array (T, Y, X)
 
@@ -122,6 +126,7 @@ class ChunkResult:
     frame_energy: np.ndarray | None = None
     frame_filtered: np.ndarray | None = None
     activity: np.ndarray | None = None
+    null_scores: dict[str, np.ndarray] = field(default_factory=dict)
     gathered: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -161,6 +166,10 @@ def _emit(job: ChunkJob, out: ChunkResult, roi_sum: "_RoiSum | None", method: st
     """One method's output for this chunk: its score map, its ROI sums and its stored stack, as asked for."""
     if job.truth is not None and method in job.scored:
         out.scores[method], out.lags_s[method] = _score(job, pred)
+        if job.null_shift:  # chance level: the same scores against calcium shifted out of alignment
+            v0, v1 = job.validation
+            null, _ = score_columns(pred[v0:v1, ::NULL_STRIDE], np.roll(job.truth[v0:v1], job.null_shift), job.max_lag)
+            out.null_scores[method] = null
     if roi_sum is not None and method in job.roi_methods:
         out.roi_sums[method] = roi_sum(pred)
     _store(job, method, pred)

@@ -465,7 +465,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return commands.get(args.command, _cmd_tool)(args)
     except MicromotionError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc.for_cli()}", file=sys.stderr)
         return 2
     except Cancelled:
         print("error: cancelled; no output was written.", file=sys.stderr)

@@ -155,7 +155,8 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
         stems = [f"{f.parent.name}_{s}" for f, s in zip(files, stems)]
     targets = [out_dir / s for s in stems]
     clash = [str(t) for t in targets if t.exists() and not overwrite]
-    check(not clash, f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); pass --overwrite.")
+    check(not clash, f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); allow replacing them.",
+          cli=f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); pass --overwrite.")
     own_client = client is None
     client = client or make_client(scheduler, n_workers)
     distributed = _require("distributed")

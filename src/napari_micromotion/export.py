@@ -34,7 +34,8 @@ def prepare_output_dir(out: Path, overwrite: bool) -> Path:
     """
     out = Path(out)
     if out.exists() or out.is_symlink():
-        check(overwrite, f"output folder {out} exists; pass --overwrite (overwrite=True) to replace it.")
+        check(overwrite, f"output folder {out} exists; choose another folder or allow replacing it.",
+              cli=f"output folder {out} exists; pass --overwrite to replace it.")
         check(out.is_dir(), f"output path {out} exists and is not a folder.")
     parent = out.absolute().parent
     check(parent.is_dir(), f"cannot create {out}: folder {parent} does not exist.")
@@ -111,6 +112,7 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
         "validation_frames": list(results.validation),
         "training_frames": [list(s) for s in results.training],
         "passband": results.passband,
+        "chance_scores": results.chance_scores,
         "device": results.device,
         "rois": [r.to_dict() for r in results.rois] if getattr(results, "rois", None)
         else [{"name": n, "kind": k} for n, k in zip(results.roi_names, results.roi_kinds)],

@@ -278,6 +278,13 @@ def _kernel():
     return _KERNEL
 
 
+def kernels_ready() -> bool:
+    """Whether the band-pass kernel is compiled or cached (else the first call compiles it, ~10 s)."""
+    from .jit import ready
+
+    return ready(_kernel())
+
+
 def bandpass(x: np.ndarray, design: BandpassDesign, out: np.ndarray | None = None, *, block: int = 16,
              means: np.ndarray | None = None) -> np.ndarray:
     """Apply *design* along axis 0 of a ``(T, P)`` array (pixels in columns).

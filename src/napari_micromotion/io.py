@@ -613,16 +613,15 @@ def read_recording(
             fl = info.data[:, f_idx]
         else:
             raise MicromotionError(
-                f"{Path(transmission).name} has {n} channels; say which one is fluorescence "
-                "(--fluorescence-channel)."
-            )
+                f"{Path(transmission).name} has {n} channels; choose which one is the fluorescence.",
+                cli=f"{Path(transmission).name} has {n} channels; say which one is fluorescence (--fluorescence-channel).")
         check(f_idx != t_idx, "transmission and fluorescence cannot be the same channel.")
         prov["fluorescence"] = {"path": prov["transmission"]["path"], "channel": f_idx}
     rate = fps if fps is not None else info.fps
     if rate is None:
         raise MicromotionError(
-            f"{Path(transmission).name} does not record its frame rate; give it (--fps, or the fps field)."
-        )
+            f"{Path(transmission).name} does not record its frame rate; enter it (frames per second).",
+            cli=f"{Path(transmission).name} does not record its frame rate; give it with --fps.")
     if fps is not None and info.fps and abs(float(fps) - info.fps) > 1e-3 * info.fps:
         prov["warnings"].append(f"frame rate {float(fps):g} fps given; the file says {info.fps:g} fps.")
     prov["fps_source"] = "user" if fps is not None else "metadata"

@@ -23,7 +23,7 @@ import numpy as np
 
 from .atomic import safe_name
 from .errors import MicromotionError, check
-from .results import BeatRateRow, BeatRow, LimitRow, RegionMap, ScoreRow
+from .results import WHOLE_FIELD, BeatRateRow, BeatRow, LimitRow, RegionMap, ScoreRow
 
 __all__ = ["Entry", "ImageEntry", "MapsEntry", "TableEntry", "TracesEntry", "RegionMapsEntry", "ANALYSIS_LAYOUT",
            "safe_name", "write_csv", "read_csv", "read_tif", "fmt", "layout_rows"]
@@ -159,7 +159,7 @@ class TableEntry(Entry):
 
 class TracesEntry(Entry):
     """``traces.csv``: ``frame,time_s,fluorescence``, then per ROI ``<roi>/<method>``, ``<roi>/<method>_sd``,
-    ``<roi>/fluorescence``."""
+    ``<roi>/fluorescence``, ``<roi>/motion_energy``; last the whole field's ``motion_energy``."""
 
     path = "traces.csv"
     what = "ROI traces of every method and the ground truth, per frame"
@@ -184,6 +184,12 @@ class TracesEntry(Entry):
             if name in results.roi_truth:
                 cols.append(f"{name}/fluorescence")
                 data.append(np.asarray(results.roi_truth[name], dtype=np.float64))
+            if name in results.motion_traces:
+                cols.append(f"{name}/motion_energy")
+                data.append(np.asarray(results.motion_traces[name], dtype=np.float64))
+        if WHOLE_FIELD in results.motion_traces:
+            cols.append("motion_energy")
+            data.append(np.asarray(results.motion_traces[WHOLE_FIELD], dtype=np.float64))
         return cols, np.column_stack(data)
 
     def write(self, results: Any, folder: Path) -> None:
@@ -211,19 +217,24 @@ class TracesEntry(Entry):
         traces: dict[tuple[str, str], np.ndarray] = {}
         sds: dict[tuple[str, str], np.ndarray] = {}
         roi_truth: dict[str, np.ndarray] = {}
+        motion: dict[str, np.ndarray] = {}
         for j, col in enumerate(header):
             values = table[:, j].astype(np.float32)
             if col == "fluorescence":
                 fields["truth"] = None if np.isnan(values).all() else values
+            elif col == "motion_energy":
+                motion[WHOLE_FIELD] = values
             elif "/" in col:
                 roi, series = col.split("/", 1)
                 if series == "fluorescence":
                     roi_truth[roi] = values
+                elif series == "motion_energy":
+                    motion[roi] = values
                 elif series.endswith("_sd") and (series[:-3] in methods or not methods):
                     sds[(roi, series[:-3])] = values
                 else:
                     traces[(roi, series)] = values
-        fields.update(roi_traces=traces, roi_sd=sds, roi_truth=roi_truth)
+        fields.update(roi_traces=traces, roi_sd=sds, roi_truth=roi_truth, motion_traces=motion)
         fields.setdefault("n_frames", table.shape[0])
 
 

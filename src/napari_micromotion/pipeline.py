@@ -41,9 +41,9 @@ from .errors import MicromotionError, check
 from .filters import baseline, design_bandpass, dff, min_frames_for
 from .limits import CameraParams
 from .methods import METHODS, AnalysisContext, Method
-from .progress import Progress, drive
+from .progress import Progress, StagePlan, drive
 from .recording import Recording
-from .results import RegionMap, Results
+from .results import WHOLE_FIELD, RegionMap, Results
 from .roi_stats import beats_and_limits, iter_score_rois
 from .rois import ROI, RoiMasks, rasterize
 from .schema import param
@@ -387,6 +387,7 @@ class _Accumulators:
     energy: np.ndarray
     score_maps: dict[str, np.ndarray] = field(default_factory=dict)
     lag_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    null_scores: dict[str, list[np.ndarray]] = field(default_factory=dict)
     activity: np.ndarray | None = None
     roi_sums: dict[str, np.ndarray] = field(default_factory=dict)
     roi_filtered: np.ndarray | None = None
@@ -476,6 +477,8 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
     fl_src = ArraySource.of(rec.fluorescence) if (basics and acc.activity is not None) else None
     stores = {m: v for m, v in (predictions_out or {}).items() if m in predict}
     chunks = row_chunks(acc.n_t, (ny, nx), ctx.params.chunk_mb, rows=_band(plan))
+    v0, v1 = ctx.validation
+    null_shift = (v1 - v0) // 2 if (v1 - v0) // 2 > ctx.max_lag else 0
     jobs = []
     for r0, r1 in chunks:
         lo, hi = r0 * nx, r1 * nx
@@ -484,7 +487,8 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
             max_lag=ctx.max_lag, fps=rec.fps, truth=ctx.truth, predict=predict, scored=scored,
             roi_methods=tuple(predict) if acc.n_roi else (), roi_weights=roi_w[lo:hi] if roi_w is not None else None,
             gather=gather, fluorescence=fl_src, fl_baseline=fl_baseline, basics=basics,
-            filtered_store=filtered_out if basics else None, prediction_stores=stores))
+            filtered_store=filtered_out if basics else None, prediction_stores=stores,
+            null_shift=null_shift if scored else 0))
     # partial sums are folded in chunk order after the pass, so results do not depend on completion order
     partial: dict[int, ChunkResult] = {}
     for ci, res in enumerate(run_chunks(jobs)):
@@ -498,6 +502,8 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
         for m, v in res.scores.items():
             acc.score_maps[m][sl] = v
             acc.lag_maps[m][sl] = res.lags_s[m]
+        for m, v in res.null_scores.items():
+            acc.null_scores.setdefault(m, []).append(v)
         if res.activity is not None:
             acc.activity[sl] = res.activity
         for m, part in res.gathered.items():
@@ -518,13 +524,15 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
                 acc.roi_sums[m] += v
 
 
-def _fit(plan: Plan, timings: dict[str, float], acc: _Accumulators) -> Generator[Progress, None, None]:
+def _fit(plan: Plan, timings: dict[str, float], acc: _Accumulators, stages: StagePlan | None = None
+         ) -> Generator[Progress, None, None]:
     ctx = plan.ctx
     for name in plan.active:
         if name in plan.fitted:
             continue
         t0 = time.perf_counter()
-        ctx.states[name] = yield from METHODS[name].fit(ctx, plan.method_params(name), ctx.states[name])
+        gen = METHODS[name].fit(ctx, plan.method_params(name), ctx.states[name])
+        ctx.states[name] = yield from (stages.track(f"fit {name}", gen) if stages else gen)
         dt = time.perf_counter() - t0
         if dt > 0.05:
             timings[f"fit {name}"] = dt
@@ -532,14 +540,15 @@ def _fit(plan: Plan, timings: dict[str, float], acc: _Accumulators) -> Generator
 
 
 def _regions(plan: Plan, timings: dict[str, float], acc: _Accumulators, roi_traces: dict, roi_sd: dict,
-             region_maps: dict) -> Generator[Progress, None, None]:
+             region_maps: dict, stages: StagePlan) -> Generator[Progress, None, None]:
     ctx = plan.ctx
     for name in plan.chosen:
         method = METHODS[name]
         if method.kind != "region":
             continue
         t0 = time.perf_counter()
-        fits = yield from method.fit_regions(ctx, plan.method_params(name), ctx.states[name])
+        fits = yield from stages.track(f"regions {name}", method.fit_regions(ctx, plan.method_params(name),
+                                                                             ctx.states[name]))
         for roi, fit in fits.items():
             roi_traces[(roi, name)] = np.asarray(fit.trace, np.float32)
             if fit.sd is not None:
@@ -549,6 +558,30 @@ def _regions(plan: Plan, timings: dict[str, float], acc: _Accumulators, roi_trac
         ctx.states[name] = {roi: fit.model for roi, fit in fits.items()}
         timings[f"regions {name}"] = time.perf_counter() - t0
         acc.method_time[name] = acc.method_time.get(name, 0.0) + timings[f"regions {name}"]
+
+
+def _stage_plan(plan: Plan) -> StagePlan:
+    """Rough relative costs of the stages (a pass over every pixel = 3), for the whole-run progress."""
+    active = [METHODS[m] for m in plan.active]
+    fitting = [m for m in active if m.name not in plan.fitted]
+    weights = [("ground truth", 0.5 if plan.ctx.recording.has_fluorescence else 0.1), ("prepare", 0.2),
+               ("pass A", 3.0 + sum(m.predict_cost for m in active if m.name in plan.chosen and m.kind == "pixel"
+                                    and m.name in plan.fitted) + sum(0.5 for m in fitting if m.kind == "pixel"))]
+    weights += [(f"fit {m.name}", m.fit_cost) for m in fitting]
+    weights.append(("pass B", sum(m.predict_cost for m in fitting if m.name in plan.chosen and m.kind == "pixel")))
+    n_roi = len(plan.ctx.roi_names())
+    weights += [(f"regions {m.name}", m.fit_cost * max(n_roi, 1) / 4) for m in active
+                if m.kind == "region" and m.name in plan.chosen]
+    weights.append(("roi scores", 0.3))
+    return StagePlan(weights)
+
+
+def _cold_kernels(plan: Plan) -> list[str]:
+    """Labels of what will compile its kernels before it runs (first run after installation)."""
+    from .filters import kernels_ready
+
+    cold = [] if kernels_ready() else ["band-pass"]
+    return cold + [METHODS[m].label for m in plan.active if not METHODS[m].kernels_ready(plan.ctx.states.get(m))]
 
 
 # ---------------------------------------------------------------- the analysis
@@ -599,12 +632,18 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     ny, nx = rec.frame_shape
     n_roi = len(ctx.masks) if ctx.masks is not None else 0
 
+    stages = _stage_plan(plan)
     t0 = time.perf_counter()
-    fl_baseline = yield from _ground_truth(plan)
+    fl_baseline = yield from stages.track("ground truth", _ground_truth(plan))
     timings["ground truth"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    yield from _prepare(plan)
+    yield from stages.track("prepare", _prepare(plan))
     timings["prepare"] = time.perf_counter() - t0
+    cold = _cold_kernels(plan)
+    if cold:
+        yield stages.event("prepare", Progress(
+            "compiling kernels", 1.0, f"compiling the fast {', '.join(cold)} code (first run after installation "
+                                      "only; about a minute)"))
 
     acc = _Accumulators(
         n_t=rec.n_frames, n_pix=ny * nx, n_roi=n_roi, energy=np.zeros(ny * nx, np.float32),
@@ -623,7 +662,8 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
             if g is not None:
                 gather[name] = g
     t0 = time.perf_counter()
-    yield from _pass(plan, acc, "band-pass", predict=first, gather=gather, basics=True, **common)
+    yield from stages.track("pass A", _pass(plan, acc, "band-pass", predict=first, gather=gather, basics=True,
+                                            **common))
     timings["pass A"] = time.perf_counter() - t0
     check(only_rois is not None or acc.energy.max() > 0,
           "the transmission never changes in any pixel (a constant video); there is no motion to detect.")
@@ -631,18 +671,19 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     if n_const:
         ctx.warn(f"{n_const} pixel(s) never change over time; they score 0.")
 
-    yield from _fit(plan, timings, acc)
+    yield from _fit(plan, timings, acc, stages)
     later = {m: p for m, p in _predictors(plan, plan.chosen).items() if m not in first}
     if later:
         t0 = time.perf_counter()
         labels = ", ".join(METHODS[m].label for m in later)
-        yield from _pass(plan, acc, f"predict {labels}", predict=later, gather={}, basics=False, **common)
+        yield from stages.track("pass B", _pass(plan, acc, f"predict {labels}", predict=later, gather={},
+                                                basics=False, **common))
         timings["pass B"] = time.perf_counter() - t0
 
     roi_traces: dict[tuple[str, str], np.ndarray] = {}
     roi_sd: dict[tuple[str, str], np.ndarray] = {}
     region_maps: dict[tuple[str, str], RegionMap] = {}
-    yield from _regions(plan, timings, acc, roi_traces, roi_sd, region_maps)
+    yield from _regions(plan, timings, acc, roi_traces, roi_sd, region_maps, stages)
 
     t0 = time.perf_counter()
     names = ctx.roi_names()
@@ -651,7 +692,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
             for i, name in enumerate(ctx.masks.names):
                 if name in names:
                     roi_traces[(name, m)] = sums[:, i].astype(np.float32)
-    roi_scores = yield from iter_score_rois(ctx, roi_traces, plan.chosen)
+    roi_scores = yield from stages.track("roi scores", iter_score_rois(ctx, roi_traces, plan.chosen))
     timings["roi scores"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     still = rec.still_frame()
@@ -660,7 +701,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     timings["beats and limits"] = time.perf_counter() - t0
     timings.update({f"method {m}": v for m, v in acc.method_time.items()})
     timings["total"] = time.perf_counter() - t_all
-    yield Progress("done", 1.0, f"finished in {timings['total']:.1f} s")
+    yield Progress("done", 1.0, f"finished in {timings['total']:.1f} s", overall=1.0)
 
     masks = ctx.masks
     scored_maps = plan.maps and ctx.truth is not None
@@ -670,15 +711,29 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         still=still, energy_map=acc.energy.reshape(ny, nx),
         score_maps={m: v.reshape(ny, nx) for m, v in acc.score_maps.items()} if scored_maps else {},
         lag_maps={m: v.reshape(ny, nx) for m, v in acc.lag_maps.items()} if scored_maps else {},
+        chance_scores={m: float(np.percentile(np.concatenate(v), 99)) for m, v in acc.null_scores.items()}
+        if scored_maps else {},
         activity_map=acc.activity.reshape(ny, nx) if acc.activity is not None else None,
         truth=ctx.truth.astype(np.float32) if ctx.truth is not None else None,
         rois=list(masks.rois) if masks is not None else [], roi_names=masks.names if masks is not None else [],
         roi_kinds=masks.kinds if masks is not None else [], roi_masks=masks.masks if masks is not None else None,
         roi_truth={k: v.astype(np.float32) for k, v in ctx.roi_truth.items()},
+        motion_traces=_motion_traces(ctx, acc),
         roi_traces=roi_traces, roi_sd=roi_sd, roi_scores=roi_scores, beats=beats, beat_rates=beat_rates,
         limits=limits, region_maps=region_maps, fits={m: ctx.states[m] for m in plan.active},
         timings_s=timings, warnings=ctx.warnings, device=ctx.device,
     )
+
+
+def _motion_traces(ctx: AnalysisContext, acc: _Accumulators) -> dict[str, np.ndarray]:
+    """Band-pass energy per ROI (to compute) and, in a full analysis, of the whole field."""
+    out = {}
+    if ctx.masks is not None:
+        out = {n: acc.roi_energy[:, i].astype(np.float32) for i, n in enumerate(ctx.masks.names)
+               if n in ctx.roi_names()}
+    if ctx.only_rois is None:
+        out[WHOLE_FIELD] = acc.frame_energy.astype(np.float32)
+    return out
 
 
 def run_analysis(recording: Recording, rois: Sequence[ROI] = (), params: AnalysisParams = AnalysisParams(), *,

@@ -7,16 +7,18 @@ and without a display.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 __all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
-           "method_colour"]
+           "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text"]
 
 ROI_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
 TRUTH_COLOUR = "#444444"
+MOTION_BEAT = "#d62728"
 
 
 def method_colour(m: str) -> str:
@@ -133,6 +135,165 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
                 ax.set_xlabel("time (s)", fontsize=8)
             ax.tick_params(labelsize=7)
     return axes
+
+
+def format_p(p: float, n_surrogates: int) -> str:
+    """A p-value as a person should read it: at the floor of its surrogate test, ``p <= 1/(n+1)``."""
+    if not np.isfinite(p):
+        return "p = n/a"
+    floor = 1.0 / (int(n_surrogates) + 1)
+    if p <= floor * (1 + 1e-6):
+        return f"p \u2264 {floor:.2g}"
+    return f"p = {p:.2g}"
+
+
+def score_text(row: Any, n_surrogates: int) -> str:
+    """``r = 0.71, p <= 0.001`` for a score row."""
+    if row is None or not np.isfinite(row.score):
+        return "no score"
+    return f"r = {row.score:.2f}, {format_p(row.p_value, n_surrogates)}"
+
+
+LIGHT = {"background": "#ffffff", "foreground": "#333333", "text": "#111111", "truth": "#222222",
+         "truth_field": "#888888", "marker": "#444444", "grid": "#dddddd"}
+
+
+@dataclass
+class TracePanel:
+    """What :func:`draw_trace_panel` drew: its axes, the lines that follow the current frame, the plotted data."""
+
+    axes: list[Any] = field(default_factory=list)
+    markers: list[Any] = field(default_factory=list)
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+    frames: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str] | None = None,
+                     window: slice | None = None, colours: dict[str, str] | None = None, fontsize: float = 8,
+                     gs: Any = None) -> TracePanel:
+    """One region's traces over the whole recording (or *window*), with units, legend, scores and beats.
+
+    Top (with fluorescence): the calcium of the region ("calcium, <roi>"), the whole
+    field's when that is what the scores use ("calcium, whole field", dashed), and each
+    method's prediction, all z-scored; the title gives ``r`` and ``p`` per method.  Bottom:
+    the motion energy (band-pass RMS of the region) with the beats found in it and in the
+    calcium.  Without fluorescence only the motion row is drawn.
+    """
+    c = {**LIGHT, **(colours or {})}
+    sl = window if window is not None else slice(0, results.n_frames)
+    frames = np.arange(results.n_frames)[sl]
+    t = frames / results.fps
+    panel = TracePanel(frames=frames)
+    panel.columns["time_s"] = t
+    methods = [m for m in (methods if methods is not None else results.traced_methods())
+               if (region, m) in results.roi_traces]
+    own = results.roi_truth.get(region)
+    field_truth = results.truth
+    uses_field = not results.params.roi_truth or own is None
+    top = own is not None or field_truth is not None
+    motion = results.motion_traces.get(region)
+    rows = int(top) + int(motion is not None)
+    if rows == 0:
+        ax = fig.add_subplot(gs) if gs is not None else fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, f"no traces for {region}", ha="center", va="center", transform=ax.transAxes, color=c["text"])
+        ax.set_axis_off()
+        panel.axes.append(ax)
+        return panel
+    ratios = ([3] if top else []) + ([1.3 if top else 3] if motion is not None else [])
+    grid = (gs.subgridspec(rows, 1, height_ratios=ratios, hspace=0.08) if gs is not None
+            else fig.add_gridspec(rows, 1, height_ratios=ratios, hspace=0.08))
+    kind = results.roi_kinds[results.roi_names.index(region)] if region in results.roi_names else "other"
+    beats = [b for b in results.beats if b.roi == region]
+
+    def style(ax: Any) -> None:
+        ax.set_facecolor(c["background"])
+        for side in ax.spines.values():
+            side.set_color(c["foreground"])
+        ax.tick_params(colors=c["text"], labelsize=fontsize - 1)
+        ax.yaxis.label.set_color(c["text"])
+        ax.xaxis.label.set_color(c["text"])
+
+    axes = []
+    if top:
+        ax = fig.add_subplot(grid[0])
+        style(ax)
+        axes.append(ax)
+        if own is not None:
+            ax.plot(t, _z(own[sl]), color=c["truth"], lw=1.0, label=f"calcium, {region}")
+            panel.columns[f"{region}/calcium (z)"] = _z(own[sl])
+        if field_truth is not None and (uses_field or own is None):
+            ax.plot(t, _z(field_truth[sl]), color=c["truth_field"], lw=0.8, ls="--", label="calcium, whole field")
+            panel.columns["whole field/calcium (z)"] = _z(field_truth[sl])
+        texts = []
+        for m in methods:
+            tr = np.asarray(results.roi_traces[(region, m)], np.float64)[sl]
+            z = _z(tr)
+            ax.plot(t, z, color=method_colour(m), lw=0.9, label=_label(m) + (" (squared)" if _squared(m) else ""))
+            panel.columns[f"{region}/{m} (z)"] = z
+            sd = results.roi_sd.get((region, m))
+            if sd is not None:
+                scale = tr.std() or 1.0
+                band = np.asarray(sd, np.float64)[sl] / scale
+                ax.fill_between(t, z - band, z + band, color=method_colour(m), alpha=0.25, lw=0,
+                                label=f"{_label(m)}: Monte-Carlo SD")
+            row = results.score_of(region, m)
+            if row is not None and np.isfinite(row.score):
+                texts.append(f"{_label(m)}: {score_text(row, results.params.n_surrogates)}")
+        for b in beats:
+            if b.source == "fluorescence" and sl.start <= b.time_s * results.fps < sl.stop:
+                ax.axvline(b.time_s, color=c["truth"], lw=0.5, alpha=0.25)
+        ax.set_ylabel("z-score", fontsize=fontsize)
+        ref = "scored against the whole field's calcium" if uses_field else "scored against its own calcium"
+        title = f"{region} ({kind}); {ref}" + (f"\n{'   '.join(texts)}" if texts else "")
+        ax.set_title(title, fontsize=fontsize, color=ROI_COLOURS.get(kind, c["text"]), loc="left")
+        ax.legend(fontsize=fontsize - 1, loc="upper right", ncol=min(4, 1 + len(methods)), frameon=False,
+                  labelcolor=c["text"])
+    if motion is not None:
+        ax = fig.add_subplot(grid[rows - 1], sharex=axes[0] if axes else None)
+        style(ax)
+        axes.append(ax)
+        if region in results.roi_names and results.roi_masks is not None:
+            n_px = max(int(results.roi_masks[results.roi_names.index(region)].sum()), 1)
+        else:
+            n_px = int(np.prod(results.frame_shape))
+        m_tr = np.sqrt(np.maximum(np.asarray(motion, np.float64)[sl], 0) / n_px)
+        ax.plot(t, m_tr, color=c["text"], lw=0.8)
+        panel.columns[f"{region}/motion (band-pass RMS in grey levels)"] = m_tr
+        marks = {"transmission": ("v", MOTION_BEAT), "fluorescence": ("^", c["truth_field"])}
+        for b in beats:
+            if sl.start <= b.time_s * results.fps < sl.stop:
+                shape, colour = marks.get(b.source, ("v", c["text"]))
+                ax.plot([b.time_s], [0.96 if shape == "v" else 0.04], marker=shape, color=colour, ms=5,
+                        transform=ax.get_xaxis_transform(), ls="none")
+        rates = {r.source: r for r in results.beat_rates if r.roi == region}
+        bits = []
+        for src, label in (("transmission", "\u25bc motion beats"), ("fluorescence", "\u25b2 calcium beats")):
+            r = rates.get(src)
+            if r is not None:
+                rate = f", {r.rate_bpm:.1f} bpm" if np.isfinite(r.rate_bpm) else ""
+                rate += f", RR SD {r.rr_sd_s:.2f} s" if np.isfinite(r.rr_sd_s) else ""
+                bits.append(f"{label}: {r.n_beats}{rate}")
+        ax.set_title("    ".join(bits), fontsize=fontsize - 1, color=c["text"], loc="left", pad=2)
+        ax.set_ylabel("motion (RMS)", fontsize=fontsize)
+        if not top:
+            ax.set_title(f"{region} ({kind}): motion, no fluorescence", fontsize=fontsize,
+                         color=ROI_COLOURS.get(kind, c["text"]), loc="right", pad=2)
+    for ax in axes[:-1]:
+        ax.tick_params(labelbottom=False)
+    axes[-1].set_xlabel("time (s)", fontsize=fontsize)
+    if t.size:
+        axes[-1].set_xlim(t[0], t[-1] if t[-1] > t[0] else t[0] + 1)
+    for ax in axes:
+        panel.markers.append(ax.axvline(t[0] if t.size else 0, color=c["marker"], lw=0.8, ls=":"))
+    panel.axes = axes
+    return panel
+
+
+def _squared(m: str) -> bool:
+    from .methods import METHODS
+
+    method = METHODS.get(m)
+    return bool(method is not None and method.squared)
 
 
 def draw_weights(fig: Any, results: Any, gs: Any = None) -> list[Any]:

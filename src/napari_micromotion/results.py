@@ -15,7 +15,10 @@ from typing import Any, Iterator
 
 import numpy as np
 
-__all__ = ["Row", "ScoreRow", "BeatRow", "BeatRateRow", "LimitRow", "RegionMap", "Results"]
+__all__ = ["Row", "ScoreRow", "BeatRow", "BeatRateRow", "LimitRow", "RegionMap", "Results", "WHOLE_FIELD"]
+
+#: the region name of the whole field of view (beats and motion without ROIs)
+WHOLE_FIELD = "frame"
 
 
 class Row:
@@ -155,10 +158,17 @@ class Results:
         The methods chosen (in registry order).
     score_maps, lag_maps
         ``{method: (Y, X)}`` score and delay (s) maps of pixel methods (with fluorescence).
+    chance_scores
+        ``{method: score}`` a pixel reaches by chance: the 99th percentile of the scores of
+        every 8th pixel against the calcium shifted by half the validation range (the delay
+        of a pixel below it means nothing).
     still, energy_map, activity_map
         Mean image; band-pass RMS of dI/I; score of each fluorescence pixel.
     truth, roi_truth
         Whole-frame and per-ROI ground truth (dF/F0 or raw sum).
+    motion_traces
+        ``{region: (T,)}`` band-pass energy (the motion the beats are found in) of each ROI,
+        and of the whole field under :data:`WHOLE_FIELD`; needs no fluorescence.
     roi_traces, roi_sd
         ``{(roi, method): (T,)}`` ROI predictions and their uncertainty.
     roi_scores, beats, beat_rates, limits
@@ -183,6 +193,7 @@ class Results:
     energy_map: np.ndarray
     score_maps: dict[str, np.ndarray] = field(default_factory=dict)
     lag_maps: dict[str, np.ndarray] = field(default_factory=dict)
+    chance_scores: dict[str, float] = field(default_factory=dict)
     activity_map: np.ndarray | None = None
     truth: np.ndarray | None = None
     rois: list[Any] = field(default_factory=list)
@@ -190,6 +201,7 @@ class Results:
     roi_kinds: list[str] = field(default_factory=list)
     roi_masks: np.ndarray | None = None
     roi_truth: dict[str, np.ndarray] = field(default_factory=dict)
+    motion_traces: dict[str, np.ndarray] = field(default_factory=dict)
     roi_traces: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     roi_sd: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     roi_scores: list[ScoreRow] = field(default_factory=list)
@@ -201,6 +213,7 @@ class Results:
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     device: str = "cpu"
+    inputs: dict[str, Any] = field(default_factory=dict)   # files read back: paths and checksums (run.json)
 
     def time_s(self) -> np.ndarray:
         return np.arange(self.n_frames) / self.fps
@@ -214,6 +227,26 @@ class Results:
             if row.roi == roi and row.method == method:
                 return row
         return None
+
+    def best_method(self, with_map: bool = False) -> str | None:
+        """The method whose ROI scores are highest on average (else whose score map reaches highest).
+
+        *with_map*: among the methods with a score map only (pixel methods).
+        """
+        import math
+
+        def mean_score(m: str) -> float:
+            return float(np.mean([r.score for r in self.roi_scores if r.method == m and math.isfinite(r.score)]))
+
+        scored = [m for m in self.methods if any(r.method == m and math.isfinite(r.score) for r in self.roi_scores)
+                  and (not with_map or m in self.score_maps)]
+        if scored:
+            return max(scored, key=mean_score)
+        maps = [m for m in self.methods if m in self.score_maps]
+        if maps:
+            return max(maps, key=lambda m: float(np.nanpercentile(self.score_maps[m], 99)))
+        traced = self.traced_methods()
+        return traced[-1] if traced else None
 
     def traced_methods(self) -> list[str]:
         """Methods with at least one ROI trace, in the order of :attr:`methods`."""

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import MicromotionError, check
 
-__all__ = ["read_results", "params_from_dict", "read_run_json"]
+__all__ = ["read_results", "params_from_dict", "read_run_json", "results_mismatch"]
 
 
 def params_from_dict(d: dict[str, Any]) -> Any:
@@ -92,6 +92,8 @@ def read_results(folder: str | Path) -> Any:
         training=[tuple(s) for s in run.get("training_frames", [])], passband=dict(run.get("passband", {})),
         rois=roi_objs, roi_names=roi_names, roi_kinds=[kind_of.get(n, "other") for n in roi_names],
         roi_masks=roi_masks, device=str(run.get("device", "cpu")),
+        chance_scores={k: float(v) for k, v in (run.get("chance_scores") or {}).items()},
+        inputs=dict(run.get("inputs") or {}),
         timings_s={k: float(v) for k, v in (run.get("timings_s") or {}).items()}, **fields)
     needed = [d for name in results.methods if name in METHODS for d in (*METHODS[name].requires.uses, name)]
     for name in dict.fromkeys([*needed, *results.methods]):
@@ -107,3 +109,22 @@ def read_results(folder: str | Path) -> Any:
         if state is not None:
             results.fits[name] = state
     return results
+
+
+def results_mismatch(results: Any, recording: Any) -> list[str]:
+    """Why *results* may not belong to *recording* (frame size, frame count, input checksum); empty if none."""
+    out = []
+    if tuple(results.frame_shape) != tuple(recording.frame_shape):
+        out.append(f"the results are for {results.frame_shape[0]} x {results.frame_shape[1]} px frames, "
+                   f"the open recording has {recording.frame_shape[0]} x {recording.frame_shape[1]} px")
+    if results.n_frames and results.n_frames != recording.n_frames:
+        out.append(f"the results cover {results.n_frames} frames, the open recording has {recording.n_frames}")
+    theirs = (results.inputs.get("transmission") or {}).get("checksum")
+    path = (recording.provenance.get("transmission") or {}).get("path")
+    if theirs and path and Path(path).is_file():
+        from .io import file_checksum
+
+        if file_checksum(path) != theirs:
+            out.append(f"the results were computed from another transmission file than {Path(path).name} "
+                       "(its checksum differs)")
+    return out

@@ -18,10 +18,10 @@ from .methods import METHODS
 from .pipeline import iter_analysis
 from .progress import Progress
 from .recording import Recording
-from .results import Results
+from .results import WHOLE_FIELD, Results
 from .rois import ROI, rasterize
 
-__all__ = ["iter_retrace", "changed_rois"]
+__all__ = ["iter_retrace", "changed_rois", "iter_pixel_traces", "pixel_name"]
 
 
 def changed_rois(results: Results, rois: Sequence[ROI], frame_shape: tuple[int, int]) -> list[str]:
@@ -71,10 +71,12 @@ def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Gener
     warnings = list(results.warnings)
     region_maps = {k: v for k, v in results.region_maps.items() if k[1] in keep}
     roi_truth = {k: v for k, v in results.roi_truth.items() if k in keep}
+    motion = {k: v for k, v in results.motion_traces.items() if k in keep or k == WHOLE_FIELD}
     fits = dict(results.fits)
     if sub is not None:
         region_maps.update({k: v for k, v in sub.region_maps.items() if k[1] in changed})
         roi_truth.update({k: v for k, v in sub.roi_truth.items() if k in changed})
+        motion.update({k: v for k, v in sub.motion_traces.items() if k in changed})
         for w in sub.warnings:
             if w not in warnings:
                 warnings.append(w)
@@ -86,7 +88,7 @@ def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Gener
         results,
         rois=rois, roi_names=names, roi_kinds=[kinds[n] for n in names],
         roi_masks=masks.masks if masks is not None else None,
-        roi_truth=roi_truth,
+        roi_truth=roi_truth, motion_traces=motion,
         roi_traces=pick(results.roi_traces, sub.roi_traces if sub else None),
         roi_sd=pick(results.roi_sd, sub.roi_sd if sub else None),
         roi_scores=rows_of(results.roi_scores, sub.roi_scores if sub else None),
@@ -95,3 +97,29 @@ def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Gener
         limits=rows_of(results.limits, sub.limits if sub else None),
         region_maps=region_maps, fits=fits, warnings=warnings,
     )
+
+
+def pixel_name(row: int, col: int) -> str:
+    """The name a single inspected pixel is traced under."""
+    return f"pixel r{int(row)} c{int(col)}"
+
+
+def iter_pixel_traces(rec: Recording, results: Results, row: int, col: int) -> Generator[Progress, None, Results]:
+    """Every pixel method's prediction for the one pixel ``(row, col)``, scored like an ROI (linked inspection).
+
+    Region methods are left out (they need a region); the fitted states of *results* are
+    used, so the traces are those the analysis computed for that pixel.
+    """
+    from .errors import check
+
+    ny, nx = rec.frame_shape
+    check(0 <= row < ny and 0 <= col < nx, f"pixel ({row}, {col}) lies outside the {ny} x {nx} px frame.")
+    name = pixel_name(row, col)
+    h = 0.49
+    roi = ROI(name, "other", np.array([[row - h, col - h], [row - h, col + h], [row + h, col + h], [row + h, col - h]]))
+    methods = tuple(m for m in results.methods if m in METHODS and METHODS[m].kind == "pixel")
+    check(methods, "this result has no per-pixel method to trace a pixel with.")
+    fitted = {m: s for m, s in results.fits.items() if s is not None and m in METHODS and METHODS[m].kind == "pixel"}
+    params = replace(results.params, methods=methods, validation=tuple(results.validation),
+                     n_surrogates=min(results.params.n_surrogates, 199))
+    return (yield from iter_analysis(rec, [roi], params, fitted=fitted, only_rois=[name], maps=False))

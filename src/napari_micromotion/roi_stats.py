@@ -19,7 +19,7 @@ from .beats import beat_stats, beats_from_energy, beats_from_fluorescence
 from .limits import detection_limit
 from .methods import AnalysisContext
 from .progress import Progress
-from .results import BeatRateRow, BeatRow, LimitRow, ScoreRow
+from .results import WHOLE_FIELD, BeatRateRow, BeatRow, LimitRow, ScoreRow
 from .scoring import score_columns, surrogate_p_value
 
 __all__ = ["iter_score_rois", "beats_and_limits"]
@@ -66,7 +66,7 @@ def beats_and_limits(ctx: AnalysisContext, still: np.ndarray, roi_energy: np.nda
                      ) -> tuple[list[BeatRow], list[BeatRateRow], list[LimitRow]]:
     """Beats from the band-pass energy (and from calcium), rates and detection limits per ROI.
 
-    Without ROIs the whole frame is one region called ``frame``.
+    Without ROIs the whole frame is one region called ``frame`` (:data:`~napari_micromotion.results.WHOLE_FIELD`).
     """
     params = ctx.params
     fps = ctx.fps
@@ -79,7 +79,7 @@ def beats_and_limits(ctx: AnalysisContext, still: np.ndarray, roi_energy: np.nda
                 regions.append((name, kind, roi_energy[:, i], roi_filtered[:, i] / masks.n_pixels[i], masks.masks[i]))
     else:
         ny, nx = ctx.frame_shape
-        regions.append(("frame", "other", frame_energy, frame_filtered / (ny * nx), np.ones((ny, nx), bool)))
+        regions.append((WHOLE_FIELD, "other", frame_energy, frame_filtered / (ny * nx), np.ones((ny, nx), bool)))
     beats: list[BeatRow] = []
     rates: list[BeatRateRow] = []
     limits: list[LimitRow] = []

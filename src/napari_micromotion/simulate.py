@@ -43,7 +43,7 @@ from .errors import Cancelled, check
 from .recording import MIN_FRAMES, Recording
 from .rois import ROI
 
-__all__ = ["SimulationParams", "Simulation", "Simulator", "simulate", "write_simulation"]
+__all__ = ["SimulationParams", "Simulation", "Simulator", "simulate", "iter_simulate", "write_simulation"]
 
 
 @dataclass(frozen=True)
@@ -272,7 +272,8 @@ class Simulator:
     def _pick_roles(self) -> dict[str, int]:
         n = self.p.size
         interior = self._interior_cells()
-        check(len(interior) >= 4, f"a {n} px frame has too few whole cells for the four test ROIs; use --size 64 or more.")
+        check(len(interior) >= 4, f"a {n} px frame has too few whole cells for the four test ROIs; simulate 64 px or more.",
+              cli=f"a {n} px frame has too few whole cells for the four test ROIs; use --size 64 or more.")
         targets = {"strong": (0.5, 0.45), "silent": (0.15, 0.5), "weak": (0.82, 0.8), "other": (0.6, 0.12)}
         roles: dict[str, int] = {}
         for role in ("strong", "silent", "weak", "other"):
@@ -421,6 +422,23 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def iter_simulate(params: SimulationParams | None = None, **overrides: Any):
+    """:func:`simulate` as a generator of :class:`~napari_micromotion.progress.Progress`; returns the :class:`Simulation`."""
+    from .progress import Progress
+
+    params = _params(params, overrides)
+    sim = Simulator(params)
+    shape = (params.n_frames, params.size, params.size)
+    trans = np.empty(shape, np.uint16)
+    fluo = np.empty(shape, np.uint16)
+    for i, (tr, fl) in enumerate(sim.frames()):
+        trans[i], fluo[i] = tr, fl
+        if i % 64 == 0:
+            yield Progress("simulate", i / params.n_frames, f"frame {i} of {params.n_frames}")
+    yield Progress("simulate", 1.0, "done")
+    return Simulation(params, trans, fluo, sim.rois(), sim.truth())
+
+
 def simulate(params: SimulationParams | None = None, *, progress: Callable[[float], None] | None = None,
              cancel: Callable[[], bool] | None = None, **overrides: Any) -> Simulation:
     """Simulate a recording in memory.
@@ -435,19 +453,13 @@ def simulate(params: SimulationParams | None = None, *, progress: Callable[[floa
     cancel
         Returns True to stop (raises :class:`~napari_micromotion.errors.Cancelled`).
     """
-    params = _params(params, overrides)
-    sim = Simulator(params)
-    shape = (params.n_frames, params.size, params.size)
-    trans = np.empty(shape, np.uint16)
-    fluo = np.empty(shape, np.uint16)
-    for i, (tr, fl) in enumerate(sim.frames()):
-        trans[i], fluo[i] = tr, fl
-        if i % 64 == 0:
-            if cancel is not None and cancel():
-                raise Cancelled("simulation cancelled")
-            if progress is not None:
-                progress(i / params.n_frames)
-    return Simulation(params, trans, fluo, sim.rois(), sim.truth())
+    from .progress import drive
+
+    try:
+        return drive(iter_simulate(params, **overrides), progress=(lambda e: progress(e.fraction)) if progress else None,
+                     cancel=cancel)
+    except Cancelled:
+        raise Cancelled("simulation cancelled") from None
 
 
 def _params(params: SimulationParams | None, overrides: dict[str, Any]) -> SimulationParams:

@@ -45,6 +45,9 @@ def test_bandpass_run_through_widgets(make_napari_viewer, qtbot, qt_sim, tmp_pat
     monkeypatch.setattr(sample, "SAMPLE", {"n_frames": 1000, "size": 48, "seed": 5})
     viewer = make_napari_viewer()
     viewer.open_sample("napari-micromotion", "simulated")
+    from napari_micromotion._qt._state import get_session
+
+    wait_task(qtbot, get_session(viewer).sample_task)
     trans = viewer.layers["transmission"]
     np.testing.assert_array_equal(trans.data, qt_sim.transmission)
     viewer.layers.remove("ROIs")
@@ -85,14 +88,20 @@ def test_bandpass_run_through_widgets(make_napari_viewer, qtbot, qt_sim, tmp_pat
 
     # layers: score map (magma, additive), delay map, still frame, placed like the transmission
     names = [layer.name for layer in viewer.layers]
-    for name in ("still frame", "score: band-pass", "delay: band-pass", "fluorescence activity"):
+    for name in ("still frame", "score: band-pass", "delay: band-pass", "fluorescence activity",
+                 "motion: band-pass RMS (dI/I)"):
         assert name in names
+    assert not viewer.layers["motion: band-pass RMS (dI/I)"].visible   # with scores, the score map is shown
     assert names[-1] == rois.name  # ROI outlines stay on top
     score = viewer.layers["score: band-pass"]
     assert score.data.shape == (48, 48)
     np.testing.assert_array_equal(score.data, res.score_maps["bandpass"])
     assert score.colormap.name == "magma" and score.blending == "additive"
-    assert score.contrast_limits[0] == 0 and score.contrast_limits[1] == pytest.approx(float(res.score_maps["bandpass"].max()))
+    chance = res.chance_scores["bandpass"]
+    assert 0 < chance < 0.5   # the scale starts at the chance level: pixels below it stay dark
+    assert score.contrast_limits[0] == pytest.approx(chance)
+    assert score.contrast_limits[1] == pytest.approx(float(res.score_maps["bandpass"].max()))
+    assert score.visible and score.colorbar.visible
     np.testing.assert_allclose(score.scale, trans.scale[1:])
     meta = score.metadata[META_KEY]
     assert meta["role"] == "result" and meta["result"] == "score" and meta["method"] == "bandpass"
@@ -102,28 +111,44 @@ def test_bandpass_run_through_widgets(make_napari_viewer, qtbot, qt_sim, tmp_pat
     assert meta["provenance"]["rois_layer"] == rois.name
     delay = viewer.layers["delay: band-pass"]
     assert delay.contrast_limits == [-1.0, 1.0] and not delay.visible
-    np.testing.assert_array_equal(delay.data, res.lag_maps["bandpass"])
+    above = res.score_maps["bandpass"] > chance          # delays only where the score beats chance
+    np.testing.assert_array_equal(delay.data[above], res.lag_maps["bandpass"][above])
+    assert np.isnan(delay.data[~above]).all() and above.any() and (~above).any()
 
-    # traces: the plotted data are the Results' traces (z-normalised over the window)
+    # traces: one region over the whole recording, the region's calcium, the whole field's and the method
     traces = widgets["Traces"]
-    data = traces.data
-    assert data is not None and data.rois == ["roi1", "roi2"] and data.methods == ["bandpass"]
-    sl = slice(int(data.frames[0]), int(data.frames[-1]) + 1)
-    assert sl.start == res.validation[0]
-    for roi in ("roi1", "roi2"):
-        raw = res.roi_traces[(roi, "bandpass")][sl]
-        np.testing.assert_array_equal(data.raw[(roi, "bandpass")], raw)
-        np.testing.assert_allclose(data.z[(roi, "bandpass")], (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_array_equal(data.raw[(roi, "fluorescence")], res.truth[sl])
-    assert len(traces.axes) == 2
-    # export of the plotted numbers and the figure
+    assert traces.region == "roi1" and traces.selected_methods() == ["bandpass"]
+    cols = traces.panel.columns
+    raw = res.roi_traces[("roi1", "bandpass")].astype(np.float64)
+    np.testing.assert_allclose(cols["roi1/bandpass (z)"], (raw - raw.mean()) / raw.std(), rtol=1e-5, atol=1e-6)
+    own = res.roi_truth["roi1"].astype(np.float64)
+    np.testing.assert_allclose(cols["roi1/calcium (z)"], (own - own.mean()) / own.std(), rtol=1e-5, atol=1e-6)
+    assert "whole field/calcium (z)" in cols          # what the score is computed against, labelled as such
+    assert traces.panel.frames.size == res.n_frames   # the whole recording
+    top, motion = traces.panel.axes
+    labels = [t.get_text() for t in top.get_legend().get_texts()]
+    assert labels[:2] == ["calcium, roi1", "calcium, whole field"] and "band-pass (squared)" in labels
+    assert top.get_ylabel() == "z-score" and motion.get_xlabel() == "time (s)"
+    assert "r = " in top.get_title(loc="left") and "p \u2264 0.02" in top.get_title(loc="left")   # floor 1/50
+    assert "motion beats" in motion.get_title(loc="left")
+    # another region: the table row and the trace follow
+    session.select_roi("roi2")
+    assert traces.region == "roi2"
+    assert {table_row for table_row in widgets["Score table"].selected_rows()} == {
+        i for i, r in enumerate(widgets["Score table"].rows()) if r["roi"] == "roi2"}
+    # export of the plotted numbers and the figure (publication size, on white)
     out_csv = traces.export_csv(tmp_path / "plotted.csv")
     table = np.genfromtxt(out_csv, delimiter=",", names=True)
-    np.testing.assert_allclose(table["roi1bandpass_raw"], res.roi_traces[("roi1", "bandpass")][sl], rtol=1e-6)
-    assert table["frame"][0] == sl.start and len(table) == sl.stop - sl.start
-    for ext in ("png", "svg"):
+    raw2 = res.roi_traces[("roi2", "bandpass")].astype(np.float64)
+    np.testing.assert_allclose(table["roi2bandpass_z"], (raw2 - raw2.mean()) / raw2.std(), rtol=1e-5, atol=1e-5)
+    assert table["frame"][0] == 0 and len(table) == res.n_frames
+    for ext in ("png", "svg", "pdf"):
         p = traces.save_figure(tmp_path / f"traces.{ext}")
         assert p.is_file() and p.stat().st_size > 1000
+    import imageio.v3 as iio
+
+    png = iio.imread(tmp_path / "traces.png")
+    assert png.shape[1] == 2160 and (png[0, 0, :3] == 255).all()   # 7.2 in at 300 dpi, white
 
     # score table: one row per ROI and method, sortable, exportable
     table_w = widgets["Score table"]
@@ -198,58 +223,67 @@ def test_cnn_and_3d_through_widgets(make_napari_viewer, qtbot, qt_sim):
 
     cnn = viewer.layers["score: 1D CNN"]
     np.testing.assert_array_equal(cnn.data, res.score_maps["cnn1d"])
-    assert cnn.visible and not viewer.layers["score: band-pass"].visible  # the most advanced map is shown
+    best = res.best_method(with_map=True)   # the map of the method with the best ROI scores is shown, alone
+    assert [m for m in ("bandpass", "cnn1d") if viewer.layers[f"score: {'1D CNN' if m == 'cnn1d' else 'band-pass'}"]
+            .visible] == [best]
     assert cnn.metadata[META_KEY]["parameters"]["cnn1d"]["epochs"] == 1
-    # one shared colour scale for the score maps
-    assert viewer.layers["score: band-pass"].contrast_limits == cnn.contrast_limits
+    # one shared upper end of the colour scale; each map starts at its own chance level
+    assert viewer.layers["score: band-pass"].contrast_limits[1] == cnn.contrast_limits[1]
+    assert cnn.contrast_limits[0] == pytest.approx(res.chance_scores["cnn1d"])
 
-    # 3D weights: three layers per ROI at the ROI's box, diverging, one symmetric scale per ROI
-    px = qt_sim.params.pixel_size_um
-    for roi in ("strong", "silent"):
-        (r0, r1, c0, c1), w = res.region_maps[("cnn3d", roi)].box, res.region_maps[("cnn3d", roi)].data
-        vmax = float(np.abs(w).max())
-        for k in (1, 2, 3):
-            layer = viewer.layers[f"dense weights: {roi} [{k}]"]
-            np.testing.assert_array_equal(layer.data, w[k - 1])
-            assert layer.data.shape == (r1 - r0, c1 - c0)
-            np.testing.assert_allclose(layer.translate, np.array([r0, c0]) * px + trans.translate[1:])
-            np.testing.assert_allclose(layer.scale, trans.scale[1:])
-            assert layer.colormap.name == "RdBu_r"
-            assert layer.contrast_limits == pytest.approx([-vmax, vmax])
-            meta = layer.metadata[META_KEY]
-            assert meta["result"] == "weights" and meta["roi"] == roi and meta["feature"] == k
-            assert meta["box_row0_row1_col0_col1"] == [r0, r1, c0, c1]
-            assert layer.visible == (k == 1)
+    # 3D weights (Fig. 5): one layer per feature with every ROI's weights at its place, each ROI on its own
+    # symmetric scale (divided by its largest weight), transparent elsewhere; hidden until asked for
+    for k in (1, 2, 3):
+        layer = viewer.layers[f"dense weights [{k}]"]
+        assert not layer.visible and layer.colormap.name == "RdBu_r" and layer.contrast_limits == [-1.0, 1.0]
+        np.testing.assert_allclose(layer.scale, trans.scale[1:])
+        meta = layer.metadata[META_KEY]
+        assert meta["result"] == "weights" and meta["feature"] == k
+        for roi in ("strong", "silent"):
+            rm = res.region_maps[("cnn3d", roi)]
+            (r0, r1, c0, c1), w = rm.box, rm.data
+            vmax = float(np.abs(w).max())
+            assert meta["rois"][roi]["vmax"] == pytest.approx(vmax)
+            assert meta["rois"][roi]["box_row0_row1_col0_col1"] == [r0, r1, c0, c1]
+            tile = layer.data[r0:r1, c0:c1]
+            inside = w[k - 1] != 0
+            np.testing.assert_allclose(tile[inside], w[k - 1][inside] / vmax, rtol=1e-6)
+        assert np.isnan(layer.data).sum() > 0
+    widgets["Results"].show_weights(True)
+    assert viewer.layers["dense weights [1]"].visible and not viewer.layers["dense weights [2]"].visible
     widgets["Results"].show_weights(False)
-    assert not any(la.visible for la in viewer.layers if la.name.startswith("dense weights:"))
+    assert not any(la.visible for la in viewer.layers if la.name.startswith("dense weights"))
 
-    # traces: three method rows per ROI, the 3D uncertainty as a band
+    # traces: the chosen methods over the region's calcium; the 3D network's Monte-Carlo SD as a band
     traces = widgets["Traces"]
-    data = traces.data
-    assert data.methods == ["bandpass", "cnn1d", "cnn3d"] and data.rois == ["strong", "silent"]
-    assert len(traces.axes) == 6
-    sl = slice(int(data.frames[0]), int(data.frames[-1]) + 1)
-    for roi in data.rois:
-        np.testing.assert_array_equal(data.raw[(roi, "cnn3d")], res.roi_traces[(roi, "cnn3d")][sl])
-        np.testing.assert_array_equal(data.raw[(roi, "cnn3d_sd")], res.roi_sd[(roi, "cnn3d")][sl])
-        s = res.roi_traces[(roi, "cnn3d")][sl].astype(np.float64).std()
-        # the band is the SD in units of the prediction's SD (as the z-normalised prediction)
-        np.testing.assert_allclose(data.z[(roi, "cnn3d_sd")], res.roi_sd[(roi, "cnn3d")][sl] / (s if s > 0 else 1.0),
-                                   rtol=1e-5)
-    bands = [c for ax in traces.axes for c in ax.collections]
-    assert len(bands) == 2  # one MC-dropout band per ROI (3D row)
+    assert list(traces.method_buttons) == ["bandpass", "cnn1d", "cnn3d"]
+    assert traces.selected_methods() == [res.best_method()]   # the best method first, the others one click away
+    traces.set_methods(["cnn1d", "cnn3d"])
+    for roi in ("strong", "silent"):
+        traces.show_region(roi)
+        cols = traces.panel.columns
+        tr = res.roi_traces[(roi, "cnn3d")].astype(np.float64)
+        np.testing.assert_allclose(cols[f"{roi}/cnn3d (z)"], (tr - tr.mean()) / tr.std(), rtol=1e-5, atol=1e-5)
+        assert f"{roi}/cnn1d (z)" in cols and f"{roi}/bandpass (z)" not in cols
+        bands = [c for c in traces.panel.axes[0].collections if "Monte-Carlo" in str(c.get_label())]
+        assert len(bands) == 1
+        path = bands[0].get_paths()[0].vertices
+        s = tr.std()
+        sd = res.roi_sd[(roi, "cnn3d")].astype(np.float64) / s
+        z = (tr - tr.mean()) / s
+        assert path[:, 1].max() == pytest.approx(float((z + sd).max()), rel=1e-4)   # z +- SD in the prediction's units
 
     # the marker follows the time slider
-    frame = int(data.frames[0]) + 40
+    frame = 140
     viewer.dims.set_current_step(0, frame)
     qtbot.waitUntil(lambda: traces.current_frame == frame, timeout=5000)
-    for marker in traces.markers:
+    for marker in traces.panel.markers:
         assert marker.get_xdata()[0] == pytest.approx(frame / res.fps)
         assert marker.get_visible()
-    traces.follow.setChecked(True)
+    traces.window_combo.setCurrentIndex(1)   # 20 s that follow the slider
     viewer.dims.set_current_step(0, 900)
     qtbot.waitUntil(lambda: traces.current_frame == 900, timeout=5000)
-    assert traces.data.frames[0] <= 900 <= traces.data.frames[-1]
+    assert traces.panel.frames[0] <= 900 <= traces.panel.frames[-1] and traces.panel.frames.size <= 20 * 50
     # the score table lists every ROI x method
     assert len(widgets["Score table"].rows()) == 2 * 3
 

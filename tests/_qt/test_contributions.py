@@ -23,6 +23,11 @@ def _stack(t=40, y=16, x=20, seed=0):
     return np.random.default_rng(seed).integers(100, 4000, size=(t, y, x), dtype=np.uint16)
 
 
+def _z(x):
+    x = np.asarray(x, np.float64)
+    return (x - x.mean()) / x.std()
+
+
 def _assert_kind_colours(layer):
     from napari.utils.colormaps.standardize_color import transform_color
 
@@ -39,23 +44,62 @@ def test_npe2_manifest_validates_and_widgets_are_in_the_plugins_menu(make_napari
     menu = [a for a in viewer.window.plugins_menu.actions() if a.text() == "Micromotion"]
     assert menu and menu[0].menu() is not None
     entries = [a for a in menu[0].menu().actions() if a.text()]
-    assert [a.text() for a in entries] == ["Recording", "ROIs", "Analysis", "Results", "Traces", "Score table"]
-    # choosing an entry docks its widget
-    next(a for a in entries if a.text() == "Score table").trigger()
-    qtbot.waitUntil(lambda: any("Score table" in name for name in viewer.window.dock_widgets), timeout=10_000)
-    from napari_micromotion._qt.score_table import ScoreTableWidget
+    assert [a.text() for a in entries] == ["Workbench", "Traces and scores"]
+    # choosing the workbench docks it, and the traces and tables below the canvas
+    next(a for a in entries if a.text() == "Workbench").trigger()
+    qtbot.waitUntil(lambda: any("Workbench" in name for name in viewer.window.dock_widgets), timeout=10_000)
+    from napari_micromotion._qt.inspector import InspectorWidget
+    from napari_micromotion._qt.workbench import INSPECTOR, Workbench
 
-    widget = viewer.window.dock_widgets[next(n for n in viewer.window.dock_widgets if "Score table" in n)]
-    assert isinstance(widget, ScoreTableWidget) and widget.table.rowCount() == 0
+    bench = viewer.window.dock_widgets[next(n for n in viewer.window.dock_widgets if "Workbench" in n)]
+    assert isinstance(bench, Workbench)
+    assert [bench.tabs.tabText(i) for i in range(4)] == ["Data", "ROIs", "Analyze", "Results"]
+    inspector = viewer.window.dock_widgets[INSPECTOR]
+    assert isinstance(inspector, InspectorWidget) and inspector.scores.table.rowCount() == 0
+    from qtpy.QtCore import Qt
+
+    dock = inspector.parent()
+    while dock is not None and not hasattr(dock, "allowedAreas"):
+        dock = dock.parent()
+    assert viewer.window._qt_window.dockWidgetArea(dock) == Qt.DockWidgetArea.BottomDockWidgetArea
 
 
-def test_sample_data_with_rois(make_napari_viewer, monkeypatch):
+def test_plain_tiffs_and_videos_open_without_a_choose_reader_dialog(make_napari_viewer, tmp_path):
+    """The plugin claims only ROI files; napari's own reader is the only candidate for recordings."""
+    from napari.plugins import _npe2
+
+    for name in ("movie.tif", "movie.tiff", "x.ome.tif", "clip.mp4", "clip.avi", "clip.mov"):
+        assert list(_npe2.get_readers(name)) == ["napari"], name
+    assert list(_npe2.get_readers("rois.json")) == [PLUGIN] and list(_npe2.get_readers("RoiSet.zip")) == [PLUGIN]
+    # a plain TIFF opens with napari's reader straight away
+    viewer = make_napari_viewer()
+    p = tmp_path / "plain.tif"
+    tifffile.imwrite(p, _stack())
+    layers = viewer.open(str(p))
+    assert len(layers) == 1 and layers[0].data.shape == (40, 16, 20)
+    # an ROI file opens with the plugin's reader (no dialog either), coloured by kind
+    from napari_micromotion.rois import ROI, write_rois
+
+    write_rois([ROI("c1", "strong", np.array([[1, 1], [1, 8], [8, 8]], float))], tmp_path / "cells.json")
+    (shapes,) = viewer.open(str(tmp_path / "cells.json"), plugin=PLUGIN)
+    assert shapes.name == "cells" and list(shapes.features["kind"]) == ["strong"]
+    _assert_kind_colours(shapes)
+
+
+def test_sample_data_with_rois(make_napari_viewer, qtbot, monkeypatch):
+    """File > Open Sample returns at once (a placeholder) and simulates in the background."""
     import napari_micromotion._sample_data as sample
+    from napari_micromotion._qt._state import get_session
+    from napari_micromotion._qt.sample import PLACEHOLDER
 
     monkeypatch.setitem(sample.SAMPLE, "n_frames", 300)
     monkeypatch.setitem(sample.SAMPLE, "size", 48)
     viewer = make_napari_viewer()
     viewer.open_sample(PLUGIN, "simulated")
+    assert [la.name for la in viewer.layers] == [PLACEHOLDER]
+    task = get_session(viewer).sample_task
+    wait_task(qtbot, task)
+    assert task.events and task.events[-1].fraction == 1.0   # progress was reported
     names = [la.name for la in viewer.layers]
     assert names == ["transmission", "fluorescence", "ROIs"]
     trans, fl, rois = viewer.layers
@@ -66,16 +110,20 @@ def test_sample_data_with_rois(make_napari_viewer, monkeypatch):
     assert list(rois.features["kind"]) == ["strong", "weak", "silent", "other"]
     _assert_kind_colours(rois)
     np.testing.assert_allclose(rois.scale, trans.scale[1:])
+    from napari_micromotion.simulate import simulate
+
+    np.testing.assert_array_equal(trans.data, simulate(n_frames=300, size=48, seed=0).transmission)
 
 
 def test_reader_formats(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
+    rec_w = dock_all(viewer)["Data"]
     # ImageJ stack with frame interval and pixel size
     data = _stack()
     p = tmp_path / "imagej.tif"
     tifffile.imwrite(p, data, imagej=True, metadata={"axes": "TYX", "finterval": 0.02, "unit": "um"},
                      resolution=(1 / 0.5, 1 / 0.5))
-    layers = viewer.open(str(p), plugin=PLUGIN)
+    layers = rec_w.open_path(p)
     assert [la.name for la in layers] == ["transmission"]
     assert layers[0].metadata[META_KEY]["fps"] == pytest.approx(50.0)
     np.testing.assert_allclose(layers[0].scale, [1, 0.5, 0.5])
@@ -85,7 +133,7 @@ def test_reader_formats(make_napari_viewer, tmp_path):
     trans, fluo = _stack(seed=1), _stack(seed=2)
     p = tmp_path / "both.tif"
     tifffile.imwrite(p, np.stack([trans, fluo], axis=1), imagej=True, metadata={"axes": "TCYX", "finterval": 0.04})
-    layers = viewer.open(str(p), plugin=PLUGIN)
+    layers = rec_w.open_path(p)
     assert [la.name for la in layers] == ["transmission", "fluorescence"]
     np.testing.assert_array_equal(layers[0].data, trans)
     np.testing.assert_array_equal(layers[1].data, fluo)
@@ -97,7 +145,7 @@ def test_reader_formats(make_napari_viewer, tmp_path):
                      metadata={"axes": "TCYX", "TimeIncrement": 20.0, "TimeIncrementUnit": "ms",
                                "PhysicalSizeX": 0.25, "PhysicalSizeXUnit": "µm", "PhysicalSizeY": 0.25,
                                "PhysicalSizeYUnit": "µm", "Channel": {"Name": ["Brightfield", "Cal520"]}})
-    layers = viewer.open(str(p), plugin=PLUGIN)
+    layers = rec_w.open_path(p)
     assert [la.name for la in layers] == ["transmission", "fluorescence"]
     assert layers[0].metadata[META_KEY]["fps"] == pytest.approx(50.0)
     np.testing.assert_allclose(layers[0].scale, [1, 0.25, 0.25])
@@ -108,17 +156,15 @@ def test_reader_formats(make_napari_viewer, tmp_path):
     for i, frame in enumerate(data[:20]):
         tifffile.imwrite(folder / f"frame{i}.tif", frame)
     (folder / "videoinfos.txt").write_text("{'fps': 18.5, 'microns_per_pixel': 0.65}")
-    layers = viewer.open(str(folder), plugin=PLUGIN)
+    layers = rec_w.open_path(folder)
     assert layers[0].data.shape == (20, 16, 20) and layers[0].metadata[META_KEY]["fps"] == pytest.approx(18.5)
     viewer.layers.clear()
     # no frame rate in the file: still opens (both channels); the Recording widget asks for the fps
     p = tmp_path / "nofps.tif"
     tifffile.imwrite(p, np.stack([trans, fluo], axis=1), imagej=True, metadata={"axes": "TCYX"})
-    layers = viewer.open(str(p), plugin=PLUGIN)
+    layers = rec_w.open_path(p)
     assert [la.name for la in layers] == ["transmission", "fluorescence"]
     assert layers[0].metadata[META_KEY]["fps"] is None
-    widgets = dock_all(viewer)
-    rec_w = widgets["Recording"]
     assert "frame rate" in rec_w.summary.text()
     with pytest.raises(MicromotionError, match="frame rate"):
         rec_w.recording()
@@ -136,7 +182,8 @@ def test_simulator_folder_reader_and_rois_writer_round_trip(make_napari_viewer, 
 
     folder = write_simulation(tmp_path / "sim", n_frames=200, size=48, seed=2)
     viewer = make_napari_viewer()
-    layers = viewer.open(str(folder), plugin=PLUGIN)
+    widgets = dock_all(viewer)
+    layers = widgets["Data"].open_path(folder)
     assert [la.name for la in layers] == ["transmission", "fluorescence", "ROIs"]
     rois_layer = layers[2]
     _assert_kind_colours(rois_layer)
@@ -154,7 +201,6 @@ def test_simulator_folder_reader_and_rois_writer_round_trip(make_napari_viewer, 
             np.testing.assert_allclose(a.polygon, b.polygon, atol=1e-3 if ext == "zip" else 1e-9)
     assert (folder / "rois.json").read_bytes() == before  # inputs never change
     # the ROIs widget saves and loads the same files
-    widgets = dock_all(viewer)
     rw = widgets["ROIs"]
     assert rw.layer is rois_layer
     out = rw.save(tmp_path / "widget.json")
@@ -189,7 +235,7 @@ def test_launch_loads_a_results_folder(make_napari_viewer, qtbot, qt_sim, tmp_pa
                          rois=folder / "rois.json", results=out)
     viewer = make_napari_viewer()
     widgets = populate_viewer(viewer, inputs)
-    assert set(widgets) == {"Recording", "ROIs", "Analysis", "Results", "Traces", "Score table"}
+    assert {"Workbench", "Data", "ROIs", "Analysis", "Results", "Traces", "Score table", "Beats"} <= set(widgets)
     names = [la.name for la in viewer.layers]
     assert names[:2] == ["transmission", "fluorescence"] and names[-1] == "rois"
     assert "score: band-pass" in names and "delay: band-pass" in names and "still frame" in names
@@ -202,8 +248,11 @@ def test_launch_loads_a_results_folder(make_napari_viewer, qtbot, qt_sim, tmp_pa
     assert loaded.roi_names == res.roi_names and loaded.roi_kinds == res.roi_kinds
     for key, tr in res.roi_traces.items():
         np.testing.assert_allclose(loaded.roi_traces[key], tr, rtol=1e-6)
-    data = widgets["Traces"].data
-    assert data.rois == res.roi_names and data.methods == ["bandpass"]
+    traces = widgets["Traces"]
+    assert [traces.region_combo.itemText(i) for i in range(traces.region_combo.count())][:4] == res.roi_names
+    assert list(traces.method_buttons) == ["bandpass"] and traces.selected_methods() == ["bandpass"]
+    np.testing.assert_allclose(traces.panel.columns[f"{res.roi_names[0]}/bandpass (z)"],
+                               _z(res.roi_traces[(res.roi_names[0], "bandpass")]), rtol=1e-5, atol=1e-6)
     rows = widgets["Score table"].rows()
     assert len(rows) == len(res.roi_scores)
     for row, ref in zip(sorted(rows, key=lambda r: r["roi"]), sorted(res.roi_scores, key=lambda r: r["roi"])):
@@ -226,7 +275,7 @@ def test_launch_loads_a_results_folder(make_napari_viewer, qtbot, qt_sim, tmp_pa
 def test_recording_widget_layers_files_and_channels(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     widgets = dock_all(viewer)
-    rec_w = widgets["Recording"]
+    rec_w = widgets["Data"]
     # a (T, C, Y, X) layer from another reader: channel picks the transmission, the other is fluorescence
     trans, fluo = _stack(seed=3), _stack(seed=4)
     viewer.add_image(np.stack([fluo, trans], axis=1), name="hyperstack", scale=(1, 1, 0.4, 0.4), channel_axis=None)
@@ -292,7 +341,7 @@ def test_micromotion_view_command(make_napari_viewer, monkeypatch, tmp_path, cap
     (viewer,) = viewers
     assert [la.name for la in viewer.layers] == ["transmission", "fluorescence", "rois"]
     docked = " ".join(viewer.window.dock_widgets)
-    for name in ("Recording", "ROIs", "Analysis", "Results", "Traces", "Score table"):
+    for name in ("Workbench", "Traces and scores"):
         assert name in docked
 
 
@@ -300,7 +349,7 @@ def test_entered_fps_survives_new_layers(make_napari_viewer):
     """A frame rate typed for a layer without metadata stays when other layers (e.g. results) are added."""
     viewer = make_napari_viewer()
     viewer.add_image(_stack(seed=7), name="movie")  # another reader: no plugin metadata at all
-    rec_w = dock_all(viewer)["Recording"]
+    rec_w = dock_all(viewer)["Data"]
     assert rec_w.transmission.currentText() == "(automatic)" and rec_w.fps.value() == 0
     rec_w.set_fps(12.5)
     viewer.add_image(np.zeros((8, 8)), name="other 2D")

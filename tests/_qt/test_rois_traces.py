@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,8 @@ def test_editing_rois_updates_traces_and_table(make_napari_viewer, qtbot, qt_sim
     session = analysis.session
     first = session.results
     traces, table = widgets["Traces"], widgets["Score table"]
-    assert traces.data.rois == ["strong", "weak", "silent", "other"]
+    regions = lambda: [traces.region_combo.itemText(i) for i in range(traces.region_combo.count())]  # noqa: E731
+    assert regions() == ["strong", "weak", "silent", "other", "whole field"]
 
     # move "weak": the edit is picked up (debounced) and re-traced in the background
     data = list(rois.data)
@@ -38,8 +38,10 @@ def test_editing_rois_updates_traces_and_table(make_napari_viewer, qtbot, qt_sim
     np.testing.assert_allclose(res.roi_traces[("weak", "bandpass")], ref.roi_traces[("weak", "bandpass")], rtol=2e-4)
     assert not np.allclose(res.roi_traces[("weak", "bandpass")], first.roi_traces[("weak", "bandpass")])
     assert res.roi_traces[("strong", "bandpass")] is first.roi_traces[("strong", "bandpass")]
-    sl = slice(int(traces.data.frames[0]), int(traces.data.frames[-1]) + 1)
-    np.testing.assert_array_equal(traces.data.raw[("weak", "bandpass")], res.roi_traces[("weak", "bandpass")][sl])
+    traces.show_region("weak")
+    tr = res.roi_traces[("weak", "bandpass")].astype(np.float64)
+    np.testing.assert_allclose(traces.panel.columns["weak/bandpass (z)"], (tr - tr.mean()) / tr.std(), rtol=1e-5,
+                               atol=1e-5)
     row = next(r for r in table.rows() if r["roi"] == "weak")
     assert row["score"] == pytest.approx(next(r for r in ref.roi_scores if r["roi"] == "weak")["score"], abs=1e-4)
 
@@ -55,10 +57,15 @@ def test_editing_rois_updates_traces_and_table(make_napari_viewer, qtbot, qt_sim
     wait_task(qtbot, session.retrace_task)
     assert session.results.roi_kinds == ["strong", "weak", "weak"]
     assert {(r["roi"], r["kind"]) for r in table.rows()} == {("strong", "strong"), ("weak", "weak"), ("silent", "weak")}
-    assert traces.data.rois == ["strong", "weak", "silent"] and traces.data.kinds == ["strong", "weak", "weak"]
-    # the ROI layer stays selectable from the table
-    table.table.selectRow(next(i for i, r in enumerate(table.rows()) if r["roi"] == "silent"))
-    assert rois.selected_data == {2}
+    assert regions() == ["strong", "weak", "silent", "whole field"]
+    traces.show_region("silent")
+    assert "silent (weak)" in traces.panel.axes[0].get_title(loc="left")
+    # linked: a table row selects the shape and shows its traces; a selected shape highlights its rows
+    table.table.selectRow(next(i for i, r in enumerate(table.rows()) if r["roi"] == "strong"))
+    assert rois.selected_data == {0} and traces.region == "strong"
+    rois.selected_data = {1}
+    qtbot.waitUntil(lambda: traces.region == "weak", timeout=5000)
+    assert [table.rows()[i]["roi"] for i in table.selected_rows()] == ["weak"]
 
 
 def test_traces_follow_the_theme(make_napari_viewer, qtbot, qt_sim):
@@ -74,52 +81,10 @@ def test_traces_follow_the_theme(make_napari_viewer, qtbot, qt_sim):
         viewer.theme = theme
         qtbot.wait(10)
         assert to_hex(traces.figure.get_facecolor()) == get_theme(theme).background.as_hex()
-        assert to_hex(traces.axes[0].title.get_color()) == "#e6550d"  # strong ROI title in its kind colour
-    traces.roi_combo.setCurrentText("weak")
-    assert traces.data.rois == ["weak"] and len(traces.axes) == 1
-    traces.window_s.setValue(0)  # the whole recording
-    assert traces.data.frames.size == qt_sim.params.n_frames
-
-
-def test_screenshot_of_docked_widgets_after_a_run(make_napari_viewer, qtbot, qt_sim, tmp_path):
-    """The docked widgets render (not blank) after a run; MICROMOTION_SCREENSHOT=path also saves the README image."""
-    from qtpy.QtCore import Qt
-    from qtpy.QtWidgets import QApplication
-
-    from napari_micromotion.simulate import simulate
-
-    sim = simulate(n_frames=1000, size=96, seed=1)  # big enough to look like the paper's Fig. 3
-    viewer = make_napari_viewer(show=True)
-    viewer.window._qt_window.resize(1600, 1000)
-    add_recording(viewer, sim, rois=True)
-    widgets = dock_all(viewer)
-    docks = [viewer.window._qt_window.findChild(type(d), d.objectName()) for d in
-             [w.parentWidget() for w in (widgets["Analysis"], widgets["Traces"])]]
-    viewer.window._qt_window.resizeDocks([d for d in docks if d is not None], [620, 620], Qt.Orientation.Horizontal)
-    widgets["Analysis"].set_value("n_surrogates", 49)
-    run_analysis_widget(qtbot, widgets["Analysis"])
-    viewer.dims.set_current_step(0, 150)
-    viewer.reset_view()
-    viewer.layers.selection.active = viewer.layers["ROIs"]
-    QApplication.processEvents()
-    qtbot.wait(300)
-    widgets["Traces"].canvas.draw()
-    for name in ("Analysis", "Traces", "Score table"):
-        img = widgets[name].grab().toImage()
-        arr = np.array([[img.pixel(x, y) & 0xFFFFFF for x in range(0, img.width(), 4)]
-                        for y in range(0, img.height(), 4)])
-        assert img.width() > 50 and img.height() > 50
-        assert len(np.unique(arr)) > 20, f"{name} looks blank"
-    shot = viewer.screenshot(canvas_only=False, flash=False)
-    assert shot.ndim == 3 and shot.shape[0] > 400 and shot.shape[1] > 800
-    rgb = shot[..., :3].reshape(-1, 3)
-    assert rgb.std() > 20 and len(np.unique(rgb[:: 97], axis=0)) > 100
-    canvas = viewer.screenshot(canvas_only=True, flash=False)
-    assert canvas[..., :3].std() > 10  # the score map and ROIs are drawn (OpenGL under Xvfb)
-    from PIL import Image
-
-    out = Path(os.environ.get("MICROMOTION_SCREENSHOT", tmp_path / "screenshot.png"))
-    img = Image.fromarray(shot[..., :3])
-    img.thumbnail((1200, 1200))
-    img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
-    assert out.is_file() and out.stat().st_size < 300_000
+        assert to_hex(traces.panel.axes[0].get_facecolor()) == get_theme(theme).background.as_hex()
+        assert to_hex(traces.panel.axes[0]._left_title.get_color()) == "#e6550d"  # strong ROI: its kind colour
+    traces.show_region("weak")
+    assert traces.region == "weak" and len(traces.panel.axes) == 2
+    traces.window_combo.setCurrentIndex(2)  # the validation frames
+    res = widgets["Analysis"].session.results
+    assert traces.panel.frames[0] == res.validation[0] and traces.panel.frames.size == res.validation[1]

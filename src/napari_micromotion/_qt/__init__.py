@@ -2,19 +2,23 @@
 
 Layout (the core never imports anything from here)::
 
+    workbench.py         the main dock: tabs Data | ROIs | Analyze | Results | one per tool; overall progress
+    inspector.py         the bottom dock: one region's traces beside the score and beat tables (linked)
     _state.py            one Session per viewer: the current Results, the recording they came from,
-                         which layers hold the recording and the ROIs
+                         which layers hold the recording and the ROIs, selection and pixel inspection
     _tasks.py            background tasks: a core generator in a napari thread worker, progress bars
                          per stage, cancel, errors as notifications
-    _retrace.py          (Qt-free) ROI traces and scores for edited ROIs, from an existing result
+    forms.py             parameter forms generated from the schema (tooltips from its help texts)
+    recording_widget.py  Data tab: transmission/fluorescence layers or files, fps, pixel size, channel, sample
+    rois_widget.py       ROIs tab: a shapes layer with a ``kind`` per shape, load and save
+    analysis_widget.py   Analyze tab: methods and parameters, Run/Cancel, live loss plot
+    results.py           Results tab: summary, layers, band-passed stack, export and import
+    result_layers.py     result layers (updated by name), Qt-free apart from napari
+    tool_tab.py          a tab per registered tool, from its schema
+    plots.py             small live plots
+    sample.py            the sample recording, simulated in a worker
     _files.py            (Qt-free) atomic CSV writing
-    recording_widget.py  Recording: transmission/fluorescence layers or files, fps, pixel size, channel
-    rois_widget.py       ROIs: a shapes layer with a ``kind`` per shape, load and save
-    analysis_widget.py   Analysis: methods and parameters, Run/Cancel
-    results.py           result layers (updated by name) and the Results widget
-    traces_widget.py     Traces: per-ROI predictions against fluorescence (paper Fig. 4)
-    score_table.py       Score table: score, lag and p-value per ROI and method
-    launch.py            ``micromotion view``: a viewer with a recording, ROIs, results and all widgets
+    launch.py            ``micromotion view``: a viewer with a recording, ROIs, results and the workbench
 
 Modules are imported by npe2 only when a widget is opened.
 """

@@ -94,6 +94,12 @@ class Session(QObject):
     busy_changed = Signal(bool)
     #: ROI traces are being recomputed (True) or done (False)
     retracing_changed = Signal(bool)
+    #: the user picked an ROI (by selecting its shape or a table row): its name
+    roi_selected = Signal(str)
+    #: a pixel was inspected: Results holding its traces (region named "pixel r.. c..")
+    pixel_inspected = Signal(object)
+    #: progress of whatever long task runs (analysis or tool), for the workbench's footer
+    progressed = Signal(object)
 
     def __init__(self, viewer: "napari.Viewer") -> None:
         super().__init__()
@@ -107,6 +113,8 @@ class Session(QObject):
         self.busy = False
         self.retrace_task: Any = None
         self.bandpass_task: Any = None
+        self.pixel_task: Any = None
+        self.selected_roi: str | None = None
         self._watched: weakref.ref | None = None
         self._retrace_timer = QTimer(self)
         self._retrace_timer.setSingleShot(True)
@@ -227,6 +235,17 @@ class Session(QObject):
                      "fps_source": "user" if self.choice.fps else "layer metadata"})
         return Recording(transmission=data, fps=fps, fluorescence=fl, pixel_size_um=px, provenance=prov)
 
+    def recording_from_layer(self, layer: Any) -> "Recording":
+        """A transmission-only :class:`Recording` of any (T, Y, X) image layer (a tool's input)."""
+        from ..recording import Recording
+
+        check(layer is not None, "choose an image layer first.")
+        fps = (self.choice.fps if layer is self.transmission_layer() else None) or self.layer_fps(layer)
+        check(fps is not None, f"the frame rate of {layer.name!r} is unknown; enter it in the Data tab.")
+        data = self._channel_view(layer, None, "input")
+        return Recording(transmission=data, fps=fps, pixel_size_um=self.layer_pixel_size(layer),
+                         provenance={**(plugin_meta(layer).get("provenance") or {}), "layer": layer.name})
+
     def rois_to_pixels(self, layer: Any) -> list[np.ndarray]:
         """Vertices of every shape of *layer* as (row, col) pixels of the transmission layer."""
         trans = self.transmission_layer()
@@ -288,15 +307,22 @@ class Session(QObject):
         The recording layers are used for the band-passed stack and ROI re-tracing when
         their size matches; an ROI layer with the same ROI names becomes the analysed one.
         """
+        from ..results_io import results_mismatch
         from ..rois import rasterize
 
         rec = None
         try:
             rec = self.build_recording()
-            if rec.n_frames != results.n_frames or rec.frame_shape != tuple(results.frame_shape):
-                rec = None
         except MicromotionError:
             rec = None
+        if rec is not None:
+            reasons = results_mismatch(results, rec)
+            if reasons:
+                from napari.utils.notifications import show_warning
+
+                show_warning("These results may not belong to the open recording: " + "; ".join(reasons)
+                             + ". They are shown, but not linked to it.")
+                rec = None
         rois_layer = self.rois_layer()
         if rois_layer is not None:
             try:
@@ -333,15 +359,56 @@ class Session(QObject):
         if old is layer:
             return
         if old is not None:
-            for ev in (old.events.data, old.events.features):
+            for ev, cb in ((old.events.data, self._on_rois_edited), (old.events.features, self._on_rois_edited),
+                           (old.events.highlight, self._on_roi_highlight)):
                 try:
-                    ev.disconnect(self._on_rois_edited)
+                    ev.disconnect(cb)
                 except Exception:  # pragma: no cover
                     pass
         self._watched = weakref.ref(layer) if layer is not None else None
         if layer is not None:
             layer.events.data.connect(self._on_rois_edited)
             layer.events.features.connect(self._on_rois_edited)
+            layer.events.highlight.connect(self._on_roi_highlight)
+
+    # ------------------------------------------------------------ linked inspection
+    def _on_roi_highlight(self, event: Any = None) -> None:
+        layer = self.watched_rois_layer()
+        if layer is None or "name" not in layer.features:
+            return
+        sel = sorted(layer.selected_data)
+        if len(sel) == 1 and sel[0] < len(layer.features):
+            name = str(layer.features["name"].iloc[sel[0]])
+            if name != self.selected_roi:
+                self.selected_roi = name
+                self.roi_selected.emit(name)
+
+    def select_roi(self, name: str) -> None:
+        """Select ROI *name* everywhere: its shape in the analysed ROI layer, the traces, the tables."""
+        layer = self.watched_rois_layer()
+        if layer is not None and "name" in layer.features:
+            names = [str(v) for v in layer.features["name"]]
+            if name in names and set(layer.selected_data) != {names.index(name)}:
+                layer.selected_data = {names.index(name)}
+        if name != self.selected_roi:
+            self.selected_roi = name
+            self.roi_selected.emit(name)
+
+    def inspect_pixel(self, row: int, col: int) -> Any:
+        """Trace one pixel with the current result's pixel methods in the background; returns the task."""
+        from ..retrace import iter_pixel_traces
+        from ._tasks import Task
+
+        if self.results is None or self.recording is None:
+            return None
+        if self.pixel_task is not None and self.pixel_task.running:
+            self.pixel_task.cancel()
+        results, rec = self.results, self.recording
+        task = Task(lambda: iter_pixel_traces(rec, results, int(row), int(col)), what="tracing the pixel",
+                    title="micromotion pixel", progress_bars=False, parent=self)
+        task.succeeded.connect(lambda sub: self.pixel_inspected.emit(sub) if self.results is results else None)
+        self.pixel_task = task
+        return task.start()
 
     def _on_rois_edited(self, event: Any = None) -> None:
         action = getattr(event, "action", None)
@@ -395,7 +462,7 @@ class Session(QObject):
     def shutdown(self) -> None:
         try:
             self._retrace_timer.stop()
-            for task in (self.retrace_task, self.bandpass_task):
+            for task in (self.retrace_task, self.bandpass_task, self.pixel_task):
                 if task is not None and task.running:
                     task.cancel()
         except RuntimeError:  # Qt objects already deleted (interpreter exit)

@@ -121,6 +121,8 @@ class Task(QObject):
         self._gen: Any = None
         self._bar: Any = None
         self._stage: str | None = None
+        self._creating = False
+        self._waiting: Progress | None = None
         self.last: Progress | None = None
         self.events: list[Progress] = []
         self.running = False
@@ -172,12 +174,18 @@ class Task(QObject):
             return
         from napari.utils import progress
 
+        if self._creating:   # napari processes queued events while it creates a bar: the last one waits
+            self._waiting = event
+            return
         if event.stage != self._stage or self._bar is None:
             self._close_bar()
-            # napari may process queued events while it creates the bar: mark the stage first
             self._stage = event.stage
-            bar = progress(total=1000, desc=f"{self.title}: {event.stage}")
-            if self._bar is not None and self._bar is not bar:  # created meanwhile by a re-entrant event
+            self._creating = True
+            try:
+                bar = progress(total=1000, desc=f"{self.title}: {event.stage}")
+            finally:
+                self._creating = False
+            if self._bar is not None and self._bar is not bar:  # pragma: no cover - defensive
                 bar.close()
                 bar = self._bar
             self._bar = bar
@@ -187,6 +195,9 @@ class Task(QObject):
         n = int(round(max(0.0, min(1.0, float(event.fraction))) * 1000))
         if self._bar is not None and n > self._bar.n:
             self._bar.update(n - self._bar.n)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and self.running:
+            self._show(waiting)
 
     # ------------------------------------------------------------ worker signals (main thread)
     def _on_yielded(self, event: Any) -> None:

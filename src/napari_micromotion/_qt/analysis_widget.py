@@ -32,10 +32,12 @@ from qtpy.QtWidgets import (
 )
 
 from ..errors import MicromotionError, check
+from ..methods import label_of
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
 from ._tasks import Task, notify_error
 from .forms import ParamForm
+from .plots import LossPlot
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -105,12 +107,12 @@ class AnalysisWidget(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
 
+        self.loss_plot = LossPlot()
+        self.loss_plot.setVisible(False)
+
         content = QWidget()
         inner = QVBoxLayout(content)
         inner.setContentsMargins(0, 0, 0, 0)
-        inner.addWidget(QLabel("Methods"))
-        inner.addLayout(grid)
-        inner.addWidget(self.validation_hint)
         inner.addWidget(self.form)
         if models.rowCount():
             inner.addLayout(models)
@@ -119,8 +121,15 @@ class AnalysisWidget(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setWidget(content)
         scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setMinimumHeight(80)
 
         lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        title = QLabel("Methods")
+        title.setStyleSheet("font-weight: bold;")
+        lay.addWidget(title)
+        lay.addLayout(grid)
+        lay.addWidget(self.validation_hint)
         lay.addWidget(scroll, 1)
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -128,12 +137,17 @@ class AnalysisWidget(QWidget):
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
         lay.addWidget(self.status)
+        lay.addWidget(self.loss_plot)
 
+        self.session.recording_changed.connect(self._update_availability)
+        napari_viewer.layers.events.inserted.connect(self._update_availability)
+        napari_viewer.layers.events.removed.connect(self._update_availability)
         self.session.recording_changed.connect(self._update_hint)
         napari_viewer.layers.events.inserted.connect(self._update_hint)
         napari_viewer.layers.events.removed.connect(self._update_hint)
         self.editors["validation"].widget.textChanged.connect(self._update_hint)
         self._update_hint()
+        self._update_availability()
 
     # ------------------------------------------------------------ parameters
     def methods(self) -> tuple[str, ...]:
@@ -157,6 +171,30 @@ class AnalysisWidget(QWidget):
     def set_value(self, path: str, value: Any) -> None:
         """Set one parameter by its dotted name (``"cnn1d.epochs"``)."""
         self.editors[path].set(value)
+
+    def _update_availability(self, *_: Any) -> None:
+        """Grey out the methods this recording cannot run, and say why."""
+        from ..methods import METHODS
+
+        has_fl = self.session.fluorescence_layer() is not None or self._two_channel()
+        for name, box in self.method_boxes.items():
+            m = METHODS.get(name)
+            needs = m is not None and m.requires.fluorescence
+            ok = has_fl or not needs
+            box.setEnabled(ok)
+            tip = m.description[:1].upper() + m.description[1:] + "." if m is not None else name
+            if not ok:
+                box.setChecked(False)
+                tip = f"Needs a fluorescence recording (this one has none): it learns from the calcium. {tip}"
+            box.setToolTip(tip)
+        if not any(b.isChecked() for b in self.method_boxes.values()):
+            for name, box in self.method_boxes.items():
+                if box.isEnabled() and METHODS.get(name) is not None and METHODS[name].default:
+                    box.setChecked(True)
+
+    def _two_channel(self) -> bool:
+        layer = self.session.transmission_layer()
+        return layer is not None and getattr(layer.data, "ndim", 0) == 4 and layer.data.shape[1] == 2
 
     def _update_hint(self, *_: Any) -> None:
         from ..pipeline import default_validation
@@ -212,7 +250,8 @@ class AnalysisWidget(QWidget):
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
-        self.status.setText(f"Running {', '.join(params.methods)} on {rec.describe()}")
+        self.loss_plot.reset()
+        self.status.setText(f"Running {', '.join(label_of(m) for m in params.methods)} on {rec.describe()}")
         self.session.set_busy(True)
         task.start()
         return task
@@ -227,8 +266,12 @@ class AnalysisWidget(QWidget):
     def _on_progress(self, event: Progress) -> None:
         if not self.running:
             return
-        self.progress.setValue(int(round(1000 * max(0.0, min(1.0, event.fraction)))))
+        whole = event.overall if event.overall is not None else event.fraction
+        self.progress.setValue(int(round(1000 * max(0.0, min(1.0, whole)))))
         self.status.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
+        if event.values and "loss" in event.values:
+            self.loss_plot.add(event.stage, float(event.values["loss"]))
+        self.session.progressed.emit(event)
 
     def _on_success(self, results: "Results", rec: Any, rois_layer: Any, rois: list) -> None:
         from napari.utils.notifications import show_info, show_warning
@@ -242,7 +285,8 @@ class AnalysisWidget(QWidget):
         self.last_results = results
         self.progress.setValue(1000)
         total = results.timings_s.get("total", float("nan"))
-        self.status.setText(f"Done in {total:.1f} s: {', '.join(results.methods)}.")
+        self.status.setText(f"Done in {total:.1f} s: {', '.join(label_of(m) for m in results.methods)}.")
+        self.session.progressed.emit(Progress("done", 1.0, f"analysis finished in {total:.1f} s", overall=1.0))
         for w in results.warnings:
             show_warning(w)
         show_info(f"Micromotion analysis finished in {total:.1f} s.")

@@ -1,4 +1,4 @@
-"""``micromotion view``: napari with a recording, its ROIs, an analysis folder and every widget docked.
+"""``micromotion view``: napari with a recording, its ROIs, an analysis folder and the workbench docked.
 
 :func:`load_inputs` reads everything first (so a bad file is a one-line CLI error
 before any window opens), :func:`populate_viewer` puts it into a viewer (testable
@@ -20,10 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..recording import Recording
     from ..rois import ROI
 
-__all__ = ["Inputs", "load_inputs", "populate_viewer", "launch_viewer", "WIDGETS"]
+__all__ = ["Inputs", "load_inputs", "populate_viewer", "launch_viewer", "PLUGIN"]
 
-#: npe2 widget display names, in docking order
-WIDGETS = ("Recording", "ROIs", "Analysis", "Results", "Traces", "Score table")
 PLUGIN = "napari-micromotion"
 
 
@@ -65,7 +63,11 @@ def load_inputs(transmission: str | Path | None = None, *, fluorescence: str | P
 
 
 def populate_viewer(viewer: "napari.Viewer", inputs: Inputs, *, dock: bool = True) -> dict[str, Any]:
-    """Add the inputs' layers to *viewer*, dock the widgets, show the results; returns widgets by name."""
+    """Add the inputs' layers to *viewer*, dock the workbench, show the results; returns its parts by name.
+
+    Names: ``Workbench``, its tabs ``Data`` (also ``Recording``), ``ROIs``, ``Analysis``, ``Results`` and
+    one per tool, and the bottom dock's ``Inspector``, ``Traces``, ``Score table``, ``Beats``.
+    """
     from .._layers import recording_layers
     from ._state import get_session
     from .rois_widget import add_rois_layer
@@ -82,17 +84,15 @@ def populate_viewer(viewer: "napari.Viewer", inputs: Inputs, *, dock: bool = Tru
         session.rois_layer_name = layer.name
     widgets: dict[str, Any] = {}
     if dock:
-        # right side: Recording | ROIs | Analysis as tabs on top, Results | Traces | Score table below
-        docks = {}
-        for name in WIDGETS:
-            dock_widget, widget = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=name not in ("Recording", "Results"))
-            widgets[name], docks[name] = widget, dock_widget
-        for name in ("Analysis", "Traces"):
-            docks[name].raise_()
+        _, bench = viewer.window.add_plugin_dock_widget(PLUGIN, "Workbench")
+        insp = bench.inspector
+        widgets = {"Workbench": bench, "Data": bench.data, "Recording": bench.data, "ROIs": bench.rois,
+                   "Analysis": bench.analysis, "Results": bench.results, "Inspector": insp,
+                   "Traces": insp.traces, "Score table": insp.scores, "Beats": insp.beats, **bench.tools}
     if inputs.results is not None:
         session.adopt_results(inputs.results, source=inputs.results_path or "")
         if inputs.results_path:
-            from .results import add_zarr_stacks
+            from .result_layers import add_zarr_stacks
 
             add_zarr_stacks(viewer, inputs.results_path, inputs.results)
     if viewer.dims.ndim >= 3:
@@ -104,7 +104,7 @@ def populate_viewer(viewer: "napari.Viewer", inputs: Inputs, *, dock: bool = Tru
 def launch_viewer(transmission: str | Path | None = None, *, fluorescence: str | Path | None = None,
                   rois: str | Path | None = None, results: str | Path | None = None,
                   fps: float | None = None) -> "napari.Viewer":
-    """Open napari with the recording, ROIs and results and all widgets docked, then run the event loop."""
+    """Open napari with the recording, ROIs and results and the workbench docked, then run the event loop."""
     import napari
 
     inputs = load_inputs(transmission, fluorescence=fluorescence, rois=rois, results=results, fps=fps)

@@ -76,6 +76,14 @@ class RecordingWidget(QWidget):
                                 "the other channel of a two-channel file is the fluorescence.")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        self.sample_button = QPushButton("Load the sample recording")
+        self.sample_button.setToolTip("A simulated beating cell sheet in brightfield and calcium fluorescence with "
+                                      "strong, weak and silent cells (40 s at 50 fps); simulated in the background.")
+        self.sample_button.clicked.connect(self.load_sample)
+        self.folder_button = QPushButton("Open a folder of frames...")
+        self.folder_button.setToolTip("A folder of single-frame TIFFs (natural sort order), e.g. with a "
+                                      "videoinfos.txt giving the frame rate.")
+        self.folder_button.clicked.connect(self._open_folder_dialog)
 
         form = QFormLayout()
         row = QHBoxLayout()
@@ -90,8 +98,16 @@ class RecordingWidget(QWidget):
         form.addRow("pixel size", self.pixel_size)
         form.addRow("channel", self.channel)
         lay = QVBoxLayout(self)
+        hint = QLabel("Choose the layers to analyse, or open files here: this reads the frame rate, pixel size "
+                      "and channels that the files record (napari's own File > Open does not).")
+        hint.setWordWrap(True)
+        lay.addWidget(hint)
         lay.addLayout(form)
         lay.addWidget(self.summary)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.folder_button)
+        buttons.addWidget(self.sample_button)
+        lay.addLayout(buttons)
         lay.addStretch(1)
 
         self.transmission.currentTextChanged.connect(self._on_transmission)
@@ -191,11 +207,22 @@ class RecordingWidget(QWidget):
         """The :class:`Recording` the analysis will see (raises :class:`MicromotionError`)."""
         return self.session.build_recording()
 
+    def load_sample(self) -> Any:
+        """Simulate the sample recording in the background and add its layers; returns the task."""
+        from .sample import load_sample
+
+        return load_sample(self.viewer)
+
+    def _open_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open a folder of TIFF frames")
+        if path:
+            self.open_path(path)
+
     def _open_dialog(self, role: str) -> None:
         path, _ = QFileDialog.getOpenFileName(self, f"Open the {role} recording", "",
                                               "Recordings (*.tif *.tiff *.mp4 *.avi *.mov);;All files (*)")
         if path:
-            self.open_files(path) if role == "transmission" else self.open_fluorescence_file(path)
+            self.open_path(path) if role == "transmission" else self.open_fluorescence_file(path)
 
     def open_files(self, transmission: str | Path, fluorescence: str | Path | None = None) -> list[Any]:
         """Read a recording from disk and add its layers (errors become a notification)."""
@@ -218,6 +245,27 @@ class RecordingWidget(QWidget):
         for data, kwargs, _ in recording_layers(rec):
             added.append(self.viewer.add_image(data, **kwargs))
         self.select(transmission=added[0].name, fluorescence=added[1].name if len(added) > 1 else "")
+        return added
+
+    def open_path(self, path: str | Path) -> list[Any]:
+        """Open a recording file or folder with everything it records (frame rate, pixel size, channels; a
+        simulator folder's ROIs); a file without a frame rate opens too and the fps field asks for it."""
+        from .._reader import read_path
+        from .rois_widget import style_rois_layer
+
+        try:
+            layer_data = read_path(str(path))
+        except (MicromotionError, ValueError) as exc:
+            notify_error(exc if isinstance(exc, MicromotionError) else MicromotionError(str(exc)))
+            return []
+        added = [getattr(self.viewer, f"add_{kind}")(data, **kwargs) for data, kwargs, kind in layer_data]
+        images = [la for la in added if plugin_meta(la).get("role") in ("transmission", "fluorescence")]
+        for la in added:
+            if plugin_meta(la).get("role") == "rois":
+                style_rois_layer(la)
+                self.session.rois_layer_name = la.name
+        if images:
+            self.select(transmission=images[0].name, fluorescence=images[1].name if len(images) > 1 else "")
         return added
 
     def open_fluorescence_file(self, path: str | Path) -> Any:

@@ -2,16 +2,21 @@
 
 ``still frame``
     mean transmission image, grey;
+``motion: band-pass RMS (dI/I)``
+    how much each pixel moves (works without fluorescence; shown when there are no scores);
 ``score: <method>``
     one per pixel method, ``magma`` (perceptual), additive blending over the still frame,
-    one colour scale shared by all methods (0 to the highest score);
+    one colour scale shared by all methods (0 to the highest score); only the best method's
+    map is visible, with a colour bar;
 ``delay: <method>``
-    lag at the score maximum in seconds, diverging ``RdBu_r`` symmetric around 0;
+    lag at the score maximum in seconds, diverging ``RdBu_r`` symmetric around 0, empty where the
+    pixel's score is not above the chance level of its method (hidden);
 ``fluorescence activity``
     score of each fluorescence pixel (the ground truth's map, Fig. 3e);
-``<map label>: <roi> [k]``
-    region methods' maps per ROI (the 3D network's dense weights, Fig. 5), placed at
-    the ROI's box, ``RdBu_r`` with one symmetric colour scale per ROI;
+``<map label> [k]``
+    region methods' maps (the 3D network's dense weights, Fig. 5), one layer per feature k
+    holding every ROI's map at its place, each ROI divided by its own largest weight (one
+    symmetric colour scale per ROI, -1..1), ``RdBu_r``; hidden until asked for;
 ``band-passed``
     the band-passed transmission stack, computed on demand.
 
@@ -41,9 +46,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..results import Results
 
 __all__ = ["apply_results", "result_layer_names", "iter_bandpassed", "show_bandpassed", "add_zarr_stacks", "STILL",
-           "BANDPASSED", "score_name", "delay_name", "region_map_name", "ACTIVITY"]
+           "BANDPASSED", "score_name", "delay_name", "region_map_name", "ACTIVITY", "MOTION", "show_region_maps",
+           "region_canvases"]
 
 STILL = "still frame"
+MOTION = "motion: band-pass RMS (dI/I)"
+MOTION_CMAP = "inferno"
 ACTIVITY = "fluorescence activity"
 BANDPASSED = "band-passed"
 SCORE_CMAP = "magma"
@@ -62,10 +70,34 @@ def delay_name(method: str) -> str:
     return f"delay: {_label(method)}"
 
 
-def region_map_name(method: str, roi: str, feature: int) -> str:
+def region_map_name(method: str, feature: int) -> str:
     m = METHODS.get(method)
     label = m.region_map_label if m is not None else method
-    return f"{label}: {roi} [{feature}]"
+    return f"{label} [{feature}]"
+
+
+def region_canvases(results: "Results") -> dict[str, tuple[list[np.ndarray], dict[str, float]]]:
+    """Per region method, one full-frame image per map channel with every ROI's map at its box.
+
+    Each ROI's maps are divided by their own largest magnitude (one colour scale per ROI,
+    as in Fig. 5), so they read -1..1; pixels outside every ROI's map are NaN
+    (transparent).  Returns ``{method: (images, {roi: that largest magnitude})}``.
+    """
+    out: dict[str, tuple[list[np.ndarray], dict[str, float]]] = {}
+    ny, nx = results.frame_shape
+    for (method, roi), rm in results.region_maps.items():
+        data = np.asarray(rm.data, np.float32)
+        maps, vmax = out.setdefault(method, ([np.full((ny, nx), np.nan, np.float32) for _ in range(data.shape[0])],
+                                             {}))
+        v = float(np.nanmax(np.abs(data))) if data.size and np.isfinite(data).any() else 0.0
+        vmax[roi] = v
+        r0, r1, c0, c1 = (int(x) for x in rm.box)
+        for k in range(min(len(maps), data.shape[0])):
+            tile = data[k] / v if v > 0 else data[k]
+            region = maps[k][r0:r1, c0:c1]
+            inside = data[k] != 0      # the network's region: zero weights outside the ROI's outline
+            region[inside] = tile[inside]
+    return out
 
 
 def _run_meta(results: "Results", provenance: dict[str, Any]) -> dict[str, Any]:
@@ -86,13 +118,13 @@ def _run_meta(results: "Results", provenance: dict[str, Any]) -> dict[str, Any]:
 
 def result_layer_names(results: "Results") -> list[str]:
     """Names of the layers :func:`apply_results` makes for *results* (bottom to top)."""
-    names = [STILL]
+    names = [STILL, MOTION]
     if results.activity_map is not None:
         names.append(ACTIVITY)
     names += [delay_name(m) for m in results.methods if m in results.lag_maps]
     names += [score_name(m) for m in results.methods if m in results.score_maps]
-    for (method, roi), rm in results.region_maps.items():
-        names += [region_map_name(method, roi, k + 1) for k in range(rm.data.shape[0])]
+    for method, (maps, _) in region_canvases(results).items():
+        names += [region_map_name(method, k + 1) for k in range(len(maps))]
     return names
 
 
@@ -142,6 +174,13 @@ def apply_results(viewer: "napari.Viewer", results: "Results", provenance: dict[
     made.append(_upsert(viewer, STILL, np.asarray(results.still, np.float32), meta={**base, "result": "still"},
                         contrast_limits=_limits(lo, hi + (hi - lo)), scale=scale, translate=translate,
                         colormap="gray"))
+    has_scores = bool(results.score_maps)
+    finite = np.isfinite(results.energy_map).any()
+    emin, emax = (float(v) for v in np.nanpercentile(results.energy_map, [50, 99.5])) if finite else (0.0, 1.0)
+    made.append(_upsert(viewer, MOTION, np.asarray(results.energy_map, np.float32),
+                        meta={**base, "result": "motion", "unit": "dI/I"}, contrast_limits=_limits(emin, emax),
+                        scale=scale, translate=translate, colormap=MOTION_CMAP, blending="additive",
+                        visible=not has_scores, opacity=0.9))
     if results.activity_map is not None:
         amax = float(np.nanmax(results.activity_map)) if np.isfinite(results.activity_map).any() else 1.0
         made.append(_upsert(viewer, ACTIVITY, np.asarray(results.activity_map, np.float32),
@@ -154,29 +193,34 @@ def apply_results(viewer: "napari.Viewer", results: "Results", provenance: dict[
             continue
         lag = np.asarray(results.lag_maps[m], np.float32)
         lim = float(max_lag) if max_lag else float(np.nanmax(np.abs(lag))) if lag.size else 1.0
-        made.append(_upsert(viewer, delay_name(m), lag, meta={**base, "result": "delay", "method": m, "unit": "s"},
+        chance = results.chance_scores.get(m)
+        if chance is not None and m in results.score_maps:  # a delay means nothing where the score is chance
+            lag = np.where(np.asarray(results.score_maps[m]) > chance, lag, np.nan).astype(np.float32)
+        made.append(_upsert(viewer, delay_name(m), lag, meta={**base, "result": "delay", "method": m, "unit": "s",
+                                                              "masked_below_score": chance},
                             contrast_limits=_limits(-lim, lim), scale=scale, translate=translate,
                             colormap=DIVERGING_CMAP, visible=False))
     smax = max([float(np.nanmax(v)) for v in results.score_maps.values() if np.isfinite(v).any()] + [1e-6])
     shown = [m for m in results.methods if m in results.score_maps]
-    top = shown[-1] if shown else None
+    top = results.best_method(with_map=True) if shown else None
     for m in shown:
-        made.append(_upsert(viewer, score_name(m), np.asarray(results.score_maps[m], np.float32),
-                            meta={**base, "result": "score", "method": m}, contrast_limits=_limits(0.0, smax),
-                            scale=scale, translate=translate, colormap=SCORE_CMAP, blending="additive",
-                            visible=(m == top), opacity=0.9))
-    for (method, roi), rm in results.region_maps.items():
-        r0, r1, c0, c1 = (int(v) for v in rm.box)
-        w = np.asarray(rm.data, np.float32)
-        vmax = float(np.abs(w).max()) if w.size and np.isfinite(w).all() else 1.0
-        vmax = vmax or 1.0
-        for k in range(w.shape[0]):
-            made.append(_upsert(viewer, region_map_name(method, roi, k + 1), w[k],
-                                meta={**base, "result": "weights", "method": method, "roi": roi, "feature": k + 1,
-                                      "box_row0_row1_col0_col1": [r0, r1, c0, c1], "vmax": vmax},
-                                contrast_limits=(-vmax, vmax), scale=scale,
-                                translate=translate + np.array([r0, c0]) * scale, colormap=DIVERGING_CMAP,
-                                opacity=0.8, visible=(k == 0)))
+        chance = results.chance_scores.get(m)
+        low = float(chance) if chance is not None and chance < smax else 0.0
+        layer = _upsert(viewer, score_name(m), np.asarray(results.score_maps[m], np.float32),
+                        meta={**base, "result": "score", "method": m, "chance_score": chance},
+                        contrast_limits=_limits(low, smax), scale=scale, translate=translate, colormap=SCORE_CMAP,
+                        blending="additive", visible=(m == top), opacity=0.9)
+        layer.visible = m == top
+        _colorbar(layer, m == top)
+        made.append(layer)
+    for method, (maps, vmax) in region_canvases(results).items():
+        for k, img in enumerate(maps):
+            made.append(_upsert(viewer, region_map_name(method, k + 1), img,
+                                meta={**base, "result": "weights", "method": method, "feature": k + 1,
+                                      "rois": {roi: {"box_row0_row1_col0_col1": list(results.region_maps[(method, roi)].box),
+                                                     "vmax": v} for roi, v in vmax.items()}},
+                                contrast_limits=(-1.0, 1.0), scale=scale, translate=translate,
+                                colormap=DIVERGING_CMAP, opacity=0.85, visible=False))
     keep = {layer.name for layer in made}
     for layer in list(viewer.layers):
         meta = plugin_meta(layer)
@@ -189,6 +233,24 @@ def apply_results(viewer: "napari.Viewer", results: "Results", provenance: dict[
     if active is not None and active in viewer.layers and active.name in existing:
         viewer.layers.selection.active = active
     return made
+
+
+def _colorbar(layer: Any, visible: bool) -> None:
+    """napari's colour bar overlay of *layer* (the scale of a score map), when this napari has one."""
+    bar = getattr(layer, "colorbar", None)
+    if bar is not None:
+        try:
+            bar.visible = visible
+        except Exception:  # pragma: no cover - older napari
+            pass
+
+
+def show_region_maps(viewer: "napari.Viewer", visible: bool) -> None:
+    """Show the first map of every region method (the 3D weights of all ROIs), or hide them all."""
+    for layer in viewer.layers:
+        meta = plugin_meta(layer)
+        if meta.get("result") == "weights":
+            layer.visible = bool(visible) and meta.get("feature") == 1
 
 
 def add_zarr_stacks(viewer: "napari.Viewer", folder: str | Path, results: "Results") -> list[Any]:

@@ -23,7 +23,7 @@ from ..errors import MicromotionError
 from ..methods import label_of
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from .result_layers import add_zarr_stacks, iter_bandpassed, show_bandpassed
+from .result_layers import add_zarr_stacks, iter_bandpassed, show_bandpassed, show_region_maps
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -54,8 +54,10 @@ class ResultsWidget(QWidget):
         self.layer_list = QListWidget()
         self.layer_list.setMaximumHeight(150)
         self.layer_list.itemClicked.connect(self._select_layer)
-        self.weights_check = QCheckBox("show 3D weights")
-        self.weights_check.setChecked(True)
+        self.weights_check = QCheckBox("show the 3D network's weights (Fig. 5)")
+        self.weights_check.setChecked(False)
+        self.weights_check.setToolTip("The dense weights of each ROI's 3D network over the ROI: where in the ROI the "
+                                      "motion that predicts calcium comes from.")
         self.weights_check.toggled.connect(self.show_weights)
         self.bandpass_button = QPushButton("Show band-passed stack")
         self.bandpass_button.setToolTip("Band-pass the transmission with this result's passband (a new image layer).")
@@ -97,9 +99,10 @@ class ResultsWidget(QWidget):
         pb = results.passband
         band = f"{pb.get('low_hz', float('nan')):g}-{pb.get('high_hz', float('nan')):g} Hz" if pb else "?"
         run = f"Run {prov['run']}: " if prov.get("run") else ""
+        scored = f"scored on frames {v0}:{v1}" if results.has_fluorescence else "no fluorescence: motion and beats"
         self.summary.setText(
             f"{run}{', '.join(label_of(m) for m in results.methods)} on {results.n_frames} frames at "
-            f"{results.fps:g} fps; {band}; scored on frames {v0}:{v1}; {len(results.roi_names)} ROI(s)"
+            f"{results.fps:g} fps; {band}; {scored}; {len(results.roi_names)} ROI(s)"
             + (f"; {results.timings_s['total']:.1f} s" if "total" in results.timings_s else "") + ".")
         self.warnings.setText("\n".join(f"- {w}" for w in results.warnings))
         for layer in self.viewer.layers:
@@ -114,10 +117,7 @@ class ResultsWidget(QWidget):
 
     def show_weights(self, visible: bool) -> None:
         """Show (first feature of each ROI) or hide the 3D weight layers."""
-        for layer in self.viewer.layers:
-            meta = plugin_meta(layer)
-            if meta.get("result") == "weights":
-                layer.visible = bool(visible) and meta.get("feature") == 1
+        show_region_maps(self.viewer, visible)
 
     # ------------------------------------------------------------ band-passed stack
     def compute_bandpassed(self) -> Any:

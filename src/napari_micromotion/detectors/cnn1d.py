@@ -352,7 +352,9 @@ def iter_train_cnn1d_torch(inputs: np.ndarray, target: np.ndarray, segments: Seq
             count += len(sel)
             step += 1
             if step % 10 == 0 or step == total:
-                yield Progress("train cnn1d", step / total, f"epoch {epoch + 1}/{params.epochs}, loss {val:.4f}")
+                recent = float(np.mean(losses[-10:]))
+                yield Progress("train cnn1d", step / total, f"epoch {epoch + 1}/{params.epochs}, loss {recent:.4f}",
+                               values={"loss": recent, "step": step, "epoch": epoch + 1})
         epoch_losses.append(running / max(count, 1))
     net.eval()
     return net.cpu(), losses, epoch_losses

@@ -307,7 +307,8 @@ def _adam_epochs(X, y, wt, bt, opt, wins, params, gen, keep, losses, stage, tota
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-        yield Progress(stage, 0.05 + 0.75 * (epoch + 1) / total, f"epoch {epoch + 1}/{total}, loss {losses[-1]:.4f}")
+        yield Progress(stage, 0.05 + 0.75 * (epoch + 1) / total, f"epoch {epoch + 1}/{total}, loss {losses[-1]:.4f}",
+                       values={"loss": float(np.mean(losses[-len(wins):])), "epoch": epoch + 1})
 
 
 def _mc_fast(feats: np.ndarray, wvec: np.ndarray, bias: float, params: CNN3DParams) -> tuple[np.ndarray, np.ndarray]:
@@ -406,7 +407,8 @@ def _train_paper(roi, box, inputs, target, wins, net1d, params, stage, mask):
             losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
             raise MicromotionError(f"3D network training for ROI {roi!r} diverged.")
-        yield Progress(stage, (epoch + 1) / params.epochs * 0.85, f"epoch {epoch + 1}/{params.epochs}, loss {losses[-1]:.4f}")
+        yield Progress(stage, (epoch + 1) / params.epochs * 0.85, f"epoch {epoch + 1}/{params.epochs}, loss {losses[-1]:.4f}",
+                       values={"loss": float(np.mean(losses[-len(wins):])), "epoch": epoch + 1})
     net.eval()
     net = net.cpu()
     weights = net.dense.weight.detach().numpy()[0, :, 0]  # (3, h, w)

@@ -324,6 +324,13 @@ def _kernel() -> Any:
     return forward
 
 
+def kernels_ready() -> bool:
+    """Whether the fused inference kernel is compiled or cached (else the first call compiles it)."""
+    from ..jit import ready
+
+    return ready(forward)
+
+
 def check_edges(edges: str) -> None:
     if edges not in ("zero", "reflect"):
         raise ValueError(f"edges must be 'zero' or 'reflect', got {edges!r}.")

@@ -478,6 +478,13 @@ def _adam(th, grad, m, v, step, lr, beta1, beta2, eps):  # pragma: no cover - nu
 # ---------------------------------------------------------------- the gradient of one batch
 
 
+def kernels_ready() -> bool:
+    """Whether the fused training kernels are compiled or cached (else the first call compiles them)."""
+    from ..jit import ready
+
+    return ready(_batch_grad, _adam)
+
+
 class _Workspace:
     """Per-thread scratch planes and per-item gradient buffers, reused across steps."""
 
@@ -642,7 +649,9 @@ def iter_train_fast(inputs: np.ndarray, target: np.ndarray, segments: Sequence[t
                     break
                 if step % 10 == 0 or step == total:
                     frac = (done_before + step) / (done_before + total)
-                    yield Progress("train cnn1d", frac, f"{prefix}epoch {epoch + 1}/{params.epochs}, loss {val:.4f}")
+                    recent = float(np.mean(losses[-10:]))
+                    yield Progress("train cnn1d", frac, f"{prefix}epoch {epoch + 1}/{params.epochs}, loss {recent:.4f}",
+                                   values={"loss": recent, "step": done_before + step, "epoch": epoch + 1})
             else:
                 epoch_losses.append(running / max(count, 1))
                 continue

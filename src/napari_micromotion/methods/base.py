@@ -212,6 +212,10 @@ class Method:
         Colour of its traces in figures.
     default
         Chosen when the user chooses nothing.
+    predict_cost, fit_cost
+        Rough cost of predicting every pixel and of fitting (a band-pass pass over the
+        whole recording costs 3; a region method's fit_cost is for four ROIs), only to
+        report the progress of the whole run.
     uses_device
         It runs networks on the analysis device (``auto``/``cpu``/``cuda``).
     model_flag, model_help
@@ -236,6 +240,8 @@ class Method:
     region_map_label: ClassVar[str] = "weights"
     uses_device: ClassVar[bool] = False
     default: ClassVar[bool] = False
+    predict_cost: ClassVar[float] = 0.3
+    fit_cost: ClassVar[float] = 0.2
 
     # ------------------------------------------------------------ planning
     def params_of(self, analysis_params: Any) -> Any:
@@ -254,6 +260,10 @@ class Method:
     def coerce_fitted(self, obj: Any) -> Any:
         """A state from what a caller passes as already fitted (e.g. a model object); default: as is."""
         return obj
+
+    def kernels_ready(self, state: Any) -> bool:
+        """False when compiled kernels will have to be built before this method runs (a notice is shown)."""
+        return True
 
     def rows_needed(self, state: Any) -> tuple[int, int] | None:
         """Frame rows the gatherer needs when only some ROIs are recomputed (``None``: no more than theirs)."""

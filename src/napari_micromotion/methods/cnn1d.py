@@ -137,6 +137,8 @@ class CNN1D(Method):
     description = "the 22-layer 1D CNN of Table 1 on each pixel's band-passed series, trained on the calcium trace"
     Params = CNN1DParams
     requires = Requirements(fluorescence=True, training=True)
+    predict_cost = 3.0
+    fit_cost = 4.0
     colour = "#2ca02c"
     model_flag = "--model-1d"
     model_help = "use this trained 1D CNN (.safetensors) instead of training one"
@@ -167,6 +169,11 @@ class CNN1D(Method):
             return CNN1DState(mode=obj.normalisation.mode, model=obj)
         check(isinstance(obj, CNN1DState) and obj.model is not None, "the 1D CNN given is not a trained model.")
         return obj
+
+    def kernels_ready(self, state: CNN1DState | None) -> bool:
+        from ..detectors import fast_train
+
+        return fast.kernels_ready() and (state is not None and state.model is not None or fast_train.kernels_ready())
 
     def prepare(self, ctx: AnalysisContext, params: CNN1DParams) -> Generator[Progress, None, CNN1DState]:
         n_pix = ctx.frame_shape[0] * ctx.frame_shape[1]

@@ -21,7 +21,7 @@ from ..atomic import safe_name
 from ..detectors.cnn3d import CNN3DParams, TrainedCNN3D, iter_train_cnn3d
 from ..detectors.models import save_cnn3d
 from ..errors import check
-from ..progress import Progress
+from ..progress import Progress, scaled
 from . import METHODS
 from .base import AnalysisContext, Method, PixelChunk, RegionFit, Requirements, no_progress
 from .cnn1d import cnn_columns
@@ -76,6 +76,7 @@ class CNN3D(Method):
     kind = "region"
     Params = CNN3DParams
     requires = Requirements(fluorescence=True, training=True, rois=True, uses=(DEPENDS_ON,))
+    fit_cost = 3.0
     colour = "#d62728"
     region_map_path = "weights/{roi}.tif"
     region_map_label = "dense weights"
@@ -96,6 +97,11 @@ class CNN3D(Method):
             state.data[name] = np.zeros((ctx.n_frames, r1 - r0, c1 - c0), np.float32)
         return no_progress(state)
 
+    def kernels_ready(self, state: CNN3DState | None) -> bool:
+        from ..detectors import fast
+
+        return fast.kernels_ready()
+
     def rows_needed(self, state: CNN3DState | None) -> tuple[int, int] | None:
         if not state or not state.boxes:
             return None
@@ -114,14 +120,16 @@ class CNN3D(Method):
         norm = net1d.normalisation
         train_mask = ctx.train_mask
         out: dict[str, RegionFit] = {}
-        for name in list(state.boxes):
+        names = list(state.boxes)
+        for k, name in enumerate(names):
             tgt_raw = ctx.reference(name)
             tm, ts = float(tgt_raw[train_mask].mean()), float(tgt_raw[train_mask].std())
             check(ts > 0, f"the ground truth for ROI {name!r} is constant over the training frames.")
             target = ((tgt_raw - tm) / ts).astype(np.float32)
             inputs = state.data.pop(name) / np.float32(norm.input_scale)
-            model: TrainedCNN3D = yield from iter_train_cnn3d(name, state.boxes[name], inputs, target, ctx.training,
-                                                              net1d.net, params, mask=state.regions[name])
+            model: TrainedCNN3D = yield from scaled(
+                iter_train_cnn3d(name, state.boxes[name], inputs, target, ctx.training, net1d.net, params,
+                                 mask=state.regions[name]), k / len(names), (k + 1) / len(names))
             del inputs
             model.target_mean, model.target_sd = tm, ts
             out[name] = RegionFit(trace=model.prediction, sd=model.mc_sd, box=model.box, map=model.weights,

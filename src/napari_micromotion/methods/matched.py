@@ -60,6 +60,7 @@ class MatchedFilter(Method):
     Params = MatchedParams
     requires = Requirements(fluorescence=True, training=True)
     squared = True
+    predict_cost = 1.0
     colour = "#ff7f0e"
 
     def check(self, ctx: AnalysisContext, params: MatchedParams, fitted: Any = None) -> None:

@@ -86,6 +86,10 @@ class Tool:
         params = self.Params() if params is None else params
         return drive(self.iter_run(recording, params, rois=rois), progress=progress, cancel=cancel)
 
+    def layer_data(self, result: Any) -> list[tuple[Any, dict[str, Any], str]]:
+        """napari layer data tuples ``(data, kwargs, layer_type)`` showing *result* (no Qt; names unique per tool)."""
+        return []
+
     # ------------------------------------------------------------ files
     def record(self, result: Any) -> dict[str, Any]:
         """The run record ``<name>.json``: parameters, source, timings, warnings, versions."""

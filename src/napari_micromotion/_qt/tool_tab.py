@@ -1,0 +1,232 @@
+"""A workbench tab for a registered tool, generated from its parameter schema.
+
+Pick the input layer, set the parameters (the schema's help as tooltips, advanced ones
+folded), run in the background with progress, a live loss plot when the tool trains a
+network, and Cancel; the result appears as the layers the tool describes
+(:meth:`~napari_micromotion.tools.base.Tool.layer_data`), and *Export* writes the
+tool's output folder (the same as its command-line sub-command).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._layers import META_KEY, plugin_meta
+from ..errors import MicromotionError
+from ..progress import Progress
+from ._state import get_session, unwrap_viewer
+from ._tasks import Task, notify_error
+from .forms import ParamForm
+from .plots import LossPlot
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = ["ToolTab"]
+
+AUTO = "(the recording's transmission)"
+
+
+class ToolTab(QWidget):
+    """Run one tool on a layer of the viewer."""
+
+    def __init__(self, napari_viewer: "napari.Viewer", tool: Any, parent: QWidget | None = None) -> None:
+        from ..schema import specs
+
+        super().__init__(parent)
+        self.viewer = unwrap_viewer(napari_viewer)
+        self.session = get_session(self.viewer)
+        self.tool = tool
+        self.task: Task | None = None
+        self.result: Any = None
+        about = QLabel(f"<b>{tool.label}</b>: {tool.description}.")
+        about.setWordWrap(True)
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("The video this tool works on.")
+        self.form = ParamForm(specs(tool.Params), expanded=tuple({s.section for s in specs(tool.Params)}))
+        self.run_button = QPushButton("Run")
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.export_button = QPushButton("Export...")
+        self.export_button.setEnabled(False)
+        self.export_button.setToolTip(f"Write the output folder of 'micromotion {tool.command}'.")
+        self.export_button.clicked.connect(self._export_dialog)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1000)
+        self.progress.setTextVisible(False)
+        self.status = QLabel("Ready.")
+        self.status.setWordWrap(True)
+        self.loss_plot = LossPlot()
+        self.loss_plot.setVisible(False)
+
+        content = QWidget()
+        inner = QVBoxLayout(content)
+        inner.setContentsMargins(0, 0, 0, 0)
+        inner.addWidget(self.form)
+        inner.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(content)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        top = QFormLayout()
+        top.addRow("input", self.layer_combo)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(about)
+        lay.addLayout(top)
+        lay.addWidget(scroll, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.export_button)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addWidget(self.loss_plot)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # ------------------------------------------------------------ input
+    def _refresh_layers(self, *_: Any) -> None:
+        current = self.layer_combo.currentText()
+        self.layer_combo.blockSignals(True)
+        self.layer_combo.clear()
+        self.layer_combo.addItem(AUTO)
+        self.layer_combo.addItems([la.name for la in self.session.image_layers()])
+        idx = self.layer_combo.findText(current)
+        self.layer_combo.setCurrentIndex(idx if idx >= 0 else 0)
+        self.layer_combo.blockSignals(False)
+
+    def input_layer(self) -> Any:
+        name = self.layer_combo.currentText()
+        return self.session.transmission_layer() if name in ("", AUTO) else self.session.layer(name)
+
+    def params(self) -> Any:
+        from ..schema import check_ranges, replace_path
+
+        params = replace_path(self.tool.Params(), self.form.values())
+        check_ranges(params)
+        return params
+
+    # ------------------------------------------------------------ running
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def run(self) -> Task | None:
+        if self.running:
+            notify_error(MicromotionError(f"the {self.tool.label} is already running; cancel it or wait."))
+            return None
+        try:
+            params = self.params()
+            layer = self.input_layer()
+            rec = self.session.recording_from_layer(layer)
+            rois = self.session.build_rois()
+            self.tool.check(rec, params)
+        except MicromotionError as exc:
+            notify_error(exc)
+            self.status.setText(str(exc))
+            return None
+        task = Task(lambda: self.tool.iter_run(rec, params, rois=rois), what=f"the {self.tool.label}",
+                    title=f"micromotion {self.tool.label}", parent=self)
+        task.progressed.connect(self._on_progress)
+        task.succeeded.connect(lambda res: self._on_success(res, layer))
+        task.failed.connect(lambda msg: self.status.setText(f"Failed: {msg}"))
+        task.cancelled.connect(lambda: self.status.setText("Cancelled; nothing changed."))
+        task.finished.connect(self._on_finished)
+        self.task = task
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.loss_plot.reset()
+        self.status.setText(f"Running the {self.tool.label} on {layer.name}...")
+        return task.start()
+
+    def cancel(self) -> None:
+        if self.running:
+            self.task.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling...")
+
+    def _on_progress(self, event: Progress) -> None:
+        whole = event.overall if event.overall is not None else event.fraction
+        self.progress.setValue(int(round(1000 * max(0.0, min(1.0, whole)))))
+        self.status.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
+        if event.values and "loss" in event.values:
+            self.loss_plot.add(event.stage, float(event.values["loss"]))
+        self.session.progressed.emit(event)
+
+    def _on_success(self, result: Any, layer: Any) -> None:
+        from napari.utils.notifications import show_info, show_warning
+
+        self.result = result
+        self.show_result(result, layer)
+        self.progress.setValue(1000)
+        self.export_button.setEnabled(True)
+        self.status.setText(f"Done: {self.tool.label}.")
+        for w in result.warnings:
+            show_warning(w)
+        show_info(f"{self.tool.label} finished.")
+
+    def _on_finished(self) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def show_result(self, result: Any, source_layer: Any = None) -> list[Any]:
+        """Add or update the tool's layers (placed like the input layer)."""
+        made = []
+        for data, kwargs, kind in self.tool.layer_data(result):
+            kwargs = dict(kwargs)
+            meta = {**(kwargs.pop("metadata", {}) or {}).get(META_KEY, {}), "role": "result", "tool": self.tool.name}
+            if source_layer is not None and "scale" not in kwargs and getattr(data, "ndim", 0) == source_layer.ndim:
+                kwargs["scale"], kwargs["translate"] = source_layer.scale, source_layer.translate
+            name = kwargs.get("name")
+            existing = [la for la in self.viewer.layers if la.name == name and plugin_meta(la).get("tool") == self.tool.name]
+            if existing:
+                existing[0].data = data
+                existing[0].metadata = {**existing[0].metadata, META_KEY: meta}
+                made.append(existing[0])
+            else:
+                made.append(getattr(self.viewer, f"add_{kind}")(data, metadata={META_KEY: meta}, **kwargs))
+        return made
+
+    # ------------------------------------------------------------ export
+    def _export_dialog(self) -> None:
+        path = QFileDialog.getSaveFileName(self, f"Export the {self.tool.label} results", f"{self.tool.name}-output")[0]
+        if path:
+            self.export(path, overwrite=Path(path).exists())
+
+    def export(self, path: str | Path, *, overwrite: bool = False) -> Any:
+        """Write the tool's output folder in the background; returns the task."""
+        if self.result is None:
+            notify_error(MicromotionError(f"run the {self.tool.label} first; there is nothing to export."))
+            return None
+        result, tool = self.result, self.tool
+
+        def work():
+            yield Progress("export", 0.0, str(path))
+            out = tool.write(result, path, overwrite=overwrite)
+            yield Progress("export", 1.0, str(out))
+            return out
+
+        task = Task(work, what="the export", title="micromotion", parent=self)
+        task.succeeded.connect(lambda out: self.status.setText(f"Written to {out}."))
+        self.export_task = task
+        return task.start()
