@@ -22,7 +22,8 @@ from scipy import ndimage
 from .filters import detect_spikes, dff
 from .schema import param
 
-__all__ = ["BeatParams", "beats_from_energy", "beats_from_fluorescence", "beat_stats"]
+__all__ = ["BeatParams", "beats_from_energy", "beats_from_fluorescence", "energy_beats", "fluorescence_beats",
+           "beat_stats"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class BeatParams:
 
 def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatParams()) -> np.ndarray:
     """Beat times in seconds from a band-pass energy trace (``(T,)``, >= 0)."""
+    return energy_beats(energy, fps, params)[0]
+
+
+def energy_beats(energy: np.ndarray, fps: float, params: BeatParams = BeatParams()) -> tuple[np.ndarray, np.ndarray]:
+    """Beat onsets and peak times in seconds from a band-pass energy trace."""
     e = np.asarray(energy, dtype=np.float64)
     win = max(1, int(round(params.smooth_s * fps)))
     sm = ndimage.uniform_filter1d(e, size=win, mode="nearest")
@@ -56,14 +62,21 @@ def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatP
     sm = np.sqrt(np.maximum(sm, 0))
     spikes = detect_spikes(sm, fps, threshold_sd=params.threshold_sd * math.sqrt(win),
                            refractory_s=params.refractory_s, rel_prominence=params.rel_prominence)
-    return spikes.onsets / fps
+    return spikes.onsets / fps, spikes.peaks / fps
 
 
 def beats_from_fluorescence(trace: np.ndarray, fps: float, params: BeatParams = BeatParams(), *,
                             baseline_window_s: float = 10.0, already_dff: bool = False) -> np.ndarray:
     """Beat (calcium transient) times in seconds from a fluorescence trace."""
+    return fluorescence_beats(trace, fps, params, baseline_window_s=baseline_window_s, already_dff=already_dff)[0]
+
+
+def fluorescence_beats(trace: np.ndarray, fps: float, params: BeatParams = BeatParams(), *,
+                       baseline_window_s: float = 10.0, already_dff: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Calcium transient onsets and peak times in seconds from a fluorescence trace."""
     y = np.asarray(trace, dtype=np.float64) if already_dff else dff(trace, fps, baseline_window_s)
-    return detect_spikes(y, fps, threshold_sd=params.threshold_sd, refractory_s=params.refractory_s).onsets / fps
+    spikes = detect_spikes(y, fps, threshold_sd=params.threshold_sd, refractory_s=params.refractory_s)
+    return spikes.onsets / fps, spikes.peaks / fps
 
 
 def beat_stats(times_s: np.ndarray) -> dict[str, Any]:

@@ -93,7 +93,7 @@ class ScoreRow(Row):
 
 @dataclass
 class BeatRow(Row):
-    """One beat (``beats.csv``): its onset and the interval from the previous one."""
+    """One beat (``beats.csv``): its onset, the interval from the previous one, and its peak."""
 
     roi: str
     kind: str
@@ -101,6 +101,7 @@ class BeatRow(Row):
     beat: int
     time_s: float
     rr_s: float = NAN
+    peak_time_s: float = NAN
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Generator, Sequence
 
 import numpy as np
 
-from .beats import beat_stats, beats_from_energy, beats_from_fluorescence
+from .beats import beat_stats, energy_beats, fluorescence_beats
 from .limits import detection_limit
 from .methods import AnalysisContext
 from .progress import Progress
@@ -84,17 +84,17 @@ def beats_and_limits(ctx: AnalysisContext, still: np.ndarray, roi_energy: np.nda
     rates: list[BeatRateRow] = []
     limits: list[LimitRow] = []
     for name, kind, energy_tr, filt_mean, mask in regions:
-        sources = [("transmission", beats_from_energy(energy_tr, fps, params.beats))]
+        sources = [("transmission", energy_beats(energy_tr, fps, params.beats))]
         ftrace = ctx.roi_truth.get(name, ctx.truth)
         if rec.has_fluorescence and ftrace is not None:
-            sources.append(("fluorescence", beats_from_fluorescence(
+            sources.append(("fluorescence", fluorescence_beats(
                 ftrace, fps, params.beats, baseline_window_s=params.baseline_window_s,
                 already_dff=params.ground_truth == "dff")))
-        for source, times in sources:
+        for source, (times, peaks) in sources:
             rr = np.diff(times)
             for k, tb in enumerate(times):
                 beats.append(BeatRow(roi=name, kind=kind, source=source, beat=k + 1, time_s=float(tb),
-                                     rr_s=float(rr[k - 1]) if k > 0 else float("nan")))
+                                     rr_s=float(rr[k - 1]) if k > 0 else float("nan"), peak_time_s=float(peaks[k])))
             rates.append(BeatRateRow(roi=name, kind=kind, source=source, **beat_stats(times)))
         lim = detection_limit(still, mask, filt_mean, ctx.design, rec.pixel_size_um, params.camera)
         limits.append(LimitRow(roi=name, kind=kind, **lim))

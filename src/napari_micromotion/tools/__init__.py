@@ -13,4 +13,5 @@ from .base import Tool, ToolResult
 
 __all__ = ["TOOLS", "Tool", "ToolResult"]
 
-TOOLS: Registry[Tool] = Registry("tool", "napari_micromotion.tools", builtins=())
+TOOLS: Registry[Tool] = Registry("tool", "napari_micromotion.tools",
+                                 builtins=tuple(f"napari_micromotion.tools.{t}" for t in ("motion",)))

@@ -1,0 +1,137 @@
+"""Beats and beat parameters from a contraction (displacement) trace, as cardiac motion tools report them.
+
+A contraction trace is the mean displacement magnitude of a region against the relaxed
+reference frame: near zero at rest, one peak per beat (contraction then relaxation).
+Each beat is found once (a peak standing out of the noise by ``threshold_sd`` robust
+SDs and by ``rel_prominence`` of the largest beat), and measured like MUSCLEMOTION,
+BeatProfiler and mps_motion do:
+
+* onset: where the rise crosses ``onset_fraction`` (10 %) of the beat's amplitude above
+  its own baseline (the minimum since the previous beat), interpolated between frames;
+* peak: the maximum, refined by a parabola through the three frames around it;
+* time to peak, relaxation time to 50 % and to 90 % (from the peak to where the trace
+  falls to 50 % / 10 % of the amplitude above baseline), beat duration (onset to 90 %
+  relaxation), maximum contraction and relaxation speed (from the region's speed trace);
+* per region: rate, RR SD (SDNN) and RMSSD of the peak-to-peak intervals.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal
+
+from ..schema import param
+
+__all__ = ["ContractionBeatParams", "ContractionBeat", "find_contraction_beats"]
+
+
+@dataclass(frozen=True)
+class ContractionBeatParams:
+    """How beats are found in a contraction trace."""
+
+    threshold_sd: float = param(8.0, label="beat threshold", unit="SD", min=0.5, max=1000.0, flag="--beat-threshold",
+                                decimals=1,
+                                help="A contraction must rise this many robust noise SDs above the resting trace.")
+    rel_prominence: float = param(0.2, label="smallest beat", min=0.0, max=1.0, flag="--smallest-beat", decimals=2,
+                                  help="A contraction must reach this fraction of the largest one (so that small "
+                                       "wobbles after a beat are not counted as beats).")
+    refractory_s: float = param(0.25, label="shortest beat interval", unit="s", min=0.0, max=100.0,
+                                flag="--beat-refractory", decimals=3,
+                                help="Two contraction peaks closer than this count as one beat.")
+    onset_fraction: float = param(0.1, label="onset level", min=0.01, max=0.9, flag="--onset-level", advanced=True,
+                                  decimals=2,
+                                  help="A beat starts where the rise crosses this fraction of its amplitude.")
+
+
+@dataclass
+class ContractionBeat:
+    """One contraction-relaxation cycle (times in seconds, displacements in the trace's unit)."""
+
+    onset_s: float
+    peak_time_s: float
+    peak_displacement: float
+    baseline: float
+    time_to_peak_s: float
+    relaxation_50_s: float
+    relaxation_90_s: float
+    duration_s: float
+    max_contraction_speed: float
+    max_relaxation_speed: float
+
+
+def _robust_sd(x: np.ndarray) -> float:
+    d = np.diff(x)
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2)) if d.size else 0.0
+
+
+def _crossing(y: np.ndarray, level: float, start: int, stop: int, step: int) -> float:
+    """Sub-frame index where *y* crosses *level* walking from *start* towards *stop* (NaN if never)."""
+    k = start
+    while k != stop:
+        nxt = k + step
+        if (y[k] - level) * (y[nxt] - level) <= 0 and y[k] != y[nxt]:
+            return k + step * (level - y[k]) / (y[nxt] - y[k])
+        k = nxt
+    return float("nan")
+
+
+def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBeatParams = ContractionBeatParams(),
+                           speed: np.ndarray | None = None) -> list[ContractionBeat]:
+    """Every contraction-relaxation cycle of a contraction *trace* ``(T,)`` (see the module docstring).
+
+    Parameters
+    ----------
+    trace
+        Mean displacement magnitude of the region per frame.
+    fps
+        Frame rate.
+    params
+        :class:`ContractionBeatParams`.
+    speed
+        ``(T,)`` the region's speed (displacement per second); default: the trace's derivative.
+    """
+    y = np.asarray(trace, np.float64)
+    n = y.size
+    if n < 5 or not np.isfinite(y).all():
+        return []
+    signed = speed is None          # the derivative: rising is contraction, falling relaxation
+    v = np.gradient(y) * fps if signed else np.asarray(speed, np.float64)
+    rest = float(np.percentile(y, 20))
+    noise = _robust_sd(y)
+    top = float(y.max() - rest)
+    height = max(params.threshold_sd * noise, params.rel_prominence * top, 1e-12)
+    distance = max(1, int(round(params.refractory_s * fps)))
+    peaks, props = signal.find_peaks(y, prominence=height, distance=distance)
+    beats: list[ContractionBeat] = []
+    prev = 0
+    for i, p in enumerate(peaks):
+        lo = int(props["left_bases"][i]) if "left_bases" in props else prev
+        lo = max(lo, prev)
+        base = float(y[lo:p + 1].min()) if p > lo else float(y[p])
+        amp = float(y[p] - base)
+        if amp <= 0:
+            continue
+        # the peak between frames: a parabola through the frames around it
+        tp = float(p)
+        if 0 < p < n - 1:
+            den = y[p - 1] - 2 * y[p] + y[p + 1]
+            if den < 0:
+                tp = p + 0.5 * (y[p - 1] - y[p + 1]) / den
+        onset = _crossing(y, base + params.onset_fraction * amp, p, max(lo, 0), -1)
+        nxt = int(peaks[i + 1]) if i + 1 < len(peaks) else n - 1
+        r50 = _crossing(y, base + 0.5 * amp, p, nxt, 1)
+        r90 = _crossing(y, base + 0.1 * amp, p, nxt, 1)
+        a, b = (int(math.floor(onset)) if math.isfinite(onset) else lo), p
+        c = int(math.ceil(r90)) if math.isfinite(r90) else nxt
+        beats.append(ContractionBeat(
+            onset_s=onset / fps, peak_time_s=tp / fps, peak_displacement=float(y[p]), baseline=base,
+            time_to_peak_s=(tp - onset) / fps, relaxation_50_s=(r50 - tp) / fps, relaxation_90_s=(r90 - tp) / fps,
+            duration_s=(r90 - onset) / fps,
+            max_contraction_speed=float(np.max(v[a:b + 1])) if b >= a else float("nan"),
+            max_relaxation_speed=(float(-np.min(v[b:c + 1])) if signed else float(np.max(v[b:c + 1])))
+            if c >= b else float("nan")))
+        prev = p
+    return beats

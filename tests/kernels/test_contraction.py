@@ -1,0 +1,52 @@
+"""Beats and beat parameters from contraction traces, against planted beats."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_micromotion.kernels.contraction import ContractionBeatParams, find_contraction_beats
+
+FPS = 50.0
+
+
+def _trace(onsets_s, n=1500, rise=0.05, decay=0.15, amp=1.0, noise=0.01, seed=0):
+    t = np.arange(n) / FPS
+    y = np.zeros(n)
+    for o in onsets_s:
+        dt = np.maximum(t - o, 0)
+        y += amp * (1 - np.exp(-dt / rise)) * np.exp(-dt / decay)
+    return y + np.random.default_rng(seed).normal(0, noise, n)
+
+
+def test_every_planted_contraction_is_found_once_with_its_peak_time():
+    onsets = np.cumsum(np.random.default_rng(1).uniform(0.7, 1.3, 25))
+    onsets = onsets[onsets < 28]
+    y = _trace(onsets, noise=0.01)
+    beats = find_contraction_beats(y, FPS)
+    assert len(beats) == len(onsets)
+    t_peak = 0.05 * np.log(1 + 0.15 / 0.05)   # maximum of the kernel
+    peaks = np.array([b.peak_time_s for b in beats])
+    np.testing.assert_allclose(peaks, onsets + t_peak, atol=1.0 / FPS)
+    # onset at 10 % of the amplitude: shortly after the true start of the rise, before the peak
+    starts = np.array([b.onset_s for b in beats])
+    assert np.all(starts > onsets - 1.0 / FPS) and np.all(starts < peaks)
+    b = beats[3]
+    assert b.time_to_peak_s == pytest.approx(b.peak_time_s - b.onset_s)
+    assert 0 < b.relaxation_50_s < b.relaxation_90_s and b.duration_s > b.time_to_peak_s
+    assert b.max_contraction_speed > b.max_relaxation_speed > 0     # a fast rise, a slower decay
+
+
+def test_relaxation_times_match_an_exponential_decay():
+    y = _trace([1.0], n=200, rise=0.005, decay=0.2, noise=0.0)
+    (b,) = find_contraction_beats(y, FPS)
+    # from the peak, an exponential reaches 50 % after tau ln 2 and 10 % after tau ln 10
+    assert b.relaxation_50_s == pytest.approx(0.2 * np.log(2), abs=1.5 / FPS)
+    assert b.relaxation_90_s == pytest.approx(0.2 * np.log(10), abs=1.5 / FPS)
+
+
+def test_noise_and_small_wobbles_are_not_beats():
+    y = _trace([], noise=0.02)
+    assert find_contraction_beats(y, FPS) == []
+    y = _trace([2.0, 4.0, 6.0]) + _trace([2.6, 4.6, 6.6], amp=0.1, noise=0.0)   # after-beats of 10 %
+    assert len(find_contraction_beats(y, FPS, ContractionBeatParams(rel_prominence=0.2))) == 3

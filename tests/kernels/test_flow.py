@@ -1,0 +1,89 @@
+"""Displacement fields: sign convention, sub-pixel accuracy on textured warps, drift removal, the stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_micromotion.errors import MicromotionError
+from napari_micromotion.kernels.flow import ENGINES, FlowEstimator, FlowParams, FlowStream, most_relaxed_frame
+
+N = 96
+
+
+@pytest.fixture(scope="module")
+def texture():
+    rng = np.random.default_rng(0)
+    img = ndimage.gaussian_filter(rng.standard_normal((N, N)), 1.5)
+    return (1000 + 400 * img / img.std()).astype(np.float64)
+
+
+def _warp(img, d):
+    yy, xx = np.mgrid[0:N, 0:N].astype(np.float64)
+    return ndimage.map_coordinates(img, [yy - d[0], xx - d[1]], order=3, mode="mirror")
+
+
+def _contraction(amp):
+    yy, xx = np.mgrid[0:N, 0:N].astype(np.float64)
+    dy, dx = yy - N / 2, xx - N / 2
+    g = np.exp(-(dy**2 + dx**2) / (2 * 25**2))
+    d = -np.stack([dy, dx]) / 25 * g
+    return amp * d / np.abs(d).max()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_content_moved_by_d_gives_d(texture, engine):
+    d = np.array([0.7, -1.2])[:, None, None] * np.ones((2, N, N))
+    est = FlowEstimator(texture, FlowParams(engine=engine, remove_drift=False))(_warp(texture, d))
+    inner = (slice(10, -10), slice(10, -10))
+    err = np.hypot(*(est - d))[inner]
+    assert np.median(err) < 0.08, engine
+
+
+@pytest.mark.parametrize("amp,tol", [(0.05, 0.01), (0.2, 0.02), (1.0, 0.06), (3.0, 0.2)])
+def test_lk_is_sub_pixel_accurate_on_a_smooth_contraction(texture, amp, tol):
+    d = _contraction(amp)
+    est = FlowEstimator(texture, FlowParams())(_warp(texture, d))   # noise-free: the method's own error
+    m = np.hypot(*d) > 0.3 * amp
+    err = np.hypot(*(est - d))[m]
+    assert np.median(err) < tol
+
+
+def test_drift_is_removed(texture):
+    d = _contraction(1.0) + np.array([1.5, -0.5])[:, None, None]
+    est = FlowEstimator(texture, FlowParams(remove_drift=True))
+    field, drift = est.without_drift(est(_warp(texture, d)))
+    np.testing.assert_allclose(drift, [1.5, -0.5], atol=0.05)
+    inner = (slice(10, -10), slice(10, -10))
+    assert np.median(np.hypot(*(field - _contraction(1.0)))[inner]) < 0.1   # the contraction stays
+
+
+def test_frames_of_another_size_are_refused(texture):
+    with pytest.raises(MicromotionError, match="does not match"):
+        FlowEstimator(texture)(np.zeros((10, 10)))
+    with pytest.raises(MicromotionError, match="flow engine"):
+        FlowEstimator(texture, FlowParams(engine="magic"))
+
+
+def test_stream_gives_each_frame_its_field_on_any_number_of_threads(texture):
+    amps = np.zeros(40)
+    amps[10:20] = np.concatenate([np.linspace(0.1, 1, 5), np.linspace(1, 0.1, 5)])   # one beat among rest
+    video = np.stack([_warp(texture, _contraction(a)) for a in amps]).astype(np.float32)
+    ref = most_relaxed_frame(video)
+    assert amps[ref] == 0
+    out = {}
+    for threads in (1, 2, 3):
+        fields = np.zeros((len(amps), 2, N, N), np.float32)
+        previous_of = {}
+        for first, block, previous in FlowStream(video, ref, FlowParams(), block=7, threads=threads).blocks():
+            fields[first:first + len(block)] = block
+            previous_of[first] = previous
+        out[threads] = fields
+        assert previous_of.pop(0) is None and len(previous_of) >= 4
+        for first, previous in previous_of.items():   # the field before each block is the previous frame's
+            np.testing.assert_allclose(previous, fields[first - 1], atol=1e-5)
+    np.testing.assert_allclose(out[2], out[1], atol=1e-4)
+    np.testing.assert_allclose(out[3], out[1], atol=1e-4)
+    peak = np.hypot(*out[1][14]).max()
+    assert peak == pytest.approx(1.0, rel=0.15)

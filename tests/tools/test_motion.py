@@ -1,0 +1,135 @@
+"""The motion tool: its command, output folder and the beats it finds on simulated and real recordings."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_micromotion.cli import main
+from napari_micromotion.kernels.contraction import find_contraction_beats
+from napari_micromotion.rois import rasterize, read_rois
+from napari_micromotion.tools import TOOLS
+from napari_micromotion.tools.motion import MotionParams
+
+from ..conftest import SHARED, assert_one_line_error
+
+
+def _rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def motion_sim(tmp_path_factory):
+    """600 frames of 96 px: strong and 'other' cells contract visibly; the simulator's fields give the truth."""
+    from napari_micromotion.simulate import SimulationParams, Simulator, write_simulation
+
+    params = SimulationParams(n_frames=600, size=96, seed=2)
+    folder = write_simulation(tmp_path_factory.mktemp("motion") / "sim", params)
+    return folder, Simulator(params)
+
+
+def _true_traces(sim, rois, reference):
+    """Mean displacement magnitude per ROI from the simulator's own fields (in reference coordinates)."""
+    p = sim.p
+    yy, xx = np.mgrid[0:p.size, 0:p.size].astype(float)
+
+    def field(i):
+        return np.tensordot(sim._courses[:, i], sim._fields, axes=(0, 0)) + sim.stage[i][:, None, None]
+
+    d0 = field(reference)
+    masks = rasterize(rois, (p.size, p.size))
+    out = {n: np.zeros(p.n_frames) for n in masks.names}
+    for i in range(p.n_frames):
+        D = field(i)
+        d = D - d0
+        for _ in range(4):  # frame(x + d) = reference(x): d = D(x + d) - D0(x)
+            d = np.stack([ndimage.map_coordinates(D[c], [yy + d[0], xx + d[1]], order=1, mode="nearest")
+                          for c in (0, 1)]) - d0
+        d -= np.median(d.reshape(2, -1), axis=1)[:, None, None]
+        mag = np.hypot(*d)
+        for k, n in enumerate(masks.names):
+            out[n][i] = mag[masks.masks[k]].mean()
+    return out
+
+
+def test_motion_command_writes_its_folder_and_finds_every_contraction(motion_sim, tmp_path, capsys):
+    folder, sim = motion_sim
+    out = tmp_path / "motion"
+    code = main(["motion", str(folder / "transmission.tif"), "--rois", str(folder / "rois.json"), "--out", str(out),
+                 "-q"])
+    assert code == 0, capsys.readouterr().err
+    for name in ("contraction.csv", "beats.csv", "beat_params.csv", "beat_rates.csv", "maps/displacement_max.tif",
+                 "maps/direction.tif", "motion.json"):
+        assert (out / name).is_file(), name
+    rec = json.loads((out / "motion.json").read_text())
+    ref = rec["result"]["reference_frame"]
+    header = (out / "contraction.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["frame", "time_s"]
+    assert header[2:6] == ["strong/displacement_px", "strong/speed_px_s", "strong/displacement_um", "strong/speed_um_s"]
+    beats = _rows(out / "beats.csv")
+    assert list(beats[0]) == ["roi", "kind", "source", "beat", "time_s", "rr_s", "peak_time_s"]
+    assert {b["source"] for b in beats} == {"motion"}
+    params = _rows(out / "beat_params.csv")
+    assert {"onset_s", "peak_time_s", "peak_displacement_px", "time_to_peak_s", "relaxation_50_s",
+            "relaxation_90_s", "max_contraction_speed_px_s", "max_relaxation_speed_px_s", "duration_s", "rate_bpm",
+            "rr_sd_s", "rmssd_s", "peak_displacement_um"} <= set(params[0])
+    # every contraction of the cells that visibly contract is found once, its peak within a frame of the truth
+    truth = _true_traces(sim, read_rois(folder / "rois.json"), ref)
+    fps = sim.p.fps
+    for roi in ("strong", "other"):
+        true_peaks = np.array([b.peak_time_s for b in find_contraction_beats(truth[roi], fps)])
+        found = np.array([float(b["peak_time_s"]) for b in beats if b["roi"] == roi])
+        assert len(true_peaks) >= 5 and len(found) == len(true_peaks), roi
+        np.testing.assert_allclose(found, true_peaks, atol=1.0 / fps)
+    # the cell that does not move has no beats
+    assert not [b for b in beats if b["roi"] == "silent"]
+    # the maps: the contracting cell moves most, the direction is an angle
+    back = TOOLS["motion"].read(out)
+    masks = rasterize(read_rois(folder / "rois.json"), (sim.p.size, sim.p.size))
+    dmax = back.displacement_max
+    assert dmax[masks.masks[masks.index("strong")]].mean() > 5 * dmax[masks.masks[masks.index("silent")]].mean()
+    assert np.all(np.abs(back.direction) <= 180)
+    assert back.reference_frame == ref and back.regions == masks.names
+    np.testing.assert_allclose(back.displacement["strong"],
+                               np.array([float(r["strong/displacement_px"]) for r in _rows(out / "contraction.csv")]),
+                               rtol=1e-5)
+
+
+def test_reference_frame_drift_and_no_rois(motion_sim, tmp_path, capsys):
+    from napari_micromotion.io import read_recording
+
+    folder, sim = motion_sim
+    rec = read_recording(folder / "transmission.tif")
+    res = TOOLS["motion"].run(rec, MotionParams(reference="12"))
+    assert res.reference_frame == 12 and res.regions == ["frame"]
+    assert res.displacement["frame"][12] < 0.01 < res.displacement["frame"].max()   # the reference against itself
+    # the simulator's stage drift comes back as the removed drift (up to its value at the reference)
+    true = sim.stage - sim.stage[12]
+    np.testing.assert_allclose(res.drift_px, true, atol=0.08)
+    assert_one_line_error(*_run_cli(capsys, [str(folder / "transmission.tif"), "--reference", "5000",
+                                              "--out", str(tmp_path / "x")]))
+    assert not (tmp_path / "x").exists()
+
+
+def _run_cli(capsys, args):
+    code = main(["motion", *args, "-q"])
+    return capsys.readouterr().err, code
+
+
+def test_a_real_microbundle_gives_its_four_beats(tmp_path):
+    """Real brightfield frames (MIT, see SOURCE.md): maximum contraction near frames 7, 29, 50 and 71."""
+    folder = SHARED / "microbundle-tif-series"
+    assert folder.is_dir(), f"shared data missing: {folder}"
+    from napari_micromotion.io import read_recording
+
+    rec = read_recording(folder, fps=30.0)
+    res = TOOLS["motion"].run(rec, MotionParams())
+    peaks = np.array([b.peak_time_s for b in res.beats]) * 30
+    np.testing.assert_allclose(peaks, [7, 29, 50, 71], atol=1.5)
+    rate = res.beat_rates[0]
+    assert rate.n_beats == 4 and rate.rate_bpm == pytest.approx(60 * 30 / 21.3, rel=0.05)
