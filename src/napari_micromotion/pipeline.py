@@ -698,6 +698,10 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     still = rec.still_frame()
     beats, beat_rates, limits = beats_and_limits(ctx, still, acc.roi_energy, acc.roi_filtered, acc.frame_energy,
                                                  acc.frame_filtered)
+    for m in plan.chosen:   # methods that find beats themselves (contraction)
+        more, more_rates = METHODS[m].beat_rows(ctx, plan.method_params(m), ctx.states.get(m), roi_traces)
+        beats += more
+        beat_rates += more_rates
     timings["beats and limits"] = time.perf_counter() - t0
     timings.update({f"method {m}": v for m, v in acc.method_time.items()})
     timings["total"] = time.perf_counter() - t_all

@@ -87,3 +87,22 @@ def test_stream_gives_each_frame_its_field_on_any_number_of_threads(texture):
     np.testing.assert_allclose(out[3], out[1], atol=1e-4)
     peak = np.hypot(*out[1][14]).max()
     assert peak == pytest.approx(1.0, rel=0.15)
+
+
+def test_stream_removes_slow_drift_but_keeps_a_brief_translation(texture):
+    """Stage drift (slow) is subtracted; a 0.2 s whole-field jerk (a beat pulling the sheet) is not drift."""
+    fps, n = 20.0, 120
+    drift = np.stack([np.linspace(0, 1.5, n), np.linspace(0, -1.0, n)], axis=1)   # px over 6 s
+    jerk = np.zeros(n)
+    jerk[60:64] = [0.4, 0.8, 0.8, 0.4]                                            # 0.2 s along y
+    video = np.stack([_warp(texture, drift[i] + [jerk[i], 0]) for i in range(n)]).astype(np.float32)
+    stream = FlowStream(video, 0, FlowParams(drift_window_s=2.0), fps=fps)
+    fields = np.zeros((n, 2, N, N), np.float32)
+    for first, block, _ in stream.blocks():
+        fields[first:first + len(block)] = block
+    np.testing.assert_allclose(stream.drift, drift, atol=0.08)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    median_dy = np.median(fields[:, 0][inner].reshape(n, -1), axis=1)
+    np.testing.assert_allclose(median_dy, jerk, atol=0.08)
+    still = FlowStream(video, 0, FlowParams(remove_drift=False), fps=fps)
+    assert not still.drift.any()

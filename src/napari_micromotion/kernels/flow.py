@@ -21,8 +21,10 @@ Three engines behind one interface, all on OpenCV (``opencv-python-headless``):
 Conventions: a field ``d`` of shape ``(2, Y, X)`` holds ``(dy, dx)`` in pixels such that
 the content at ``x`` in the reference is at ``x + d(x)`` in the frame (``frame(x + d) ~
 reference(x)``).  Each frame is scaled to the reference's mean intensity first, so slow
-illumination changes do not read as motion.  With ``remove_drift`` the field's spatial
-median (a stage drift or a whole-field translation) is subtracted afterwards.
+illumination changes do not read as motion.  With ``remove_drift``, :class:`FlowStream`
+subtracts the stage drift: the field's spatial median per frame, measured on a coarse
+copy of the video and median-filtered over ``drift_window_s`` (a contraction moves the
+median too, but only for a fraction of a second, so it is not taken for drift).
 """
 
 from __future__ import annotations
@@ -70,8 +72,12 @@ class FlowParams:
     levels: int = param(3, label="pyramid levels", min=1, max=6, flag="--flow-levels", advanced=True,
                         help="Coarse-to-fine levels for frames without a good starting estimate (large motion).")
     remove_drift: bool = param(True, label="remove drift", flag="--remove-drift",
-                               help="Subtract the median displacement of the whole field in every frame, so stage "
-                                    "drift and whole-field translation do not count as contraction.")
+                               help="Subtract the slow translation of the whole field (stage drift), so it does not "
+                                    "count as contraction.")
+    drift_window_s: float = param(2.0, label="drift window", unit="s", min=0.1, max=1e4, flag="--drift-window",
+                                  advanced=True, decimals=2,
+                                  help="The drift is the whole field's median displacement, median-filtered over this "
+                                       "long: slower than the beats, so contractions are not taken for drift.")
 
     def validate(self) -> None:
         check(self.engine in ENGINES, f"flow engine must be one of {', '.join(ENGINES)}, got {self.engine!r}.")
@@ -209,7 +215,10 @@ class FlowEstimator:
         return self._dis_flow(f, init)
 
     def without_drift(self, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The field with its spatial median removed (when ``remove_drift``), and that median ``(dy, dx)``."""
+        """The field with its spatial median removed (when ``remove_drift``), and that median ``(dy, dx)``.
+
+        For a single pair of images; a video's drift is best measured by :class:`FlowStream`.
+        """
         if not self.params.remove_drift:
             return d, np.zeros(2, np.float32)
         med = np.median(d.reshape(2, -1), axis=1).astype(np.float32)
@@ -236,7 +245,8 @@ def most_relaxed_frame(video: Any, max_samples: int = 400) -> int:
 class FlowStream:
     """Displacement fields of every frame of a video, in blocks, on two threads.
 
-    The frames are split in *threads* contiguous parts processed side by side (OpenCV
+    With ``params.remove_drift`` the stage drift is measured first (a quick pass over a
+    coarse copy) and subtracted; :attr:`drift` holds it ``(T, 2)``.  The frames are split in *threads* contiguous parts processed side by side (OpenCV
     and numpy release the GIL); within a part each frame starts from the previous
     frame's field.  :meth:`blocks` yields ``(first_frame, fields, previous)``: the
     fields ``(n, 2, Y, X)`` of frames ``first_frame .. first_frame + n - 1`` with the
@@ -244,9 +254,10 @@ class FlowStream:
     consumer can take time derivatives.  Memory: ``threads * block`` fields.
     """
 
-    def __init__(self, video: Any, reference_frame: int, params: FlowParams = FlowParams(), *, block: int = 32,
-                 threads: int = 2, warm_start: bool = False) -> None:
+    def __init__(self, video: Any, reference_frame: int, params: FlowParams = FlowParams(), *, fps: float = 1.0,
+                 block: int = 32, threads: int = 2, warm_start: bool = False) -> None:
         self.warm_start = warm_start
+        self.fps = float(fps)
         n = int(video.shape[0])
         check(0 <= reference_frame < n, f"reference frame {reference_frame} lies outside the video's {n} frames.")
         self.video = video
@@ -259,6 +270,28 @@ class FlowStream:
         self.parts = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
         self.estimators = [FlowEstimator(reference, params) for _ in self.parts]
         self.drift = np.zeros((n, 2), np.float32)
+        self._drift_done = not params.remove_drift
+
+    def _measure_drift(self) -> None:
+        """The slow whole-field translation of every frame, from a coarse copy of the video (see module docstring)."""
+        from scipy import ndimage
+
+        cv2 = require_cv2()
+        ny, nx = self.estimators[0].shape
+        k = max(1, min(ny, nx) // 64)
+        small = (max(8, nx // k), max(8, ny // k))
+        ref = cv2.resize(np.asarray(self.video[self.reference_frame], np.float32), small, interpolation=cv2.INTER_AREA)
+        est = FlowEstimator(ref, FlowParams(window_px=2.0, levels=2, remove_drift=False))
+        med = np.zeros((self.n_frames, 2), np.float32)
+        for a in range(0, self.n_frames, 256):
+            block = np.asarray(self.video[a:a + 256], np.float32)
+            for i, frame in enumerate(block):
+                d = est(cv2.resize(frame, small, interpolation=cv2.INTER_AREA))
+                med[a + i] = np.median(d.reshape(2, -1), axis=1) * (nx / small[0], ny / small[1])[::-1]
+        size = max(1, int(round(self.params.drift_window_s * self.fps)) | 1)
+        self.drift = np.stack([ndimage.median_filter(med[:, c], size=size, mode="nearest") for c in (0, 1)],
+                              axis=1).astype(np.float32)
+        self._drift_done = True
 
     @property
     def n_frames(self) -> int:
@@ -268,14 +301,14 @@ class FlowStream:
         est = self.estimators[k]
         if not state and a > 0:   # a later part: start from the frame before it, for warm start and derivatives
             raw = est(np.asarray(self.video[a - 1], np.float32))
-            state["raw"], state["field"] = raw, est.without_drift(raw)[0]
+            state["raw"], state["field"] = raw, raw - self.drift[a - 1][:, None, None]
         frames = np.asarray(self.video[a:b], np.float32)
         out = np.empty((b - a, 2, *est.shape), np.float32)
         raw = state.get("raw")
         previous = state.get("field")
         for i in range(b - a):
             raw = est(frames[i], raw if self.warm_start else None)
-            out[i], self.drift[a + i] = est.without_drift(raw)
+            out[i] = raw - self.drift[a + i][:, None, None]
         state["raw"], state["field"] = raw, out[-1]
         return a, out, previous
 
@@ -283,6 +316,8 @@ class FlowStream:
         """Yield ``(first_frame, fields, previous_field)`` for every block (parts interleaved)."""
         from concurrent.futures import ThreadPoolExecutor
 
+        if not self._drift_done:
+            self._measure_drift()
         cursors = [a for a, _ in self.parts]
         states: list[dict[str, Any]] = [{} for _ in self.parts]
         with ThreadPoolExecutor(max_workers=len(self.parts)) as pool:

@@ -1,7 +1,7 @@
 """Analysis methods: one module each, found through a registry.
 
 ``METHODS`` lists every registered method in registration order (the project's:
-``bandpass``, ``matched``, ``cnn1d``, ``cnn3d``; then those of installed plug-ins,
+``bandpass``, ``matched``, ``cnn1d``, ``cnn3d``, ``flow``; then those of installed plug-ins,
 entry-point group ``napari_micromotion.methods``).  See :mod:`.base` for the
 interface a method implements.
 """
@@ -15,7 +15,7 @@ __all__ = ["METHODS", "Method", "Requirements", "AnalysisContext", "PixelChunk",
 
 METHODS: Registry[Method] = Registry(
     "method", "napari_micromotion.methods",
-    builtins=tuple(f"napari_micromotion.methods.{m}" for m in ("bandpass", "matched", "cnn1d", "cnn3d")))
+    builtins=tuple(f"napari_micromotion.methods.{m}" for m in ("bandpass", "matched", "cnn1d", "cnn3d", "flow")))
 
 
 def label_of(name: str) -> str:

@@ -295,6 +295,11 @@ class Method:
         """A picklable callable ``chunk -> (T, P)`` prediction on *device*, or ``None`` while not fitted."""
         return None
 
+    def beat_rows(self, ctx: AnalysisContext, params: Any, state: Any, roi_traces: dict[tuple[str, str], np.ndarray]
+                  ) -> tuple[list[Any], list[Any]]:
+        """Beats this method finds itself (e.g. from contraction), as ``(BeatRow list, BeatRateRow list)``."""
+        return [], []
+
     # ------------------------------------------------------------ files
     def save(self, state: Any, folder: Path, results: Any) -> None:
         """Write the fitted state (models) into an output folder (``models/`` by convention)."""

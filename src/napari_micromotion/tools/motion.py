@@ -225,7 +225,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     pr, pc = np.meshgrid(np.arange(step // 2, ny, step), np.arange(step // 2, nx, step), indexing="ij")
     points = np.column_stack([pr.ravel(), pc.ravel()])
     arrows = np.zeros((n, len(points), 2), np.float32)
-    stream = FlowStream(video, ref, params.flow, block=params.block_frames, threads=params.threads)
+    stream = FlowStream(video, ref, params.flow, fps=fps, block=params.block_frames, threads=params.threads)
     done = 0
     for first, fields, previous in stream.blocks():
         m = fields.shape[0]

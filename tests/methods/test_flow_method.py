@@ -1,0 +1,99 @@
+"""The displacement-magnitude method: scored like the others, beats per contraction, no scratch file left behind."""
+
+from __future__ import annotations
+
+import gc
+import os
+
+import numpy as np
+import pytest
+
+from napari_micromotion.io import scratch_dir
+from napari_micromotion.methods import METHODS
+from napari_micromotion.pipeline import AnalysisParams, run_analysis
+from napari_micromotion.simulate import simulate
+
+
+def _scratch_files() -> set[str]:
+    return {f for f in os.listdir(scratch_dir()) if f.startswith("micromotion-flow-")}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate(n_frames=1200, size=64, seed=0)
+
+
+@pytest.fixture(scope="module")
+def results(sim):
+    before = _scratch_files()
+    res = run_analysis(sim.recording(), sim.rois, AnalysisParams(methods=("bandpass", "flow"), n_surrogates=199))
+    return res, before
+
+
+def _score(res, roi, method):
+    return next(r for r in res.roi_scores if r.roi == roi and r.method == method)
+
+
+def test_flow_is_registered_and_needs_no_fluorescence():
+    assert "flow" in METHODS.names()
+    assert not METHODS["flow"].requires.fluorescence
+
+
+def test_displacement_predicts_the_moving_cells_calcium_and_not_the_others(results):
+    res, _ = results
+    strong = _score(res, "strong", "flow")
+    assert strong.score > 0.75 and strong.p_value < 0.01
+    # measured displacement follows calcium better than band-passed intensity on the strong cell
+    assert strong.score > _score(res, "strong", "bandpass").score
+    assert _score(res, "weak", "flow").p_value < 0.05
+    assert _score(res, "other", "flow").p_value >= 0.05      # moves, but has no calcium
+    # has calcium, does not move: far below the strong cell (not always at chance: the flow window, ~4 px,
+    # carries motion of cells two neighbours away into the ROI's rim)
+    assert _score(res, "silent", "flow").score < 0.5 * strong.score
+    assert res.score_maps["flow"].shape == (64, 64)
+
+
+def test_one_motion_beat_per_contraction(results, sim):
+    res, _ = results
+    fps = sim.params.fps
+    onsets = np.array(sim.truth["calcium_onsets_s"]) + sim.truth["contraction_delay_s"]
+    onsets = onsets[(onsets > 0.2) & (onsets < sim.params.n_frames / fps - 0.3)]
+    found = np.array([b.time_s for b in res.beats if b.roi == "strong" and b.source == "motion"])
+    assert abs(len(found) - len(onsets)) <= 1
+    # every true contraction has a motion beat starting within 0.1 s of it
+    nearest = np.abs(found[None, :] - onsets[:, None]).min(axis=1)
+    assert np.median(nearest) < 0.05 and np.all(nearest < 0.15)
+    rate = next(r for r in res.beat_rates if r.roi == "strong" and r.source == "motion")
+    assert rate.n_beats == len(found)
+
+
+def test_the_scratch_file_goes_with_the_results(sim):
+    before = _scratch_files()
+    res = run_analysis(sim.recording(), sim.rois[:1], AnalysisParams(methods=("flow",), n_surrogates=19))
+    assert res.roi_scores
+    del res
+    gc.collect()
+    assert _scratch_files() <= before
+
+
+def test_a_cancelled_analysis_leaves_no_scratch_file(sim):
+    from napari_micromotion.pipeline import iter_analysis
+
+    before = _scratch_files()
+    gen = iter_analysis(sim.recording(), sim.rois, AnalysisParams(methods=("flow",)))
+    for p in gen:
+        if p.stage == "optical flow" and p.fraction > 0:
+            assert _scratch_files() > before     # the magnitudes are being written
+            break
+    gen.close()                                  # what the GUI's cancel button does
+    gc.collect()
+    assert _scratch_files() <= before
+
+
+def test_a_bad_reference_frame_is_one_sentence(sim):
+    from napari_micromotion.errors import MicromotionError
+    from napari_micromotion.methods.flow import FlowMethodParams
+
+    params = AnalysisParams(methods=("flow",), method_params={"flow": FlowMethodParams(reference="5000")})
+    with pytest.raises(MicromotionError, match="reference frame must be 'auto' or a frame number below 1200"):
+        run_analysis(sim.recording(), sim.rois, params)
