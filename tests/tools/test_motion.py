@@ -133,3 +133,34 @@ def test_a_real_microbundle_gives_its_four_beats(tmp_path):
     np.testing.assert_allclose(peaks, [7, 29, 50, 71], atol=1.5)
     rate = res.beat_rates[0]
     assert rate.n_beats == 4 and rate.rate_bpm == pytest.approx(60 * 30 / 21.3, rel=0.05)
+
+
+def test_save_flow_writes_every_field_and_leaves_no_scratch(motion_sim, tmp_path, capsys):
+    import gc
+    import os
+
+    import zarr
+
+    from napari_micromotion.io import read_recording, scratch_dir
+
+    def scratch():
+        return {f for f in os.listdir(scratch_dir()) if f.startswith("micromotion-flow-zarr-")}
+
+    folder, sim = motion_sim
+    before = scratch()
+    out = tmp_path / "flow"
+    assert main(["motion", str(folder / "transmission.tif"), "--save-flow", "--out", str(out), "-q"]) == 0, \
+        capsys.readouterr().err
+    flow = zarr.open_array(str(out / "flow.zarr"), mode="r")
+    assert flow.shape == (sim.p.n_frames, 2, sim.p.size, sim.p.size) and flow.dtype == np.float32
+    back = TOOLS["motion"].read(out)
+    # the stored fields are the ones the contraction trace was computed from
+    np.testing.assert_allclose(np.hypot(flow[:, 0], flow[:, 1]).mean(axis=(1, 2)), back.displacement["frame"],
+                               rtol=1e-4, atol=1e-6)
+    assert back.flow_store == out / "flow.zarr"
+    # a run that is never written does not leave its fields behind
+    res = TOOLS["motion"].run(read_recording(folder / "transmission.tif"), MotionParams(save_flow=True))
+    assert res.flow_store.is_dir() and scratch() > before
+    del res
+    gc.collect()
+    assert scratch() <= before

@@ -53,6 +53,8 @@ __all__ = ["Motion", "MotionParams", "MotionResult", "BeatParamRow", "MOTION_SOU
 
 #: the ``source`` of beats found in contraction traces
 MOTION_SOURCE = "motion"
+#: every displacement field, with ``save_flow``
+FLOW_ZARR = "flow.zarr"
 NAN = float("nan")
 
 
@@ -124,7 +126,8 @@ class MotionResult(ToolResult):
     drift_px: np.ndarray | None = None                                  # (T, 2) removed stage drift (dy, dx)
     arrows: np.ndarray | None = None                                    # (T, n_points, 2) sampled fields
     arrow_points: np.ndarray | None = None                              # (n_points, 2) row, col
-    flow_store: Any = None                                              # path of flow.zarr while unsaved
+    flow_store: Any = None                                              # path of flow.zarr (scratch, then folder)
+    _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def time_s(self) -> np.ndarray:
         return np.arange(self.n_frames) / self.fps
@@ -169,6 +172,29 @@ class ContractionEntry(Entry):
             elif col.endswith("/speed_px_s"):
                 speed[col[: -len("/speed_px_s")]] = table[:, j].astype(np.float32)
         fields.update(displacement=disp, speed=speed, regions=regions, n_frames=table.shape[0])
+
+
+class FlowEntry(Entry):
+    """``flow.zarr`` (with ``save_flow``): moved from the scratch folder into the output folder."""
+
+    path = FLOW_ZARR
+    what = "every displacement field (T, 2, Y, X), (dy, dx) in px (with --save-flow)"
+
+    def write(self, result: MotionResult, folder: Path) -> None:
+        import shutil
+
+        src = result.flow_store
+        if src is None or not Path(src).exists():
+            return
+        if Path(src).parent.name.startswith("micromotion-flow-zarr-"):   # the run's own scratch copy: move it
+            shutil.move(str(src), str(folder / self.path))
+            result.flow_store = None
+        else:                                                             # read from another folder: copy
+            shutil.copytree(src, folder / self.path)
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        if (folder / self.path).is_dir():
+            fields["flow_store"] = folder / self.path
 
 
 class _MotionRecordEntry(Entry):
@@ -318,6 +344,7 @@ class Motion(Tool):
         TableEntry("beat_rates.csv", "beat_rates", BeatRateRow, "rate (bpm), RR SD, RMSSD per region"),
         ImageEntry("maps/displacement_max.tif", "displacement_max", "largest displacement of each pixel (px)"),
         ImageEntry("maps/direction.tif", "direction", "angle of that displacement (degrees, 0 = +x, counter-clockwise)"),
+        FlowEntry(),
         _MotionRecordEntry(),
     ]
 
@@ -326,7 +353,28 @@ class Motion(Tool):
         check(recording.n_frames >= 3, f"the video has {recording.n_frames} frames; motion needs at least 3.")
 
     def iter_run(self, recording: Any, params: MotionParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
-        return (yield from iter_motion(recording, params, rois))
+        if not params.save_flow:
+            return (yield from iter_motion(recording, params, rois))
+        import shutil
+        import tempfile
+        import weakref
+
+        from ..distributed import _require
+        from ..io import scratch_dir
+
+        zarr = _require("zarr")
+        n, (ny, nx) = recording.n_frames, recording.frame_shape
+        scratch = Path(tempfile.mkdtemp(prefix="micromotion-flow-zarr-", dir=scratch_dir()))
+        try:
+            store = zarr.open_array(str(scratch / FLOW_ZARR), mode="w", shape=(n, 2, ny, nx),
+                                    chunks=(max(1, params.block_frames), 2, ny, nx), dtype="float32")
+            result = yield from iter_motion(recording, params, rois, flow_out=store)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        result.flow_store = scratch / FLOW_ZARR
+        result._cleanup = weakref.finalize(result, shutil.rmtree, scratch, True)   # unless written
+        return result
 
     def record(self, result: MotionResult) -> dict[str, Any]:
         rec = super().record(result)
@@ -337,7 +385,10 @@ class Motion(Tool):
         return rec
 
     def write(self, result: MotionResult, out: Any, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
-        return super().write(result, out, overwrite=overwrite, extra=extra)
+        folder = super().write(result, out, overwrite=overwrite, extra=extra)
+        if (folder / FLOW_ZARR).is_dir():
+            result.flow_store = folder / FLOW_ZARR
+        return folder
 
     def layer_data(self, result: MotionResult) -> list[tuple[Any, dict[str, Any], str]]:
         from .._layers import META_KEY
