@@ -19,6 +19,7 @@ __all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt",
 ROI_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
 TRUTH_COLOUR = "#444444"
 MOTION_BEAT = "#d62728"
+CONTRACTION_BEAT = "#8c564b"
 
 
 def method_colour(m: str) -> str:
@@ -176,8 +177,8 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
     Top (with fluorescence): the calcium of the region ("calcium, <roi>"), the whole
     field's when that is what the scores use ("calcium, whole field", dashed), and each
     method's prediction, all z-scored; the title gives ``r`` and ``p`` per method.  Bottom:
-    the motion energy (band-pass RMS of the region) with the beats found in it and in the
-    calcium.  Without fluorescence only the motion row is drawn.
+    the motion energy (band-pass RMS of the region) with the beats found in it, in the
+    region's displacement (contraction beats, with the ``flow`` method) and in the calcium.  Without fluorescence only the motion row is drawn.
     """
     c = {**LIGHT, **(colours or {})}
     sl = window if window is not None else slice(0, results.n_frames)
@@ -259,7 +260,8 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
         m_tr = np.sqrt(np.maximum(np.asarray(motion, np.float64)[sl], 0) / n_px)
         ax.plot(t, m_tr, color=c["text"], lw=0.8)
         panel.columns[f"{region}/motion (band-pass RMS in grey levels)"] = m_tr
-        marks = {"transmission": ("v", MOTION_BEAT), "fluorescence": ("^", c["truth_field"])}
+        marks = {"transmission": ("v", MOTION_BEAT), "motion": ("v", CONTRACTION_BEAT),
+                 "fluorescence": ("^", c["truth_field"])}
         for b in beats:
             if sl.start <= b.time_s * results.fps < sl.stop:
                 shape, colour = marks.get(b.source, ("v", c["text"]))
@@ -267,7 +269,8 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
                         transform=ax.get_xaxis_transform(), ls="none")
         rates = {r.source: r for r in results.beat_rates if r.roi == region}
         bits = []
-        for src, label in (("transmission", "\u25bc motion beats"), ("fluorescence", "\u25b2 calcium beats")):
+        for src, label in (("transmission", "\u25bc motion-energy beats"), ("motion", "\u25bc contraction beats"),
+                           ("fluorescence", "\u25b2 calcium beats")):
             r = rates.get(src)
             if r is not None:
                 rate = f", {r.rate_bpm:.1f} bpm" if np.isfinite(r.rate_bpm) else ""

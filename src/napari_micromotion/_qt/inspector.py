@@ -12,6 +12,8 @@
   the table rows of the selected ROI are highlighted.
 
 The figure itself is drawn by :func:`napari_micromotion.report.draw_trace_panel` (no Qt).
+Tools that show their results here (the motion tool's contraction traces and beat
+table) add a page beside the analysis; the page tabs appear when there is more than one.
 """
 
 from __future__ import annotations
@@ -537,15 +539,41 @@ class InspectorWidget(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 2)
         split.setChildrenCollapsible(False)
+        self.analysis_page = split
+        self.pages = QTabWidget()            # the analysis, then one page per tool that shows its result here
+        self.pages.setTabBarAutoHide(True)
+        self.pages.setDocumentMode(True)
+        self.pages.addTab(split, "Analysis")
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(split)
+        lay.addWidget(self.pages)
         self.setMinimumHeight(200)
         self.session.results_changed.connect(self._on_results)
         self._on_results(self.session.results)
 
+    def page(self, title: str) -> QWidget | None:
+        for i in range(self.pages.count()):
+            if self.pages.tabText(i) == title:
+                return self.pages.widget(i)
+        return None
+
+    def add_page(self, title: str, widget: QWidget) -> QWidget:
+        """Add *widget* as page *title* (once; returns the page shown under that title)."""
+        existing = self.page(title)
+        if existing is not None:
+            return existing
+        self.pages.addTab(widget, title)
+        return widget
+
+    def show_page(self, title: str) -> None:
+        page = self.page(title)
+        if page is not None:
+            self.pages.setCurrentWidget(page)
+
     def _on_results(self, results: Any = None) -> None:
         results = self.session.results
+        if results is not None:
+            self.pages.setCurrentWidget(self.analysis_page)
         if results is not None and not results.has_fluorescence:
             self.tables.setCurrentWidget(self.beats)
         elif results is not None:

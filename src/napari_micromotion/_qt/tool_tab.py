@@ -53,6 +53,8 @@ class ToolTab(QWidget):
         self.tool = tool
         self.task: Task | None = None
         self.result: Any = None
+        self.view: Any = None            # the tool's page in the inspector, once it has a result
+        self._inspector: Any = None
         about = QLabel(f"<b>{tool.label}</b>: {tool.description}.")
         about.setWordWrap(True)
         self.layer_combo = QComboBox()
@@ -178,6 +180,7 @@ class ToolTab(QWidget):
 
         self.result = result
         self.show_result(result, layer)
+        self.show_view(result)
         self.progress.setValue(1000)
         self.export_button.setEnabled(True)
         self.status.setText(f"Done: {self.tool.label}.")
@@ -206,6 +209,24 @@ class ToolTab(QWidget):
             else:
                 made.append(getattr(self.viewer, f"add_{kind}")(data, metadata={META_KEY: meta}, **kwargs))
         return made
+
+    def show_view(self, result: Any) -> Any:
+        """Show *result* in the tool's page of the inspector (its :attr:`~Tool.result_view`), if it has one."""
+        if not self.tool.result_view:
+            return None
+        if self.view is None:
+            import importlib
+
+            from .workbench import dock_inspector
+
+            module, _, cls = self.tool.result_view.partition(":")
+            view = getattr(importlib.import_module(module), cls)(self.viewer)
+            inspector = dock_inspector(self.viewer)
+            self.view = inspector.add_page(self.tool.label[:1].upper() + self.tool.label[1:], view)
+            self._inspector = inspector
+        self.view.set_result(result)
+        self._inspector.show_page(self.tool.label[:1].upper() + self.tool.label[1:])
+        return self.view
 
     # ------------------------------------------------------------ export
     def _export_dialog(self) -> None:

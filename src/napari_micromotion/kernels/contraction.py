@@ -7,7 +7,7 @@ SDs and by ``rel_prominence`` of the largest beat), and measured like MUSCLEMOTI
 BeatProfiler and mps_motion do:
 
 * onset: where the rise crosses ``onset_fraction`` (10 %) of the beat's amplitude above
-  its own baseline (the minimum since the previous beat), interpolated between frames;
+  its own baseline (the 10th percentile since the previous beat), interpolated between frames;
 * peak: the maximum, refined by a parabola through the three frames around it;
 * time to peak, relaxation time to 50 % and to 90 % (from the peak to where the trace
   falls to 50 % / 10 % of the amplitude above baseline), beat duration (onset to 90 %
@@ -110,7 +110,9 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
     for i, p in enumerate(peaks):
         lo = int(props["left_bases"][i]) if "left_bases" in props else prev
         lo = max(lo, prev)
-        base = float(y[lo:p + 1].min()) if p > lo else float(y[p])
+        # the rest level before the beat: a low percentile, not the minimum (one noisy frame would drag the
+        # onset level, and with it the onset, down to it)
+        base = float(np.percentile(y[prev:p + 1], 10)) if p > prev else float(y[p])
         amp = float(y[p] - base)
         if amp <= 0:
             continue

@@ -68,6 +68,8 @@ class Tool:
     layout: ClassVar[list[Any]] = []
     input: ClassVar[str] = "recording"
     result_type: ClassVar[type] = ToolResult
+    #: ``"module:Class"`` of a Qt widget showing results in the inspector (``set_result(result)``); "" for none
+    result_view: ClassVar[str] = ""
 
     @property
     def command(self) -> str:

@@ -23,7 +23,9 @@ Output folder (written atomically):
 * ``maps/displacement_max.tif`` (largest displacement of each pixel, px) and
   ``maps/direction.tif`` (its angle in degrees, 0 = +x, counter-clockwise with rows
   pointing down as in the image);
+* ``maps/reference.tif``: the reference frame;
 * ``flow.zarr`` ``(T, 2, Y, X)`` (dy, dx) with ``save_flow``;
+* ``report.png``: the maps and every region's contraction trace with onsets and peaks;
 * ``motion.json``: parameters, reference frame, drift, timings.
 """
 
@@ -127,6 +129,8 @@ class MotionResult(ToolResult):
     arrows: np.ndarray | None = None                                    # (T, n_points, 2) sampled fields
     arrow_points: np.ndarray | None = None                              # (n_points, 2) row, col
     flow_store: Any = None                                              # path of flow.zarr (scratch, then folder)
+    reference_image: np.ndarray | None = None                           # the reference frame (maps/reference.tif)
+    masks: Any = None                                                   # the ROIs' RoiMasks (not written)
     _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def time_s(self) -> np.ndarray:
@@ -197,6 +201,22 @@ class FlowEntry(Entry):
             fields["flow_store"] = folder / self.path
 
 
+class _ReportEntry(Entry):
+    """``report.png``: the maps and every region's contraction trace (written, not read back)."""
+
+    path = "report.png"
+    what = "one page: the displacement maps and every region's contraction trace with its beats"
+
+    def write(self, result: MotionResult, folder: Path) -> None:
+        from ..report_motion import save_motion_report
+
+        if result.regions:
+            save_motion_report(result, folder / self.path, still=result.reference_image, masks=result.masks)
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        pass
+
+
 class _MotionRecordEntry(Entry):
     """Scalars of the result kept in the run record's ``result`` section (read back into the fields)."""
 
@@ -236,6 +256,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         check(text.lstrip("-").isdigit(), f"the reference frame must be 'auto' or a frame number, got {text!r}.")
         ref = int(text)
         check(0 <= ref < n, f"reference frame {ref} lies outside the video's {n} frames (0 to {n - 1}).")
+    masks = None
     if rois:
         masks = rasterize(list(rois), (ny, nx))
         regions, kinds = masks.names, masks.kinds
@@ -312,7 +333,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         speed={r: speed[k].astype(np.float32) for k, r in enumerate(regions)},
         beats=beats, beat_params=beat_params, beat_rates=rates,
         displacement_max=dmax.reshape(ny, nx), direction=angle.reshape(ny, nx), drift_px=stream.drift,
-        arrows=arrows, arrow_points=points)
+        arrows=arrows, arrow_points=points, reference_image=stream.reference, masks=masks)
 
 
 def _beat_param_columns(result: MotionResult) -> list[str]:
@@ -336,6 +357,7 @@ class Motion(Tool):
     kind = "video -> vectors"
     Params = MotionParams
     result_type = MotionResult
+    result_view = "napari_micromotion._qt.motion_view:MotionView"
     layout = [
         ContractionEntry(),
         TableEntry("beats.csv", "beats", BeatRow, "beat onsets (time_s) and peaks (peak_time_s), source motion"),
@@ -344,7 +366,9 @@ class Motion(Tool):
         TableEntry("beat_rates.csv", "beat_rates", BeatRateRow, "rate (bpm), RR SD, RMSSD per region"),
         ImageEntry("maps/displacement_max.tif", "displacement_max", "largest displacement of each pixel (px)"),
         ImageEntry("maps/direction.tif", "direction", "angle of that displacement (degrees, 0 = +x, counter-clockwise)"),
+        ImageEntry("maps/reference.tif", "reference_image", "the reference frame"),
         FlowEntry(),
+        _ReportEntry(),
         _MotionRecordEntry(),
     ]
 
@@ -398,7 +422,7 @@ class Motion(Tool):
         meta = {META_KEY: {"role": "result", "tool": self.name, "reference_frame": result.reference_frame}}
         if result.displacement_max is not None:
             hi = float(np.nanpercentile(result.displacement_max, 99.5)) or 1.0
-            out.append((result.displacement_max, {"name": "motion: largest displacement (px)", "colormap": "viridis",
+            out.append((result.displacement_max, {"name": "motion: largest displacement (px)", "colormap": "inferno",
                                                   "contrast_limits": (0.0, hi), "blending": "additive",
                                                   "scale": (px, px), "metadata": meta}, "image"))
         if result.arrows is not None and result.arrow_points is not None:

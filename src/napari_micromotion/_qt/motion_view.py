@@ -1,0 +1,353 @@
+"""The motion tool's result in the inspector: a region's contraction trace beside the beat parameters.
+
+* Left: the contraction trace (mean displacement, µm when the pixel size is known) with
+  each beat's onset and peak, and the speed below; the canvas follows napari's theme
+  and time slider, a click on it moves the time slider there, and the region follows
+  the ROI selected in the viewer.  *Save figure* renders it at publication size on
+  white; *Export CSV* writes the plotted numbers.
+* Right: one row per beat and region (timing, amplitude, speeds, intervals), sortable;
+  choosing a row shows that region and moves the time slider to the beat's peak.
+
+Drawing is :func:`napari_micromotion.report_motion.draw_contraction_panel` (no Qt).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QColor
+from qtpy.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSplitter,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .._layers import KIND_COLOURS
+from ..errors import MicromotionError, check
+from ..results import WHOLE_FIELD
+from ._state import get_session, unwrap_viewer
+from ._tasks import notify_error
+from .inspector import _Item
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = ["MotionView", "BEAT_COLUMNS"]
+
+WHOLE = "whole field"
+
+#: (header, field, numeric, tooltip); px fields switch to µm when the pixel size is known
+BEAT_COLUMNS = [
+    ("ROI", "roi", False, "Region (frame: the whole field)"),
+    ("beat", "beat", True, "Beat number in the region"),
+    ("onset (s)", "onset_s", True, "Where the contraction crosses 10 % of the beat's amplitude"),
+    ("peak (s)", "peak_time_s", True, "Time of maximum contraction"),
+    ("peak ({u})", "peak_displacement_{u}", True, "Mean displacement of the region at the peak"),
+    ("to peak (ms)", "time_to_peak_s", True, "Onset to peak"),
+    ("RT50 (ms)", "relaxation_50_s", True, "Peak to 50 % relaxation"),
+    ("RT90 (ms)", "relaxation_90_s", True, "Peak to 90 % relaxation"),
+    ("duration (ms)", "duration_s", True, "Onset to 90 % relaxation"),
+    ("contraction ({u}/s)", "max_contraction_speed_{u}_s", True, "Largest speed while contracting"),
+    ("relaxation ({u}/s)", "max_relaxation_speed_{u}_s", True, "Largest speed while relaxing"),
+    ("RR (s)", "rr_s", True, "Interval from the previous beat's peak"),
+]
+_MS = {"time_to_peak_s", "relaxation_50_s", "relaxation_90_s", "duration_s"}
+
+
+class MotionView(QWidget):
+    """Contraction trace (left) and beat parameters (right) of one motion result."""
+
+    def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
+        from matplotlib.figure import Figure
+
+        super().__init__(parent)
+        self.viewer = napari_viewer = unwrap_viewer(napari_viewer)
+        self.session = get_session(napari_viewer)
+        self.result: Any = None
+        self.panel: Any = None
+        self.current_frame = 0
+        self.n_draws = 0
+        self._columns: list[tuple[str, str, bool, str]] = []
+
+        self.figure = Figure(figsize=(8, 2.6), layout="constrained")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.canvas.setMinimumHeight(150)
+        self.canvas.mpl_connect("button_press_event", self._on_canvas_click)
+        self.toolbar = NavigationToolbar2QT(self.canvas, self, coordinates=False)
+        self.toolbar.setIconSize(self.toolbar.iconSize() * 0.7)
+        self.region_combo = QComboBox()
+        self.region_combo.setToolTip("The region whose contraction is shown (follows the ROI selected in the viewer).")
+        self.region_combo.currentTextChanged.connect(lambda *_: self.redraw())
+        self.fig_button = QPushButton("Save figure...")
+        self.fig_button.setToolTip("The plot at publication size on white (PNG, SVG or PDF).")
+        self.fig_button.clicked.connect(self._fig_dialog)
+        self.csv_button = QPushButton("Export CSV...")
+        self.csv_button.setToolTip("The plotted numbers, one row per frame.")
+        self.csv_button.clicked.connect(self._csv_dialog)
+        self.table = QTableWidget(0, 0)
+        self.table.setSortingEnabled(True)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(20)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.itemSelectionChanged.connect(self._on_row)
+        self.table_button = QPushButton("Export CSV...")
+        self.table_button.setToolTip("The beat table in its current order.")
+        self.table_button.clicked.connect(self._table_dialog)
+        self.note = QLabel("Run the motion tool: its contraction traces and beats appear here.")
+        self.note.setWordWrap(True)
+
+        left = QWidget()
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Region"))
+        top.addWidget(self.region_combo, 1)
+        top.addWidget(self.toolbar)
+        top.addWidget(self.fig_button)
+        top.addWidget(self.csv_button)
+        llay = QVBoxLayout(left)
+        llay.setContentsMargins(2, 2, 2, 2)
+        llay.addLayout(top)
+        llay.addWidget(self.canvas, 1)
+        right = QWidget()
+        rlay = QVBoxLayout(right)
+        rlay.setContentsMargins(2, 2, 2, 2)
+        rlay.addWidget(self.table, 1)
+        bottom = QHBoxLayout()
+        bottom.addWidget(self.note, 1)
+        bottom.addWidget(self.table_button)
+        rlay.addLayout(bottom)
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        split.setChildrenCollapsible(False)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(split)
+
+        self.session.roi_selected.connect(self.show_region)
+        napari_viewer.dims.events.current_step.connect(self._on_step)
+        napari_viewer.events.theme.connect(lambda *_: self.redraw())
+        self.redraw()
+
+    # ------------------------------------------------------------ state
+    @property
+    def region(self) -> str:
+        text = self.region_combo.currentText()
+        return WHOLE_FIELD if text == WHOLE else text
+
+    def set_result(self, result: Any) -> None:
+        """Show *result* (a :class:`~napari_micromotion.tools.motion.MotionResult`)."""
+        self.result = result
+        previous = self.region_combo.currentText()
+        self.region_combo.blockSignals(True)
+        self.region_combo.clear()
+        self.region_combo.addItems([WHOLE if r == WHOLE_FIELD else r for r in result.regions])
+        idx = self.region_combo.findText(previous)
+        self.region_combo.setCurrentIndex(idx if idx >= 0 else 0)
+        self.region_combo.blockSignals(False)
+        self._fill_table()
+        n = len(result.beat_params)
+        unit = "µm" if result.pixel_size_um else "px (set the pixel size for µm)"
+        self.note.setText(f"{n} beat{'s' * (n != 1)} in {len(result.regions)} region"
+                          f"{'s' * (len(result.regions) != 1)}; displacement against frame {result.reference_frame}, "
+                          f"in {unit}.")
+        self.redraw()
+
+    def show_region(self, name: str) -> None:
+        idx = self.region_combo.findText(WHOLE if name == WHOLE_FIELD else name)
+        if idx >= 0:
+            self.region_combo.setCurrentIndex(idx)
+
+    # ------------------------------------------------------------ table
+    def _fill_table(self) -> None:
+        result = self.result
+        u = "um" if result.pixel_size_um else "px"
+        shown = "µm" if result.pixel_size_um else "px"
+        self._columns = [(h.format(u=shown), k.format(u=u), num, tip) for h, k, num, tip in BEAT_COLUMNS]
+        rows = result.beat_params
+        self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(self._columns))
+        self.table.setHorizontalHeaderLabels([c[0] for c in self._columns])
+        for j, c in enumerate(self._columns):
+            self.table.horizontalHeaderItem(j).setToolTip(c[3])
+        self.table.setRowCount(len(rows))
+        kinds = dict(zip(result.regions, result.kinds))
+        for i, row in enumerate(rows):
+            for j, (_, key, numeric, _t) in enumerate(self._columns):
+                value = row.get(key, float("nan"))
+                text = None
+                if key in _MS and np.isfinite(value):
+                    text = f"{1000 * value:.0f}"
+                if key == "roi":
+                    text = WHOLE if value == WHOLE_FIELD else None
+                item = _Item(value, numeric, text)
+                if key == "roi":
+                    item.setForeground(QColor(KIND_COLOURS.get(kinds.get(value, "other"), "#999999")))
+                self.table.setItem(i, j, item)
+        self.table.setSortingEnabled(True)
+        self.table_button.setEnabled(bool(rows))
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The beat table as shown (current order), raw values."""
+        return [{key: self.table.item(i, j).value for j, (_, key, _n, _t) in enumerate(self._columns)}
+                for i in range(self.table.rowCount())]
+
+    def _on_row(self) -> None:
+        items = self.table.selectedItems()
+        if not items or self.result is None:
+            return
+        row = self.rows()[items[0].row()]
+        self.show_region(str(row["roi"]))
+        self.go_to_frame(int(round(float(row["peak_time_s"]) * self.result.fps)))
+
+    # ------------------------------------------------------------ time
+    def go_to_frame(self, frame: int) -> None:
+        """Move napari's time slider to *frame* of the recording."""
+        trans = self.session.transmission_layer()
+        if trans is None or self.viewer.dims.ndim < 3:
+            return
+        frame = int(np.clip(frame, 0, self.result.n_frames - 1)) if self.result is not None else int(frame)
+        world = float(trans.translate[0]) + frame * float(trans.scale[0])
+        step = float(self.viewer.dims.range[0][2]) or 1.0
+        self.viewer.dims.set_current_step(0, int(round((world - float(self.viewer.dims.range[0][0])) / step)))
+
+    def _on_canvas_click(self, event: Any) -> None:
+        if self.result is None or event.xdata is None or self.toolbar.mode:   # zooming or panning
+            return
+        self.go_to_frame(int(round(float(event.xdata) * self.result.fps)))
+
+    def _on_step(self, event: Any = None) -> None:
+        step = self.viewer.dims.current_step
+        trans = self.session.transmission_layer()
+        if len(step) < 3:
+            return
+        frame = int(step[0])
+        if trans is not None:
+            t_scale, t_off = float(trans.scale[0]), float(trans.translate[0])
+            frame = int(round((self.viewer.dims.point[0] - t_off) / t_scale)) if t_scale else frame
+        self.set_frame(frame)
+
+    def set_frame(self, frame: int) -> None:
+        self.current_frame = int(frame)
+        self._place_marker()
+        self.canvas.draw_idle()
+
+    # ------------------------------------------------------------ drawing
+    def theme_colours(self) -> dict[str, str]:
+        from napari.utils.theme import get_theme
+
+        theme = get_theme(self.viewer.theme)
+        return {"background": theme.background.as_hex(), "foreground": theme.foreground.as_hex(),
+                "text": theme.text.as_hex(), "marker": theme.text.as_hex()}
+
+    def draw(self, figure: Any, colours: dict[str, str] | None = None, fontsize: float = 8) -> Any:
+        from ..report_motion import draw_contraction_panel
+
+        if self.result is None or self.region_combo.count() == 0:
+            ax = figure.add_subplot(1, 1, 1)
+            ax.set_facecolor((colours or {}).get("background", "white"))
+            ax.text(0.5, 0.5, "no contraction traces yet: run the motion tool (ROIs optional)", ha="center",
+                    va="center", color=(colours or {}).get("text", "k"), transform=ax.transAxes)
+            ax.set_axis_off()
+            return None
+        return draw_contraction_panel(figure, self.result, self.region, colours=colours, fontsize=fontsize)
+
+    def redraw(self) -> None:
+        colours = self.theme_colours()
+        self.figure.clear()
+        self.figure.set_facecolor(colours["background"])
+        self.panel = self.draw(self.figure, colours)
+        self._place_marker()
+        self.n_draws += 1
+        self.canvas.draw_idle()
+
+    def _place_marker(self) -> None:
+        if self.panel is None or self.result is None:
+            return
+        x = self.current_frame / self.result.fps
+        for m in self.panel.markers:
+            m.set_xdata([x, x])
+
+    # ------------------------------------------------------------ export
+    def _fig_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save figure", f"contraction-{self.region}.png",
+                                              "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)")
+        if path:
+            self.save_figure(path)
+
+    def save_figure(self, path: str | Path, width_in: float = 7.2, dpi: int = 300) -> Path | None:
+        """The shown plot at publication size on white (PNG, SVG or PDF by extension), written atomically."""
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        from ._files import atomic_write
+
+        p = Path(path)
+        try:
+            fmt = p.suffix.lower().lstrip(".")
+            check(fmt in ("png", "svg", "pdf"), f"save the figure as .png, .svg or .pdf, not {p.suffix or 'no extension'}.")
+            check(self.result is not None, "there is no contraction trace to save yet; run the motion tool first.")
+            fig = Figure(figsize=(width_in, 3.2), layout="constrained")
+            FigureCanvasAgg(fig)
+            fig.set_facecolor("white")
+            self.draw(fig, colours=None, fontsize=7)
+            return atomic_write(p, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, facecolor="white"))
+        except MicromotionError as exc:
+            notify_error(exc)
+            return None
+
+    def _csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export the plotted trace", f"contraction-{self.region}.csv",
+                                              "CSV (*.csv)")
+        if path:
+            self.export_csv(path)
+
+    def export_csv(self, path: str | Path) -> Path | None:
+        """The plotted numbers (one row per frame) as CSV, atomically."""
+        from ._files import write_csv_atomic
+
+        try:
+            check(self.panel is not None and len(self.panel.columns) > 1,
+                  "there is no contraction trace to export; run the motion tool first.")
+            cols = ["frame", *self.panel.columns]
+            table = np.column_stack([self.panel.frames, *self.panel.columns.values()])
+            return write_csv_atomic(path, cols, [[int(r[0]), *r[1:]] for r in table])
+        except MicromotionError as exc:
+            notify_error(exc)
+            return None
+
+    def _table_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export beat parameters", "beat_params.csv", "CSV (*.csv)")
+        if path:
+            self.export_table(path)
+
+    def export_table(self, path: str | Path) -> Path | None:
+        """The beat table in its current order, with the output folder's column names."""
+        from ._files import write_csv_atomic
+
+        try:
+            rows = self.rows()
+            check(rows, "there are no beats to export yet.")
+            keys = [c[1] for c in self._columns]
+            return write_csv_atomic(path, keys, [[r[k] for k in keys] for r in rows])
+        except MicromotionError as exc:
+            notify_error(exc)
+            return None

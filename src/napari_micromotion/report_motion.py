@@ -1,0 +1,178 @@
+"""Figures of the motion tool: contraction traces with their beats, and the displacement maps.
+
+Like :mod:`napari_micromotion.report`, every function draws on a matplotlib
+:class:`~matplotlib.figure.Figure` it is given or creates (no pyplot state), so the
+napari tab, the output folder's ``report.png`` and scripts share one drawing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .report import LIGHT, ROI_COLOURS, TracePanel, _outline
+
+__all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "beat_summary"]
+
+DISPLACEMENT = "#8c564b"
+SPEED = "#7f7f7f"
+ONSET = "#d62728"
+
+
+def _style(ax: Any, c: dict[str, str], fontsize: float) -> None:
+    ax.set_facecolor(c["background"])
+    for side in ax.spines.values():
+        side.set_color(c["foreground"])
+    ax.tick_params(colors=c["text"], labelsize=fontsize - 1)
+    ax.yaxis.label.set_color(c["text"])
+    ax.xaxis.label.set_color(c["text"])
+
+
+def beat_summary(result: Any, region: str) -> str:
+    """One line: beats, rate, RR SD and the median beat's timing in *region*."""
+    rate = next((r for r in result.beat_rates if r.roi == region), None)
+    rows = [b for b in result.beat_params if b.roi == region]
+    if rate is None or not rows:
+        return f"{region}: no beats found"
+    bits = [f"{region}: {rate.n_beats} beats"]
+    if np.isfinite(rate.rate_bpm):
+        bits.append(f"{rate.rate_bpm:.1f} bpm")
+    if np.isfinite(rate.rr_sd_s):
+        bits.append(f"RR SD {1000 * rate.rr_sd_s:.0f} ms")
+
+    def med(key: str) -> float:
+        v = np.array([getattr(b, key) for b in rows], np.float64)
+        v = v[np.isfinite(v)]
+        return float(np.median(v)) if v.size else float("nan")
+
+    um = result.pixel_size_um
+    amp = med("peak_displacement_um") if um else med("peak_displacement_px")
+    if np.isfinite(amp):
+        bits.append(f"peak {amp:.2f} {'µm' if um else 'px'}")
+    for key, label in (("time_to_peak_s", "to peak"), ("relaxation_50_s", "RT50"), ("relaxation_90_s", "RT90")):
+        v = med(key)
+        if np.isfinite(v):
+            bits.append(f"{label} {1000 * v:.0f} ms")
+    return ", ".join(bits) + " (medians)"
+
+
+def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | None = None,
+                           colours: dict[str, str] | None = None, fontsize: float = 8, gs: Any = None,
+                           show_speed: bool = True) -> TracePanel:
+    """*region*'s contraction trace (mean displacement) with onsets and peaks, and its speed below.
+
+    Units are µm when the recording's pixel size is known, else pixels.  Returns the
+    axes, the current-frame markers and the plotted columns (for CSV export).
+    """
+    c = {**LIGHT, **(colours or {})}
+    sl = window if window is not None else slice(0, result.n_frames)
+    frames = np.arange(result.n_frames)[sl]
+    t = frames / result.fps
+    panel = TracePanel(frames=frames)
+    panel.columns["time_s"] = t
+    if region not in result.displacement:
+        ax = fig.add_subplot(gs) if gs is not None else fig.add_subplot(1, 1, 1)
+        ax.text(0.5, 0.5, f"no contraction trace for {region}", ha="center", va="center", transform=ax.transAxes,
+                color=c["text"])
+        ax.set_axis_off()
+        panel.axes.append(ax)
+        return panel
+    um = result.pixel_size_um
+    scale, unit = (um, "µm") if um else (1.0, "px")
+    rows = 2 if show_speed else 1
+    grid = (gs.subgridspec(rows, 1, height_ratios=[3, 1.2][:rows], hspace=0.08) if gs is not None
+            else fig.add_gridspec(rows, 1, height_ratios=[3, 1.2][:rows], hspace=0.08))
+    kind = result.kinds[result.regions.index(region)] if region in result.regions else "other"
+    disp = np.asarray(result.displacement[region], np.float64) * scale
+    ax = fig.add_subplot(grid[0])
+    _style(ax, c, fontsize)
+    ax.plot(t, disp[sl], color=DISPLACEMENT, lw=1.0, label="displacement")
+    panel.columns[f"{region}/displacement_{unit}"] = disp[sl]
+    inside = [b for b in result.beat_params if b.roi == region and sl.start <= b.peak_time_s * result.fps < sl.stop]
+    if inside:
+        pk = np.array([b.peak_time_s for b in inside])
+        ax.plot(pk, np.interp(pk, np.arange(result.n_frames) / result.fps, disp), "o", color=DISPLACEMENT, ms=4,
+                label="peak")
+        on = np.array([b.onset_s for b in inside])
+        ax.plot(on, np.interp(on, np.arange(result.n_frames) / result.fps, disp), "v", color=ONSET, ms=4,
+                label="onset")
+    ax.set_ylabel(f"displacement ({unit})", fontsize=fontsize)
+    ax.set_title(beat_summary(result, region), fontsize=fontsize, loc="left", color=ROI_COLOURS.get(kind, c["text"]))
+    ax.legend(fontsize=fontsize - 1, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False,
+              labelcolor=c["text"], borderaxespad=0.1)
+    axes = [ax]
+    if show_speed:
+        sp = np.asarray(result.speed[region], np.float64) * scale
+        ax2 = fig.add_subplot(grid[1], sharex=ax)
+        _style(ax2, c, fontsize)
+        ax2.plot(t, sp[sl], color=SPEED, lw=0.8)
+        ax2.set_ylabel(f"speed ({unit}/s)", fontsize=fontsize)
+        panel.columns[f"{region}/speed_{unit}_s"] = sp[sl]
+        axes.append(ax2)
+        ax.tick_params(labelbottom=False)
+    axes[-1].set_xlabel("time (s)", fontsize=fontsize)
+    if t.size:
+        axes[-1].set_xlim(t[0], t[-1] if t[-1] > t[0] else t[0] + 1)
+    for a in axes:
+        panel.markers.append(a.axvline(t[0] if t.size else 0, color=c["marker"], lw=0.8, ls=":"))
+    panel.axes = axes
+    return panel
+
+
+def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, masks: Any = None,
+                     axes: Any = None) -> list[Any]:
+    """Largest displacement per pixel and its direction (hue), with the ROIs outlined."""
+    if result.displacement_max is None:
+        return []
+    if axes is None:
+        axes = [fig.add_subplot(1, 2 + (still is not None), k + 1) for k in range(2 + (still is not None))]
+    axes = list(axes)
+    um = result.pixel_size_um
+    k = 0
+    if still is not None:
+        lo, hi = np.percentile(still, [1, 99])
+        axes[k].imshow(still, cmap="gray", vmin=lo, vmax=hi)
+        axes[k].set_title(f"reference frame {result.reference_frame}", fontsize=8)
+        k += 1
+    dmax = result.displacement_max * (um or 1.0)
+    im = axes[k].imshow(dmax, cmap="viridis", vmin=0, vmax=float(np.percentile(dmax, 99.5)) or 1.0)
+    fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02, label=f"largest displacement ({'µm' if um else 'px'})")
+    axes[k].set_title("largest displacement", fontsize=8)
+    # direction as hue, brightness as displacement
+    from matplotlib.colors import hsv_to_rgb
+
+    hue = (np.asarray(result.direction, np.float64) % 360) / 360
+    val = np.clip(dmax / (float(np.percentile(dmax, 99.5)) or 1.0), 0, 1)
+    axes[k + 1].imshow(hsv_to_rgb(np.stack([hue, np.ones_like(hue), val], axis=-1)))
+    axes[k + 1].set_title("direction at the largest displacement (hue)", fontsize=8)
+    if masks is not None:
+        for i, name in enumerate(masks.names):
+            for ax in axes[: k + 2]:
+                _outline(ax, masks.masks[i], ROI_COLOURS.get(masks.kinds[i], "#ffffff"), name if ax is axes[0] else None)
+    for ax in axes[: k + 2]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return axes[: k + 2]
+
+
+def save_motion_report(result: Any, path: str | Path, still: np.ndarray | None = None, masks: Any = None,
+                       dpi: int = 110) -> Path:
+    """One page: maps on top, every region's contraction trace below."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    n = max(1, len(result.regions))
+    fig = Figure(figsize=(12, 3.4 + 1.9 * n), layout="constrained")
+    FigureCanvasAgg(fig)
+    gs = fig.add_gridspec(1 + n, 1, height_ratios=[3.4] + [1.9] * n)
+    top = gs[0].subgridspec(1, 2 + (still is not None))
+    draw_motion_maps(fig, result, still, masks, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
+    for i, region in enumerate(result.regions):
+        draw_contraction_panel(fig, result, region, gs=gs[1 + i], fontsize=8, show_speed=False)
+    fig.suptitle(f"napari-micromotion motion: {result.n_frames} frames at {result.fps:g} fps, "
+                 f"reference frame {result.reference_frame}", fontsize=10)
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
