@@ -28,7 +28,7 @@ from .errors import MicromotionError, check
 __all__ = ["run_batch", "dask_chunks", "make_client", "open_zarr_stack", "find_inputs"]
 
 
-def _require(module: str) -> Any:
+def require(module: str) -> Any:
     import importlib
 
     try:
@@ -40,7 +40,7 @@ def _require(module: str) -> Any:
 
 def make_client(scheduler: str | None = None, n_workers: int = 2, threads_per_worker: int = 1) -> Any:
     """A dask ``Client`` on *scheduler* (``tcp://HOST:PORT``), or on a new ``LocalCluster``."""
-    distributed = _require("distributed")
+    distributed = require("distributed")
     if scheduler:
         try:
             return distributed.Client(scheduler, timeout="20s")
@@ -60,7 +60,7 @@ def dask_chunks(client: Any):
     """
     from .chunks import process_chunk
 
-    distributed = _require("distributed")
+    distributed = require("distributed")
 
     def run(jobs: Sequence[Any]) -> Iterator[Any]:
         for job in jobs:
@@ -80,7 +80,7 @@ def dask_chunks(client: Any):
 def open_zarr_stack(path: str | os.PathLike, shape: tuple[int, int, int], rows_per_chunk: int,
                     dtype: str = "float32") -> Any:
     """Create a zarr array ``(T, Y, X)`` chunked as ``(T, rows_per_chunk, X)`` (one pixel chunk per zarr chunk)."""
-    zarr = _require("zarr")
+    zarr = require("zarr")
     t, y, x = shape
     return zarr.open_array(str(path), mode="w", shape=shape, chunks=(t, max(1, rows_per_chunk), x), dtype=dtype)
 
@@ -139,7 +139,7 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
     all of them to ``out_dir/batch_summary.csv``.
     """
-    _require("distributed")
+    require("distributed")
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")
@@ -159,7 +159,7 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
           cli=f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); pass --overwrite.")
     own_client = client is None
     client = client or make_client(scheduler, n_workers)
-    distributed = _require("distributed")
+    distributed = require("distributed")
     try:
         futures = []
         for f, target in zip(files, targets):

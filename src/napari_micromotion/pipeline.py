@@ -93,6 +93,12 @@ def default_methods() -> tuple[str, ...]:
     return tuple(m.name for m in METHODS if m.default)
 
 
+#: where transmission beats come from (:attr:`AnalysisParams.beats_from`)
+BEATS_FROM = ("auto", "contraction", "energy")
+#: the method whose state gives contraction beats
+CONTRACTION_METHOD = "flow"
+
+
 @dataclass(frozen=True, eq=False)
 class AnalysisParams:
     """Everything that shapes a result (recorded in ``run.json`` and layer metadata).
@@ -149,6 +155,12 @@ class AnalysisParams:
                           advanced=True, help="Working memory for one block of pixels; lower it on small machines.")
     device: str = param("auto", label="device", choices=("auto", "cpu", "cuda"), flag="--device", advanced=True,
                         help="Where the networks run: auto picks a CUDA GPU when there is one.")
+    beats_from: str = param("auto", label="motion beats from", choices=BEATS_FROM, flag="--beats-from",
+                            help="Where beats in the transmission come from: contraction (the displacement of each "
+                                 "region, one beat per contraction-relaxation cycle; costs an optical-flow pass), "
+                                 "energy (bursts of band-pass energy: fast, but contraction and relaxation can each "
+                                 "give a burst), or auto: contraction when the flow method runs or the recording has "
+                                 "no fluorescence, else energy.")
     beats: BeatParams = param(default_factory=BeatParams, label="Beats",
                               help="Finding beats in the motion and calcium traces.")
     camera: CameraParams = param(default_factory=CameraParams, label="Camera (detection limit)",
@@ -273,6 +285,15 @@ def _design(rec: Recording, params: AnalysisParams, warn: list[str]):
     return design_bandpass(fps, low, high, params.filter_order, padtype=params.padtype)
 
 
+def contraction_beats_wanted(params: "AnalysisParams", has_fluorescence: bool, chosen: Sequence[str]) -> bool:
+    """Whether this analysis takes its transmission beats from contraction (see ``beats_from``)."""
+    if params.beats_from == "contraction":
+        return True
+    if params.beats_from == "energy":
+        return False
+    return CONTRACTION_METHOD in chosen or not has_fluorescence
+
+
 def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, fitted: Mapping[str, Any] | None = None,
                   *, only_rois: Sequence[str] | None = None, fit_only: str | None = None) -> Plan:
     """Check everything that can be checked before the long work and decide the stages."""
@@ -289,6 +310,9 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
         check(not unknown, f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS.names())}.")
         chosen = METHODS.order(chosen)
         active = _with_dependencies(chosen)
+        if (contraction_beats_wanted(params, rec.has_fluorescence, chosen) and CONTRACTION_METHOD in METHODS
+                and CONTRACTION_METHOD not in active):
+            active = METHODS.order([*active, CONTRACTION_METHOD])   # measured for its beats, not scored
     schema.check_ranges(params, schema.specs(AnalysisParams))
     for name in active:
         schema.check_ranges(params.method(name), schema.specs(METHODS[name].Params), METHODS[name].label)
@@ -524,6 +548,20 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
                 acc.roi_sums[m] += v
 
 
+def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[list, list]:
+    """Replace the band-pass energy beats by contraction beats in every region that has them."""
+    ctx = plan.ctx
+    more, more_rates = [], []
+    for m in plan.active:
+        b, r = METHODS[m].beat_rows(ctx, plan.method_params(m), ctx.states.get(m))
+        more += b
+        more_rates += r
+    covered = {r.roi for r in more_rates}
+    keep = [b for b in beats if not (b.source == "transmission" and b.roi in covered)]
+    keep_rates = [r for r in beat_rates if not (r.source == "transmission" and r.roi in covered)]
+    return keep + more, keep_rates + more_rates
+
+
 def _fit(plan: Plan, timings: dict[str, float], acc: _Accumulators, stages: StagePlan | None = None
          ) -> Generator[Progress, None, None]:
     ctx = plan.ctx
@@ -698,10 +736,8 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     still = rec.still_frame()
     beats, beat_rates, limits = beats_and_limits(ctx, still, acc.roi_energy, acc.roi_filtered, acc.frame_energy,
                                                  acc.frame_filtered)
-    for m in plan.chosen:   # methods that find beats themselves (contraction)
-        more, more_rates = METHODS[m].beat_rows(ctx, plan.method_params(m), ctx.states.get(m), roi_traces)
-        beats += more
-        beat_rates += more_rates
+    if contraction_beats_wanted(params, rec.has_fluorescence, plan.chosen):
+        beats, beat_rates = _with_contraction_beats(plan, beats, beat_rates)
     timings["beats and limits"] = time.perf_counter() - t0
     timings.update({f"method {m}": v for m, v in acc.method_time.items()})
     timings["total"] = time.perf_counter() - t_all

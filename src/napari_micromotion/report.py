@@ -45,7 +45,7 @@ def excerpt(results: Any, length_s: float = 20.0) -> slice:
     return slice(v0, v0 + n)
 
 
-def _outline(ax: Any, mask: np.ndarray, colour: str, label: str | None = None) -> None:
+def outline(ax: Any, mask: np.ndarray, colour: str, label: str | None = None) -> None:
     ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
     if label:
         r, c = np.nonzero(mask)
@@ -72,7 +72,7 @@ def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list
             ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
             if results.roi_masks is not None:
                 for mask, name, kind in zip(results.roi_masks, results.roi_names, results.roi_kinds):
-                    _outline(ax, mask, ROI_COLOURS.get(kind, "w"), name)
+                    outline(ax, mask, ROI_COLOURS.get(kind, "w"), name)
         else:
             im = ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax if "score" in title or "activity" in title else None)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)

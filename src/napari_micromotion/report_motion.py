@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .report import LIGHT, ROI_COLOURS, TracePanel, _outline
+from .report import LIGHT, ROI_COLOURS, TracePanel, outline
 
 __all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "beat_summary"]
 
@@ -150,7 +150,7 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
     if masks is not None:
         for i, name in enumerate(masks.names):
             for ax in axes[: k + 2]:
-                _outline(ax, masks.masks[i], ROI_COLOURS.get(masks.kinds[i], "#ffffff"), name if ax is axes[0] else None)
+                outline(ax, masks.masks[i], ROI_COLOURS.get(masks.kinds[i], "#ffffff"), name if ax is axes[0] else None)
     for ax in axes[: k + 2]:
         ax.set_xticks([])
         ax.set_yticks([])

@@ -165,12 +165,12 @@ def test_a_transmission_only_recording_shows_motion_and_beats(make_napari_viewer
     rows = inspector.beats.rows()
     assert {r["roi"] for r in rows} == {"strong", "weak", "silent", "other"}
     strong = next(r for r in rows if r["roi"] == "strong")
-    assert strong["source"] == "transmission" and strong["n_beats"] >= 5 and 10 < strong["rate_bpm"] < 40
+    assert strong["source"] == "motion" and strong["n_beats"] >= 5 and 10 < strong["rate_bpm"] < 40
     assert "nothing to score" in inspector.scores.note.text()
     traces = inspector.traces
     (ax,) = traces.panel.axes     # motion only, the whole recording, beats marked
     assert traces.panel.frames.size == qt_sim.params.n_frames
-    assert "motion beats" in ax.get_title(loc="left")
+    assert "contraction beats" in ax.get_title(loc="left")
     if SHOTS:
         viewer.layers.selection.active = viewer.layers["ROIs"]
         viewer.reset_view()

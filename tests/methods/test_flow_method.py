@@ -65,6 +65,15 @@ def test_one_motion_beat_per_contraction(results, sim):
     assert np.median(nearest) < 0.05 and np.all(nearest < 0.15)
     rate = next(r for r in res.beat_rates if r.roi == "strong" and r.source == "motion")
     assert rate.n_beats == len(found)
+    # they replace the band-pass energy beats (contraction and relaxation can each give a burst) ...
+    assert not [b for b in res.beats if b.source == "transmission"]
+    assert {b.source for b in res.beats} == {"motion", "fluorescence"}
+
+
+def test_energy_beats_on_request(sim):
+    res = run_analysis(sim.recording(), sim.rois[:1], AnalysisParams(methods=("flow",), beats_from="energy",
+                                                                      n_surrogates=19))
+    assert {b.source for b in res.beats} == {"transmission", "fluorescence"}
 
 
 def test_the_scratch_file_goes_with_the_results(sim):

@@ -55,8 +55,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from ..results import Results
 
-__all__ = ["InspectorWidget", "TracesView", "ScoresTable", "BeatsTable", "WINDOWS"]
+__all__ = ["InspectorWidget", "INSPECTOR", "dock_inspector", "SortItem", "TracesView", "ScoresTable", "BeatsTable", "WINDOWS"]
 
+#: the inspector's dock title
+INSPECTOR = "Traces and scores"
 WHOLE = "whole field"
 #: what the time axis shows
 WINDOWS = ("whole recording", "20 s at the time slider", "validation frames")
@@ -318,7 +320,7 @@ class TracesView(QWidget):
             return None
 
 
-class _Item(QTableWidgetItem):
+class SortItem(QTableWidgetItem):
     """A cell that sorts numerically (NaN last) when it holds a number."""
 
     def __init__(self, value: Any, numeric: bool, text: str | None = None) -> None:
@@ -337,7 +339,7 @@ class _Item(QTableWidgetItem):
             self.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
 
     def __lt__(self, other: Any) -> bool:  # type: ignore[override]
-        if isinstance(other, _Item):
+        if isinstance(other, SortItem):
             return self.key < other.key
         return super().__lt__(other)
 
@@ -393,7 +395,7 @@ class _Table(QWidget):
         for i, row in enumerate(rows):
             for j, (_, key, numeric, _t) in enumerate(self.COLUMNS):
                 value = row.get(key, float("nan") if numeric else "")
-                item = _Item(value, numeric, self.text_of(row, key))
+                item = SortItem(value, numeric, self.text_of(row, key))
                 if key == "kind":
                     item.setForeground(QColor(KIND_COLOURS.get(str(value), "#999999")))
                 self.table.setItem(i, j, item)
@@ -500,7 +502,8 @@ class BeatsTable(_Table):
 
     COLUMNS = [("ROI", "roi", False, "Region of interest (frame: the whole field)"),
                ("kind", "kind", False, "strong, weak, silent or other"),
-               ("source", "source", False, "Where the beats were found: transmission (motion) or fluorescence"),
+               ("source", "source", False, "Where the beats were found: contraction (displacement), motion energy "
+                                           "(band-pass) or calcium"),
                ("beats", "n_beats", True, "Number of beats"), ("rate (bpm)", "rate_bpm", True, "Beats per minute"),
                ("RR (s)", "rr_mean_s", True, "Mean interval between beats"),
                ("RR SD (s)", "rr_sd_s", True, "Standard deviation of the intervals (SDNN)"),
@@ -512,12 +515,14 @@ class BeatsTable(_Table):
         results = self.session.results
         return list(results.beat_rates) if results is not None else []
 
+    SOURCES = {"transmission": "motion energy", "motion": "contraction", "fluorescence": "calcium"}
+
     def text_of(self, row: Any, key: str) -> str | None:
-        return "motion" if key == "source" and row.source == "transmission" else (
-            "calcium" if key == "source" and row.source == "fluorescence" else None)
+        return self.SOURCES.get(str(row.source)) if key == "source" else None
 
     def update_note(self) -> None:
-        self.note.setText("Beats from motion are found in the band-pass energy; from calcium in dF/F0.")
+        self.note.setText("Contraction beats come from each region's displacement, motion-energy beats from bursts "
+                          "of band-pass energy, calcium beats from dF/F0.")
 
 
 class InspectorWidget(QWidget):
@@ -578,3 +583,14 @@ class InspectorWidget(QWidget):
             self.tables.setCurrentWidget(self.beats)
         elif results is not None:
             self.tables.setCurrentWidget(self.scores)
+
+
+def dock_inspector(viewer: "napari.Viewer") -> Any:
+    """The inspector docked at the bottom of *viewer* (docked once; returns the widget)."""
+    window = viewer.window
+    existing = window.dock_widgets.get(INSPECTOR)
+    if existing is not None:
+        return existing
+    widget = InspectorWidget(viewer)
+    window.add_dock_widget(widget, name=INSPECTOR, area="bottom")
+    return widget

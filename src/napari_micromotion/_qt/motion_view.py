@@ -39,7 +39,7 @@ from ..errors import MicromotionError, check
 from ..results import WHOLE_FIELD
 from ._state import get_session, unwrap_viewer
 from ._tasks import notify_error
-from .inspector import _Item
+from .inspector import SortItem
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -198,7 +198,7 @@ class MotionView(QWidget):
                     text = f"{1000 * value:.0f}"
                 if key == "roi":
                     text = WHOLE if value == WHOLE_FIELD else None
-                item = _Item(value, numeric, text)
+                item = SortItem(value, numeric, text)
                 if key == "roi":
                     item.setForeground(QColor(KIND_COLOURS.get(kinds.get(value, "other"), "#999999")))
                 self.table.setItem(i, j, item)

@@ -217,7 +217,7 @@ class ToolTab(QWidget):
         if self.view is None:
             import importlib
 
-            from .workbench import dock_inspector
+            from .inspector import dock_inspector
 
             module, _, cls = self.tool.result_view.partition(":")
             view = getattr(importlib.import_module(module), cls)(self.viewer)

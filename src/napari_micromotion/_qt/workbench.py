@@ -14,14 +14,12 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QLabel, QProgressBar, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from ._state import get_session, unwrap_viewer
+from .inspector import INSPECTOR, dock_inspector
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 __all__ = ["Workbench", "INSPECTOR", "dock_inspector"]
-
-INSPECTOR = "Traces and scores"
-
 
 def _scrolled(widget: QWidget) -> QScrollArea:
     area = QScrollArea()
@@ -30,19 +28,6 @@ def _scrolled(widget: QWidget) -> QScrollArea:
     area.setWidget(widget)
     area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
     return area
-
-
-def dock_inspector(viewer: "napari.Viewer") -> Any:
-    """The inspector docked at the bottom of *viewer* (docked once; returns the widget)."""
-    from .inspector import InspectorWidget
-
-    window = viewer.window
-    existing = window.dock_widgets.get(INSPECTOR)
-    if existing is not None:
-        return existing
-    widget = InspectorWidget(viewer)
-    window.add_dock_widget(widget, name=INSPECTOR, area="bottom")
-    return widget
 
 
 class Workbench(QWidget):

@@ -295,9 +295,12 @@ class Method:
         """A picklable callable ``chunk -> (T, P)`` prediction on *device*, or ``None`` while not fitted."""
         return None
 
-    def beat_rows(self, ctx: AnalysisContext, params: Any, state: Any, roi_traces: dict[tuple[str, str], np.ndarray]
-                  ) -> tuple[list[Any], list[Any]]:
-        """Beats this method finds itself (e.g. from contraction), as ``(BeatRow list, BeatRateRow list)``."""
+    def beat_rows(self, ctx: AnalysisContext, params: Any, state: Any) -> tuple[list[Any], list[Any]]:
+        """Beats this method finds itself (from contraction), as ``(BeatRow list, BeatRateRow list)``.
+
+        Called when the analysis takes its transmission beats from contraction (they then
+        replace the band-pass energy beats of the regions they cover).
+        """
         return [], []
 
     # ------------------------------------------------------------ files

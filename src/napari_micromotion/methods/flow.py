@@ -10,7 +10,8 @@ pixels, follow the calcium?" gets the paper's score.
 
 The method also gives beats: one per contraction-relaxation cycle, from each ROI's mean
 displacement (``source`` = ``motion`` in ``beats.csv``), which do not double-count
-contraction and relaxation as bursts of band-pass energy can.
+contraction and relaxation as bursts of band-pass energy can.  The analysis measures it
+for its beats alone (not scored) when ``beats_from`` asks for contraction beats.
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ class FlowState:
 
     def magnitudes(self) -> np.ndarray:
         return np.memmap(self.path, dtype=np.float32, mode="r", shape=self.shape)
+
+    def region_means(self, masks: Any, block: int = 256) -> np.ndarray:
+        """``(T, n_roi)`` mean displacement of each ROI of *masks* (read from the scratch file in frame blocks)."""
+        weights = masks.weight_matrix() / np.maximum(masks.n_pixels, 1)
+        mags = self.magnitudes()
+        out = np.zeros((self.shape[0], weights.shape[1]), np.float32)
+        for a in range(0, self.shape[0], block):
+            out[a:a + block] = np.asarray(mags[a:a + block]) @ weights
+        return out
 
     def __getstate__(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -134,17 +144,20 @@ class FlowMagnitude(Method):
     def predictor(self, state: FlowState | None, device: str = "cpu") -> _Read | None:
         return None if state is None else _Read(state.path, state.shape)
 
-    def beat_rows(self, ctx: AnalysisContext, params: FlowMethodParams, state: FlowState,
-                  roi_traces: dict[tuple[str, str], np.ndarray]) -> tuple[list[BeatRow], list[BeatRateRow]]:
+    def beat_rows(self, ctx: AnalysisContext, params: FlowMethodParams, state: FlowState | None
+                  ) -> tuple[list[BeatRow], list[BeatRateRow]]:
         """Contraction beats per ROI (from its mean displacement), or of the whole field without ROIs."""
         from ..beats import beat_stats
 
         regions: list[tuple[str, str, np.ndarray]] = []
+        if state is None:
+            return [], []
         if ctx.masks is not None:
+            means = state.region_means(ctx.masks)
             for i, (name, kind) in enumerate(zip(ctx.masks.names, ctx.masks.kinds)):
-                if name in ctx.roi_names() and (name, self.name) in roi_traces:
-                    regions.append((name, kind, roi_traces[(name, self.name)] / max(int(ctx.masks.n_pixels[i]), 1)))
-        elif state is not None:
+                if name in ctx.roi_names():
+                    regions.append((name, kind, means[:, i]))
+        else:
             regions.append((WHOLE_FIELD, "other", state.field_trace))
         beats: list[BeatRow] = []
         rates: list[BeatRateRow] = []

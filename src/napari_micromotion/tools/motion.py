@@ -383,10 +383,10 @@ class Motion(Tool):
         import tempfile
         import weakref
 
-        from ..distributed import _require
+        from ..distributed import require
         from ..io import scratch_dir
 
-        zarr = _require("zarr")
+        zarr = require("zarr")
         n, (ny, nx) = recording.n_frames, recording.frame_shape
         scratch = Path(tempfile.mkdtemp(prefix="micromotion-flow-zarr-", dir=scratch_dir()))
         try:
