@@ -260,10 +260,10 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     if rois:
         masks = rasterize(list(rois), (ny, nx))
         regions, kinds = masks.names, masks.kinds
-        member = [np.flatnonzero(m) for m in masks.masks.reshape(len(masks), -1)]
+        weights = masks.weight_matrix() / np.maximum(masks.n_pixels, 1).astype(np.float32)   # (P, R): means
     else:
         regions, kinds = [WHOLE_FIELD], ["other"]
-        member = [np.arange(ny * nx)]
+        weights = None
     disp = np.zeros((len(regions), n))
     speed = np.zeros((len(regions), n))
     dmax = np.zeros(ny * nx, np.float32)
@@ -277,12 +277,17 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     for first, fields, previous in stream.blocks():
         m = fields.shape[0]
         flat = fields.reshape(m, 2, -1)
-        mag = np.hypot(flat[:, 0], flat[:, 1])                       # (m, P)
+        mag = np.sqrt(flat[:, 0] * flat[:, 0] + flat[:, 1] * flat[:, 1])                # (m, P)
         prev = np.concatenate([(fields[:1] if previous is None else previous[None]), fields[:-1]]).reshape(m, 2, -1)
-        vel = np.hypot(flat[:, 0] - prev[:, 0], flat[:, 1] - prev[:, 1]) * fps
-        for k, idx in enumerate(member):
-            disp[k, first:first + m] = mag[:, idx].mean(axis=1)
-            speed[k, first:first + m] = vel[:, idx].mean(axis=1)
+        step_y, step_x = flat[:, 0] - prev[:, 0], flat[:, 1] - prev[:, 1]
+        vel = np.sqrt(step_y * step_y + step_x * step_x)
+        vel *= np.float32(fps)
+        if weights is None:
+            disp[0, first:first + m] = mag.mean(axis=1)
+            speed[0, first:first + m] = vel.mean(axis=1)
+        else:
+            disp[:, first:first + m] = (mag @ weights).T
+            speed[:, first:first + m] = (vel @ weights).T
         best = mag.argmax(axis=0)
         top = mag[best, np.arange(mag.shape[1])]
         better = top > dmax
