@@ -48,8 +48,10 @@ sysdeps:
 demo: $(STAMP)
 	$(VENV)/bin/micromotion simulate $(DEMO_DATA) $(DEMO_ARGS) --overwrite
 	$(VENV)/bin/micromotion analyze $(DEMO_DATA)/transmission.tif --fluorescence $(DEMO_DATA)/fluorescence.tif \
-	    --rois $(DEMO_DATA)/rois.json --methods bandpass,matched,cnn1d,cnn3d --out $(DEMO_OUT) --overwrite
-	@echo "report: $(DEMO_OUT)/report.png"
+	    --rois $(DEMO_DATA)/rois.json --methods bandpass,matched,cnn1d,cnn3d,flow --out $(DEMO_OUT) --overwrite
+	$(VENV)/bin/micromotion motion $(DEMO_DATA)/transmission.tif --rois $(DEMO_DATA)/rois.json \
+	    --out $(DEMO_OUT)/motion --overwrite
+	@echo "report: $(DEMO_OUT)/report.png; contraction: $(DEMO_OUT)/motion/report.png"
 	@if [ -n "$$DISPLAY" ] && [ -z "$$CI" ]; then \
 	    $(VENV)/bin/micromotion view $(DEMO_DATA)/transmission.tif --fluorescence $(DEMO_DATA)/fluorescence.tif \
 	        --rois $(DEMO_DATA)/rois.json --results $(DEMO_OUT); \
