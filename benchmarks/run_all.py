@@ -26,7 +26,7 @@ BENCHMARKS = {
     "cnn1d_train": ("bench_cnn1d_train.py", "2. 1D CNN training (CPU)"),
     "bandpass_scores": ("bench_bandpass_scores.py", "3. band-pass + score maps, paper size"),
     "cnn3d_fast": ("bench_cnn3d_fast.py", "4. 3D network fast mode, 64x64 ROI"),
-    "flow": ("bench_flow.py", "5. motion: displacement, speed at 256x256 vs mps_motion, beats"),
+    "flow": ("bench_flow.py", "7. motion: displacement, speed at 256x256 vs mps_motion, beats"),
     "demo": ("bench_demo.py", "6. make demo"),
 }
 
