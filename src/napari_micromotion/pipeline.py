@@ -248,6 +248,8 @@ class Plan:
     ctx: AnalysisContext
     fitted: dict[str, Any] = field(default_factory=dict)
     maps: bool = True
+    #: methods run only for their beats (contraction): not scored, their state not kept in the results
+    for_beats: tuple[str, ...] = ()
 
     def method_params(self, name: str) -> Any:
         return METHODS[name].params_of(self.ctx.params)
@@ -299,6 +301,7 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
     """Check everything that can be checked before the long work and decide the stages."""
     warn: list[str] = []
     fitted = dict(fitted or {})
+    for_beats = ()
     if fit_only is not None:
         check(fit_only in METHODS, f"unknown method {fit_only!r}; choose from {', '.join(METHODS.names())}.")
         chosen: list[str] = []
@@ -313,6 +316,7 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
         if (contraction_beats_wanted(params, rec.has_fluorescence, chosen) and CONTRACTION_METHOD in METHODS
                 and CONTRACTION_METHOD not in active):
             active = METHODS.order([*active, CONTRACTION_METHOD])   # measured for its beats, not scored
+            for_beats = (CONTRACTION_METHOD,)
     schema.check_ranges(params, schema.specs(AnalysisParams))
     for name in active:
         schema.check_ranges(params.method(name), schema.specs(METHODS[name].Params), METHODS[name].label)
@@ -357,7 +361,7 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
             state = method.coerce_fitted(state)
             fitted[name] = state
         method.check(ctx, method.params_of(params), state)
-    return Plan(chosen=chosen, active=active, ctx=ctx, fitted=fitted)
+    return Plan(chosen=chosen, active=active, ctx=ctx, fitted=fitted, for_beats=for_beats)
 
 
 # ---------------------------------------------------------------- helpers
@@ -760,7 +764,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         roi_truth={k: v.astype(np.float32) for k, v in ctx.roi_truth.items()},
         motion_traces=_motion_traces(ctx, acc),
         roi_traces=roi_traces, roi_sd=roi_sd, roi_scores=roi_scores, beats=beats, beat_rates=beat_rates,
-        limits=limits, region_maps=region_maps, fits={m: ctx.states[m] for m in plan.active},
+        limits=limits, region_maps=region_maps, fits={m: ctx.states[m] for m in plan.active if m not in plan.for_beats},
         timings_s=timings, warnings=ctx.warnings, device=ctx.device,
     )
 
