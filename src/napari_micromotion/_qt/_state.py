@@ -139,11 +139,12 @@ class Session(QObject):
                 return layer
         return None
 
-    def image_layers(self) -> list[Any]:
+    def image_layers(self, min_ndim: int = 3) -> list[Any]:
+        """Grey-level image layers that are not results, of at least *min_ndim* dimensions (3: stacks)."""
         from napari.layers import Image
 
         return [la for la in self._layers() if isinstance(la, Image) and not la.rgb
-                and plugin_meta(la).get("role") != "result" and la.ndim >= 3]
+                and plugin_meta(la).get("role") != "result" and la.ndim >= min_ndim]
 
     def shapes_layers(self) -> list[Any]:
         from napari.layers import Shapes
@@ -245,6 +246,18 @@ class Session(QObject):
         data = self._channel_view(layer, None, "input")
         return Recording(transmission=data, fps=fps, pixel_size_um=self.layer_pixel_size(layer),
                          provenance={**(plugin_meta(layer).get("provenance") or {}), "layer": layer.name})
+
+    def image_from_layer(self, layer: Any) -> tuple[np.ndarray, int]:
+        """The frame of *layer* under napari's time slider, as ``(Y, X)`` float32, and its index (an image tool's input)."""
+        check(layer is not None, "choose an image layer first.")
+        data = self._channel_view(layer, None, "input")
+        if data.ndim == 2:
+            return np.asarray(data, np.float32), 0
+        check(data.ndim == 3, f"{layer.name!r} is not a single-channel image or stack.")
+        world = self.viewer.dims.point[0] if self.viewer.dims.ndim >= 3 else 0.0
+        frame = int(round((world - float(layer.translate[0])) / (float(layer.scale[0]) or 1.0)))
+        frame = int(np.clip(frame, 0, data.shape[0] - 1))
+        return np.asarray(data[frame], np.float32), frame
 
     def rois_to_pixels(self, layer: Any) -> list[np.ndarray]:
         """Vertices of every shape of *layer* as (row, col) pixels of the transmission layer."""

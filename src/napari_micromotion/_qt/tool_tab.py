@@ -54,11 +54,13 @@ class ToolTab(QWidget):
         self.task: Task | None = None
         self.result: Any = None
         self.view: Any = None            # the tool's page in the inspector, once it has a result
+        self.frame: int | None = None    # the frame an image tool last ran on
         self._inspector: Any = None
         about = QLabel(f"<b>{tool.label}</b>: {tool.description}.")
         about.setWordWrap(True)
         self.layer_combo = QComboBox()
-        self.layer_combo.setToolTip("The video this tool works on.")
+        self.layer_combo.setToolTip("The image this tool works on: the frame under the time slider."
+                                    if tool.input == "image" else "The video this tool works on.")
         self.form = ParamForm(specs(tool.Params), expanded=tuple({s.section for s in specs(tool.Params)}))
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -111,7 +113,7 @@ class ToolTab(QWidget):
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
         self.layer_combo.addItem(AUTO)
-        self.layer_combo.addItems([la.name for la in self.session.image_layers()])
+        self.layer_combo.addItems([la.name for la in self.session.image_layers(2 if self.tool.input == "image" else 3)])
         idx = self.layer_combo.findText(current)
         self.layer_combo.setCurrentIndex(idx if idx >= 0 else 0)
         self.layer_combo.blockSignals(False)
@@ -139,8 +141,13 @@ class ToolTab(QWidget):
         try:
             params = self.params()
             layer = self.input_layer()
-            rec = self.session.recording_from_layer(layer)
-            rois = self.session.build_rois()
+            if self.tool.input == "image":   # the frame under the time slider
+                rec, frame = self.session.image_from_layer(layer)
+                rois = []
+                self.frame = frame
+            else:
+                rec = self.session.recording_from_layer(layer)
+                rois = self.session.build_rois()
             self.tool.check(rec, params)
         except MicromotionError as exc:
             notify_error(exc)
