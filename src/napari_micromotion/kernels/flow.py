@@ -67,7 +67,7 @@ class FlowParams:
                              advanced=True, decimals=1,
                              help="Size (Gaussian SD) of the neighbourhood each displacement is averaged over: larger "
                                   "is less noisy but blurs the motion at cell borders.")
-    iterations: int = param(3, label="flow iterations", min=1, max=50, flag="--flow-iterations", advanced=True,
+    iterations: int = param(2, label="flow iterations", min=1, max=50, flag="--flow-iterations", advanced=True,
                             help="Refinement steps per frame.")
     levels: int = param(3, label="pyramid levels", min=1, max=6, flag="--flow-levels", advanced=True,
                         help="Coarse-to-fine levels for frames without a good starting estimate (large motion).")
