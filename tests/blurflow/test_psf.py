@@ -1,9 +1,18 @@
 """PSF model of Eqs. 1-4: normalisation, focus, lateral blur length, axial widening, image formation."""
 
+import itertools
+
 import numpy as np
 import pytest
 
-from napari_micromotion.blurflow.psf import BlurParams, Optics, defocus_psf, form_image, motion_psf, psf_bank
+from napari_micromotion.blurflow.psf import (
+    BlurParams,
+    Optics,
+    defocus_psf,
+    form_image,
+    motion_psf,
+    psf_bank,
+)
 from napari_micromotion.errors import MicromotionError
 
 
@@ -40,10 +49,11 @@ def test_defocus_is_symmetric_and_spreads_light():
     o = Optics()
     np.testing.assert_allclose(defocus_psf(o, 0.7), defocus_psf(o, -0.7), atol=1e-12)
     peaks = [defocus_psf(o, z).max() for z in (0.0, 0.5, 1.0, 2.0)]
-    assert all(a > b for a, b in zip(peaks, peaks[1:]))
-    # one depth of field (lambda n / NA^2) is about half a wave of pupil-edge defocus
-    assert o.axial_unit_um == pytest.approx(0.6 / 0.09)
-    assert 0.45 < o.waves_per_axial_unit < 0.55
+    assert all(a > b for a, b in itertools.pairwise(peaks))
+    # one axial unit is one wave of pupil-edge defocus, about two depths of field (lambda n / NA^2)
+    assert o.axial_unit_um == pytest.approx(0.6 / (1 - np.sqrt(1 - 0.09)))
+    assert o.waves_per_axial_unit == pytest.approx(1.0)
+    assert 1.9 < o.axial_unit_um / o.depth_of_field_um < 2.0
 
 
 @pytest.mark.parametrize("v", [(0.0, 1.0), (1.0, 0.0), (0.6, -0.8), (-0.5, -0.5)])

@@ -19,13 +19,15 @@ Units (the paper's normalised parameters, made physical here)
     (default 12 px = 7.8 um at 0.65 um/px, about six Airy radii of the default
     10x/0.3 objective).  The paper draws ``v1, v2`` uniformly in [-1, 1].
 ``v3`` (axial) and ``z0`` (depth of the manifold at the start of the exposure)
-    1.0 = one depth of field, :attr:`Optics.axial_unit_um` = ``lambda n / NA^2``
-    (6.7 um for the default optics; at that defocus the wavefront error at the
-    pupil edge is about half a wavelength and the PSF's peak has dropped to ~40 %).
-    The paper draws ``v3`` and ``z0`` uniformly in [0, 1], so a trajectory spans at
-    most two depths of field from focus.  A scalar defocus-only PSF is symmetric
-    in depth, so ``z`` and ``-z`` look alike; only ``|z|`` matters, and within
-    about a quarter of a depth of field of focus the PSF hardly changes.
+    1.0 = one *defocus wave*, :attr:`Optics.axial_unit_um`: the distance from
+    focus at which the wavefront error at the pupil edge is one wavelength,
+    ``lambda / (n - sqrt(n^2 - NA^2))`` = 13.0 um for the default optics, about
+    two classical depths of field ``lambda n / NA^2`` (6.7 um).  The paper draws
+    ``v3`` and ``z0`` uniformly in [0, 1].  Why not one depth of field: within
+    half a depth of field of focus a widefield PSF hardly changes, so with that
+    unit most of the paper's [0, 1] range would be invisible in the image.
+    A scalar defocus-only PSF is symmetric in depth, so ``z`` and ``-z`` look
+    alike; only ``|z|`` matters.
 
 The 3D PSF is a scalar pupil-function model: a circular pupil of radius
 ``NA / lambda`` carrying the Zernike defocus term ``c4 * sqrt(3) (2 rho^2 - 1)``
@@ -40,22 +42,22 @@ OTFs times sub-pixel shift phases, which costs about a millisecond.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
 from ..errors import check
 
 __all__ = [
-    "Optics",
     "BlurParams",
+    "Optics",
     "PSFBank",
-    "psf_bank",
     "defocus_psf",
-    "motion_psf",
     "form_image",
+    "motion_psf",
+    "psf_bank",
 ]
 
 
@@ -97,12 +99,18 @@ class Optics:
 
     @property
     def axial_unit_um(self) -> float:
-        """Micrometres of defocus per normalised axial unit: one depth of field ``lambda n / NA^2``."""
+        """Micrometres of defocus per normalised axial unit: one defocus wave ``lambda / (n - sqrt(n^2 - NA^2))``."""
+        n, na = self.refractive_index, self.na
+        return self.wavelength_um / (n - math.sqrt(n * n - na * na))
+
+    @property
+    def depth_of_field_um(self) -> float:
+        """The classical depth of field ``lambda n / NA^2`` (about half an axial unit)."""
         return self.wavelength_um * self.refractive_index / self.na ** 2
 
     @property
     def waves_per_axial_unit(self) -> float:
-        """Pupil-edge wavefront error (in wavelengths) of one axial unit of defocus (~0.5)."""
+        """Pupil-edge wavefront error (in wavelengths) of one axial unit of defocus: 1 by definition."""
         n, na = self.refractive_index, self.na
         return self.axial_unit_um * (n - math.sqrt(n * n - na * na)) / self.wavelength_um
 
@@ -212,7 +220,7 @@ def psf_bank(optics: Optics = Optics(), size_px: int = 65, dz: float = 0.01, z_m
     Takes ~0.5 s the first time per argument set, then comes from a cache.
     """
     check(0 < dz <= 0.1 and 0 < z_max <= 10, "the PSF bank needs 0 < dz <= 0.1 and 0 < z_max <= 10 axial units.")
-    n_z = int(math.ceil(z_max / dz)) + 1
+    n_z = math.ceil(z_max / dz) + 1
     zs = np.arange(n_z) * dz
     stack = _defocus_stack(optics, zs, size_px)
     otf = np.fft.rfft2(np.fft.ifftshift(stack, axes=(1, 2)), axes=(1, 2)).astype(np.complex64)
@@ -256,7 +264,7 @@ def motion_psf(params: BlurParams | Sequence[float], optics: Optics = Optics(), 
     check(length_px / 2 <= half - 2, f"a blur of {length_px:.1f} px does not fit a {bank.size_px} px PSF grid.")
     check(z_end <= bank.z_max + 1e-9, f"a depth of {z_end:.2f} axial units is beyond the PSF bank's {bank.z_max:.2f}.")
     if n_time is None:
-        n_time = max(32, int(math.ceil(4 * length_px)) + 1, int(math.ceil(abs(v3) / 0.02)) + 1)
+        n_time = max(32, math.ceil(4 * length_px) + 1, math.ceil(abs(v3) / 0.02) + 1)
     t = (np.arange(n_time) + 0.5) / n_time
     dy, dx = v1 * ppu * (t - 0.5), v2 * ppu * (t - 0.5)
     otf = bank.otf_at(z0 + v3 * t)

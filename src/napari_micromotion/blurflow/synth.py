@@ -45,9 +45,9 @@ held-out streams never share a random draw.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -56,26 +56,26 @@ from ..errors import check
 from .psf import BlurParams, Optics, PSFBank, _otf_on_grid, motion_psf, psf_bank
 
 __all__ = [
-    "TEXTURE_FAMILIES",
-    "TRAIN_PHOTOS",
     "HELD_OUT_PHOTOS",
-    "SynthParams",
-    "Sample",
-    "Batch",
-    "texture",
-    "partition",
-    "validity_map",
-    "render_sample",
-    "training_sample",
-    "iter_training_batches",
-    "two_zone_sample",
-    "iter_two_zone",
-    "cylinder_sample",
-    "held_out_sample",
-    "STREAM_TRAIN",
-    "STREAM_TWO_ZONE",
     "STREAM_CYLINDER",
     "STREAM_HELD_OUT",
+    "STREAM_TRAIN",
+    "STREAM_TWO_ZONE",
+    "TEXTURE_FAMILIES",
+    "TRAIN_PHOTOS",
+    "Batch",
+    "Sample",
+    "SynthParams",
+    "cylinder_sample",
+    "held_out_sample",
+    "iter_training_batches",
+    "iter_two_zone",
+    "partition",
+    "render_sample",
+    "texture",
+    "training_sample",
+    "two_zone_sample",
+    "validity_map",
 ]
 
 TEXTURE_FAMILIES = ("cells", "fibres", "beads", "fractal", "polygons", "photo")
@@ -92,10 +92,10 @@ class SynthParams:
 
     optics: Optics = field(default_factory=Optics, metadata={
         "label": "microscope", "unit": "", "help": "Objective, wavelength and pixel size the PSFs are computed for."})
-    max_masks: int = field(default=4, metadata={
+    max_masks: int = field(default=3, metadata={
         "label": "regions per image", "unit": "",
         "help": "Each training image is split into 1 to this many regions, each moving differently."})
-    family_weights: tuple[float, ...] = field(default=(0.3, 0.15, 0.1, 0.15, 0.1, 0.2), metadata={
+    family_weights: tuple[float, ...] = field(default=(0.35, 0.2, 0.1, 0.1, 0.1, 0.15), metadata={
         "label": "texture mix", "unit": "",
         "help": "Relative frequency of the texture families cells, fibres, beads, fractal, polygons, photo."})
     photons: tuple[float, float] = field(default=(300.0, 30000.0), metadata={
@@ -337,7 +337,7 @@ def _photo_texture(rng: np.random.Generator, shape: tuple[int, int], names: Sequ
 
     src = _photo(names[int(rng.integers(len(names)))])
     scale = rng.uniform(1.0, 2.0)
-    need = (min(src.shape[0], int(math.ceil(shape[0] * scale))), min(src.shape[1], int(math.ceil(shape[1] * scale))))
+    need = (min(src.shape[0], math.ceil(shape[0] * scale)), min(src.shape[1], math.ceil(shape[1] * scale)))
     y0 = int(rng.integers(0, src.shape[0] - need[0] + 1))
     x0 = int(rng.integers(0, src.shape[1] - need[1] + 1))
     crop = src[y0:y0 + need[0], x0:x0 + need[1]]
