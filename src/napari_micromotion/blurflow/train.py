@@ -72,7 +72,7 @@ STREAM_VALIDATION_SEED_OFFSET = 1_000_003   # validation images: two-zone stream
 class BlurFlowTrainParams:
     """How the blur-flow network is trained (defaults: the shipped model)."""
 
-    steps: int = field(default=4000, metadata={
+    steps: int = field(default=1350, metadata={
         "label": "training steps", "unit": "batches",
         "help": "Number of optimiser steps; each uses a fresh batch of synthetic blurred images."})
     batch_size: int = field(default=12, metadata={
@@ -256,18 +256,18 @@ def train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *, seed
     return drive(iter_train_blur_flow(params, seed=seed, init=init), progress=progress)
 
 
-def steps_for_minutes(minutes: float, params: BlurFlowTrainParams, *, seed: int = 0, probe_steps: int = 8) -> int:
+def steps_for_minutes(minutes: float, params: BlurFlowTrainParams, *, seed: int = 0) -> int:
     """Steps that fill about *minutes* of wall time on this machine.
 
-    Times *probe_steps* real training steps (same settings, no validation) and
-    scales; the validation passes and the final save add a few per cent, hence
-    the 0.95.
+    Runs 20 real training steps (same settings, no validation) and times the last
+    10 of them (the first ones pay for caches and memory allocation); validation
+    passes and the final save add a few per cent, hence the 0.95.
     """
     check(minutes > 0 and math.isfinite(minutes), f"minutes must be positive, got {minutes!r}.")
-    probe = replace(params, steps=probe_steps, validation_every=0)
-    t0 = time.perf_counter()
-    drive(iter_train_blur_flow(probe, seed=seed))
-    per_step = (time.perf_counter() - t0) / probe_steps
+    stamps: dict[int, float] = {}
+    for ev in iter_train_blur_flow(replace(params, steps=20, validation_every=0), seed=seed):
+        stamps[round(ev.fraction * 20)] = time.perf_counter()
+    per_step = (stamps[20] - stamps[10]) / 10
     return max(1, int(minutes * 60 * 0.95 / per_step))
 
 
