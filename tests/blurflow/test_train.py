@@ -1,0 +1,73 @@
+"""Training: Eq. 6 loss, determinism per seed, progress events, the command line."""
+
+import json
+
+import pytest
+import torch
+
+from napari_micromotion.blurflow.model import NetConfig, load_blur_flow
+from napari_micromotion.blurflow.train import (
+    BlurFlowTrainParams,
+    eq6_loss,
+    iter_train_blur_flow,
+    learning_rate_at,
+    main,
+    train_blur_flow,
+)
+from napari_micromotion.errors import MicromotionError
+from napari_micromotion.progress import Progress
+
+TINY = BlurFlowTrainParams(steps=3, batch_size=2, crop_px=64, net=NetConfig(widths=(8, 8, 16, 16, 16)),
+                           validation_every=3, validation_images=1, threads=1)
+
+
+def test_eq6_loss_weights_regression_by_validity():
+    out = torch.zeros(1, 5, 2, 2)
+    target = torch.zeros(1, 5, 2, 2)
+    target[0, :4] = 1.0
+    # w = 0 everywhere: only the validity term, (0 - sigmoid(0))^2 = 0.25
+    assert float(eq6_loss(out, target)) == pytest.approx(0.25)
+    target[0, 4] = 1.0
+    # w = 1: (1 - 0.5)^2 + 1/4 * 4 * 1^2
+    assert float(eq6_loss(out, target)) == pytest.approx(1.25)
+    assert float(eq6_loss(out, target, gamma=0.0)) == pytest.approx(1.0)
+
+
+def test_learning_rate_schedule():
+    p = BlurFlowTrainParams(steps=100, learning_rate=1e-3, warmup_steps=10)
+    assert learning_rate_at(0, p) == pytest.approx(1e-4)
+    assert learning_rate_at(10, p) == pytest.approx(1e-3)
+    assert learning_rate_at(99, p) < 0.05e-3
+
+
+def test_training_is_deterministic_and_reports_progress():
+    events = []
+    a = train_blur_flow(TINY, seed=5, progress=events.append)
+    b = train_blur_flow(TINY, seed=5)
+    assert a.loss_curve == b.loss_curve and len(a.loss_curve) == 3
+    sa, sb = a.net.state_dict(), b.net.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert all(isinstance(e, Progress) for e in events) and events[-1].fraction == 1.0
+    assert [s for s, _ in a.validation] == [3]
+    c = train_blur_flow(TINY, seed=6)
+    assert c.loss_curve != a.loss_curve
+    assert a.n_images == 6 and a.params["steps"] == 3 and a.seconds > 0
+
+
+def test_bad_training_parameters_are_one_sentence_errors():
+    with pytest.raises(MicromotionError, match="multiple of 32"):
+        BlurFlowTrainParams(crop_px=70).validate()
+    with pytest.raises(MicromotionError):
+        next(iter_train_blur_flow(BlurFlowTrainParams(steps=0)))
+
+
+def test_command_line_trains_and_saves(tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    assert main(["--out", str(out), "--steps", "2", "--seed", "1", "--threads", "1", "--batch-size", "1",
+                 "--quiet"]) == 0
+    m = load_blur_flow(out)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["training_params"]["steps"] == 2 and side["seed"] == 1 and len(m.loss_curve) == 2
+    assert "saved" in capsys.readouterr().out
+    assert main(["--out", str(tmp_path / "x"), "--steps", "2", "--minutes", "1"]) == 2
+    assert "error:" in capsys.readouterr().err
