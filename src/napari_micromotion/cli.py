@@ -212,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     for tool in TOOLS:
         _add_tool_parser(sub, tool)
 
+    from .blurflow.train import add_train_arguments
+
+    tb = sub.add_parser("train-blur-flow", help="retrain the blur-flow network on synthetic motion-blurred images",
+                        description="Train the blur-flow network (Shajkofci & Liebling 2021) from scratch on "
+                                    "synthetic motion-blurred images (Eq. 5) and save it as safetensors + JSON; "
+                                    "apply it with micromotion blur-flow --model PATH. The shipped model: "
+                                    "--steps 1350 --seed 0.")
+    add_train_arguments(tb)
+
     v = sub.add_parser("view", help="open a recording (and results) in napari",
                        description="Open a recording, its ROIs and an analysis folder in napari with the plugin's widgets.")
     v.add_argument("transmission", nargs="?", help="transmission stack")
@@ -453,6 +462,13 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_blur_flow(args: argparse.Namespace) -> int:
+    from .blurflow.train import run_training
+
+    run_training(args)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``micromotion`` command; returns the exit status."""
     parser = build_parser()
@@ -461,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (already printed as one line), --help, --version
         return int(exc.code or 0)
     commands = {"analyze": _cmd_analyze, "train": _cmd_train, "simulate": _cmd_simulate, "batch": _cmd_batch,
-                "view": _cmd_view, "methods": _cmd_methods}
+                "view": _cmd_view, "methods": _cmd_methods, "train-blur-flow": _cmd_train_blur_flow}
     try:
         return commands.get(args.command, _cmd_tool)(args)
     except MicromotionError as exc:

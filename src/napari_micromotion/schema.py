@@ -176,7 +176,7 @@ def editor_kind(tp: Any, meta: dict[str, Any]) -> str:
     if base is float:
         return "float?" if optional else "float"
     if base is str:
-        return "choice" if meta.get("choices") else "text"
+        return "choice" if meta.get("choices") else ("text?" if optional else "text")
     raise TypeError(f"unsupported parameter type {tp!r}")
 
 

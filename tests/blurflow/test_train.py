@@ -63,11 +63,14 @@ def test_bad_training_parameters_are_one_sentence_errors():
 
 def test_command_line_trains_and_saves(tmp_path, capsys):
     out = tmp_path / "m.safetensors"
-    assert main(["--out", str(out), "--steps", "2", "--seed", "1", "--threads", "1", "--batch-size", "1",
-                 "--quiet"]) == 0
+    assert main(["--out", str(out), "--steps", "2", "--seed", "1", "--threads", "1", "--batch-size", "1"]) == 0
     m = load_blur_flow(out)
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["training_params"]["steps"] == 2 and side["seed"] == 1 and len(m.loss_curve) == 2
     assert "saved" in capsys.readouterr().out
     assert main(["--out", str(tmp_path / "x"), "--steps", "2", "--minutes", "1"]) == 2
     assert "error:" in capsys.readouterr().err
+    # an existing model is not replaced without --overwrite (and nothing is trained)
+    before = out.read_bytes()
+    assert main(["--out", str(out), "--steps", "2", "--quiet"]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == before

@@ -117,7 +117,7 @@ class ParamEditor:
             return None
         if s.kind.startswith("frames"):
             return parse_frame_range(text)
-        if s.kind == "text":
+        if s.kind in ("text", "text?"):
             return text
         try:
             if s.kind == "floats":

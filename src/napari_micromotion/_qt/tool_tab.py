@@ -205,8 +205,10 @@ class ToolTab(QWidget):
         for data, kwargs, kind in self.tool.layer_data(result):
             kwargs = dict(kwargs)
             meta = {**(kwargs.pop("metadata", {}) or {}).get(META_KEY, {}), "role": "result", "tool": self.tool.name}
-            if source_layer is not None and "scale" not in kwargs and getattr(data, "ndim", 0) == source_layer.ndim:
-                kwargs["scale"], kwargs["translate"] = source_layer.scale, source_layer.translate
+            nd = _layer_ndim(data, kind)
+            if source_layer is not None and "scale" not in kwargs and 0 < nd <= source_layer.ndim:
+                # placed like the input layer (an image tool's 2D result: like its last two axes)
+                kwargs["scale"], kwargs["translate"] = source_layer.scale[-nd:], source_layer.translate[-nd:]
             name = kwargs.get("name")
             existing = [la for la in self.viewer.layers if la.name == name and plugin_meta(la).get("tool") == self.tool.name]
             if existing:
@@ -258,3 +260,11 @@ class ToolTab(QWidget):
         task.succeeded.connect(lambda out: self.status.setText(f"Written to {out}."))
         self.export_task = task
         return task.start()
+
+
+def _layer_ndim(data: Any, kind: str) -> int:
+    """Dimensions of the layer *data* makes (vectors and points: their coordinates' length)."""
+    shape = getattr(data, "shape", ())
+    if kind in ("vectors", "points"):
+        return int(shape[-1]) if len(shape) >= 2 else 0
+    return len(shape)

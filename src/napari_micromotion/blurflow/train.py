@@ -36,6 +36,7 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -271,41 +272,71 @@ def steps_for_minutes(minutes: float, params: BlurFlowTrainParams, *, seed: int 
     return max(1, int(minutes * 60 * 0.95 / per_step))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m napari_micromotion.blurflow.train",
-                                 description="Train the blur-flow network (Shajkofci & Liebling 2021) on synthetic "
-                                             "motion-blurred images and save it as safetensors + JSON.")
-    ap.add_argument("--out", required=True, help="output path (.safetensors; the .json sidecar goes next to it)")
+def add_train_arguments(ap: argparse.ArgumentParser) -> None:
+    """The training options (shared by ``micromotion train-blur-flow`` and ``python -m ...blurflow.train``)."""
+    ap.add_argument("--out", "-o", required=True,
+                    help="output path (.safetensors; the .json sidecar goes next to it)")
     ap.add_argument("--minutes", type=float, default=None, help="train for about this many minutes (sets --steps)")
     ap.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {BlurFlowTrainParams.steps})")
     ap.add_argument("--seed", type=int, default=0, help="random seed (network weights and training images)")
     ap.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (0: PyTorch's default)")
-    ap.add_argument("--batch-size", type=int, default=BlurFlowTrainParams.batch_size)
-    ap.add_argument("--lr", type=float, default=BlurFlowTrainParams.learning_rate)
-    ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
-    try:
-        check(args.minutes is None or args.steps is None, "give either --minutes or --steps, not both.")
-        params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads)
-        if args.steps is not None:
-            params = replace(params, steps=args.steps)
-        elif args.minutes is not None:
-            n = steps_for_minutes(args.minutes, params, seed=args.seed)
-            params = replace(params, steps=n)
+    ap.add_argument("--batch-size", type=int, default=BlurFlowTrainParams.batch_size,
+                    help=f"synthetic images per step (default {BlurFlowTrainParams.batch_size})")
+    ap.add_argument("--lr", type=float, default=BlurFlowTrainParams.learning_rate,
+                    help=f"peak learning rate of RAdam (default {BlurFlowTrainParams.learning_rate:g})")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing model file")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress")
+
+
+def run_training(args: argparse.Namespace) -> Path:
+    """Train and save as the parsed options of :func:`add_train_arguments` say; returns the weights' path.
+
+    Raises :class:`~napari_micromotion.errors.MicromotionError` (one sentence) on bad options,
+    before any training.
+    """
+    out = Path(args.out)
+    out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
+    check(args.minutes is None or args.steps is None, "give either --minutes or --steps, not both.")
+    check(args.steps is None or args.steps >= 1, f"--steps must be at least 1, got {args.steps}.")
+    check(args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}.")
+    check(args.lr > 0 and math.isfinite(args.lr), f"--lr must be positive, got {args.lr}.")
+    check(0 <= args.threads <= 256, f"--threads must be 0-256, got {args.threads}.")
+    check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
+    check(args.overwrite or not (out.exists() or out.with_suffix(".json").exists()),
+          f"{out} already exists; pass --overwrite to replace it.")
+    params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads)
+    if args.steps is not None:
+        params = replace(params, steps=args.steps)
+    elif args.minutes is not None:
+        n = steps_for_minutes(args.minutes, params, seed=args.seed)
+        params = replace(params, steps=n)
+        if not args.quiet:
             print(f"--minutes {args.minutes:g}: {n} steps (rerun with --steps {n} to reproduce)", flush=True)
-        last = [0.0]
+    last = [0.0]
 
-        def show(ev: Progress) -> None:
-            now = time.perf_counter()
-            if not args.quiet and (now - last[0] > 10 or ev.fraction >= 1):
-                print(f"[{ev.fraction * 100:5.1f} %] {ev.message}", flush=True)
-                last[0] = now
+    def show(ev: Progress) -> None:
+        now = time.perf_counter()
+        if not args.quiet and (now - last[0] > 10 or ev.fraction >= 1):
+            print(f"[{ev.fraction * 100:5.1f} %] {ev.message}", flush=True)
+            last[0] = now
 
-        model = train_blur_flow(params, seed=args.seed, progress=show)
-        path = save_blur_flow(model, args.out)
+    model = train_blur_flow(params, seed=args.seed, progress=show)
+    path = save_blur_flow(model, out)
+    if not args.quiet:
         val = f", validation R^2 {model.validation[-1][1]:.3f}" if model.validation else ""
         print(f"saved {ARCHITECTURE} model to {path} ({model.seconds / 60:.1f} min, "
               f"{model.n_images} images, final loss {np.mean(model.loss_curve[-50:]):.4f}{val})")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m napari_micromotion.blurflow.train",
+                                 description="Train the blur-flow network (Shajkofci & Liebling 2021) on synthetic "
+                                             "motion-blurred images and save it as safetensors + JSON.")
+    add_train_arguments(ap)
+    args = ap.parse_args(argv)
+    try:
+        run_training(args)
     except MicromotionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
