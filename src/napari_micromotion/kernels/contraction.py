@@ -41,6 +41,10 @@ class ContractionBeatParams:
     refractory_s: float = param(0.25, label="shortest beat interval", unit="s", min=0.0, max=100.0,
                                 flag="--beat-refractory", decimals=3,
                                 help="Two contraction peaks closer than this count as one beat.")
+    min_width_s: float = param(0.06, label="shortest contraction", unit="s", min=0.0, max=100.0,
+                               flag="--beat-min-width", advanced=True, decimals=3,
+                               help="A contraction must last at least this long at half its height; shorter peaks "
+                                    "are noise (a single bright frame), not beats.")
     onset_fraction: float = param(0.1, label="onset level", min=0.01, max=0.9, flag="--onset-level", advanced=True,
                                   decimals=2,
                                   help="A beat starts where the rise crosses this fraction of its amplitude.")
@@ -131,7 +135,9 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
     top = float(y.max() - rest)
     height = max(params.threshold_sd * noise, params.rel_prominence * top, 1e-12)
     distance = max(1, int(round(params.refractory_s * fps)))
-    peaks, props = signal.find_peaks(y, prominence=height, distance=distance)
+    width = params.min_width_s * fps
+    peaks, props = signal.find_peaks(y, prominence=height, distance=distance,
+                                     width=(width, None) if width > 0 else None)
     beats: list[ContractionBeat] = []
     prev = 0
     for i, p in enumerate(peaks):
