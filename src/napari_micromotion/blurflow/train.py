@@ -54,7 +54,7 @@ from .model import (
     normalise_image,
     save_blur_flow,
 )
-from .synth import SynthParams, iter_training_batches, two_zone_sample
+from .synth import Batch, SynthParams, dihedral, iter_training_batches, two_zone_sample
 
 __all__ = [
     "BlurFlowTrainParams",
@@ -91,6 +91,15 @@ class BlurFlowTrainParams:
                 "warm-up from thousands of steps to about a hundred, which matters for short CPU runs."})
     gamma: float = field(default=1.0, metadata={
         "label": "validity weight", "unit": "", "help": "Weight gamma of the validity term of the loss (Eq. 6)."})
+    axial_weight: float = field(default=4.0, metadata={
+        "label": "axial weight", "unit": "",
+        "help": "Weight of the v3 and z0 errors in the loss relative to the lateral ones; 4 = Eq. 6 with v3 and z0 "
+                "rescaled from [0, 1] to the lateral parameters' [-1, 1] (equal spread, so the axial outputs are "
+                "not starved of gradient)."})
+    reuse: bool = field(default=True, metadata={
+        "label": "reuse images", "unit": "",
+        "help": "Half of every batch is the previous batch's fresh images, flipped or transposed (a different but "
+                "exactly labelled view): halves the cost of synthesis per training image."})
     net: NetConfig = field(default_factory=NetConfig, metadata={
         "label": "network", "unit": "", "help": "Channel widths and residual blocks of the U-Net."})
     synth: SynthParams = field(default_factory=SynthParams, metadata={
@@ -114,7 +123,10 @@ class BlurFlowTrainParams:
         check(isinstance(self.crop_px, (int, np.integer)) and self.crop_px >= 2 * r and self.crop_px % r == 0,
               f"training images must be a multiple of {r} px and at least {2 * r} px, got {self.crop_px!r}.")
         check(0 < self.learning_rate < 1, f"the learning rate must be in (0, 1), got {self.learning_rate!r}.")
-        check(self.warmup_steps >= 0 and self.gamma >= 0, "warm-up steps and gamma must be non-negative.")
+        check(self.warmup_steps >= 0 and self.gamma >= 0 and self.axial_weight >= 0,
+              "warm-up steps, gamma and the axial weight must be non-negative.")
+        check(not self.reuse or self.batch_size % 2 == 0 or self.batch_size == 1,
+              f"reusing images needs an even batch size, got {self.batch_size!r}.")
         check(0 < self.beta2 < 1, f"RAdam's beta2 must be in (0, 1), got {self.beta2!r}.")
         check(self.validation_every >= 0 and self.validation_images >= 1, "validation settings must be positive.")
         check(isinstance(self.threads, (int, np.integer)) and 0 <= self.threads <= 256, "threads must be 0-256.")
@@ -136,14 +148,35 @@ def learning_rate_at(step: int, params: BlurFlowTrainParams) -> float:
     return params.learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def eq6_loss(out: Any, target: Any, gamma: float = 1.0) -> Any:
-    """Eq. 6 (mean over pixels): ``gamma (w - sigmoid(logit))^2 + w/4 * sum of the 4 squared errors``."""
+def eq6_loss(out: Any, target: Any, gamma: float = 1.0, axial_weight: float = 1.0) -> Any:
+    """Eq. 6 (mean over pixels): ``gamma (w - sigmoid(logit))^2 + w/4 * sum of the 4 squared errors``.
+
+    *axial_weight* multiplies the squared errors of ``v3`` and ``z0`` (1: Eq. 6 as printed).
+    """
     import torch
 
     w = target[:, 4]
     w_hat = torch.sigmoid(out[:, 4])
-    reg = ((out[:, :4] - target[:, :4]) ** 2).sum(dim=1)
+    err = (out[:, :4] - target[:, :4]) ** 2
+    reg = err[:, 0] + err[:, 1] + axial_weight * (err[:, 2] + err[:, 3])
     return (gamma * (w - w_hat) ** 2 + w * reg / 4.0).mean()
+
+
+def iter_batches(params: BlurFlowTrainParams, seed: int) -> Generator[Batch, None, None]:
+    """The training batches of a run: fresh synthetic images, and with ``params.reuse`` half fresh, half
+    the previous batch's fresh images under a random flip/transpose (:func:`~.synth.dihedral`)."""
+    if not params.reuse or params.batch_size == 1:
+        yield from iter_training_batches(seed, params.batch_size, params.crop_px, params.synth, n_batches=params.steps)
+        return
+    half = params.batch_size // 2
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(99,)))
+    prev = None
+    for b in iter_training_batches(seed, half, params.crop_px, params.synth, n_batches=params.steps):
+        src = b if prev is None else prev
+        views = [dihedral(im, tr, int(rng.integers(1, 8))) for im, tr in zip(src.images, src.truth)]
+        prev = b
+        yield Batch(images=np.concatenate([b.images, np.stack([v[0] for v in views])]),
+                    truth=np.concatenate([b.truth, np.stack([v[1] for v in views])]), index=b.index)
 
 
 def _prepare(images: np.ndarray, truth: np.ndarray):
@@ -206,7 +239,7 @@ def iter_train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *,
         net.train()
         opt = torch.optim.RAdam(net.parameters(), lr=params.learning_rate, betas=(0.9, params.beta2))
         val_set = _validation_set(params, seed) if params.validation_every else []
-        batches = iter_training_batches(seed, params.batch_size, params.crop_px, params.synth, n_batches=params.steps)
+        batches = iter_batches(params, seed)
         pool = ThreadPoolExecutor(max_workers=1) if params.prefetch else None
         losses: list[float] = []
         validation: list[tuple[int, float]] = []
@@ -222,7 +255,7 @@ def iter_train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *,
             for g in opt.param_groups:
                 g["lr"] = learning_rate_at(step, params)
             opt.zero_grad(set_to_none=True)
-            loss = eq6_loss(net(x), t, params.gamma)
+            loss = eq6_loss(net(x), t, params.gamma, params.axial_weight)
             loss.backward()
             opt.step()
             val = float(loss.detach())
