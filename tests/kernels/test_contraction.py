@@ -50,3 +50,18 @@ def test_noise_and_small_wobbles_are_not_beats():
     assert find_contraction_beats(y, FPS) == []
     y = _trace([2.0, 4.0, 6.0]) + _trace([2.6, 4.6, 6.6], amp=0.1, noise=0.0)   # after-beats of 10 %
     assert len(find_contraction_beats(y, FPS, ContractionBeatParams(rel_prominence=0.2))) == 3
+
+
+def test_a_single_bright_frame_is_not_a_beat():
+    """Noise spikes one frame wide pass the height tests but not the shortest-contraction test."""
+    fps = 50.0
+    t = np.arange(1000) / fps
+    rng = np.random.default_rng(1)
+    y = 0.03 + rng.normal(0, 0.003, t.size)
+    for c in (2.0, 8.0, 14.0):                       # three real contractions, ~0.2 s wide
+        y += 0.2 * np.exp(-0.5 * ((t - c) / 0.08) ** 2)
+    y[250] += 0.15                                   # a single-frame spike at 5 s
+    found = [b.peak_time_s for b in find_contraction_beats(y, fps)]
+    assert len(found) == 3 and all(abs(f - c) < 0.03 for f, c in zip(found, (2.0, 8.0, 14.0)))
+    loose = find_contraction_beats(y, fps, ContractionBeatParams(min_width_s=0.0))
+    assert len(loose) == 4

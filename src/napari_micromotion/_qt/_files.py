@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from ..atomic import atomic_write
+from ..layout import fmt
 
 __all__ = ["atomic_write", "write_csv_atomic", "fmt"]
-
-
-def fmt(v: Any) -> Any:
-    """A CSV cell: floats with 7 significant digits, NaN as ``nan``."""
-    if isinstance(v, (float, np.floating)):
-        v = float(v)
-        return "nan" if math.isnan(v) else f"{v:.7g}"
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:

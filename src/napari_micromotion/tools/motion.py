@@ -24,7 +24,10 @@ Output folder (written atomically):
   ``maps/direction.tif`` (its angle in degrees, 0 = +x, counter-clockwise with rows
   pointing down as in the image);
 * ``maps/reference.tif``: the reference frame;
-* ``flow.zarr`` ``(T, 2, Y, X)`` (dy, dx) with ``save_flow``;
+* ``flow.zarr`` ``(T, 2, Y, X)`` (dy, dx) with ``save_flow``: the fields as measured (the
+  contraction traces are their region means); the maps and napari's arrows come from the
+  fields after the gated smoothing of :meth:`~napari_micromotion.kernels.flow.FlowEstimator.smooth`
+  (``--flow-smooth``), less noisy pixel by pixel;
 * ``report.png``: the maps and every region's contraction trace with onsets and peaks;
 * ``motion.json``: parameters, reference frame, drift, timings.
 """
@@ -274,7 +277,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     arrows = np.zeros((n, len(points), 2), np.float32)
     stream = FlowStream(video, ref, params.flow, fps=fps, block=params.block_frames, threads=params.threads)
     done = 0
-    for first, fields, previous in stream.blocks():
+    for first, fields, previous, smooth in stream.blocks(smoothed=True):
         m = fields.shape[0]
         flat = fields.reshape(m, 2, -1)
         mag = np.sqrt(flat[:, 0] * flat[:, 0] + flat[:, 1] * flat[:, 1])                # (m, P)
@@ -288,15 +291,18 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         else:
             disp[:, first:first + m] = (mag @ weights).T
             speed[:, first:first + m] = (vel @ weights).T
-        best = mag.argmax(axis=0)
-        top = mag[best, np.arange(mag.shape[1])]
+        # the maps and arrows from the smoothed fields; region traces (above) and flow.zarr as measured
+        sflat = smooth.reshape(m, 2, -1)
+        smag = np.sqrt(sflat[:, 0] * sflat[:, 0] + sflat[:, 1] * sflat[:, 1])
+        best = smag.argmax(axis=0)
+        top = smag[best, np.arange(smag.shape[1])]
         better = top > dmax
         dmax[better] = top[better]
-        dy = flat[best, 0, np.arange(mag.shape[1])]
-        dx = flat[best, 1, np.arange(mag.shape[1])]
+        dy = sflat[best, 0, np.arange(smag.shape[1])]
+        dx = sflat[best, 1, np.arange(smag.shape[1])]
         angle[better] = np.degrees(np.arctan2(-dy, dx))[better]     # image rows point down: +y is up
-        arrows[first:first + m] = fields[:, :, points[:, 0], points[:, 1]].transpose(0, 2, 1)
-        if flow_out is not None:
+        arrows[first:first + m] = smooth[:, :, points[:, 0], points[:, 1]].transpose(0, 2, 1)
+        if flow_out is not None:   # as measured: the contraction traces are their region means
             flow_out[first:first + m] = fields
         done += m
         yield Progress("motion", done / n, f"{done} of {n} frames")

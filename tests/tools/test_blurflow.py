@@ -1,0 +1,136 @@
+"""The blur-flow tool: ``micromotion blur-flow`` and ``micromotion train-blur-flow``, its folder and napari layers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_micromotion.cli import main
+from napari_micromotion.tools import TOOLS
+from napari_micromotion.tools.blurflow import CHANNEL_UNITS, BlurFlowToolParams
+
+from ..conftest import assert_one_line_error
+
+
+@pytest.fixture(scope="module")
+def blurred(tmp_path_factory):
+    """A two-zone test image of the paper's evaluation (Eq. 5) as a 3-frame stack, and its truth."""
+    from napari_micromotion.blurflow.synth import two_zone_sample
+
+    folder = tmp_path_factory.mktemp("blur")
+    samples = [two_zone_sample(seed=7, index=i, size_px=160) for i in range(3)]
+    tifffile.imwrite(folder / "stack.tif", np.stack([s.image for s in samples]).astype(np.float32),
+                    photometric="minisblack")
+    return folder, samples
+
+
+def test_blur_flow_command_writes_the_five_channels_and_reads_back(blurred, tmp_path):
+    folder, samples = blurred
+    out = tmp_path / "bf"
+    assert main(["blur-flow", str(folder / "stack.tif"), "--frame", "1", "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["blur_flow.json", "blur_flow.tif"]
+    with tifffile.TiffFile(out / "blur_flow.tif") as tf:
+        flow = tf.asarray()
+        meta = tf.shaped_metadata[0]
+    assert flow.shape == (5, 160, 160) and flow.dtype == np.float32
+    assert meta["channels"] == list(CHANNEL_UNITS)
+    assert np.all(flow[1] >= 0)                                 # v_x >= 0: an axis, not a direction
+    assert 0 <= flow[4].min() and flow[4].max() <= 1            # validity
+    rec = json.loads((out / "blur_flow.json").read_text())
+    assert rec["tool"] == "blur_flow" and rec["source"]["shape"] == [160, 160]
+    assert rec["result"]["channels"]["v_y"].startswith("px") and rec["result"]["axial_unit_um"] > 1
+    assert 0 < rec["result"]["summary"]["valid_fraction"] <= 1
+    # the frame chosen is the one analysed: the same result as the tool run on that frame directly
+    direct = TOOLS["blur_flow"].run(samples[1].image.astype(np.float32))
+    np.testing.assert_allclose(direct.flow, flow, atol=1e-4)
+    back = TOOLS["blur_flow"].read(out)
+    np.testing.assert_array_equal(back.flow, flow)
+    assert back.summary == pytest.approx(rec["result"]["summary"]) and back.axial_unit_um == rec["result"]["axial_unit_um"]
+
+
+def test_shipped_model_sees_more_lateral_blur_where_there_is_more(blurred):
+    """Zone by zone, the predicted streak length follows the true one (ranked), where the texture allows."""
+    _, samples = blurred
+    tool = TOOLS["blur_flow"]
+    pairs = []
+    for s in samples:
+        res = tool.run(s.image.astype(np.float32))
+        true_len = np.hypot(s.truth[0], s.truth[1])
+        for z in np.unique(s.labels):
+            m = (s.labels == z) & (s.truth[4] > 0.5) & (res.flow[4] > 0.5)
+            if m.sum() > 400:
+                pairs.append((float(np.median(true_len[m])), float(np.median(res.lateral_px[m]))))
+    assert len(pairs) >= 4
+    t, p = np.array(pairs).T
+    from scipy.stats import spearmanr
+
+    assert spearmanr(t, p).statistic > 0.6, pairs
+
+
+def test_arrows_are_centred_on_valid_grid_points_and_layers_are_named():
+    from napari_micromotion.tools.blurflow import BlurFlowToolResult
+
+    flow = np.zeros((5, 64, 64), np.float32)
+    flow[0], flow[1], flow[2] = 3.0, 4.0, 0.25           # a 5 px streak along (3, 4), v_z 0.25
+    flow[4, :, :32] = 1.0                                  # the right half lacks texture
+    res = BlurFlowToolResult(params=BlurFlowToolParams(arrows=8), flow=flow)
+    tool = TOOLS["blur_flow"]
+    vec, vz = tool.arrows(res)
+    assert len(vec) == 8 * 4 and np.all(vz == 0.25)
+    mid = vec[:, 0] + vec[:, 1] / 2
+    assert np.all(mid[:, 1] < 32) and np.allclose(mid % 8, 4)            # grid points, valid half only
+    assert np.allclose(np.hypot(*vec[:, 1].T), 5.0)
+    layers = tool.layer_data(res)
+    assert [k for _, _, k in layers] == ["image", "image", "vectors"]
+    assert len({kw["name"] for _, kw, _ in layers}) == 3
+
+
+def test_bad_input_is_one_sentence_and_writes_nothing(blurred, tmp_path, capsys):
+    folder, _ = blurred
+    image = str(folder / "stack.tif")
+    before = (folder / "stack.tif").read_bytes()
+    cases = [
+        (["blur-flow", image, "--frame", "9", "--out", str(tmp_path / "a")], "frame 9 does not exist"),
+        (["blur-flow", image, "--model", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "b")],
+         "does not exist"),
+        (["blur-flow", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "c")], "does not exist"),
+        (["blur-flow", image, "--tile-overlap", "300", "--out", str(tmp_path / "d")], "quarter of the tile"),
+    ]
+    for argv, words in cases:
+        rc = main(argv)
+        err = capsys.readouterr().err
+        assert_one_line_error(err, rc)
+        assert words in err
+    assert not any(tmp_path.iterdir())
+    assert (folder / "stack.tif").read_bytes() == before
+    tiny = np.zeros((8, 8), np.float32)
+    tifffile.imwrite(tmp_path.parent / "tiny.tif", tiny)
+    rc = main(["blur-flow", str(tmp_path.parent / "tiny.tif"), "--out", str(tmp_path / "e")])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, rc)
+    assert "at least 16 x 16" in err and not (tmp_path / "e").exists()
+
+
+def test_train_blur_flow_command_makes_a_model_that_blur_flow_applies(blurred, tmp_path, capsys):
+    folder, _ = blurred
+    model = tmp_path / "mine.safetensors"
+    assert main(["train-blur-flow", "--out", str(model), "--steps", "1", "--batch-size", "1", "--threads", "1",
+                 "--seed", "3", "--quiet"]) == 0
+    side = json.loads(model.with_suffix(".json").read_text())
+    assert side["training_params"]["steps"] == 1 and side["seed"] == 3
+    out = tmp_path / "bf"
+    assert main(["blur-flow", str(folder / "stack.tif"), "--model", str(model), "--out", str(out), "--quiet"]) == 0
+    rec = json.loads((out / "blur_flow.json").read_text())
+    assert rec["parameters"]["model"] == str(model) and rec["result"]["model"]["seed"] == 3
+    # the shipped model gives another answer on the same image
+    shipped = tmp_path / "shipped"
+    assert main(["blur-flow", str(folder / "stack.tif"), "--out", str(shipped), "--quiet"]) == 0
+    assert not np.allclose(tifffile.imread(out / "blur_flow.tif"), tifffile.imread(shipped / "blur_flow.tif"))
+    capsys.readouterr()
+    rc = main(["train-blur-flow", "--out", str(model), "--steps", "1"])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, rc)
+    assert "already exists" in err
