@@ -90,3 +90,12 @@ def test_reused_half_batch_is_a_flipped_view_of_the_previous_fresh_half():
         assert any(np.array_equal(view, S.dihedral(src, b0.truth[k], j)[0]) for j in range(1, 8))
     q = BlurFlowTrainParams(steps=1, batch_size=4, crop_px=64, reuse=False)
     assert next(iter_batches(q, seed=3)).images.shape == (4, 64, 64)
+
+
+def test_command_line_recipe_options_reach_the_training_record(tmp_path):
+    out = tmp_path / "m.safetensors"
+    assert main(["--out", str(out), "--steps", "1", "--threads", "1", "--batch-size", "2", "--crop-px", "64",
+                 "--axial-weight", "4", "--reuse", "--quiet"]) == 0
+    p = json.loads(out.with_suffix(".json").read_text())["training_params"]
+    assert p["crop_px"] == 64 and p["axial_weight"] == 4.0 and p["reuse"] is True and p["batch_size"] == 2
+    assert main(["--out", str(tmp_path / "y"), "--steps", "1", "--crop-px", "70", "--quiet"]) == 2

@@ -10,6 +10,16 @@ Loss (Eq. 6 with ``gamma = 1``, ``U = 3``), per pixel, averaged::
 
     E = gamma (w - w~)^2 + w / (U + 1) * [ (a - a~)^2 + (b - b~)^2 + (v3 - v3~)^2 + (z0 - z0~)^2 ]
 
+Options for shorter runs (off by default: the defaults reproduce the shipped model):
+``axial_weight`` multiplies the ``v3`` and ``z0`` errors; 4 is Eq. 6 with the axial
+parameters rescaled from [0, 1] to the lateral parameters' [-1, 1] (``2 v - 1``), since
+with equal weights the lateral targets ``(a, b)`` (variance ~1/3 each) outweigh ``v3``
+and ``z0`` (variance 1/12) four to one.  ``reuse`` makes half of every batch the
+previous batch's fresh images under a random flip or transpose
+(:func:`~.synth.dihedral`, an exactly labelled new view at no synthesis cost).
+Smaller crops (``crop_px`` 64 or 96) give more independent regions per CPU second.
+See docs/blurflow.md for what these bought (the same accuracy in 14-20 instead of 72 minutes).
+
 ``w~`` is the sigmoid of the validity output; ``(a, b)`` is the doubled-angle
 axis vector that replaces the paper's ``(|v1|, |v2|)`` (both are blind to the
 sign of the blur, but ``(a, b)`` keeps the axis; see :mod:`.model`).  The paper
@@ -91,12 +101,12 @@ class BlurFlowTrainParams:
                 "warm-up from thousands of steps to about a hundred, which matters for short CPU runs."})
     gamma: float = field(default=1.0, metadata={
         "label": "validity weight", "unit": "", "help": "Weight gamma of the validity term of the loss (Eq. 6)."})
-    axial_weight: float = field(default=4.0, metadata={
+    axial_weight: float = field(default=1.0, metadata={
         "label": "axial weight", "unit": "",
         "help": "Weight of the v3 and z0 errors in the loss relative to the lateral ones; 4 = Eq. 6 with v3 and z0 "
                 "rescaled from [0, 1] to the lateral parameters' [-1, 1] (equal spread, so the axial outputs are "
                 "not starved of gradient)."})
-    reuse: bool = field(default=True, metadata={
+    reuse: bool = field(default=False, metadata={
         "label": "reuse images", "unit": "",
         "help": "Half of every batch is the previous batch's fresh images, flipped or transposed (a different but "
                 "exactly labelled view): halves the cost of synthesis per training image."})
@@ -110,7 +120,9 @@ class BlurFlowTrainParams:
     validation_images: int = field(default=8, metadata={
         "label": "validation images", "unit": "images", "help": "Held-out two-zone images (128 px) per validation."})
     threads: int = field(default=0, metadata={
-        "label": "CPU threads", "unit": "", "help": "Threads for PyTorch (0: leave PyTorch's setting)."})
+        "label": "CPU threads", "unit": "",
+        "help": "Threads for PyTorch (0: leave PyTorch's setting).  Leave one core for the image synthesis "
+                "thread: on a 2-core CPU 1 thread trains several times faster than 2."})
     prefetch: bool = field(default=True, metadata={
         "label": "prefetch", "unit": "",
         "help": "Generate the next batch in a background thread while the network trains (same batches)."})
@@ -158,7 +170,10 @@ def eq6_loss(out: Any, target: Any, gamma: float = 1.0, axial_weight: float = 1.
     w = target[:, 4]
     w_hat = torch.sigmoid(out[:, 4])
     err = (out[:, :4] - target[:, :4]) ** 2
-    reg = err[:, 0] + err[:, 1] + axial_weight * (err[:, 2] + err[:, 3])
+    if axial_weight == 1.0:
+        reg = err.sum(dim=1)
+    else:
+        reg = err[:, 0] + err[:, 1] + axial_weight * (err[:, 2] + err[:, 3])
     return (gamma * (w - w_hat) ** 2 + w * reg / 4.0).mean()
 
 
@@ -312,11 +327,20 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--minutes", type=float, default=None, help="train for about this many minutes (sets --steps)")
     ap.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {BlurFlowTrainParams.steps})")
     ap.add_argument("--seed", type=int, default=0, help="random seed (network weights and training images)")
-    ap.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (0: PyTorch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="PyTorch CPU threads (0: PyTorch's default; leave a core for the image synthesis thread)")
     ap.add_argument("--batch-size", type=int, default=BlurFlowTrainParams.batch_size,
                     help=f"synthetic images per step (default {BlurFlowTrainParams.batch_size})")
     ap.add_argument("--lr", type=float, default=BlurFlowTrainParams.learning_rate,
                     help=f"peak learning rate of RAdam (default {BlurFlowTrainParams.learning_rate:g})")
+    ap.add_argument("--crop-px", type=int, default=BlurFlowTrainParams.crop_px,
+                    help=f"side of the synthetic training images, a multiple of 32 (default {BlurFlowTrainParams.crop_px})")
+    ap.add_argument("--axial-weight", type=float, default=BlurFlowTrainParams.axial_weight,
+                    help=f"loss weight of the v3 and z0 errors (default {BlurFlowTrainParams.axial_weight:g}; "
+                         "1 = Eq. 6 as printed)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="half of every batch: the previous batch's images flipped or transposed (halves the "
+                         "synthesis cost; needs an even batch size)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress")
 
@@ -337,7 +361,11 @@ def run_training(args: argparse.Namespace) -> Path:
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
     check(args.overwrite or not (out.exists() or out.with_suffix(".json").exists()),
           f"{out} already exists; pass --overwrite to replace it.")
-    params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads)
+    params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads,
+                                 crop_px=getattr(args, "crop_px", BlurFlowTrainParams.crop_px),
+                                 axial_weight=getattr(args, "axial_weight", BlurFlowTrainParams.axial_weight),
+                                 reuse=bool(getattr(args, "reuse", False)))
+    params.validate()
     if args.steps is not None:
         params = replace(params, steps=args.steps)
     elif args.minutes is not None:
