@@ -94,3 +94,22 @@ def test_bad_synth_parameters_are_refused():
         S.SynthParams(beta=(0.0, 1.0)).validate()
     with pytest.raises(MicromotionError):
         S.training_sample(-1, 0)
+
+
+def test_dihedral_views_are_the_transformed_scene():
+    from napari_micromotion.blurflow.psf import form_image
+
+    obj = S.texture(np.random.default_rng(0), (72, 72), "fibres")
+    p = np.array([0.3, 0.6, 0.4, 0.2])
+    img = form_image(obj, np.zeros(obj.shape, int), [p])
+    truth = np.concatenate([np.broadcast_to(p[:, None, None], (4, 72, 72)), np.ones((1, 72, 72))]).astype(np.float32)
+    for k in range(8):
+        view, t = S.dihedral(img, truth, k)
+        obj_k, _ = S.dihedral(obj, truth, k)
+        assert t.shape == truth.shape and np.all(t[4] == 1)
+        np.testing.assert_allclose(t[2:4, 0, 0], p[2:])
+        if k & 4:
+            assert abs(t[0, 0, 0]) == pytest.approx(0.6) and abs(t[1, 0, 0]) == pytest.approx(0.3)
+        expected = form_image(obj_k, np.zeros(obj.shape, int), [t[:4, 0, 0]])
+        # the same up to the bilinear sub-pixel rounding of the trajectory (<< the signal)
+        assert np.abs(view - expected).max() < 0.05 * img.max()

@@ -2,9 +2,11 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
+from napari_micromotion.blurflow import synth as S
 from napari_micromotion.blurflow.model import NetConfig, load_blur_flow
 from napari_micromotion.blurflow.train import (
     BlurFlowTrainParams,
@@ -74,3 +76,26 @@ def test_command_line_trains_and_saves(tmp_path, capsys):
     before = out.read_bytes()
     assert main(["--out", str(out), "--steps", "2", "--quiet"]) == 2
     assert "already exists" in capsys.readouterr().err and out.read_bytes() == before
+
+
+def test_reused_half_batch_is_a_flipped_view_of_the_previous_fresh_half():
+    from napari_micromotion.blurflow.train import iter_batches
+
+    p = BlurFlowTrainParams(steps=2, batch_size=4, crop_px=64, reuse=True)
+    b0, b1 = list(iter_batches(p, seed=3))
+    assert b0.images.shape == (4, 64, 64) and b1.truth.shape == (4, 5, 64, 64)
+    # the second half of batch 1 holds the fresh half of batch 0, flipped/transposed
+    for k in range(2):
+        src, view = b0.images[k], b1.images[2 + k]
+        assert any(np.array_equal(view, S.dihedral(src, b0.truth[k], j)[0]) for j in range(1, 8))
+    q = BlurFlowTrainParams(steps=1, batch_size=4, crop_px=64, reuse=False)
+    assert next(iter_batches(q, seed=3)).images.shape == (4, 64, 64)
+
+
+def test_command_line_recipe_options_reach_the_training_record(tmp_path):
+    out = tmp_path / "m.safetensors"
+    assert main(["--out", str(out), "--steps", "1", "--threads", "1", "--batch-size", "2", "--crop-px", "64",
+                 "--axial-weight", "4", "--reuse", "--quiet"]) == 0
+    p = json.loads(out.with_suffix(".json").read_text())["training_params"]
+    assert p["crop_px"] == 64 and p["axial_weight"] == 4.0 and p["reuse"] is True and p["batch_size"] == 2
+    assert main(["--out", str(tmp_path / "y"), "--steps", "1", "--crop-px", "70", "--quiet"]) == 2

@@ -67,6 +67,7 @@ __all__ = [
     "Sample",
     "SynthParams",
     "cylinder_sample",
+    "dihedral",
     "held_out_sample",
     "iter_training_batches",
     "iter_two_zone",
@@ -507,6 +508,27 @@ def iter_training_batches(seed: int, batch_size: int, crop_px: int = 96, synth: 
         samples = [training_sample(seed, b * batch_size + i, crop_px, synth) for i in range(batch_size)]
         yield Batch(images=np.stack([s.image for s in samples]), truth=np.stack([s.truth for s in samples]), index=b)
         b += 1
+
+
+def dihedral(image: np.ndarray, truth: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One of the 8 flips/transposes (``k`` = 0-7) of an image ``(Y, X)`` and its truth ``(5, Y, X)``.
+
+    ``k & 1`` flips y (``v1 -> -v1``), ``k & 2`` flips x (``v2 -> -v2``), ``k & 4``
+    transposes (``v1 <-> v2``); ``v3``, ``z0`` and ``w`` are unchanged.  The PSF bank
+    is rotationally symmetric, so the transformed pair is exactly what Eq. 5 gives for
+    the transformed texture and motion (training data augmentation).
+    """
+    im = np.asarray(image)
+    tr = np.array(truth, copy=True)
+    if k & 1:
+        im, tr = im[::-1], tr[:, ::-1]
+        tr[0] = -tr[0]
+    if k & 2:
+        im, tr = im[:, ::-1], tr[:, :, ::-1]
+        tr[1] = -tr[1]
+    if k & 4:
+        im, tr = im.T, tr.transpose(0, 2, 1)[[1, 0, 2, 3, 4]]
+    return np.ascontiguousarray(im), np.ascontiguousarray(tr)
 
 
 # ---------------------------------------------------------------- evaluation sets

@@ -10,6 +10,16 @@ Loss (Eq. 6 with ``gamma = 1``, ``U = 3``), per pixel, averaged::
 
     E = gamma (w - w~)^2 + w / (U + 1) * [ (a - a~)^2 + (b - b~)^2 + (v3 - v3~)^2 + (z0 - z0~)^2 ]
 
+Options for shorter runs (off by default: the defaults reproduce the shipped model):
+``axial_weight`` multiplies the ``v3`` and ``z0`` errors; 4 is Eq. 6 with the axial
+parameters rescaled from [0, 1] to the lateral parameters' [-1, 1] (``2 v - 1``), since
+with equal weights the lateral targets ``(a, b)`` (variance ~1/3 each) outweigh ``v3``
+and ``z0`` (variance 1/12) four to one.  ``reuse`` makes half of every batch the
+previous batch's fresh images under a random flip or transpose
+(:func:`~.synth.dihedral`, an exactly labelled new view at no synthesis cost).
+Smaller crops (``crop_px`` 64 or 96) give more independent regions per CPU second.
+See docs/blurflow.md for what these bought (the same accuracy in 14-20 instead of 72 minutes).
+
 ``w~`` is the sigmoid of the validity output; ``(a, b)`` is the doubled-angle
 axis vector that replaces the paper's ``(|v1|, |v2|)`` (both are blind to the
 sign of the blur, but ``(a, b)`` keeps the axis; see :mod:`.model`).  The paper
@@ -54,7 +64,7 @@ from .model import (
     normalise_image,
     save_blur_flow,
 )
-from .synth import SynthParams, iter_training_batches, two_zone_sample
+from .synth import Batch, SynthParams, dihedral, iter_training_batches, two_zone_sample
 
 __all__ = [
     "BlurFlowTrainParams",
@@ -91,6 +101,15 @@ class BlurFlowTrainParams:
                 "warm-up from thousands of steps to about a hundred, which matters for short CPU runs."})
     gamma: float = field(default=1.0, metadata={
         "label": "validity weight", "unit": "", "help": "Weight gamma of the validity term of the loss (Eq. 6)."})
+    axial_weight: float = field(default=1.0, metadata={
+        "label": "axial weight", "unit": "",
+        "help": "Weight of the v3 and z0 errors in the loss relative to the lateral ones; 4 = Eq. 6 with v3 and z0 "
+                "rescaled from [0, 1] to the lateral parameters' [-1, 1] (equal spread, so the axial outputs are "
+                "not starved of gradient)."})
+    reuse: bool = field(default=False, metadata={
+        "label": "reuse images", "unit": "",
+        "help": "Half of every batch is the previous batch's fresh images, flipped or transposed (a different but "
+                "exactly labelled view): halves the cost of synthesis per training image."})
     net: NetConfig = field(default_factory=NetConfig, metadata={
         "label": "network", "unit": "", "help": "Channel widths and residual blocks of the U-Net."})
     synth: SynthParams = field(default_factory=SynthParams, metadata={
@@ -101,7 +120,9 @@ class BlurFlowTrainParams:
     validation_images: int = field(default=8, metadata={
         "label": "validation images", "unit": "images", "help": "Held-out two-zone images (128 px) per validation."})
     threads: int = field(default=0, metadata={
-        "label": "CPU threads", "unit": "", "help": "Threads for PyTorch (0: leave PyTorch's setting)."})
+        "label": "CPU threads", "unit": "",
+        "help": "Threads for PyTorch (0: leave PyTorch's setting).  Leave one core for the image synthesis "
+                "thread: on a 2-core CPU 1 thread trains several times faster than 2."})
     prefetch: bool = field(default=True, metadata={
         "label": "prefetch", "unit": "",
         "help": "Generate the next batch in a background thread while the network trains (same batches)."})
@@ -114,7 +135,10 @@ class BlurFlowTrainParams:
         check(isinstance(self.crop_px, (int, np.integer)) and self.crop_px >= 2 * r and self.crop_px % r == 0,
               f"training images must be a multiple of {r} px and at least {2 * r} px, got {self.crop_px!r}.")
         check(0 < self.learning_rate < 1, f"the learning rate must be in (0, 1), got {self.learning_rate!r}.")
-        check(self.warmup_steps >= 0 and self.gamma >= 0, "warm-up steps and gamma must be non-negative.")
+        check(self.warmup_steps >= 0 and self.gamma >= 0 and self.axial_weight >= 0,
+              "warm-up steps, gamma and the axial weight must be non-negative.")
+        check(not self.reuse or self.batch_size % 2 == 0 or self.batch_size == 1,
+              f"reusing images needs an even batch size, got {self.batch_size!r}.")
         check(0 < self.beta2 < 1, f"RAdam's beta2 must be in (0, 1), got {self.beta2!r}.")
         check(self.validation_every >= 0 and self.validation_images >= 1, "validation settings must be positive.")
         check(isinstance(self.threads, (int, np.integer)) and 0 <= self.threads <= 256, "threads must be 0-256.")
@@ -136,14 +160,38 @@ def learning_rate_at(step: int, params: BlurFlowTrainParams) -> float:
     return params.learning_rate * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def eq6_loss(out: Any, target: Any, gamma: float = 1.0) -> Any:
-    """Eq. 6 (mean over pixels): ``gamma (w - sigmoid(logit))^2 + w/4 * sum of the 4 squared errors``."""
+def eq6_loss(out: Any, target: Any, gamma: float = 1.0, axial_weight: float = 1.0) -> Any:
+    """Eq. 6 (mean over pixels): ``gamma (w - sigmoid(logit))^2 + w/4 * sum of the 4 squared errors``.
+
+    *axial_weight* multiplies the squared errors of ``v3`` and ``z0`` (1: Eq. 6 as printed).
+    """
     import torch
 
     w = target[:, 4]
     w_hat = torch.sigmoid(out[:, 4])
-    reg = ((out[:, :4] - target[:, :4]) ** 2).sum(dim=1)
+    err = (out[:, :4] - target[:, :4]) ** 2
+    if axial_weight == 1.0:
+        reg = err.sum(dim=1)
+    else:
+        reg = err[:, 0] + err[:, 1] + axial_weight * (err[:, 2] + err[:, 3])
     return (gamma * (w - w_hat) ** 2 + w * reg / 4.0).mean()
+
+
+def iter_batches(params: BlurFlowTrainParams, seed: int) -> Generator[Batch, None, None]:
+    """The training batches of a run: fresh synthetic images, and with ``params.reuse`` half fresh, half
+    the previous batch's fresh images under a random flip/transpose (:func:`~.synth.dihedral`)."""
+    if not params.reuse or params.batch_size == 1:
+        yield from iter_training_batches(seed, params.batch_size, params.crop_px, params.synth, n_batches=params.steps)
+        return
+    half = params.batch_size // 2
+    rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(99,)))
+    prev = None
+    for b in iter_training_batches(seed, half, params.crop_px, params.synth, n_batches=params.steps):
+        src = b if prev is None else prev
+        views = [dihedral(im, tr, int(rng.integers(1, 8))) for im, tr in zip(src.images, src.truth)]
+        prev = b
+        yield Batch(images=np.concatenate([b.images, np.stack([v[0] for v in views])]),
+                    truth=np.concatenate([b.truth, np.stack([v[1] for v in views])]), index=b.index)
 
 
 def _prepare(images: np.ndarray, truth: np.ndarray):
@@ -206,7 +254,7 @@ def iter_train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *,
         net.train()
         opt = torch.optim.RAdam(net.parameters(), lr=params.learning_rate, betas=(0.9, params.beta2))
         val_set = _validation_set(params, seed) if params.validation_every else []
-        batches = iter_training_batches(seed, params.batch_size, params.crop_px, params.synth, n_batches=params.steps)
+        batches = iter_batches(params, seed)
         pool = ThreadPoolExecutor(max_workers=1) if params.prefetch else None
         losses: list[float] = []
         validation: list[tuple[int, float]] = []
@@ -222,7 +270,7 @@ def iter_train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *,
             for g in opt.param_groups:
                 g["lr"] = learning_rate_at(step, params)
             opt.zero_grad(set_to_none=True)
-            loss = eq6_loss(net(x), t, params.gamma)
+            loss = eq6_loss(net(x), t, params.gamma, params.axial_weight)
             loss.backward()
             opt.step()
             val = float(loss.detach())
@@ -279,11 +327,20 @@ def add_train_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--minutes", type=float, default=None, help="train for about this many minutes (sets --steps)")
     ap.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {BlurFlowTrainParams.steps})")
     ap.add_argument("--seed", type=int, default=0, help="random seed (network weights and training images)")
-    ap.add_argument("--threads", type=int, default=0, help="PyTorch CPU threads (0: PyTorch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="PyTorch CPU threads (0: PyTorch's default; leave a core for the image synthesis thread)")
     ap.add_argument("--batch-size", type=int, default=BlurFlowTrainParams.batch_size,
                     help=f"synthetic images per step (default {BlurFlowTrainParams.batch_size})")
     ap.add_argument("--lr", type=float, default=BlurFlowTrainParams.learning_rate,
                     help=f"peak learning rate of RAdam (default {BlurFlowTrainParams.learning_rate:g})")
+    ap.add_argument("--crop-px", type=int, default=BlurFlowTrainParams.crop_px,
+                    help=f"side of the synthetic training images, a multiple of 32 (default {BlurFlowTrainParams.crop_px})")
+    ap.add_argument("--axial-weight", type=float, default=BlurFlowTrainParams.axial_weight,
+                    help=f"loss weight of the v3 and z0 errors (default {BlurFlowTrainParams.axial_weight:g}; "
+                         "1 = Eq. 6 as printed)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="half of every batch: the previous batch's images flipped or transposed (halves the "
+                         "synthesis cost; needs an even batch size)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress")
 
@@ -304,7 +361,11 @@ def run_training(args: argparse.Namespace) -> Path:
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
     check(args.overwrite or not (out.exists() or out.with_suffix(".json").exists()),
           f"{out} already exists; pass --overwrite to replace it.")
-    params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads)
+    params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads,
+                                 crop_px=getattr(args, "crop_px", BlurFlowTrainParams.crop_px),
+                                 axial_weight=getattr(args, "axial_weight", BlurFlowTrainParams.axial_weight),
+                                 reuse=bool(getattr(args, "reuse", False)))
+    params.validate()
     if args.steps is not None:
         params = replace(params, steps=args.steps)
     elif args.minutes is not None:
