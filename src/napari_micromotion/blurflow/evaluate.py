@@ -40,11 +40,11 @@ from .psf import psf_bank
 from .synth import (
     STREAM_TABLE1,
     SynthParams,
-    _margin,
-    _rng,
     bead_image,
     cylinder_sample,
     held_out_sample,
+    margin_px,
+    stream_rng,
     texture,
     two_zone_sample,
     uniform_sample,
@@ -169,9 +169,9 @@ def _border_distance(labels: np.ndarray) -> np.ndarray:
 
 
 def _table1_image(kind: str, size_px: int, synth: SynthParams, seed: int) -> np.ndarray:
-    m = _margin(psf_bank(synth.optics))
+    m = margin_px(psf_bank(synth.optics))
     shape = (size_px + 2 * m, size_px + 2 * m)
-    rng = _rng(seed, STREAM_TABLE1, 1 if kind == "beads" else 2)
+    rng = stream_rng(seed, STREAM_TABLE1, 1 if kind == "beads" else 2)
     if kind == "beads":
         return bead_image(rng, shape, n_beads=int(size_px * size_px / 1200))
     return texture(rng, shape, "cells")

@@ -324,12 +324,12 @@ def form_image(obj: np.ndarray, labels: np.ndarray, params: Sequence[BlurParams 
     for n, p in enumerate(params):
         if not np.any(lab == n):
             continue
-        acc += np.fft.rfft2(np.where(lab == n, o, 0.0)) * _otf_on_grid(motion_psf(p, bank=bank), shape)
+        acc += np.fft.rfft2(np.where(lab == n, o, 0.0)) * otf_on_grid(motion_psf(p, bank=bank), shape)
     out = np.fft.irfft2(acc, s=shape)[pad:pad + obj.shape[0], pad:pad + obj.shape[1]]
     return np.clip(out, 0, None)
 
 
-def _otf_on_grid(h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def otf_on_grid(h: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """rfft2 of a centred PSF embedded (centre at [0, 0], wrapped) in a grid of *shape*."""
     n = h.shape[0]
     c = n // 2

@@ -53,7 +53,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import check
-from .psf import BlurParams, Optics, PSFBank, _otf_on_grid, motion_psf, psf_bank
+from .psf import BlurParams, Optics, PSFBank, motion_psf, otf_on_grid, psf_bank
 
 __all__ = [
     "HELD_OUT_PHOTOS",
@@ -160,7 +160,7 @@ class Batch:
     index: int = 0
 
 
-def _rng(seed: int, stream: int, index: int) -> np.random.Generator:
+def stream_rng(seed: int, stream: int, index: int) -> np.random.Generator:
     check(isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be a non-negative integer, got {seed!r}.")
     return np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(int(stream), int(index))))
 
@@ -463,7 +463,7 @@ def render_sample(rng: np.random.Generator, obj: np.ndarray, labels: np.ndarray,
         sel = labels == n
         if not sel.any():
             continue
-        acc += np.fft.rfft2(np.where(sel, o, 0.0)) * _otf_on_grid(motion_psf(p, bank=bank), shape)
+        acc += np.fft.rfft2(np.where(sel, o, 0.0)) * otf_on_grid(motion_psf(p, bank=bank), shape)
     lam = np.clip(np.fft.irfft2(acc, s=shape), 0, None)
     sl = (slice(margin, shape[0] - margin), slice(margin, shape[1] - margin))
     lam = lam[sl]
@@ -476,15 +476,15 @@ def render_sample(rng: np.random.Generator, obj: np.ndarray, labels: np.ndarray,
                   family=family)
 
 
-def _margin(bank: PSFBank) -> int:
+def margin_px(bank: PSFBank) -> int:
     return bank.size_px // 2 + 1
 
 
 def training_sample(seed: int, index: int, crop_px: int = 96, synth: SynthParams = SynthParams()) -> Sample:
     """Training image *index* of the stream of *seed* (``crop_px`` square)."""
-    rng = _rng(seed, STREAM_TRAIN, index)
+    rng = stream_rng(seed, STREAM_TRAIN, index)
     bank = psf_bank(synth.optics)
-    m = _margin(bank)
+    m = margin_px(bank)
     shape = (crop_px + 2 * m, crop_px + 2 * m)
     wts = np.asarray(synth.family_weights, dtype=np.float64)
     family = TEXTURE_FAMILIES[int(rng.choice(len(wts), p=wts / wts.sum()))]
@@ -541,9 +541,9 @@ def two_zone_sample(seed: int, index: int, size_px: int = 224, synth: SynthParam
     HeLa actin and catenin images), drawn from a stream disjoint from training; the
     two zones are split by a straight line at a random angle, each covering >= 25 %.
     """
-    rng = _rng(seed, stream, index)
+    rng = stream_rng(seed, stream, index)
     bank = psf_bank(synth.optics)
-    m = _margin(bank)
+    m = margin_px(bank)
     shape = (size_px + 2 * m, size_px + 2 * m)
     family = families[int(rng.integers(len(families)))]
     obj = texture(rng, shape, family, photos)
@@ -586,9 +586,9 @@ def cylinder_sample(seed: int, index: int = 0, size_px: int = 224, synth: SynthP
     neglected: ``z0`` is the same everywhere.  The image is rendered in
     *n_bands* horizontal bands, each with its own PSF.
     """
-    rng = _rng(seed, STREAM_CYLINDER, index)
+    rng = stream_rng(seed, STREAM_CYLINDER, index)
     bank = psf_bank(synth.optics)
-    m = _margin(bank)
+    m = margin_px(bank)
     shape = (size_px + 2 * m, size_px + 2 * m)
     obj = texture(rng, shape, family)
     rows = np.clip(np.arange(shape[0]) - m, 0, size_px - 1)
@@ -616,8 +616,8 @@ def uniform_sample(obj: np.ndarray, params: Sequence[float], synth: SynthParams 
                    family: str = "") -> Sample:
     """Blur a whole object (values in [0, 1], including its margin) by one PSF and add camera noise."""
     bank = psf_bank(synth.optics)
-    m = _margin(bank)
-    rng = _rng(seed, STREAM_TABLE1, 0)
+    m = margin_px(bank)
+    rng = stream_rng(seed, STREAM_TABLE1, 0)
     labels = np.zeros(obj.shape, dtype=np.int64)
     return render_sample(rng, obj, labels, np.asarray([params], dtype=np.float64), synth, margin=m, bank=bank,
                          family=family, photons=photons, beta=beta, background=background)

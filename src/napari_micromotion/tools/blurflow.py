@@ -46,6 +46,12 @@ CHANNEL_UNITS = {"v_y": "px of blur over the exposure", "v_x": "px of blur over 
                  "validity": "0-1"}
 
 
+#: said with every result of the shipped model (measured by benchmarks/bench_blur_flow.py)
+SHIPPED_MODEL_CAVEAT = ("the shipped blur-flow model is approximate: mean R^2 0.26 on the paper's two-zone test "
+                        "(the paper: 0.92); the validity map and the blur axis are usable, the lengths only roughly, "
+                        "v_z hardly at all (see docs/blurflow.md).")
+
+
 @dataclass(frozen=True)
 class BlurFlowToolParams:
     """Settings of the blur-flow tool."""
@@ -188,6 +194,8 @@ class BlurFlow(Tool):
             BlurFlowParams(tile_px=params.tile_px, overlap_px=params.overlap_px, threads=params.threads))
         summary = summarise(res.flow, params.min_validity)
         warnings = []
+        if params.model is None:
+            warnings.append(SHIPPED_MODEL_CAVEAT)
         if summary["valid_fraction"] < 0.05:
             warnings.append(f"only {summary['valid_fraction'] * 100:.1f} % of the image has enough texture for the "
                             "blur to be measured (validity >= "
