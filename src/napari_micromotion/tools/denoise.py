@@ -290,7 +290,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
 @TOOLS.register
 class Denoise(Tool):
     name = "denoise"
-    label = "denoiser"
+    label = "denoise"
     description = ("self-supervised denoising of a video trained on the recording itself, with a mean-image prior, "
                    "calibrated per-pixel uncertainty and ROI dF/F0 traces with 90 % corridors")
     kind = "video -> video"
