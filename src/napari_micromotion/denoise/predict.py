@@ -3,7 +3,10 @@
 * :func:`iter_predict`: every frame (in batches, large frames in overlapping tiles) gives the
   denoised value ``mu`` and the predicted variance of the clean signal: the network's own
   ``sigma^2`` (what the neighbours leave open) plus the spread of ``mu`` over Monte-Carlo
-  dropout passes (what the network itself is unsure of).
+  dropout passes (what the network itself is unsure of).  Dropout sits before the linear
+  1 x 1 head only, so the passes' mean and variance of ``mu`` have a closed form, the limit of
+  infinitely many passes (``mc_passes=0``, the default): mean ``head(f)``, variance
+  ``p / (1 - p) * sum_c w_c^2 f_c^2``; ``mc_passes >= 2`` samples them instead.
 * :func:`fit_calibration`: on held-out frames (never a training target) the residual
   ``r = x - mu`` is the error of ``mu`` plus independent camera noise, so
   ``E[r^2] - var_camera = E[(clean - mu)^2]``.  This fixes a scale for the predicted variance
@@ -96,7 +99,7 @@ def _pad8(x: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 def iter_predict(video: Any, model: TrainedDenoiser, prior: Prior, mu_out: np.ndarray, var_out: np.ndarray, *,
-                 frames: Sequence[int] | None = None, mc_passes: int = 8, batch: int = 4, threads: int = 2,
+                 frames: Sequence[int] | None = None, mc_passes: int = 0, batch: int = 4, threads: int = 2,
                  seed: int = 0) -> Generator[Progress, None, dict[str, float]]:
     """Denoise *frames* (all by default) of *video* into ``mu_out`` and ``var_out`` (``(T, Y, X)`` float32).
 
@@ -116,10 +119,13 @@ def iter_predict(video: Any, model: TrainedDenoiser, prior: Prior, mu_out: np.nd
     mean_all, sd_all = prior.mean(), prior.sd()
     net = model.net
     net.eval()
-    passes = max(1, int(mc_passes))
+    passes = max(0, int(mc_passes))
     t0 = time.perf_counter()
     epi_sum = tot_sum = 0.0
-    with torch_threads(threads), torch.no_grad():
+    net = net.to(memory_format=torch.channels_last)       # ~1.5-2x faster convolutions on CPU
+    w2 = (net.head.weight[0, :, 0, 0].detach() ** 2)[None, :, None, None]
+    p_drop = float(net.p_drop)
+    with torch_threads(threads), torch.inference_mode():
         torch.manual_seed(seed)
         for b0 in range(0, todo.size, batch):
             ts = todo[b0:b0 + batch]
@@ -138,13 +144,17 @@ def iter_predict(video: Any, model: TrainedDenoiser, prior: Prior, mu_out: np.nd
             for r0, r1, k0, k1 in tiles(ny):
                 for c0, c1, j0, j1 in tiles(nx):
                     x, h, w = _pad8(inputs[:, :, r0:r1, c0:c1])
-                    feat = net.features(torch.from_numpy(np.ascontiguousarray(x)))
+                    xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
+                    feat = net.features(xt)
                     bs = torch.from_numpy(np.ascontiguousarray(base[:, r0:r1, c0:c1]))
-                    if passes == 1:
+                    if passes <= 1:
                         d, sg = net.head_out(feat, drop=False)
                         mu_t = bs + d[:, :h, :w]
                         ale = (sg[:, :h, :w] ** 2)
-                        epi = torch.zeros_like(ale)
+                        if passes == 0 and p_drop > 0:    # the exact variance over dropout masks
+                            epi = (p_drop / (1 - p_drop)) * (feat * feat * w2).sum(dim=1)[:, :h, :w]
+                        else:
+                            epi = torch.zeros_like(ale)
                     else:
                         s1 = s2 = ale = None
                         for _ in range(passes):
@@ -158,10 +168,11 @@ def iter_predict(video: Any, model: TrainedDenoiser, prior: Prior, mu_out: np.nd
                         epi = (s2 / passes - mu_t * mu_t).clamp(min=0) * (passes / (passes - 1))
                         ale = ale / passes
                     keep = (slice(None), slice(k0 - r0, k1 - r0), slice(j0 - c0, j1 - c0))
-                    mu_b[:, k0:k1, j0:j1] = norm.back(mu_t.numpy())[keep]
-                    var_b[:, k0:k1, j0:j1] = ((ale + epi).numpy() * sc2)[keep]
+                    tot = (ale + epi).numpy()[keep]
+                    mu_b[:, k0:k1, j0:j1] = norm.back(mu_t.numpy()[keep])
+                    var_b[:, k0:k1, j0:j1] = tot * sc2
                     epi_sum += float(epi.numpy()[keep].sum())
-                    tot_sum += float((ale + epi).numpy()[keep].sum())
+                    tot_sum += float(tot.sum())
             mu_out[ts] = mu_b
             var_out[ts] = var_b
             done = min(b0 + batch, todo.size)

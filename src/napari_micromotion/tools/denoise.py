@@ -69,8 +69,9 @@ class DenoiseParams:
                           help="Side of the square patches the network trains on.")
     width: int = param(8, label="network width", min=4, max=64, flag="--width", advanced=True,
                        help="Channels at full resolution (2x, 4x, 4x below).")
-    mc_passes: int = param(8, label="Monte-Carlo passes", min=1, max=64, flag="--mc-passes", advanced=True,
-                           help="Dropout passes per frame for the network's own uncertainty.")
+    mc_passes: int = param(0, label="Monte-Carlo passes", min=0, max=64, flag="--mc-passes", advanced=True,
+                           help="Dropout passes per frame for the network's own uncertainty; 0 uses their exact "
+                                "limit (the dropout sits before the linear head), 1 leaves it out.")
     samples: int = param(200, label="trace samples", min=20, max=10000, flag="--samples", advanced=True,
                          help="Monte-Carlo samples per ROI and frame for the 90 % corridor.")
     guard_z: float = param(4.0, label="guard threshold", unit="SD", min=1.0, max=20.0, flag="--guard-z",
