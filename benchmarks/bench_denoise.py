@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -225,7 +226,10 @@ def main(argv: list[str] | None = None) -> dict:
     details["careamics"] = f"{CAREAMICS_SPEC}: {how}"
     if py is not None:
         tmp = Path(tempfile.mkdtemp(prefix="bench-denoise-"))
-        info, pred = run_n2v(py, raw[train_frames], raw, train_s, args.threads, tmp)
+        try:
+            info, pred = run_n2v(py, raw[train_frames], raw, train_s, args.threads, tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         if pred is not None:
             movies["careamics N2V"] = pred
             rows["careamics N2V"] = {"psnr_db": psnr_db(pred, clean, dr), "train_s": info["train_s"],

@@ -147,6 +147,13 @@ def test_denoise_writes_the_documented_folder(denoised, low_light):
     assert rec["parameters"]["context"] == 4 and rec["timings_s"]["train"] > 0
     side = json.loads((denoised / "model.json").read_text())
     assert side["architecture"] == "micromotion-denoise-unet" and side["context"] == 4
+    # the folder reads back into the tool's result
+    from napari_micromotion.tools import TOOLS
+
+    back = TOOLS["denoise"].read(denoised)
+    assert back.regions == rois and back.fps == FPS and back.n_frames == N_FRAMES
+    np.testing.assert_array_equal(back.denoised, den)
+    np.testing.assert_allclose(back.traces["strong"]["hi90"], [float(r["strong/hi90"]) for r in rows])
 
 
 def test_denoised_movie_is_closer_to_the_truth_and_intervals_hold(denoised, low_light):
