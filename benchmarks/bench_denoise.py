@@ -246,7 +246,9 @@ def main(argv: list[str] | None = None) -> dict:
     z90 = 1.6448536
     cover = np.abs(clean - ours.denoised) <= z90 * ours.uncertainty
     masks = rasterize(sim.rois, (size, size))
-    tr = roi_traces(raw, ours.denoised, ours.uncertainty, masks, ours.calibration.kernel, fps, n_samples=400)
+    tr = roi_traces(raw, ours.denoised, ours.uncertainty, masks, ours.calibration.kernel, fps, n_samples=400,
+                    heldout=held, camera=ours.model.camera)
+    details["trace corridor variance factor (ROI-level calibration)"] = round(tr.variance_factor, 3)
     true_means = roi_series(clean, masks.masks)
     corr_cov, corr_cov_held, indep_cov = {}, {}, {}
     for i, r in enumerate(masks.names):

@@ -9,6 +9,13 @@ convolution over the ROI's box), far above the independent ``sum sd_i^2 / N^2`` 
 errors are correlated.  Monte-Carlo samples of each ROI mean are drawn from that
 distribution, turned into dF/F0 with the baseline F0 of the denoised trace, and their
 5th and 95th percentiles form the 90 % corridor.
+
+The pixel calibration cannot see how much of the error is shared over a whole region (the
+kernel is measured within a radius and tapered), so with held-out frames and the camera model
+the ROI-mean variance is calibrated once more, at the level of the ROI means themselves: there
+the camera noise averages down (``sum var_camera / N^2``) while the shared error does not, so
+``E[(raw ROI mean - denoised ROI mean)^2] - noise`` measures the error of the denoised ROI mean
+well.  One factor, pooled over the ROIs, scales every corridor's variance.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ class RoiTraces:
     mean_sd: dict[str, np.ndarray] = field(default_factory=dict)         # SD of the denoised ROI mean, movie units
     mean_lo: dict[str, np.ndarray] = field(default_factory=dict)
     mean_hi: dict[str, np.ndarray] = field(default_factory=dict)
+    variance_factor: float = 1.0                                          # the ROI-level calibration (1: none)
 
 
 def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
@@ -57,7 +65,7 @@ def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> 
 
 def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.ndarray | None, fps: float, *,
                n_samples: int = 200, level: float = 0.9, seed: int = 0, baseline_s: float = 10.0,
-               chunk: int = 256) -> RoiTraces:
+               chunk: int = 256, heldout: Any = None, camera: Any = None) -> RoiTraces:
     """dF/F0 traces of every ROI of *masks* (:class:`~napari_micromotion.rois.RoiMasks`) with corridors.
 
     Parameters
@@ -68,6 +76,9 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         Spatial correlation of the errors (centre 1), or ``None`` for independent pixels.
     n_samples, level, seed
         Monte-Carlo samples per ROI and frame, the corridor's coverage, the generator's seed.
+    heldout, camera
+        Frames never used for training and the :class:`~napari_micromotion.denoise.data.CameraModel`:
+        with both, the corridors' variance is calibrated on the held-out ROI means (module docstring).
     """
     from ..filters import baseline
 
@@ -75,6 +86,7 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
     out = RoiTraces(names=list(masks.names))
     n = mu.shape[0]
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    means = []
     for i, name in enumerate(masks.names):
         m = masks.masks[i]
         npx = max(int(m.sum()), 1)
@@ -84,6 +96,22 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
             mr[a:a + chunk] = (np.asarray(raw[a:a + chunk], dtype=np.float64) * m).sum(axis=(1, 2)) / npx
             md[a:a + chunk] = (mu[a:a + chunk].astype(np.float64) * m).sum(axis=(1, 2)) / npx
         s = np.concatenate([roi_mean_sd(sd[a:a + chunk], m, kernel) for a in range(0, n, chunk)])
+        means.append((mr, md, s))
+    if heldout is not None and camera is not None and len(heldout):
+        h = np.asarray(list(heldout), int)
+        excess = predicted = 0.0
+        for i, (mr, md, s) in enumerate(means):
+            m = masks.masks[i]
+            npx = max(int(m.sum()), 1)
+            noise = np.array([float(camera.var(mu[t][m].astype(np.float64)).sum()) / npx ** 2 for t in h])
+            excess += float(np.sum((mr[h] - md[h]) ** 2 - noise))
+            predicted += float(np.sum(s[h] ** 2))
+        if predicted > 0:
+            out.variance_factor = float(np.clip(excess / predicted, 1 / 25, 25))
+    scale = np.sqrt(out.variance_factor)
+    for i, name in enumerate(masks.names):
+        mr, md, s = means[i]
+        s = s * scale
         samples = md[None] + s[None] * rng.standard_normal((n_samples, n))
         f0_raw = baseline(mr, fps, baseline_s)
         f0 = baseline(md, fps, baseline_s)

@@ -263,7 +263,8 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     t0 = time.perf_counter()
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
-    tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed)
+    tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
+                    heldout=held, camera=model.camera)
     traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r]} for r in tr.names}
     timings["traces"] = time.perf_counter() - t0
     # held-out metrics: the residual against the raw frames, in units of the camera noise (1 = perfect)
@@ -278,6 +279,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
         "inference_frames_per_s": pred["frames_per_s"], "mc_share_of_variance": pred["mc_share_of_variance"],
         "guard": {k: v for k, v in guard.items() if k != "flagged_per_frame"},
         "guard_flagged_per_frame": guard["flagged_per_frame"], "applied_saved_model": bool(params.model),
+        "trace_variance_factor": tr.variance_factor,
     }
     if not params.model:
         metrics["camera_fit"] = cam_report
