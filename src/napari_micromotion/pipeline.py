@@ -171,8 +171,8 @@ class AnalysisParams:
                               "only) before the analysis: fluorescence scores against the denoised ground truth; "
                               "transmission denoises the brightfield the methods see (with a warning).")
     denoise_epochs: int = param(8, label="denoiser epochs", min=1, max=200, flag="--denoise-epochs", advanced=True,
-                                help="Epochs of the denoiser's training with --denoise (it stops earlier when held-out "
-                                     "frames stop improving or after 10 minutes).")
+                                help="Epochs of the denoiser's training when a channel is denoised first (it stops "
+                                     "earlier when held-out frames stop improving or after 10 minutes).")
     camera: CameraParams = param(default_factory=CameraParams, label="Camera (detection limit)",
                                  help="Camera model for the shot-noise detection limit.")
     method_params: Mapping[str, Any] = field(default_factory=dict)
@@ -647,9 +647,9 @@ def _denoise_channel(rec: Recording, params: AnalysisParams, training: Sequence[
     which = params.denoise
     video = rec.fluorescence if which == "fluorescence" else rec.transmission
     check(video is not None and np.ndim(video) == 3,
-          "--denoise fluorescence needs a fluorescence video (not a trace or nothing).")
+          "denoising the fluorescence first needs a fluorescence video (not a trace or nothing).")
     frames = [t for a, b in training for t in range(a, b)]
-    check(len(frames) >= 20, f"--denoise needs at least 20 training frames outside the validation range, "
+    check(len(frames) >= 20, f"denoising first needs at least 20 training frames outside the validation range, "
                              f"got {len(frames)}.")
     dp = DenoiseParams(epochs=params.denoise_epochs, seed=params.seed, threads=min(2, torch.get_num_threads()),
                        mc_passes=1, samples=20)     # the analysis uses the denoised movie, not its uncertainty
@@ -664,7 +664,7 @@ def _denoise_channel(rec: Recording, params: AnalysisParams, training: Sequence[
         out = replace(rec, transmission=res.denoised)
         note = (f"the transmission was denoised before the analysis ({stats}); the denoiser keeps what neighbouring "
                 "frames predict and may smooth fast motion or borrow structure from the mean image, so compare "
-                "with an analysis without --denoise before trusting a change in the scores.")
+                "with an analysis without denoising before trusting a change in the scores.")
     return out, note
 
 
