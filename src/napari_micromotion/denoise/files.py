@@ -28,7 +28,7 @@ KERNEL_KEY = "calibration.kernel"
 
 def save_denoiser(model: TrainedDenoiser, calibration: Calibration | None, path: str | os.PathLike) -> Path:
     """Write ``<path>.safetensors`` and ``<path>.json`` (each replaced atomically)."""
-    from ..detectors.models import _write_pair, package_versions
+    from ..detectors.models import package_versions, write_pair
 
     path = Path(path).with_suffix(".safetensors")
     tensors = {k: v.detach().cpu().numpy() for k, v in model.net.state_dict().items()}
@@ -46,7 +46,7 @@ def save_denoiser(model: TrainedDenoiser, calibration: Calibration | None, path:
         "steps": model.steps, "settings": model.settings, "stopped_early": model.stopped_early,
         "package_versions": package_versions(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_pair(path, tensors, meta)
+    write_pair(path, tensors, meta)
     return path
 
 
@@ -56,12 +56,12 @@ def load_denoiser(path: str | os.PathLike) -> tuple[TrainedDenoiser, Calibration
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from ..detectors.models import _check_safetensors
+    from ..detectors.models import check_safetensors
 
     path = Path(path)
     if path.suffix in (".json", ""):
         path = path.with_suffix(".safetensors")
-    _check_safetensors(path)
+    check_safetensors(path)
     side = path.with_suffix(".json")
     check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
     try:
