@@ -28,6 +28,7 @@ BENCHMARKS = {
     "cnn3d_fast": ("bench_cnn3d_fast.py", "4. 3D network fast mode, 64x64 ROI"),
     "flow": ("bench_flow.py", "7. motion: displacement, speed at 256x256 vs mps_motion, beats"),
     "demo": ("bench_demo.py", "6. make demo"),
+    "denoise": ("bench_denoise.py", "8. denoising at 20 photons/px: PSNR vs N2V at equal training time"),
 }
 
 

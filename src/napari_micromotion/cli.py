@@ -190,6 +190,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=_positive_float, default=50.0, help="frame rate (default 50)")
     s.add_argument("--weak-px", type=_positive_float, help="contraction amplitude of the weak cell in px")
     s.add_argument("--strong-px", type=_positive_float, help="contraction amplitude of the strong cell in px")
+    s.add_argument("--low-light", type=_positive_float, nargs="?", const=20.0, metavar="PHOTONS",
+                   help="low-light fluorescence: mean photo-electrons per pixel and frame at rest (20 when given "
+                        "without a number)")
+    s.add_argument("--low-light-transmission", type=_positive_float, metavar="PHOTONS",
+                   help="low-light brightfield: mean photo-electrons per pixel and frame")
+    s.add_argument("--rare-events", type=int, default=0, metavar="N",
+                   help="extra calcium transients, each in one cell alone (default 0)")
+    s.add_argument("--unloaded-cells", type=int, default=0, metavar="N",
+                   help="cells without dye, whose fluorescence holds no signal (default 0)")
+    s.add_argument("--clean", action="store_true",
+                   help="also write the noise-free movies transmission_clean.tif and fluorescence_clean.tif")
     s.add_argument("--overwrite", action="store_true", help="replace an existing folder")
     s.add_argument("--quiet", "-q", action="store_true")
 
@@ -403,11 +414,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         overrides["weak_px"] = args.weak_px
     if args.strong_px is not None:
         overrides["strong_px"] = args.strong_px
+    for key, value in (("photons_per_pixel", args.low_light), ("transmission_photons_per_pixel",
+                                                                  args.low_light_transmission),
+                       ("rare_events", args.rare_events or None), ("unloaded_cells", args.unloaded_cells or None)):
+        if value is not None:
+            overrides[key] = value
     t0 = time.perf_counter()
     progress = StderrProgress(args.quiet)
     from .progress import Progress
 
-    write_simulation(args.out, SimulationParams(), overwrite=args.overwrite,
+    write_simulation(args.out, SimulationParams(), overwrite=args.overwrite, clean=args.clean,
                      progress=lambda f: progress(Progress("simulate", f, "")), **overrides)
     if not args.quiet:
         print(f"wrote {args.out} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)

@@ -88,6 +88,15 @@ class SimulationParams:
     illumination_drift: float = 0.02
     stage_drift_px: float = 0.3
     bleach_tau_s: float = 400.0
+    #: low light: scale the fluorescence so that a resting frame holds this many photo-electrons per pixel on
+    #: average (e.g. 20); ``None`` keeps ``fluorescence_e`` and ``fluorescence_background_e``
+    photons_per_pixel: float | None = None
+    #: low light in transmission: mean photo-electrons per pixel of the brightfield (``None``: the full-well level)
+    transmission_photons_per_pixel: float | None = None
+    #: extra calcium transients, each in one cell alone at a random time (rare single-cell events)
+    rare_events: int = 0
+    #: cells without dye: regions whose fluorescence holds no signal (background only)
+    unloaded_cells: int = 0
 
     def validate(self) -> None:
         check(isinstance(self.n_frames, (int, np.integer)) and self.n_frames >= MIN_FRAMES,
@@ -97,6 +106,13 @@ class SimulationParams:
         check(self.fps > 0 and math.isfinite(self.fps), f"fps must be positive, got {self.fps!r}.")
         check(isinstance(self.seed, (int, np.integer)) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}.")
         check(self.full_well_e > 0 and 0 < self.transmission_level <= 1, "full well and transmission level must be positive.")
+        for name in ("photons_per_pixel", "transmission_photons_per_pixel"):
+            v = getattr(self, name)
+            check(v is None or (math.isfinite(v) and v > 0), f"{name.replace('_', ' ')} must be positive, got {v!r}.")
+        for name in ("rare_events", "unloaded_cells"):
+            v = getattr(self, name)
+            check(isinstance(v, (int, np.integer)) and v >= 0,
+                  f"{name.replace('_', ' ')} must be a non-negative integer, got {v!r}.")
 
     @property
     def n_cells_across(self) -> float:
@@ -120,6 +136,9 @@ class Simulation:
     fluorescence: np.ndarray
     rois: list[ROI]
     truth: dict[str, Any]
+    #: noise-free movies in the same units (ADU, float32), when simulated with ``clean=True``
+    transmission_clean: np.ndarray | None = None
+    fluorescence_clean: np.ndarray | None = None
 
     def recording(self) -> Recording:
         return Recording(self.transmission, self.params.fps, self.fluorescence, self.params.pixel_size_um,
@@ -322,6 +341,10 @@ class Simulator:
             if has_calcium[c]:
                 cal[c] = _waveform(t, spikes + delay[c], p.calcium_rise_s, p.calcium_decay_s)
         self.calcium = cal
+        self.rare_events: list[dict[str, Any]] = []
+        self.unloaded: list[int] = []
+        if p.rare_events or p.unloaded_cells:
+            self._add_extras(t, spikes, delay)
         fields, courses = [], []
         for c in np.nonzero(amp > 0)[0]:
             onsets = (other_beats if not has_calcium[c] else spikes + delay[c]) + p.contraction_delay_s
@@ -336,9 +359,44 @@ class Simulator:
         self.stage = p.stage_drift_px * np.column_stack([walk * math.cos(ang), walk * math.sin(ang)])
         self.bleach = np.exp(-t / p.bleach_tau_s)
         # fluorescence: dye per cell (nuclei brighter), slightly blurred
-        base = loading[self.labels] * (1 + 0.3 * self.nucleus)
+        base = self.loading[self.labels] * (1 + 0.3 * self.nucleus)
         self._fl_cells = [ndimage.gaussian_filter((self.labels == c) * base, 0.7) for c in range(n_cells)]
         self._fl_rest = ndimage.gaussian_filter(base, 0.7)
+        self.fl_background_e, self.fl_e = p.fluorescence_background_e, p.fluorescence_e
+        if p.photons_per_pixel is not None:   # low light: the resting frame averages photons_per_pixel
+            scale = p.photons_per_pixel / float(np.mean(p.fluorescence_background_e + p.fluorescence_e * self._fl_rest))
+            self.fl_background_e, self.fl_e = p.fluorescence_background_e * scale, p.fluorescence_e * scale
+        self.tr_scale = 1.0
+        if p.transmission_photons_per_pixel is not None:
+            self.tr_scale = p.transmission_photons_per_pixel / (p.full_well_e * p.transmission_level * float(np.mean(self.still)))
+
+    def _add_extras(self, t: np.ndarray, spikes: np.ndarray, delay: np.ndarray) -> None:
+        """Rare single-cell transients and cells without dye (their own random stream: the rest is unchanged)."""
+        p = self.p
+        rng = np.random.default_rng([p.seed, 7919])
+        roles = set(self.roles.values())
+        free = [c for c in self._interior_cells() if c not in roles]
+        rng.shuffle(free)
+        self.unloaded = sorted(int(c) for c in free[:p.unloaded_cells])
+        self.loading = self.loading.copy()
+        self.loading[self.unloaded] = 0.0
+        self.calcium[self.unloaded] = 0.0
+        cands = [c for c in free[p.unloaded_cells:]] or [c for c in self._interior_cells() if c not in self.unloaded]
+        duration = t[-1] if t.size else 0.0
+        regular = np.sort(spikes)
+        gaps = [(a, b) for a, b in zip(regular[:-1], regular[1:]) if b < duration]
+        order = rng.permutation(len(gaps)) if gaps else np.zeros(0, int)
+        for k in range(p.rare_events):
+            c = int(cands[k % len(cands)]) if cands else 0
+            # midway between two regular beats (a different gap each while there are enough), so it stands alone
+            if gaps:
+                a, b = gaps[int(order[k % len(order)])]
+                onset = float(a + (b - a) * rng.uniform(0.4, 0.6))
+            else:
+                onset = float(rng.uniform(0.2, 0.8) * duration)
+            self.calcium[c] += _waveform(t, np.array([onset]), p.calcium_rise_s, p.calcium_decay_s)
+            self.rare_events.append({"cell": c, "onset_s": round(onset, 5),
+                                     "centroid_yx": [round(float(v), 2) for v in self.centroids[c]]})
 
     # ------------------------------------------------------------ rendering
     @property
@@ -351,28 +409,35 @@ class Simulator:
         disp = np.tensordot(self._courses[:, i], self._fields, axes=(0, 0)) if len(self._courses) else 0.0
         coords = np.stack([self._yy, self._xx]) - disp - self.stage[i][:, None, None]
         img = ndimage.map_coordinates(self._still_spline, coords, order=3, mode="mirror", prefilter=False)
-        return p.full_well_e * p.transmission_level * self.illumination[i] * img
+        return p.full_well_e * p.transmission_level * self.tr_scale * self.illumination[i] * img
 
     def fluorescence_mean_e(self, i: int) -> np.ndarray:
         """Noise-free fluorescence of frame *i* in photo-electrons."""
-        p = self.p
         img = self._fl_rest.copy()
         for c in np.nonzero(self.calcium[:, i] > 1e-4)[0]:
             img += self._fl_cells[c] * self.dff[c] * self.calcium[c, i]
-        return p.fluorescence_background_e + p.fluorescence_e * img * self.bleach[i]
+        return self.fl_background_e + self.fl_e * img * self.bleach[i]
 
-    def frames(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(transmission, fluorescence)`` uint16 frames in order (deterministic per seed)."""
+    def frames(self, clean: bool = False) -> Iterator[tuple[np.ndarray, ...]]:
+        """Yield ``(transmission, fluorescence)`` uint16 frames in order (deterministic per seed).
+
+        With *clean*, also the noise-free frames in the same units (ADU, float32):
+        ``(transmission, fluorescence, transmission_clean, fluorescence_clean)``.
+        """
         p = self.p
         rng = np.random.default_rng(self._rng_noise.integers(2**63))
         g = self.gain_e_per_adu
         for i in range(p.n_frames):
-            te = self.transmission_mean_e(i)
-            te = te + np.sqrt(te + p.read_noise_e**2) * rng.standard_normal(te.shape)
-            fe = rng.poisson(self.fluorescence_mean_e(i)) + p.read_noise_e * rng.standard_normal(te.shape)
+            te0 = self.transmission_mean_e(i)
+            fe0 = self.fluorescence_mean_e(i)
+            te = te0 + np.sqrt(te0 + p.read_noise_e**2) * rng.standard_normal(te0.shape)
+            fe = rng.poisson(fe0) + p.read_noise_e * rng.standard_normal(te0.shape)
             tr = np.clip(np.rint(te / g + p.offset_adu), 0, 65535).astype(np.uint16)
             fl = np.clip(np.rint(fe / g + p.offset_adu), 0, 65535).astype(np.uint16)
-            yield tr, fl
+            if clean:
+                yield tr, fl, (te0 / g + p.offset_adu).astype(np.float32), (fe0 / g + p.offset_adu).astype(np.float32)
+            else:
+                yield tr, fl
 
     # ------------------------------------------------------------ truth and ROIs
     def rois(self) -> list[ROI]:
@@ -408,8 +473,30 @@ class Simulator:
             "gain_e_per_adu": self.gain_e_per_adu,
             "offset_adu": p.offset_adu,
             "full_well_e": p.full_well_e,
-            "params": _jsonable(asdict(p)),
+            "params": _jsonable({k: v for k, v in asdict(p).items() if k not in _OPTIONAL or v != _OPTIONAL[k]}),
+            **self._extra_truth(),
         }
+
+    def _extra_truth(self) -> dict[str, Any]:
+        """Truth of the optional features (absent by default, so default outputs stay as they were)."""
+        p, out = self.p, {}
+        if p.photons_per_pixel is not None:
+            out["fluorescence_e"] = float(self.fl_e)
+            out["fluorescence_background_e"] = float(self.fl_background_e)
+        if p.transmission_photons_per_pixel is not None:
+            out["transmission_scale"] = float(self.tr_scale)
+        if p.rare_events:
+            out["rare_events"] = self.rare_events
+        if p.unloaded_cells:
+            out["unloaded_cells"] = self.unloaded
+            out["unloaded_centroids_yx"] = [[round(float(v), 2) for v in self.centroids[c]] for c in self.unloaded]
+        if out:
+            out["read_noise_e"] = p.read_noise_e
+        return out
+
+
+#: parameters added with the low-light and rare-event options: left out of truth.json at their defaults
+_OPTIONAL = {"photons_per_pixel": None, "transmission_photons_per_pixel": None, "rare_events": 0, "unloaded_cells": 0}
 
 
 def _jsonable(obj: Any) -> Any:
@@ -422,7 +509,7 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def iter_simulate(params: SimulationParams | None = None, **overrides: Any):
+def iter_simulate(params: SimulationParams | None = None, *, clean: bool = False, **overrides: Any):
     """:func:`simulate` as a generator of :class:`~napari_micromotion.progress.Progress`; returns the :class:`Simulation`."""
     from .progress import Progress
 
@@ -431,16 +518,20 @@ def iter_simulate(params: SimulationParams | None = None, **overrides: Any):
     shape = (params.n_frames, params.size, params.size)
     trans = np.empty(shape, np.uint16)
     fluo = np.empty(shape, np.uint16)
-    for i, (tr, fl) in enumerate(sim.frames()):
-        trans[i], fluo[i] = tr, fl
+    trans_clean = np.empty(shape, np.float32) if clean else None
+    fluo_clean = np.empty(shape, np.float32) if clean else None
+    for i, frames in enumerate(sim.frames(clean=clean)):
+        trans[i], fluo[i] = frames[:2]
+        if clean:
+            trans_clean[i], fluo_clean[i] = frames[2:]
         if i % 64 == 0:
             yield Progress("simulate", i / params.n_frames, f"frame {i} of {params.n_frames}")
     yield Progress("simulate", 1.0, "done")
-    return Simulation(params, trans, fluo, sim.rois(), sim.truth())
+    return Simulation(params, trans, fluo, sim.rois(), sim.truth(), trans_clean, fluo_clean)
 
 
 def simulate(params: SimulationParams | None = None, *, progress: Callable[[float], None] | None = None,
-             cancel: Callable[[], bool] | None = None, **overrides: Any) -> Simulation:
+             cancel: Callable[[], bool] | None = None, clean: bool = False, **overrides: Any) -> Simulation:
     """Simulate a recording in memory.
 
     Parameters
@@ -452,12 +543,14 @@ def simulate(params: SimulationParams | None = None, *, progress: Callable[[floa
         Called with the fraction done (0-1) every few frames.
     cancel
         Returns True to stop (raises :class:`~napari_micromotion.errors.Cancelled`).
+    clean
+        Also keep the noise-free movies (``transmission_clean``, ``fluorescence_clean``: float32, ADU).
     """
     from .progress import drive
 
     try:
-        return drive(iter_simulate(params, **overrides), progress=(lambda e: progress(e.fraction)) if progress else None,
-                     cancel=cancel)
+        return drive(iter_simulate(params, clean=clean, **overrides),
+                     progress=(lambda e: progress(e.fraction)) if progress else None, cancel=cancel)
     except Cancelled:
         raise Cancelled("simulation cancelled") from None
 
@@ -473,12 +566,13 @@ def _params(params: SimulationParams | None, overrides: dict[str, Any]) -> Simul
 
 
 def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None = None, *, overwrite: bool = False,
-                     progress: Callable[[float], None] | None = None, **overrides: Any) -> Path:
+                     progress: Callable[[float], None] | None = None, clean: bool = False, **overrides: Any) -> Path:
     """Stream a simulated recording to *out_dir* (created atomically).
 
     Writes ``transmission.tif``, ``fluorescence.tif`` (ImageJ TIFF, uint16, frame
-    interval and pixel size in the metadata), ``rois.json`` and ``truth.json``.
-    Memory use stays at a few frames whatever the length.
+    interval and pixel size in the metadata), ``rois.json`` and ``truth.json``; with
+    *clean* also the noise-free ``transmission_clean.tif`` and ``fluorescence_clean.tif``
+    (float32, same units).  Memory use stays at a few frames whatever the length.
     """
     import tifffile
 
@@ -492,18 +586,22 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
         shape = (params.n_frames, params.size, params.size)
         meta = {"axes": "TYX", "finterval": 1.0 / params.fps, "unit": "um"}
         res = (1.0 / params.pixel_size_um, 1.0 / params.pixel_size_um)
-        q: queue.Queue = queue.Queue(maxsize=32)
         errors: list[BaseException] = []
         stop = object()
+        # the transmission is written here; every other movie by its own thread, fed through a queue
+        others = [("fluorescence.tif", "uint16")]
+        if clean:
+            others += [("transmission_clean.tif", "float32"), ("fluorescence_clean.tif", "float32")]
+        queues = [queue.Queue(maxsize=32) for _ in others]
 
-        def fluo_frames() -> Iterator[np.ndarray]:
-            while (item := q.get()) is not stop:
-                yield item
+        def write_other(name: str, dtype: str, q: queue.Queue) -> None:
+            def frames() -> Iterator[np.ndarray]:
+                while (item := q.get()) is not stop:
+                    yield item
 
-        def write_fluo() -> None:
             try:
-                tifffile.imwrite(tmp / "fluorescence.tif", fluo_frames(), shape=shape, dtype="uint16",
-                                 imagej=True, metadata=meta, resolution=res)
+                tifffile.imwrite(tmp / name, frames(), shape=shape, dtype=dtype, imagej=True, metadata=meta,
+                                 resolution=res)
             except BaseException as exc:  # re-raised in the main thread
                 errors.append(exc)
                 while q.get() is not stop:  # drain so the producer never blocks
@@ -511,21 +609,27 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
 
         def trans_frames() -> Iterator[np.ndarray]:
             try:
-                for i, (tr, fl) in enumerate(sim.frames()):
-                    q.put(fl)
+                for i, frames in enumerate(sim.frames(clean=clean)):
+                    # frames: transmission, fluorescence[, transmission_clean, fluorescence_clean]
+                    for q, frame in zip(queues, frames[1:]):
+                        q.put(frame)
                     if progress is not None and i % 64 == 0:
                         progress(i / params.n_frames)
-                    yield tr
+                    yield frames[0]
             finally:
-                q.put(stop)
+                for q in queues:
+                    q.put(stop)
 
-        th = threading.Thread(target=write_fluo, name="simulate-fluorescence-writer", daemon=True)
-        th.start()
+        threads = [threading.Thread(target=write_other, args=(name, dtype, q), name=f"simulate-writer-{name}",
+                                    daemon=True) for (name, dtype), q in zip(others, queues)]
+        for th in threads:
+            th.start()
         try:
             tifffile.imwrite(tmp / "transmission.tif", trans_frames(), shape=shape, dtype="uint16",
                              imagej=True, metadata=meta, resolution=res)
         finally:
-            th.join()
+            for th in threads:
+                th.join()
         if errors:
             raise errors[0]
         (tmp / "rois.json").write_text(json.dumps([r.to_dict() for r in sim.rois()], indent=1) + "\n")

@@ -21,7 +21,8 @@ import numpy as np
 from ..errors import MicromotionError, check
 from .cnn1d import ARCHITECTURE, ARCHITECTURE_VERSION, Normalisation, TrainedCNN1D, build_cnn1d, count_parameters
 
-__all__ = ["save_cnn1d", "load_cnn1d", "save_cnn3d", "load_cnn3d_weights", "package_versions", "ARCH_3D"]
+__all__ = ["save_cnn1d", "load_cnn1d", "save_cnn3d", "load_cnn3d_weights", "package_versions", "ARCH_3D",
+           "write_pair", "check_safetensors"]
 
 ARCH_3D = "rinner2020-cnn3d"
 _SAFETENSORS_MAX_HEADER = 100 << 20
@@ -117,6 +118,11 @@ def _read_pair(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], di
     except (SafetensorError, OSError, ValueError) as exc:
         raise MicromotionError(f"{path.name} is not a readable safetensors file ({str(exc)[:100]}).") from None
     return tensors, meta
+
+
+#: the same for other models (the denoiser): weights + sidecar written atomically, pickles refused
+write_pair = _write_pair
+check_safetensors = _check_safetensors
 
 
 def save_cnn1d(model: TrainedCNN1D, path: str | os.PathLike) -> Path:

@@ -1,0 +1,310 @@
+"""Applying the denoiser: batched inference with Monte-Carlo passes, calibration, hallucination guard.
+
+* :func:`iter_predict`: every frame (in batches, large frames in overlapping tiles) gives the
+  denoised value ``mu`` and the predicted variance of the clean signal: the network's own
+  ``sigma^2`` (what the neighbours leave open) plus the spread of ``mu`` over Monte-Carlo
+  dropout passes (what the network itself is unsure of).  Dropout sits before the linear
+  1 x 1 head only, so the passes' mean and variance of ``mu`` have a closed form, the limit of
+  infinitely many passes (``mc_passes=0``, the default): mean ``head(f)``, variance
+  ``p / (1 - p) * sum_c w_c^2 f_c^2``; ``mc_passes >= 2`` samples them instead.
+* :func:`fit_calibration`: on held-out frames (never a training target) the residual
+  ``r = x - mu`` is the error of ``mu`` plus independent camera noise, so
+  ``E[r^2] - var_camera = E[(clean - mu)^2]``.  This fixes a scale for the predicted variance
+  per band of predicted variance (a monotone map), so that intervals hold what they claim;
+  and, because camera noise is independent from pixel to pixel, the correlation of
+  neighbouring residuals is the correlation of the errors themselves: the spatial
+  correlation kernel that ROI corridors need.
+* :func:`guard_frames`: where the denoised frame departs from the raw frame by more than
+  the camera noise and the stated uncertainty allow (tested on 5 x 5 px boxes, where
+  camera noise averages down but a made-up or erased structure does not), pixels are
+  flagged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Generator, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import check
+from ..progress import Progress
+from .data import CameraModel, Prior, make_inputs, neighbours
+from .train import TrainedDenoiser, torch_threads
+
+__all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GUARD_BOX", "tiles"]
+
+#: side of the boxes the hallucination guard averages residuals over (px)
+GUARD_BOX = 5
+#: largest frame side processed in one piece; larger frames go in overlapping tiles
+TILE = 512
+TILE_MARGIN = 32
+
+
+@dataclass
+class Calibration:
+    """The map from predicted to calibrated variance, and the spatial correlation of the errors."""
+
+    edges: list[float]                 # predicted-variance band edges (movie units^2)
+    factors: list[float]               # variance factor per band (calibrated = factor * predicted)
+    kernel: np.ndarray | None = None   # (2R+1, 2R+1) correlation of neighbouring errors, 1 at the centre
+    n_pixels: int = 0
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def factor(self, var: np.ndarray) -> np.ndarray:
+        """The variance factor of each predicted variance (piecewise linear in log variance between bands)."""
+        if len(self.factors) == 1:
+            return np.full(np.shape(var), self.factors[0], np.float32)
+        centres = np.sqrt(np.asarray(self.edges[:-1]) * np.asarray(self.edges[1:]))
+        lv = np.log(np.maximum(var, 1e-30))
+        return np.interp(lv, np.log(np.maximum(centres, 1e-30)), self.factors).astype(np.float32)
+
+    def sd(self, var: np.ndarray) -> np.ndarray:
+        """Calibrated SD of the clean signal from the predicted variance."""
+        return np.sqrt(np.maximum(var, 0) * self.factor(var)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"edges": [float(v) for v in self.edges], "factors": [float(v) for v in self.factors],
+                "kernel_radius": (self.kernel.shape[0] - 1) // 2 if self.kernel is not None else 0,
+                "n_pixels": self.n_pixels, **self.report}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], kernel: np.ndarray | None) -> "Calibration":
+        rep = {k: v for k, v in d.items() if k not in ("edges", "factors", "kernel_radius", "n_pixels")}
+        return cls(list(d["edges"]), list(d["factors"]), kernel, int(d.get("n_pixels", 0)), rep)
+
+
+def tiles(n: int, tile: int = TILE, margin: int = TILE_MARGIN) -> list[tuple[int, int, int, int]]:
+    """``(read0, read1, keep0, keep1)`` spans covering ``0..n``: read with a margin, keep the middle."""
+    if n <= tile:
+        return [(0, n, 0, n)]
+    out = []
+    step = tile - 2 * margin
+    for k0 in range(0, n, step):
+        k1 = min(n, k0 + step)
+        r0, r1 = max(0, k0 - margin), min(n, k1 + margin)
+        out.append((r0, r1, k0, k1))
+    return out
+
+
+def _pad8(x: np.ndarray) -> tuple[np.ndarray, int, int]:
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % 8, (-w) % 8
+    if ph or pw:
+        mode = "reflect" if (h > ph and w > pw) else "edge"
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, ph), (0, pw)], mode=mode)
+    return x, h, w
+
+
+def iter_predict(video: Any, model: TrainedDenoiser, prior: Prior, mu_out: np.ndarray, var_out: np.ndarray, *,
+                 frames: Sequence[int] | None = None, mc_passes: int = 0, batch: int = 4, threads: int = 2,
+                 seed: int = 0) -> Generator[Progress, None, dict[str, float]]:
+    """Denoise *frames* (all by default) of *video* into ``mu_out`` and ``var_out`` (``(T, Y, X)`` float32).
+
+    ``var_out`` is the predicted (not yet calibrated) variance of the clean signal in movie
+    units squared.  Returns timings and the share of the variance from the Monte-Carlo passes.
+    """
+    import time
+
+    import torch
+
+    n, ny, nx = (int(v) for v in video.shape)
+    check(n >= 2 * model.context + 2, f"the movie has {n} frames; the model's {model.context} context frames on "
+                                      f"either side need at least {2 * model.context + 2}.")
+    todo = np.arange(n) if frames is None else np.asarray(list(frames), int)
+    norm, cam = model.norm, model.camera
+    sc2 = norm.scale ** 2
+    mean_all, sd_all = prior.mean(), prior.sd()
+    net = model.net
+    net.eval()
+    passes = max(0, int(mc_passes))
+    t0 = time.perf_counter()
+    epi_sum = tot_sum = 0.0
+    net = net.to(memory_format=torch.channels_last)       # ~1.5-2x faster convolutions on CPU
+    w2 = (net.head.weight[0, :, 0, 0].detach() ** 2)[None, :, None, None]
+    p_drop = float(net.p_drop)
+    with torch_threads(threads), torch.inference_mode():
+        torch.manual_seed(seed)
+        for b0 in range(0, todo.size, batch):
+            ts = todo[b0:b0 + batch]
+            nbr = np.stack([np.asarray(video[neighbours(int(t), n, model.context)], dtype=np.float32) for t in ts])
+            means, sds = [], []
+            for t in ts:
+                if prior.member[int(t)]:
+                    m, sd = prior.without(int(t), np.asarray(video[int(t)], dtype=np.float32))
+                else:
+                    m, sd = mean_all, sd_all
+                means.append(m)
+                sds.append(sd)
+            inputs, base = make_inputs(nbr, np.stack(means), np.stack(sds), model.prior, norm, cam)
+            mu_b = np.empty((len(ts), ny, nx), np.float32)
+            var_b = np.empty((len(ts), ny, nx), np.float32)
+            for r0, r1, k0, k1 in tiles(ny):
+                for c0, c1, j0, j1 in tiles(nx):
+                    x, h, w = _pad8(inputs[:, :, r0:r1, c0:c1])
+                    xt = torch.from_numpy(np.ascontiguousarray(x)).contiguous(memory_format=torch.channels_last)
+                    feat = net.features(xt)
+                    bs = torch.from_numpy(np.ascontiguousarray(base[:, r0:r1, c0:c1]))
+                    if passes <= 1:
+                        d, sg = net.head_out(feat, drop=False)
+                        mu_t = bs + d[:, :h, :w]
+                        ale = (sg[:, :h, :w] ** 2)
+                        if passes == 0 and p_drop > 0:    # the exact variance over dropout masks
+                            epi = (p_drop / (1 - p_drop)) * (feat * feat * w2).sum(dim=1)[:, :h, :w]
+                        else:
+                            epi = torch.zeros_like(ale)
+                    else:
+                        s1 = s2 = ale = None
+                        for _ in range(passes):
+                            d, sg = net.head_out(feat, drop=True)
+                            m = bs + d[:, :h, :w]
+                            s1 = m if s1 is None else s1 + m
+                            s2 = m * m if s2 is None else s2 + m * m
+                            a = sg[:, :h, :w] ** 2
+                            ale = a if ale is None else ale + a
+                        mu_t = s1 / passes
+                        epi = (s2 / passes - mu_t * mu_t).clamp(min=0) * (passes / (passes - 1))
+                        ale = ale / passes
+                    keep = (slice(None), slice(k0 - r0, k1 - r0), slice(j0 - c0, j1 - c0))
+                    tot = (ale + epi).numpy()[keep]
+                    mu_b[:, k0:k1, j0:j1] = norm.back(mu_t.numpy()[keep])
+                    var_b[:, k0:k1, j0:j1] = tot * sc2
+                    epi_sum += float(epi.numpy()[keep].sum())
+                    tot_sum += float(tot.sum())
+            mu_out[ts] = mu_b
+            var_out[ts] = var_b
+            done = min(b0 + batch, todo.size)
+            yield Progress("denoise", done / todo.size, f"{done} of {todo.size} frames")
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, "frames_per_s": todo.size / max(seconds, 1e-9),
+            "mc_share_of_variance": epi_sum / max(tot_sum, 1e-30)}
+
+
+def _residuals(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarray, camera: CameraModel):
+    for t in frames:
+        x = np.asarray(video[int(t)], dtype=np.float64)
+        m = mu[int(t)].astype(np.float64)
+        yield int(t), x - m, camera.var(m), var[int(t)].astype(np.float64)
+
+
+def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequence[int], camera: CameraModel, *,
+                    n_bands: int = 8, radius: int = 24, max_frames: int = 200) -> Calibration:
+    """Calibrate the predicted variance on held-out *frames* and measure the errors' spatial correlation."""
+    frames = np.asarray(list(frames), int)
+    check(frames.size >= 1, "no held-out frames to calibrate the uncertainty on.")
+    if frames.size > max_frames:
+        frames = frames[np.linspace(0, frames.size - 1, max_frames).round().astype(int)]
+    r2, nv, pv = [], [], []
+    for _, r, v_n, p in _residuals(video, mu, var, frames, camera):
+        r2.append((r * r).ravel())
+        nv.append(v_n.ravel())
+        pv.append(p.ravel())
+    r2, nv, pv = (np.concatenate(a) for a in (r2, nv, pv))
+    qs = np.unique(np.quantile(pv, np.linspace(0, 1, n_bands + 1)))
+    edges, factors, excess_rel = [], [], []
+    if qs.size < 3:
+        qs = np.array([pv.min(), pv.max() + 1e-12])
+    which = np.clip(np.searchsorted(qs, pv, side="right") - 1, 0, qs.size - 2)
+    for b in range(qs.size - 1):
+        sel = which == b
+        if sel.sum() < 100:
+            continue
+        excess = float(np.mean(r2[sel] - nv[sel]))        # mean square error of mu against the clean signal
+        f = max(excess, 0.02 * float(np.mean(pv[sel]))) / float(np.mean(pv[sel]))
+        factors.append(f)
+        edges.append(float(qs[b]))
+        excess_rel.append(excess / float(np.mean(nv[sel])))
+    edges.append(float(qs[-1]))
+    # the factors must not make a larger predicted variance a smaller calibrated one
+    cal_var = np.maximum.accumulate(np.asarray(factors) * np.sqrt(np.asarray(edges[:-1]) * np.asarray(edges[1:])))
+    centres = np.sqrt(np.asarray(edges[:-1]) * np.asarray(edges[1:]))
+    factors = (cal_var / np.maximum(centres, 1e-30)).tolist()
+    overall = float(np.mean(r2 - nv)) / float(np.mean(pv))
+    cal = Calibration(edges=edges, factors=factors, n_pixels=int(r2.size),
+                      report={"overall_factor": overall, "mse_over_noise_by_band": excess_rel,
+                              "heldout_frames": int(frames.size)})
+    cal.kernel = _error_kernel(video, mu, var, frames[: min(frames.size, 64)], camera, cal, radius)
+    return cal
+
+
+def _error_kernel(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarray, camera: CameraModel,
+                  cal: Calibration, radius: int) -> np.ndarray:
+    """Correlation of the errors of neighbouring pixels, from the residuals' correlation at non-zero lags."""
+    ny, nx = mu.shape[1:]
+    radius = int(min(radius, ny // 2 - 1, nx // 2 - 1))
+    if radius < 1:
+        return np.ones((1, 1), np.float32)
+    fy, fx = ny + radius, nx + radius
+    acc = np.zeros((fy, fx))
+    ones = np.zeros((fy, fx))
+    ones[:ny, :nx] = 1
+    Fo = np.fft.rfft2(ones)
+    count = np.fft.irfft2(Fo * np.conj(Fo), s=(fy, fx))
+    for _, r, _, p in _residuals(video, mu, var, frames, camera):
+        z = np.zeros((fy, fx))
+        z[:ny, :nx] = r / cal.sd(p)
+        z[:ny, :nx] -= z[:ny, :nx].mean()
+        F = np.fft.rfft2(z)
+        acc += np.fft.irfft2(F * np.conj(F), s=(fy, fx))
+    corr = acc / np.maximum(count * len(frames), 1)
+    lags = np.r_[0:radius + 1, -radius:0]
+    k = corr[np.ix_(lags % fy, lags % fx)]
+    k = np.fft.fftshift(k)                       # centre at (radius, radius)
+    k = 0.5 * (k + k[::-1, ::-1])
+    k[radius, radius] = 1.0
+    # taper to zero at the radius, then keep it a valid (positive semi-definite) correlation
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    rr = np.hypot(yy, xx) / (radius + 1)
+    k = k * np.where(rr < 1, 0.5 * (1 + np.cos(np.pi * rr)), 0.0)
+    k[radius, radius] = 1.0
+    size = 4 * radius + 2
+    emb = np.zeros((size, size))
+    emb[:2 * radius + 1, :2 * radius + 1] = k
+    emb = np.roll(emb, (-radius, -radius), axis=(0, 1))
+    spec = np.maximum(np.fft.rfft2(emb).real, 0)
+    emb = np.fft.irfft2(spec, s=(size, size))
+    emb = np.roll(emb, (radius, radius), axis=(0, 1))[:2 * radius + 1, :2 * radius + 1]
+    return (emb / emb[radius, radius]).astype(np.float32)
+
+
+def box_correlation(kernel: np.ndarray | None, box: int) -> float:
+    """Mean correlation of the errors of two pixels of one ``box x box`` square (1 = fully correlated)."""
+    if kernel is None or kernel.size == 1:
+        return 1.0 / (box * box)
+    r = (kernel.shape[0] - 1) // 2
+    ov = np.zeros_like(kernel, dtype=np.float64)
+    for dy in range(-min(r, box - 1), min(r, box - 1) + 1):
+        for dx in range(-min(r, box - 1), min(r, box - 1) + 1):
+            ov[r + dy, r + dx] = (box - abs(dy)) * (box - abs(dx))
+    return float((kernel * ov).sum() / box ** 4)
+
+
+def guard_frames(video: Any, mu: np.ndarray, sd: np.ndarray, camera: CameraModel, kernel: np.ndarray | None,
+                 z_max: float, out: np.ndarray, *, box: int = GUARD_BOX, frames: Sequence[int] | None = None
+                 ) -> Generator[Progress, None, dict[str, Any]]:
+    """Flag pixels where ``x - mu``, averaged over ``box x box`` px, exceeds *z_max* SD of what noise and
+    the stated uncertainty allow; ``out`` (``(T, Y, X)`` uint8) receives 1 where flagged."""
+    n = mu.shape[0]
+    todo = np.arange(n) if frames is None else np.asarray(list(frames), int)
+    rho = box_correlation(kernel, box)
+    per_frame = np.zeros(n, np.int64)
+    for i, t in enumerate(todo):
+        x = np.asarray(video[int(t)], dtype=np.float32)
+        m = mu[int(t)]
+        r = ndimage.uniform_filter(x - m, box, mode="reflect")
+        v_noise = ndimage.uniform_filter(camera.var(m), box, mode="reflect") / (box * box)
+        s = ndimage.uniform_filter(sd[int(t)], box, mode="reflect")
+        z = r / np.sqrt(v_noise + rho * s * s)
+        flag = np.abs(z) > z_max
+        out[int(t)] = flag
+        per_frame[int(t)] = int(flag.sum())
+        if i % 32 == 0 or i == todo.size - 1:
+            yield Progress("guard", (i + 1) / todo.size, f"{i + 1} of {todo.size} frames checked")
+    # the false-alarm rate of a Gaussian test at z_max, for comparison
+    expected = math.erfc(z_max / math.sqrt(2))
+    total = int(per_frame.sum())
+    return {"flagged_pixels": total, "flagged_fraction": total / max(1, todo.size * mu.shape[1] * mu.shape[2]),
+            "expected_fraction_if_honest": expected, "flagged_per_frame": per_frame.tolist(), "box_px": box,
+            "z_max": z_max}

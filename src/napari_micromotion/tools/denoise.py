@@ -1,0 +1,349 @@
+"""Self-supervised denoising with a mean-image prior and calibrated uncertainty (issue 13).
+
+``micromotion denoise VIDEO [--channel C] [--fps F] [--context N] [--epochs E] [--model M] [--rois R] --out DIR``
+
+A compact U-Net learns on the recording itself to predict frame ``t`` from its ``N``
+neighbours on either side (frame ``t`` left out, DeepInterpolation's scheme) plus the
+leave-one-out mean and SD images (the prior); its loss is the Gaussian likelihood of the
+noisy frame with the camera's noise (measured on the movie) plus a learned per-pixel SD of
+the clean signal.  Monte-Carlo dropout adds the network's own uncertainty; blocks of
+held-out frames (never a training target) calibrate the predicted SD and measure the
+spatial correlation of the errors, which the ROI corridors keep (:mod:`napari_micromotion.denoise`).
+
+Output folder (written atomically):
+
+* ``denoised.tif``: float32, the input's shape and units;
+* ``uncertainty.tif``: float32, calibrated predictive SD of the clean signal (same units);
+* ``guard.tif``: float32 ``(Y, X)``, the fraction of frames in which a pixel's 5 x 5 box departs
+  from the raw data by more than noise and stated uncertainty allow (hallucination guard);
+* ``roi_traces.csv``: ``frame,time_s`` then per ROI (or ``frame``, the whole field)
+  ``<roi>/raw``, ``<roi>/denoised``, ``<roi>/lo90``, ``<roi>/hi90`` as dF/F0;
+* ``model.safetensors`` + ``model.json``: the network, camera model, calibration (``--model``
+  applies it to another recording without training);
+* ``denoise.json``: parameters, loss curve, held-out metrics, calibration, guard, timings.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generator, Sequence
+
+import numpy as np
+
+from ..errors import check
+from ..layout import Entry, ImageEntry, fmt, read_csv
+from ..progress import Progress
+from ..results import WHOLE_FIELD
+from ..schema import param
+from . import TOOLS
+from .base import Tool, ToolResult
+
+__all__ = ["Denoise", "DenoiseParams", "DenoiseResult", "split_frames", "iter_denoise"]
+
+
+@dataclass(frozen=True)
+class DenoiseParams:
+    """Settings of the denoising tool."""
+
+    context: int = param(4, label="context frames", unit="frames", min=1, max=16, flag="--context",
+                         help="Frames on either side of a frame that predict it (the frame itself is left out).")
+    epochs: int = param(8, label="epochs", min=1, max=200, flag="--epochs",
+                        help="Passes over the training frames (training stops earlier when held-out frames stop "
+                             "improving or the time budget runs out).")
+    model: str = param("", label="saved model", flag="--model", metavar="MODEL",
+                       help="A model.safetensors written by an earlier run: apply it without training (empty: train "
+                            "on this recording).")
+    prior: str = param("mean+sd", label="prior", choices=("mean+sd", "mean", "none"), flag="--prior",
+                       help="What the network sees besides the neighbouring frames: the recording's mean and SD "
+                            "images, the mean only, or nothing.")
+    heldout_fraction: float = param(0.2, label="held-out frames", min=0.05, max=0.5, flag="--heldout-fraction",
+                                    advanced=True, help="Share of the frames (in blocks) never used as training "
+                                                        "targets: they stop training and calibrate the uncertainty.")
+    max_minutes: float = param(10.0, label="time budget", unit="min", min=0.05, max=1440.0, flag="--max-minutes",
+                               advanced=True, help="Training stops after this long (and says so).")
+    steps_per_epoch: int = param(0, label="steps per epoch", min=0, max=100000, flag="--steps-per-epoch",
+                                 advanced=True, help="Batches per epoch; 0 chooses from the movie's size.")
+    patch_px: int = param(64, label="patch size", unit="px", min=16, max=512, flag="--patch", advanced=True,
+                          help="Side of the square patches the network trains on.")
+    width: int = param(8, label="network width", min=4, max=64, flag="--width", advanced=True,
+                       help="Channels at full resolution (2x, 4x, 4x below).")
+    mc_passes: int = param(0, label="Monte-Carlo passes", min=0, max=64, flag="--mc-passes", advanced=True,
+                           help="Dropout passes per frame for the network's own uncertainty; 0 uses their exact "
+                                "limit (the dropout sits before the linear head), 1 leaves it out.")
+    samples: int = param(200, label="trace samples", min=20, max=10000, flag="--samples", advanced=True,
+                         help="Monte-Carlo samples per ROI and frame for the 90 % corridor.")
+    guard_z: float = param(4.0, label="guard threshold", unit="SD", min=1.0, max=20.0, flag="--guard-z",
+                           advanced=True, help="A 5 x 5 px box is flagged when denoised and raw differ by more "
+                                               "than this many SD of what noise and uncertainty allow.")
+    seed: int = param(0, label="seed", min=0, max=2**31 - 1, flag="--seed", advanced=True,
+                      help="Seed of training and sampling (same seed, data and threads: same result).")
+    threads: int = param(2, label="threads", min=1, max=64, flag="--threads", advanced=True,
+                         help="CPU threads torch uses.")
+
+
+@dataclass
+class DenoiseResult(ToolResult):
+    """What the denoiser made (see the module docstring)."""
+
+    fps: float = 1.0
+    n_frames: int = 0
+    frame_shape: tuple[int, int] = (0, 0)
+    denoised: np.ndarray | None = None            # (T, Y, X) float32, input units
+    uncertainty: np.ndarray | None = None         # (T, Y, X) float32, calibrated SD
+    guard: np.ndarray | None = None               # (Y, X) fraction of frames flagged
+    regions: list[str] = field(default_factory=list)
+    traces: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)   # roi -> raw/denoised/lo90/hi90 (dF/F0)
+    model: Any = None                             # TrainedDenoiser (not read back)
+    calibration: Any = None                       # Calibration (not read back)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def time_s(self) -> np.ndarray:
+        return np.arange(self.n_frames) / self.fps
+
+
+TRACE_KINDS = ("raw", "denoised", "lo90", "hi90")
+
+
+class RoiTracesEntry(Entry):
+    """``roi_traces.csv`` <-> ``traces``."""
+
+    path = "roi_traces.csv"
+    what = "per frame and ROI: raw and denoised dF/F0 and the denoised trace's 90 % corridor (lo90, hi90)"
+
+    def write(self, result: DenoiseResult, folder: Path) -> None:
+        import csv
+
+        cols = ["frame", "time_s"]
+        data = [np.arange(result.n_frames, dtype=np.float64), result.time_s()]
+        for r in result.regions:
+            for k in TRACE_KINDS:
+                cols.append(f"{r}/{k}")
+                data.append(np.asarray(result.traces[r][k], np.float64))
+        table = np.column_stack(data)
+        with open(folder / self.path, "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(cols)
+            for row in table:
+                w.writerow([int(row[0])] + [fmt(v) for v in row[1:]])
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        p = folder / self.path
+        if not p.is_file():
+            return
+        header, rows = read_csv(p)
+        table = np.array([[float(v) for v in row] for row in rows], np.float64).reshape(len(rows), len(header))
+        traces: dict[str, dict[str, np.ndarray]] = {}
+        regions: list[str] = []
+        for j, col in enumerate(header[2:], start=2):
+            roi, _, kind = col.rpartition("/")
+            if roi not in traces:
+                traces[roi] = {}
+                regions.append(roi)
+            traces[roi][kind] = table[:, j]
+        fields.update(traces=traces, regions=regions, n_frames=table.shape[0])
+
+
+class ModelEntry(Entry):
+    """``model.safetensors`` + ``model.json`` (written, not read back: load them with ``--model``)."""
+
+    path = "model.safetensors"
+    what = "the trained network, camera model and calibration (model.json beside it); --model applies it"
+
+    def write(self, result: DenoiseResult, folder: Path) -> None:
+        from ..denoise.files import save_denoiser
+
+        if result.model is not None:
+            save_denoiser(result.model, result.calibration, folder / self.path)
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        pass
+
+
+class _DenoiseRecordEntry(Entry):
+    path = "denoise.json"
+    what = "parameters, loss curve, held-out metrics, calibration, hallucination guard, timings"
+
+    def write(self, result: DenoiseResult, folder: Path) -> None:  # written by Tool.write via record()
+        pass
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        import json
+
+        rec = json.loads((folder / self.path).read_text()).get("result", {})
+        fields.update(fps=float(rec.get("fps", 1.0)), frame_shape=tuple(rec.get("frame_shape", (0, 0))),
+                      metrics=dict(rec.get("metrics", {})))
+
+
+def split_frames(n_frames: int, heldout_fraction: float, context: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training targets and held-out frames: every ``round(1/f)``-th block of ``max(10, 2N+2)`` frames is held out."""
+    block = max(10, 2 * context + 2)
+    period = max(2, int(round(1.0 / max(heldout_fraction, 1e-6))))
+    blocks = np.arange(n_frames) // block
+    held = (blocks % period) == (period // 2)
+    if not held.any() and n_frames >= 2:      # a short movie: hold out its middle block
+        held[(n_frames // 2):(n_frames // 2) + max(1, min(block, n_frames // 5))] = True
+    return np.nonzero(~held)[0], np.nonzero(held)[0]
+
+
+class _WholeField:
+    def __init__(self, shape: tuple[int, int]) -> None:
+        self.names = [WHOLE_FIELD]
+        self.masks = np.ones((1, *shape), bool)
+
+
+def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
+                 train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
+    """Denoise *video* ``(T, Y, X)``; *train_frames* limits training targets (and the prior) to these frames.
+
+    Returns a :class:`DenoiseResult`; progress: ``values={"loss": ...}`` while training.
+    """
+    from ..denoise.data import Normaliser, Prior, fit_camera_model
+    from ..denoise.files import load_denoiser
+    from ..denoise.predict import fit_calibration, guard_frames, iter_predict
+    from ..denoise.traces import roi_traces
+    from ..denoise.train import TrainSettings, iter_train
+    from ..rois import rasterize
+
+    t_start = time.perf_counter()
+    n, ny, nx = (int(v) for v in video.shape)
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    targets, held = split_frames(n, params.heldout_fraction, params.context)
+    if train_frames is not None:
+        allowed = np.zeros(n, bool)
+        allowed[np.asarray(list(train_frames), int)] = True
+        targets, held = targets[allowed[targets]], held[allowed[held]]
+        check(held.size >= 1 and targets.size >= 2, "too few training frames to train and calibrate the denoiser.")
+    calibration = None
+    if params.model:
+        yield Progress("denoise", 0.0, f"loading {params.model}")
+        model, calibration = load_denoiser(params.model)
+        check(n >= 2 * model.context + 2, f"the movie has {n} frames; the model's {model.context} context frames on "
+                                          f"either side need at least {2 * model.context + 2}.")
+        prior = Prior.of(video, None if train_frames is None else np.concatenate([targets, held]))
+    else:
+        t0 = time.perf_counter()
+        yield Progress("denoise", 0.0, "measuring the camera noise")
+        camera, cam_report = fit_camera_model(video, targets, seed=params.seed)
+        prior = Prior.of(video, None if train_frames is None else np.concatenate([targets, held]))
+        norm = Normaliser.of(prior.mean(), camera)
+        timings["camera_model"] = time.perf_counter() - t0
+        settings = TrainSettings(context=params.context, prior=params.prior, epochs=params.epochs,
+                                 steps_per_epoch=params.steps_per_epoch or None, patch_px=params.patch_px,
+                                 width=params.width, max_minutes=params.max_minutes, seed=params.seed,
+                                 threads=params.threads)
+        model = yield from iter_train(video, targets, held, prior, camera, norm, settings)
+        timings["train"] = model.seconds
+        if model.stopped_early.startswith("the time budget"):
+            warnings.append(f"training stopped early: {model.stopped_early}.")
+    mu = np.empty((n, ny, nx), np.float32)
+    var = np.empty((n, ny, nx), np.float32)
+    pred = yield from iter_predict(video, model, prior, mu, var, mc_passes=params.mc_passes, threads=params.threads,
+                                   seed=params.seed)
+    timings["predict"] = pred["seconds"]
+    t0 = time.perf_counter()
+    if calibration is None:
+        yield Progress("calibrate", 0.0, f"on {held.size} held-out frames")
+        calibration = fit_calibration(video, mu, var, held, model.camera)
+    sd = var
+    for a in range(0, n, 64):                         # in place: var becomes the calibrated SD
+        sd[a:a + 64] = calibration.sd(var[a:a + 64])
+    timings["calibrate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    flags = np.zeros((n, ny, nx), np.uint8)
+    guard = yield from guard_frames(video, mu, sd, model.camera, calibration.kernel, params.guard_z, flags)
+    guard_map = flags.mean(axis=0, dtype=np.float32)
+    del flags
+    timings["guard"] = time.perf_counter() - t0
+    if guard["flagged_fraction"] > 10 * guard["expected_fraction_if_honest"] + 1e-4:
+        warnings.append(f"the denoised movie departs from the raw data more than noise allows in "
+                        f"{100 * guard['flagged_fraction']:.2g} % of pixels (see guard.tif).")
+    t0 = time.perf_counter()
+    yield Progress("traces", 0.0, "ROI traces and corridors")
+    masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
+    tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
+                    heldout=held, camera=model.camera)
+    traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r]} for r in tr.names}
+    timings["traces"] = time.perf_counter() - t0
+    # held-out metrics: the residual against the raw frames, in units of the camera noise (1 = perfect)
+    res = [float(np.mean((np.asarray(video[int(t)], np.float64) - mu[t]) ** 2 / model.camera.var(mu[t].astype(np.float64))))
+           for t in held[:: max(1, held.size // 100)]]
+    metrics = {
+        "n_parameters": model.n_parameters, "training_frames": int(targets.size), "heldout_frames": held.tolist(),
+        "loss_curve": model.loss_curve, "epoch_loss": model.epoch_loss, "val_loss": model.val_loss,
+        "val_mse": model.val_mse, "best_epoch": model.best_epoch, "stopped_early": model.stopped_early,
+        "heldout_residual_over_noise": float(np.mean(res)) if res else None,
+        "camera": model.camera.to_dict(), "calibration": calibration.to_dict(),
+        "inference_frames_per_s": pred["frames_per_s"], "mc_share_of_variance": pred["mc_share_of_variance"],
+        "guard": {k: v for k, v in guard.items() if k != "flagged_per_frame"},
+        "guard_flagged_per_frame": guard["flagged_per_frame"], "applied_saved_model": bool(params.model),
+        "trace_variance_factor": tr.variance_factor,
+    }
+    if not params.model:
+        metrics["camera_fit"] = cam_report
+    timings["total"] = time.perf_counter() - t_start
+    yield Progress("denoise", 1.0, f"done in {timings['total']:.0f} s")
+    return DenoiseResult(params=params, timings_s=timings, warnings=warnings, fps=fps, n_frames=n,
+                         frame_shape=(ny, nx), denoised=mu, uncertainty=sd, guard=guard_map, regions=list(tr.names),
+                         traces=traces, model=model, calibration=calibration, metrics=metrics)
+
+
+@TOOLS.register
+class Denoise(Tool):
+    name = "denoise"
+    label = "denoise"
+    description = ("self-supervised denoising of a video trained on the recording itself, with a mean-image prior, "
+                   "calibrated per-pixel uncertainty and ROI dF/F0 traces with 90 % corridors")
+    kind = "video -> video"
+    Params = DenoiseParams
+    result_type = DenoiseResult
+    result_view = "napari_micromotion._qt.denoise_view:DenoiseView"
+    layout = [
+        ImageEntry("denoised.tif", "denoised", "the denoised video (float32, the input's shape and units)"),
+        ImageEntry("uncertainty.tif", "uncertainty", "calibrated predictive SD of the clean signal (same units)"),
+        ImageEntry("guard.tif", "guard", "fraction of frames in which each pixel was flagged by the hallucination guard"),
+        RoiTracesEntry(),
+        ModelEntry(),
+        _DenoiseRecordEntry(),
+    ]
+
+    def check(self, recording: Any, params: DenoiseParams) -> None:
+        n, (ny, nx) = recording.n_frames, recording.frame_shape
+        need = 2 * params.context + 2
+        check(params.model or n >= max(need, 20), f"the video has {n} frames; denoising with {params.context} context "
+                                                  f"frames needs at least {max(need, 20)}.")
+        check(min(ny, nx) >= 16, f"frames of {ny} x {nx} px are too small to denoise (at least 16 x 16 px).")
+        if params.model:
+            from ..denoise.files import load_denoiser
+
+            model, _ = load_denoiser(params.model)      # refuses a missing, foreign or pickled file in one sentence
+            check(n >= 2 * model.context + 2, f"the video has {n} frames; the model's {model.context} context "
+                                              f"frames on either side need at least {2 * model.context + 2}.")
+
+    def iter_run(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
+        result = yield from iter_denoise(recording.transmission, recording.fps, params, rois)
+        result.source = dict(recording.provenance)
+        return result
+
+    def record(self, result: DenoiseResult) -> dict[str, Any]:
+        rec = super().record(result)
+        rec["result"] = {"fps": result.fps, "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
+                         "regions": result.regions, "metrics": result.metrics}
+        return rec
+
+    def layer_data(self, result: DenoiseResult) -> list[tuple[Any, dict[str, Any], str]]:
+        from .._layers import META_KEY
+
+        meta = {META_KEY: {"role": "result", "tool": self.name}}
+        out: list[tuple[Any, dict[str, Any], str]] = []
+        if result.denoised is not None:
+            lo, hi = (float(v) for v in np.percentile(result.denoised[: min(50, result.n_frames)], [0.5, 99.9]))
+            out.append((result.denoised, {"name": "denoised", "colormap": "gray", "contrast_limits": (lo, hi or lo + 1),
+                                          "metadata": meta}, "image"))
+        if result.uncertainty is not None:
+            hi = float(np.percentile(result.uncertainty[: min(50, result.n_frames)], 99.5)) or 1.0
+            out.append((result.uncertainty, {"name": "uncertainty", "colormap": "magma", "contrast_limits": (0.0, hi),
+                                             "visible": False, "metadata": meta}, "image"))
+        return out

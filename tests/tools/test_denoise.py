@@ -1,0 +1,225 @@
+"""The denoiser: camera model, leave-one-out inputs, training, calibration, guard, the tool's command and files.
+
+One small low-light simulation (20 photo-electrons per pixel, rare single-cell events, a cell
+without dye, noise-free movies as truth) is denoised once through ``micromotion denoise``;
+the tests look at what it wrote.  Torch runs on one thread (the machine is shared).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_micromotion.cli import main
+from napari_micromotion.denoise.data import Prior, fit_camera_model, neighbour_table, neighbours
+from napari_micromotion.progress import drive
+
+from ..conftest import assert_one_line_error
+
+N_FRAMES, SIZE, FPS = 200, 48, 50.0
+FAST = ["--epochs", "6", "--steps-per-epoch", "30", "--patch", "48", "--threads", "1", "--mc-passes", "4"]
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def low_light(tmp_path_factory):
+    from napari_micromotion.simulate import write_simulation
+
+    folder = tmp_path_factory.mktemp("denoise") / "sim"
+    assert main(["simulate", str(folder), "--frames", str(N_FRAMES), "--size", str(SIZE), "--low-light", "20",
+                 "--rare-events", "2", "--unloaded-cells", "1", "--clean", "--seed", "4", "-q"]) == 0
+    del write_simulation
+    return folder
+
+
+@pytest.fixture(scope="module")
+def denoised(low_light, torch_one_thread, tmp_path_factory):
+    out = tmp_path_factory.mktemp("denoise-out") / "out"
+    digest = hashlib.sha256((low_light / "fluorescence.tif").read_bytes()).hexdigest()
+    code = main(["denoise", str(low_light / "fluorescence.tif"), "--rois", str(low_light / "rois.json"),
+                 "--fps", str(FPS), "--out", str(out), "-q", *FAST])
+    assert code == 0
+    assert hashlib.sha256((low_light / "fluorescence.tif").read_bytes()).hexdigest() == digest   # input untouched
+    return out
+
+
+def _disc(center, radius, shape):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return (yy - center[0]) ** 2 + (xx - center[1]) ** 2 <= radius ** 2
+
+
+def _psnr(x, clean):
+    rng = float(clean.max() - clean.min())
+    return 10 * np.log10(rng * rng / np.mean((x.astype(np.float64) - clean) ** 2))
+
+
+# ---------------------------------------------------------------- building blocks
+def test_neighbours_leave_the_frame_out_and_mirror_at_the_ends():
+    table = neighbour_table(12, 3)
+    assert table.shape == (12, 6)
+    assert all(t not in table[t] for t in range(12))
+    assert neighbours(0, 12, 3).tolist() == [3, 2, 1, 1, 2, 3]
+    assert neighbours(11, 12, 3).tolist() == [8, 9, 10, 10, 9, 8]
+    assert neighbours(5, 12, 2).tolist() == [3, 4, 6, 7]
+
+
+def test_leave_one_out_prior_matches_a_direct_mean_and_sd():
+    rng = np.random.default_rng(0)
+    video = rng.poisson(30, (20, 8, 9)).astype(np.uint16)
+    prior = Prior.of(video, range(0, 20, 2))
+    m, s = prior.without(4, video[4].astype(np.float32))
+    others = video[[t for t in range(0, 20, 2) if t != 4]].astype(np.float64)
+    np.testing.assert_allclose(m, others.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(s, others.std(axis=0), rtol=1e-4, atol=1e-4)
+    m5, _ = prior.without(5, video[5].astype(np.float32))        # not a member: the whole prior
+    np.testing.assert_allclose(m5, video[::2].astype(np.float64).mean(axis=0), rtol=1e-5)
+
+
+def test_camera_model_measures_the_true_noise(low_light):
+    video = tifffile.imread(low_light / "fluorescence.tif")
+    clean = tifffile.imread(low_light / "fluorescence_clean.tif").astype(np.float64)
+    cam, report = fit_camera_model(video)
+    noise = video - clean
+    for lo, hi in np.percentile(clean, [(5, 30), (40, 60), (75, 99)]):
+        sel = (clean >= lo) & (clean < hi)
+        assert float(cam.var(clean[sel].mean())) == pytest.approx(float(noise[sel].var()), rel=0.15)
+    assert report["pixels_kept"] > 0.5
+
+
+def test_training_is_deterministic_per_seed(low_light, torch_one_thread):
+    from napari_micromotion.denoise.data import Normaliser
+    from napari_micromotion.denoise.train import TrainSettings, iter_train
+
+    video = tifffile.imread(low_light / "fluorescence.tif")[:60]
+    cam, _ = fit_camera_model(video)
+    prior = Prior.of(video)
+    norm = Normaliser.of(prior.mean(), cam)
+
+    def weights(seed):
+        s = TrainSettings(context=2, epochs=1, steps_per_epoch=3, batch_size=4, patch_px=32, seed=seed, threads=1)
+        model = drive(iter_train(video, range(0, 40), range(40, 60), prior, cam, norm, s))
+        return np.concatenate([p.detach().numpy().ravel() for p in model.net.parameters()])
+
+    a, b, c = weights(1), weights(1), weights(2)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+# ---------------------------------------------------------------- the tool's output
+def test_denoise_writes_the_documented_folder(denoised, low_light):
+    raw = tifffile.imread(low_light / "fluorescence.tif")
+    files = sorted(p.name for p in denoised.iterdir())
+    assert files == ["denoise.json", "denoised.tif", "guard.tif", "model.json", "model.safetensors",
+                     "roi_traces.csv", "uncertainty.tif"]
+    den = tifffile.imread(denoised / "denoised.tif")
+    unc = tifffile.imread(denoised / "uncertainty.tif")
+    assert den.dtype == np.float32 and unc.dtype == np.float32 and den.shape == unc.shape == raw.shape
+    assert abs(float(den.mean()) - float(raw.mean())) < 0.02 * float(raw.mean())     # same units
+    assert np.all(unc > 0)
+    with open(denoised / "roi_traces.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    rois = [r["name"] for r in json.loads((low_light / "rois.json").read_text())]
+    assert len(rows) == N_FRAMES
+    assert list(rows[0])[:2] == ["frame", "time_s"]
+    assert list(rows[0])[2:] == [f"{r}/{k}" for r in rois for k in ("raw", "denoised", "lo90", "hi90")]
+    assert float(rows[10]["time_s"]) == pytest.approx(10 / FPS)
+    for row in rows:
+        for r in rois:
+            assert float(row[f"{r}/lo90"]) <= float(row[f"{r}/denoised"]) + 1e-6 <= float(row[f"{r}/hi90"]) + 2e-6
+    rec = json.loads((denoised / "denoise.json").read_text())
+    metrics = rec["result"]["metrics"]
+    assert len(metrics["loss_curve"]) >= 5 and metrics["loss_curve"][-1] < metrics["loss_curve"][0]
+    assert metrics["heldout_frames"] and metrics["calibration"]["factors"]
+    assert rec["parameters"]["context"] == 4 and rec["timings_s"]["train"] > 0
+    side = json.loads((denoised / "model.json").read_text())
+    assert side["architecture"] == "micromotion-denoise-unet" and side["context"] == 4
+    # the folder reads back into the tool's result
+    from napari_micromotion.tools import TOOLS
+
+    back = TOOLS["denoise"].read(denoised)
+    assert back.regions == rois and back.fps == FPS and back.n_frames == N_FRAMES
+    np.testing.assert_array_equal(back.denoised, den)
+    np.testing.assert_allclose(back.traces["strong"]["hi90"], [float(r["strong/hi90"]) for r in rows])
+
+
+def test_denoised_movie_is_closer_to_the_truth_and_intervals_hold(denoised, low_light):
+    raw = tifffile.imread(low_light / "fluorescence.tif").astype(np.float64)
+    clean = tifffile.imread(low_light / "fluorescence_clean.tif").astype(np.float64)
+    den = tifffile.imread(denoised / "denoised.tif")
+    unc = tifffile.imread(denoised / "uncertainty.tif")
+    gain = _psnr(den, clean) - _psnr(raw, clean)
+    assert gain > 6.0, gain
+    coverage = float(np.mean(np.abs(clean - den) <= 1.645 * unc))
+    assert 0.8 <= coverage <= 0.97, coverage
+    # the SD means something: pixels it calls more certain are closer to the truth
+    err = np.abs(clean - den)
+    lo, hi = np.percentile(unc, [25, 75])
+    assert err[unc < lo].mean() < err[unc > hi].mean()
+
+
+def test_silent_regions_stay_flat_and_rare_events_survive(denoised, low_light):
+    truth = json.loads((low_light / "truth.json").read_text())
+    clean = tifffile.imread(low_light / "fluorescence_clean.tif").astype(np.float64)
+    raw = tifffile.imread(low_light / "fluorescence.tif").astype(np.float64)
+    den = tifffile.imread(denoised / "denoised.tif").astype(np.float64)
+    shape = clean.shape[1:]
+    # a cell without dye: no transient appears in it
+    for c in truth["unloaded_centroids_yx"]:
+        m = _disc(c, 2, shape)
+        d, t = den[:, m].mean(axis=1), clean[:, m].mean(axis=1)
+        raw_sd = float(raw[:, m].mean(axis=1).std())
+        assert np.max(np.abs(d - t)) < 1.5 * raw_sd + 0.02 * t.mean()
+    # rare single-cell transients: kept, at the right time
+    for ev in truth["rare_events"]:
+        m = _disc(ev["centroid_yx"], 2, shape)
+        onset = int(round(ev["onset_s"] * FPS))
+        win = slice(max(0, onset - 5), min(N_FRAMES, onset + 20))
+        c_tr, d_tr = clean[win][:, m].mean(axis=1), den[win][:, m].mean(axis=1)
+        c_amp = c_tr.max() - clean[:, m].mean(axis=1)[max(0, onset - 15):onset].mean()
+        d_amp = d_tr.max() - den[:, m].mean(axis=1)[max(0, onset - 15):onset].mean()
+        assert c_amp > 0 and d_amp > 0.6 * c_amp, (c_amp, d_amp)
+
+        def half_rise(tr, amp):            # first frame above half the rise: the upstroke's time
+            return int(np.argmax(tr > tr[:5].mean() + 0.5 * amp))
+
+        assert abs(half_rise(d_tr, d_amp) - half_rise(c_tr, c_amp)) <= 1
+
+
+def test_a_saved_model_applies_without_training(denoised, low_light, tmp_path, torch_one_thread):
+    out = tmp_path / "again"
+    assert main(["denoise", str(low_light / "fluorescence.tif"), "--model", str(denoised / "model.safetensors"),
+                 "--fps", str(FPS), "--threads", "1", "--mc-passes", "4", "--out", str(out), "-q"]) == 0
+    rec = json.loads((out / "denoise.json").read_text())
+    assert rec["result"]["metrics"]["applied_saved_model"] and "train" not in rec["timings_s"]
+    np.testing.assert_allclose(tifffile.imread(out / "denoised.tif"), tifffile.imread(denoised / "denoised.tif"),
+                               rtol=1e-5, atol=1e-3)
+
+
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(low_light, tmp_path, capsys):
+    short = tmp_path / "short.tif"
+    tifffile.imwrite(short, tifffile.imread(low_light / "fluorescence.tif")[:8])
+    out = tmp_path / "out"
+    code = main(["denoise", str(short), "--out", str(out), "-q"])
+    assert_one_line_error(capsys.readouterr().err, code)
+    assert not out.exists()
+    pickle_model = tmp_path / "m.safetensors"
+    pickle_model.write_bytes(b"\x80\x04" + b"\0" * 64)
+    code = main(["denoise", str(low_light / "fluorescence.tif"), "--model", str(pickle_model), "--out", str(out), "-q"])
+    text = capsys.readouterr().err
+    assert_one_line_error(text, code)
+    assert "pickle" in text and not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no scratch left behind
