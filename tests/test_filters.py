@@ -122,3 +122,9 @@ def test_detect_spikes_finds_planted_onsets():
     # the half-maximum crossing lies a few frames after the true start
     err = sp.onsets / fps - onsets
     assert np.all(err > -0.02) and np.all(err < 0.08)
+
+
+def test_a_passband_far_below_the_frame_rate_is_refused_in_one_sentence():
+    """Found by the random-input test: at 6e8 fps a 1-2 Hz band has no finite starting point."""
+    with pytest.raises(MicromotionError, match="cannot be built at 5.96314e\\+08 fps"):
+        F.design_bandpass(596313654.0, 1.0, 2.0, 2)

@@ -148,15 +148,20 @@ def design_bandpass(fps: float, low_hz: float = 2.0, high_hz: float = 15.0, orde
                 return np.array([10.0, 10.0])
             sos_ = signal.butter(order, [l_, h_], btype="bandpass", fs=fps, output="sos")
             _, resp = signal.sosfreqz(sos_, worN=np.array([low_hz, high_hz], dtype=float), fs=fps)
-            return np.log(np.abs(resp) / target)
+            return np.log(np.maximum(np.abs(resp), 1e-300) / target)   # a zero response: far off, but finite
 
         k = (math.sqrt(2.0) - 1.0) ** (-1.0 / (2 * order))
         guess = np.log([lo / k, min(hi * k, 0.5 * (hi + nyq))])
-        sol = optimize.least_squares(gains, guess, xtol=1e-14, ftol=1e-14, gtol=1e-14)
-        lo_d, hi_d = (float(v) for v in np.exp(sol.x))
-        check(sol.success and np.max(np.abs(gains(sol.x))) < 1e-6 and hi_d < nyq,
-              f"a zero-phase {low_hz:g}-{high_hz:g} Hz band-pass cannot be built at {fps:g} fps; "
-              "lower the high edge further below Nyquist or use edges='design'.")
+        try:
+            sol = optimize.least_squares(gains, guess, xtol=1e-14, ftol=1e-14, gtol=1e-14)
+            ok = bool(sol.success)
+        except ValueError:   # no finite start (an edge at the very bottom of the spectrum)
+            sol, ok = None, False
+        lo_d, hi_d = (float(v) for v in np.exp(sol.x)) if sol is not None else (lo, hi)
+        check(ok and np.max(np.abs(gains(sol.x))) < 1e-6 and hi_d < nyq,
+              f"a zero-phase {low_hz:g}-{high_hz:g} Hz band-pass cannot be built at {fps:g} fps: both edges must "
+              f"lie well inside 0-{nyq:g} Hz, neither a tiny fraction of the frame rate nor close to its half; "
+              "check the frame rate, or use edges='design'.")
         lo, hi = lo_d, hi_d
     sos = signal.butter(order, [lo, hi], btype="bandpass", fs=fps, output="sos")
     ntaps = 2 * len(sos) + 1 - min(int((sos[:, 2] == 0).sum()), int((sos[:, 5] == 0).sum()))
