@@ -53,7 +53,13 @@ def test_npe2_manifest_validates_and_widgets_are_in_the_plugins_menu(make_napari
 
     bench = viewer.window.dock_widgets[next(n for n in viewer.window.dock_widgets if "Workbench" in n)]
     assert isinstance(bench, Workbench)
-    assert [bench.tabs.tabText(i) for i in range(4)] == ["Data", "ROIs", "Analyze", "Results"]
+    assert [bench.tabs.tabText(i) for i in range(bench.tabs.count())] == ["Data", "ROIs", "Analyze", "Results", "Tools"]
+    # every tool sits behind the Tools tab's chooser, so the tab bar fits the dock however many there are
+    assert bench.tabs.tabBar().sizeHint().width() <= bench.minimumWidth()
+    choices = [bench.tool_panel.chooser.itemData(i) for i in range(bench.tool_panel.chooser.count())]
+    assert choices == list(bench.tools) and {"motion", "blur_flow", "denoise"} <= set(choices)
+    bench.show_tab("Blur flow")
+    assert bench.current_tab == "blur flow" and bench.tool_panel.current is bench.tools["blur_flow"]
     inspector = viewer.window.dock_widgets[INSPECTOR]
     assert isinstance(inspector, InspectorWidget) and inspector.scores.table.rowCount() == 0
     from qtpy.QtCore import Qt

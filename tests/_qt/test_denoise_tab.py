@@ -34,7 +34,7 @@ def test_denoise_tab_trains_shows_layers_and_corridors(make_napari_viewer, qtbot
     bench = dock_all(viewer)["Workbench"]
     tab = bench.tools["denoise"]
     bench.show_tab("Denoise")
-    assert bench.tabs.tabText(bench.tabs.currentIndex()) == "Denoise"
+    assert bench.tabs.tabText(bench.tabs.currentIndex()) == "Tools" and bench.current_tab == "denoise"
     tab.layer_combo.setCurrentText("fluorescence")
     tab.form.set_values({"epochs": 3, "steps_per_epoch": 15, "patch_px": 48, "threads": 1, "mc_passes": 2,
                          "samples": 50})

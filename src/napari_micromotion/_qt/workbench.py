@@ -57,13 +57,18 @@ class Workbench(QWidget):
         self.tabs.addTab(_scrolled(self.rois), "ROIs")
         self.tabs.addTab(self.analysis, "Analyze")   # scrolls its parameters itself; Run stays in view
         self.tabs.addTab(_scrolled(self.results), "Results")
-        for name, tab in self.tools.items():
-            self.tabs.addTab(tab, TOOLS[name].label[:1].upper() + TOOLS[name].label[1:])
+        # every tool in one tab (a chooser on top): the tab bar fits a laptop's dock however many tools there are
+        self.tool_panel = ToolsPanel(self.tools)
+        if self.tools:
+            self.tabs.addTab(self.tool_panel, "Tools")
         for i, tip in enumerate(("The recording: which layers, frame rate, pixel size; or the sample.",
                                  "Draw the cells to score, and their kinds.",
                                  "Choose methods and parameters; Run.",
-                                 "Result layers, export, results folders.")):
-            self.tabs.setTabToolTip(i, tip)
+                                 "Result layers, export, results folders.",
+                                 "Tools on the recording: " + ", ".join(t.tool.label for t in self.tools.values())
+                                 + ".")):
+            if i < self.tabs.count():
+                self.tabs.setTabToolTip(i, tip)
         self.overall = QProgressBar()
         self.overall.setRange(0, 1000)
         self.overall.setTextVisible(False)
@@ -119,9 +124,59 @@ class Workbench(QWidget):
         self.footer.setText(text)
 
     def show_tab(self, name: str) -> None:
-        """Bring the tab called *name* (``"Data"``, ``"ROIs"``, ``"Analyze"``, ``"Results"`` or a tool's) forward."""
+        """Bring the tab called *name* (``"Data"``, ``"ROIs"``, ``"Analyze"``, ``"Results"``, ``"Tools"``) forward;
+        a tool's label or name (``"Motion"``, ``"blur_flow"``) opens the Tools tab on that tool."""
         for i in range(self.tabs.count()):
             if self.tabs.tabText(i).lower() == name.lower():
                 self.tabs.setCurrentIndex(i)
                 return
+        if self.tool_panel.select(name):
+            self.tabs.setCurrentWidget(self.tool_panel)
+            return
         raise KeyError(name)
+
+    @property
+    def current_tab(self) -> str:
+        """The tab in front: ``"Data"`` ... ``"Results"``, or the label of the tool shown in the Tools tab."""
+        if self.tabs.currentWidget() is self.tool_panel:
+            return self.tool_panel.current.tool.label
+        return self.tabs.tabText(self.tabs.currentIndex())
+
+
+class ToolsPanel(QWidget):
+    """The Tools tab: a chooser of the registered tools above the chosen tool's form."""
+
+    def __init__(self, tools: dict[str, Any]) -> None:
+        super().__init__()
+        from qtpy.QtWidgets import QComboBox, QHBoxLayout, QStackedWidget
+
+        self.tools = tools
+        self.chooser = QComboBox()
+        self.stack = QStackedWidget()
+        for i, tab in enumerate(tools.values()):
+            self.chooser.addItem(tab.tool.label[:1].upper() + tab.tool.label[1:], tab.tool.name)
+            self.chooser.setItemData(i, tab.tool.description, Qt.ItemDataRole.ToolTipRole)
+            self.stack.addWidget(tab)
+        self.chooser.setToolTip("Which tool: each has its own parameters, Run and results.")
+        self.chooser.currentIndexChanged.connect(self.stack.setCurrentIndex)
+        top = QHBoxLayout()
+        top.setContentsMargins(6, 4, 6, 0)
+        top.addWidget(QLabel("Tool"))
+        top.addWidget(self.chooser, 1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addWidget(self.stack, 1)
+
+    @property
+    def current(self) -> Any:
+        return self.stack.currentWidget()
+
+    def select(self, name: str) -> bool:
+        """Show the tool whose label or registry name is *name*; False when there is none."""
+        key = name.lower().replace("_", " ")
+        for i, tab in enumerate(self.tools.values()):
+            if key in (tab.tool.label.lower(), tab.tool.name.lower().replace("_", " ")):
+                self.chooser.setCurrentIndex(i)
+                return True
+        return False
