@@ -61,6 +61,26 @@ def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
     return rows[0], rows[1:]
 
 
+def write_frame_table(path: Path, columns: list[str], table: np.ndarray) -> None:
+    """A per-frame CSV: *columns* as header, the first column written as the integer frame, the rest via :func:`fmt`."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for row in table:
+            w.writerow([int(row[0])] + [fmt(v) for v in row[1:]])
+
+
+def read_number_table(path: Path, number: Any = float) -> tuple[list[str], np.ndarray] | None:
+    """Header and ``(rows, columns)`` float64 values of a numeric CSV (``None`` if there is no file).
+
+    *number* converts one cell (``float``: a cell that is not a number is an error).
+    """
+    if not path.is_file():
+        return None
+    header, rows = read_csv(path)
+    return header, np.array([[number(v) for v in row] for row in rows], np.float64).reshape(len(rows), len(header))
+
+
 def read_tif(path: Path, with_meta: bool = False) -> Any:
     """A TIFF as float32 (and its shaped metadata), or a one-sentence error."""
     import tifffile
@@ -193,26 +213,19 @@ class TracesEntry(Entry):
         return cols, np.column_stack(data)
 
     def write(self, results: Any, folder: Path) -> None:
-        cols, table = self.table(results)
-        with open(folder / self.path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(cols)
-            for row in table:
-                w.writerow([int(row[0])] + [fmt(v) for v in row[1:]])
+        write_frame_table(folder / self.path, *self.table(results))
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        p = folder / self.path
-        if not p.is_file():
-            return
-        header, rows = read_csv(p)
-
         def num(v: str) -> float:
             try:
                 return float(v)
             except ValueError:
                 return float("nan")
 
-        table = np.array([[num(v) for v in row] for row in rows], dtype=np.float64).reshape(len(rows), len(header))
+        read = read_number_table(folder / self.path, num)
+        if read is None:
+            return
+        header, table = read
         methods = set(fields.get("methods") or [])
         traces: dict[tuple[str, str], np.ndarray] = {}
         sds: dict[tuple[str, str], np.ndarray] = {}

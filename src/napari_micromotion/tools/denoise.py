@@ -33,7 +33,7 @@ from typing import Any, Generator, Sequence
 import numpy as np
 
 from ..errors import check
-from ..layout import Entry, ImageEntry, fmt, read_csv
+from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
 from ..progress import Progress
 from ..results import WHOLE_FIELD
 from ..schema import param
@@ -113,7 +113,6 @@ class RoiTracesEntry(Entry):
     what = "per frame and ROI: raw and denoised dF/F0 and the denoised trace's 90 % corridor (lo90, hi90)"
 
     def write(self, result: DenoiseResult, folder: Path) -> None:
-        import csv
 
         cols = ["frame", "time_s"]
         data = [np.arange(result.n_frames, dtype=np.float64), result.time_s()]
@@ -121,19 +120,13 @@ class RoiTracesEntry(Entry):
             for k in TRACE_KINDS:
                 cols.append(f"{r}/{k}")
                 data.append(np.asarray(result.traces[r][k], np.float64))
-        table = np.column_stack(data)
-        with open(folder / self.path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(cols)
-            for row in table:
-                w.writerow([int(row[0])] + [fmt(v) for v in row[1:]])
+        write_frame_table(folder / self.path, cols, np.column_stack(data))
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        p = folder / self.path
-        if not p.is_file():
+        read = read_number_table(folder / self.path)
+        if read is None:
             return
-        header, rows = read_csv(p)
-        table = np.array([[float(v) for v in row] for row in rows], np.float64).reshape(len(rows), len(header))
+        header, table = read
         traces: dict[str, dict[str, np.ndarray]] = {}
         regions: list[str] = []
         for j, col in enumerate(header[2:], start=2):

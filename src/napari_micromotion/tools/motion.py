@@ -46,7 +46,7 @@ from ..beats import beat_stats
 from ..errors import check
 from ..kernels.contraction import ContractionBeatParams, find_contraction_beats
 from ..kernels.flow import FlowParams, FlowStream, most_relaxed_frame
-from ..layout import Entry, ImageEntry, TableEntry, fmt, read_csv
+from ..layout import Entry, ImageEntry, TableEntry, read_number_table, write_frame_table
 from ..progress import Progress
 from ..results import WHOLE_FIELD, BeatRateRow, BeatRow, Row
 from ..rois import rasterize
@@ -147,7 +147,6 @@ class ContractionEntry(Entry):
     what = "per region and frame: mean displacement (px) and speed (px/s), and in µm when the pixel size is known"
 
     def write(self, result: MotionResult, folder: Path) -> None:
-        import csv
 
         cols = ["frame", "time_s"]
         data = [np.arange(result.n_frames, dtype=np.float64), result.time_s()]
@@ -158,19 +157,13 @@ class ContractionEntry(Entry):
             if px:
                 cols += [f"{r}/displacement_um", f"{r}/speed_um_s"]
                 data += [result.displacement[r] * px, result.speed[r] * px]
-        table = np.column_stack(data)
-        with open(folder / self.path, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(cols)
-            for row in table:
-                w.writerow([int(row[0])] + [fmt(v) for v in row[1:]])
+        write_frame_table(folder / self.path, cols, np.column_stack(data))
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        p = folder / self.path
-        if not p.is_file():
+        read = read_number_table(folder / self.path)
+        if read is None:
             return
-        header, rows = read_csv(p)
-        table = np.array([[float(v) for v in row] for row in rows], np.float64).reshape(len(rows), len(header))
+        header, table = read
         disp, speed, regions = {}, {}, []
         for j, col in enumerate(header):
             if col.endswith("/displacement_px"):
