@@ -445,34 +445,6 @@ class TrainedBlurFlow:
     created: str = ""
 
 
-_SAFETENSORS_MAX_HEADER = 100 << 20
-
-
-def _check_safetensors(path: Path) -> None:
-    """Refuse anything that is not a well-formed safetensors file (pickles included)."""
-    check(path.is_file(), f"model file {path} does not exist.")
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise MicromotionError(f"{path.name} is not a safetensors model file (too short).")
-        if head[:1] == b"\x80" or head[:2] == b"PK":
-            raise MicromotionError(f"{path.name} looks like a pickle/zip (e.g. torch.save) file; only safetensors "
-                                   "models are loaded, pickles are never unpickled.")
-        n = int.from_bytes(head, "little")
-        if not 2 <= n <= min(_SAFETENSORS_MAX_HEADER, path.stat().st_size - 8) or fh.read(1) != b"{":
-            raise MicromotionError(f"{path.name} is not a safetensors model file.")
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, tuple):
-        return list(obj)
-    raise TypeError(type(obj).__name__)
-
-
 def save_blur_flow(model: TrainedBlurFlow, path: str | os.PathLike) -> Path:
     """Save as ``<path>.safetensors`` (weights) + ``<path>.json`` (architecture, optics, training record).
 
@@ -480,15 +452,12 @@ def save_blur_flow(model: TrainedBlurFlow, path: str | os.PathLike) -> Path:
     """
     from dataclasses import asdict
 
-    from safetensors.numpy import save_file
-
-    from ..detectors.models import package_versions
+    from ..detectors.models import package_versions, write_pair
 
     path = Path(path)
     path = path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
     check(path.parent.is_dir(), f"folder {path.parent} does not exist.")
-    # .copy(order="C"), not np.ascontiguousarray: the latter turns 0-d tensors (BN counters) into shape (1,)
-    tensors = {k: v.detach().cpu().numpy().copy(order="C") for k, v in model.net.state_dict().items()}
+    tensors = {k: v.detach().cpu().numpy() for k, v in model.net.state_dict().items()}
     meta = {
         "architecture": ARCHITECTURE,
         "architecture_version": ARCHITECTURE_VERSION,
@@ -510,21 +479,7 @@ def save_blur_flow(model: TrainedBlurFlow, path: str | os.PathLike) -> Path:
         "package_versions": package_versions(),
         "created": model.created or datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    side = path.with_suffix(".json")
-    tmp_w = path.with_name(f".{path.name}.tmp")
-    tmp_j = path.with_name(f".{side.name}.tmp")
-    try:
-        save_file(tensors, str(tmp_w), metadata={"architecture": ARCHITECTURE,
-                                                 "architecture_version": str(ARCHITECTURE_VERSION)})
-        tmp_j.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
-        os.replace(tmp_w, path)
-        os.replace(tmp_j, side)
-    except OSError as exc:
-        raise MicromotionError(f"could not write model {path} ({exc.strerror or exc}).") from None
-    finally:
-        for t in (tmp_w, tmp_j):
-            if t.exists():
-                t.unlink()
+    write_pair(path, tensors, meta)
     return path
 
 
@@ -534,12 +489,13 @@ def load_blur_flow(path: str | os.PathLike) -> TrainedBlurFlow:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
+    from ..detectors.models import check_safetensors
     from .psf import Optics
 
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
-    _check_safetensors(path)
+    check_safetensors(path)
     side = path.with_suffix(".json")
     check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
     try:

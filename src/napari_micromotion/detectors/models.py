@@ -72,7 +72,8 @@ def _write_pair(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]
     tmp_w = path.with_name(f".{path.name}.tmp")
     tmp_j = path.with_name(f".{_sidecar(path).name}.tmp")
     try:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp_w),
+        # .copy(order="C"), not np.ascontiguousarray: the latter turns 0-d tensors (BN counters) into shape (1,)
+        save_file({k: np.asarray(v).copy(order="C") for k, v in tensors.items()}, str(tmp_w),
                   metadata={"architecture": str(meta["architecture"]), "architecture_version": str(meta["architecture_version"])})
         tmp_j.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
         os.replace(tmp_w, path)
