@@ -48,6 +48,7 @@ __all__ = [
     "CHANNELS",
     "BlurFlowParams",
     "BlurFlowResult",
+    "check_image",
     "default_model_path",
     "iter_predict_blur_flow",
     "load_default_model",
@@ -165,7 +166,8 @@ def load_default_model() -> TrainedBlurFlow:
     return load_blur_flow(path)
 
 
-def _check_image(image: Any) -> np.ndarray:
+def check_image(image: Any) -> np.ndarray:
+    """The image as ``(Y, X)`` float32 (leading singleton axes dropped), or a one-sentence error."""
     try:
         a = np.asarray(image)
     except Exception:  # noqa: BLE001 - anything unconvertible is a user error
@@ -210,7 +212,7 @@ def iter_predict_blur_flow(image: np.ndarray, model: TrainedBlurFlow | None = No
 
     params.validate()
     t0 = time.perf_counter()
-    img = _check_image(image)
+    img = check_image(image)
     model = model if model is not None else load_default_model()
     net = model.net.eval()
     multiple = 16 * model.config.unshuffle

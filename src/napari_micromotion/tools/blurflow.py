@@ -73,6 +73,12 @@ class BlurFlowToolParams:
     threads: int = param(0, label="threads", min=0, max=256, flag="--threads", advanced=True,
                          help="PyTorch CPU threads (0: PyTorch's choice).")
 
+    def prediction(self) -> Any:
+        """The :class:`~napari_micromotion.blurflow.predict.BlurFlowParams` of these settings."""
+        from ..blurflow.predict import BlurFlowParams
+
+        return BlurFlowParams(tile_px=self.tile_px, overlap_px=self.overlap_px, threads=self.threads)
+
 
 @dataclass
 class BlurFlowToolResult(ToolResult):
@@ -147,11 +153,7 @@ def _load_model(path: str | None) -> Any:
     from ..blurflow import load_default_model
     from ..blurflow.model import load_blur_flow
 
-    if path is None:
-        return load_default_model()
-    p = Path(path)
-    check(p.exists() or p.with_suffix(".safetensors").exists(), f"the blur-flow model {p} does not exist.")
-    return load_blur_flow(p)
+    return load_default_model() if path is None else load_blur_flow(Path(path))
 
 
 @TOOLS.register
@@ -167,14 +169,12 @@ class BlurFlow(Tool):
     layout = [_FlowEntry(), _RecordEntry()]
 
     def check(self, image: Any, params: BlurFlowToolParams) -> None:
-        from ..blurflow.predict import MIN_SIDE_PX
+        from ..blurflow.predict import check_image
 
         a = np.asarray(image)
         check(a.ndim == 2, f"blur flow works on one 2D image, got shape {tuple(a.shape)}; pick a frame first.")
-        check(min(a.shape) >= MIN_SIDE_PX, f"the image is {a.shape[0]} x {a.shape[1]} px; blur flow needs at "
-                                           f"least {MIN_SIDE_PX} x {MIN_SIDE_PX} px.")
-        check(params.overlap_px <= params.tile_px // 4, f"the tile overlap ({params.overlap_px} px) must be at "
-                                                         f"most a quarter of the tile size ({params.tile_px} px).")
+        check_image(a)
+        params.prediction().validate()
         if params.model is not None:
             p = Path(params.model)
             check(p.exists() or p.with_suffix(".safetensors").exists(),
@@ -182,16 +182,14 @@ class BlurFlow(Tool):
 
     def iter_run(self, image: Any, params: BlurFlowToolParams, *,
                  rois: Sequence[Any] = ()) -> Generator[Progress, None, BlurFlowToolResult]:
-        from ..blurflow.predict import BlurFlowParams, iter_predict_blur_flow
+        from ..blurflow.predict import iter_predict_blur_flow
 
         self.check(image, params)
         t0 = time.perf_counter()
         yield Progress("blur flow", 0.0, "loading the model")
         model = _load_model(params.model)
         t_load = time.perf_counter() - t0
-        res = yield from iter_predict_blur_flow(
-            np.asarray(image), model,
-            BlurFlowParams(tile_px=params.tile_px, overlap_px=params.overlap_px, threads=params.threads))
+        res = yield from iter_predict_blur_flow(np.asarray(image), model, params.prediction())
         summary = summarise(res.flow, params.min_validity)
         warnings = []
         if params.model is None:
