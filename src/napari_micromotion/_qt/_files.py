@@ -6,12 +6,13 @@ import csv
 import io
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..atomic import atomic_write
+from ..errors import check
 from ..layout import fmt
 
-__all__ = ["atomic_write", "write_csv_atomic", "fmt"]
+__all__ = ["atomic_write", "write_csv_atomic", "fmt", "save_figure_atomic", "write_panel_csv"]
 
 
 def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
@@ -23,3 +24,32 @@ def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Sequ
         w.writerow([fmt(v) for v in row])
     text = buf.getvalue()
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def save_figure_atomic(path: str | os.PathLike, draw: Callable[[Any], Any], *, height_in: float,
+                       width_in: float = 7.2, dpi: int = 300, empty: str | None = None) -> Path:
+    """A plot at publication size on white (PNG, SVG or PDF by extension), written atomically.
+
+    *draw* draws into a matplotlib figure; *empty*, when given, is the one-sentence reason there is
+    nothing to draw (raised after the extension is checked).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    p = Path(path)
+    kind = p.suffix.lower().lstrip(".")
+    check(kind in ("png", "svg", "pdf"), f"save the figure as .png, .svg or .pdf, not {p.suffix or 'no extension'}.")
+    check(empty is None, empty or "")
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(fig)
+    fig.set_facecolor("white")
+    draw(fig)
+    return atomic_write(p, lambda tmp: fig.savefig(tmp, format=kind, dpi=dpi, facecolor="white"))
+
+
+def write_panel_csv(path: str | os.PathLike, frames: Any, columns: dict[str, Any]) -> Path:
+    """A drawn panel's numbers, one row per frame (``frame`` then its columns), atomically."""
+    import numpy as np
+
+    table = np.column_stack([frames, *columns.values()])
+    return write_csv_atomic(path, ["frame", *columns], [[int(r[0]), *r[1:]] for r in table])

@@ -145,15 +145,14 @@ class DenoiseView(QWidget):
             self.export_csv(path)
 
     def export_csv(self, path: str | Path) -> Path | None:
-        """The region's trace and corridor as CSV (``frame,time_s,raw,denoised,lo90,hi90``)."""
+        """The region's trace and corridor as CSV (``frame,time_s,raw,denoised,lo90,hi90``), atomically."""
+        from ._files import write_panel_csv
+
         try:
             check(self.result is not None and self.region in self.result.traces, "there is no trace to export yet.")
             tr = self.result.traces[self.region]
-            table = np.column_stack([np.arange(self.result.n_frames), self.result.time_s(),
-                                     *(tr[k] for k in ("raw", "denoised", "lo90", "hi90"))])
-            path = Path(path)
-            np.savetxt(path, table, delimiter=",", header="frame,time_s,raw,denoised,lo90,hi90", comments="", fmt="%.7g")
-            return path
+            columns = {"time_s": self.result.time_s(), **{k: tr[k] for k in ("raw", "denoised", "lo90", "hi90")}}
+            return write_panel_csv(path, np.arange(self.result.n_frames), columns)
         except (MicromotionError, OSError) as exc:
             notify_error(exc if isinstance(exc, MicromotionError) else MicromotionError(f"could not write {path}: {exc}"))
             return None

@@ -282,21 +282,13 @@ class TracesView(QWidget):
 
     def save_figure(self, path: str | Path, width_in: float = 7.2, dpi: int = 300) -> Path | None:
         """The shown plot at publication size on white (PNG, SVG or PDF by extension), written atomically."""
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        from ._files import save_figure_atomic
 
-        from ._files import atomic_write
-
-        p = Path(path)
         try:
-            fmt = p.suffix.lower().lstrip(".")
-            check(fmt in ("png", "svg", "pdf"), f"save the figure as .png, .svg or .pdf, not {p.suffix or 'no extension'}.")
-            check(self._source() is not None, "there are no traces to save yet; run an analysis first.")
-            fig = Figure(figsize=(width_in, 3.4), layout="constrained")
-            FigureCanvasAgg(fig)
-            fig.set_facecolor("white")
-            self.draw(fig, colours=None, fontsize=7)
-            return atomic_write(p, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi, facecolor="white"))
+            return save_figure_atomic(path, lambda fig: self.draw(fig, colours=None, fontsize=7), height_in=3.4,
+                                      width_in=width_in, dpi=dpi,
+                                      empty=None if self._source() is not None
+                                      else "there are no traces to save yet; run an analysis first.")
         except MicromotionError as exc:
             notify_error(exc)
             return None
@@ -308,13 +300,11 @@ class TracesView(QWidget):
 
     def export_csv(self, path: str | Path) -> Path | None:
         """The plotted numbers (one row per frame of the shown window) as CSV, atomically."""
-        from ._files import write_csv_atomic
+        from ._files import write_panel_csv
 
         try:
             check(self.panel is not None and self.panel.columns, "there are no traces to export; run an analysis first.")
-            cols = ["frame", *self.panel.columns]
-            table = np.column_stack([self.panel.frames, *self.panel.columns.values()])
-            return write_csv_atomic(path, cols, [[int(r[0]), *r[1:]] for r in table])
+            return write_panel_csv(path, self.panel.frames, self.panel.columns)
         except MicromotionError as exc:
             notify_error(exc)
             return None
