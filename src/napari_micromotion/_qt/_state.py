@@ -151,6 +151,18 @@ class Session(QObject):
 
         return [la for la in self._layers() if isinstance(la, Shapes)]
 
+    def slider_frame(self) -> int | None:
+        """The transmission's frame under napari's time slider (``None`` when the viewer has no time axis)."""
+        step = self.viewer.dims.current_step
+        if len(step) < 3:
+            return None
+        frame = int(step[0])
+        trans = self.transmission_layer()
+        if trans is not None:
+            t_scale, t_off = float(trans.scale[0]), float(trans.translate[0])
+            frame = int(round((self.viewer.dims.point[0] - t_off) / t_scale)) if t_scale else frame
+        return frame
+
     def transmission_layer(self) -> Any:
         """The chosen transmission layer, else the plugin's, else the first (T, Y, X) image layer."""
         chosen = self.layer(self.choice.transmission)

@@ -256,13 +256,8 @@ class TracesView(QWidget):
             m.set_visible(inside)
 
     def _on_step(self, event: Any = None) -> None:
-        step = self.viewer.dims.current_step
-        trans = self.session.transmission_layer()
-        frame = int(step[0]) if len(step) >= 3 else 0
-        if trans is not None and len(step) >= 3:
-            t_scale, t_off = float(trans.scale[0]), float(trans.translate[0])
-            frame = int(round((self.viewer.dims.point[0] - t_off) / t_scale)) if t_scale else frame
-        self.set_frame(frame)
+        frame = self.session.slider_frame()
+        self.set_frame(0 if frame is None else frame)
 
     def set_frame(self, frame: int) -> None:
         """Move the marker to *frame* (the 20 s window follows it)."""

@@ -235,15 +235,9 @@ class MotionView(QWidget):
         self.go_to_frame(int(round(float(event.xdata) * self.result.fps)))
 
     def _on_step(self, event: Any = None) -> None:
-        step = self.viewer.dims.current_step
-        trans = self.session.transmission_layer()
-        if len(step) < 3:
-            return
-        frame = int(step[0])
-        if trans is not None:
-            t_scale, t_off = float(trans.scale[0]), float(trans.translate[0])
-            frame = int(round((self.viewer.dims.point[0] - t_off) / t_scale)) if t_scale else frame
-        self.set_frame(frame)
+        frame = self.session.slider_frame()
+        if frame is not None:
+            self.set_frame(frame)
 
     def set_frame(self, frame: int) -> None:
         self.current_frame = int(frame)
