@@ -12,7 +12,11 @@ CORE = ["napari_micromotion", "napari_micromotion.io", "napari_micromotion.recor
         "napari_micromotion.detectors.matched", "napari_micromotion.detectors.models", "napari_micromotion.beats",
         "napari_micromotion.limits", "napari_micromotion._layers", "napari_micromotion.methods",
         "napari_micromotion.methods.cnn3d", "napari_micromotion.tools", "napari_micromotion.retrace",
-        "napari_micromotion.layout", "napari_micromotion.results_io", "napari_micromotion.schema"]
+        "napari_micromotion.layout", "napari_micromotion.results_io", "napari_micromotion.schema",
+        "napari_micromotion.kernels.flow", "napari_micromotion.kernels.contraction", "napari_micromotion.methods.flow",
+        "napari_micromotion.tools.motion", "napari_micromotion.tools.blurflow", "napari_micromotion.tools.denoise",
+        "napari_micromotion.report_motion", "napari_micromotion.blurflow.train", "napari_micromotion.blurflow.evaluate",
+        "napari_micromotion.denoise.train", "napari_micromotion.denoise.predict"]
 
 
 def test_core_imports_without_qt_or_napari():
