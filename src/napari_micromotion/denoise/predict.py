@@ -9,11 +9,15 @@
   ``p / (1 - p) * sum_c w_c^2 f_c^2``; ``mc_passes >= 2`` samples them instead.
 * :func:`fit_calibration`: on held-out frames (never a training target) the residual
   ``r = x - mu`` is the error of ``mu`` plus independent camera noise, so
-  ``E[r^2] - var_camera = E[(clean - mu)^2]``.  This fixes a scale for the predicted variance
-  per band of predicted variance (a monotone map), so that intervals hold what they claim;
-  and, because camera noise is independent from pixel to pixel, the correlation of
-  neighbouring residuals is the correlation of the errors themselves: the spatial
-  correlation kernel that ROI corridors need.
+  ``E[r^2] - var_camera = E[(clean - mu)^2]``: a check of the predicted variance, and a
+  scale for it where the check can tell.  It often cannot: a good denoiser's error
+  variance is below 1 % of the camera noise (0.6 % in the benchmark's 40 dB run), while the
+  camera model measured from the movie is only good to about
+  :data:`CAMERA_VAR_ACCURACY` (0.7 % off there).  The variance the network learnt with its
+  likelihood is then kept, and changed only by as much as the held-out residuals demand
+  beyond that resolution.  Because camera noise is independent from pixel to pixel, the
+  correlation of neighbouring residuals is the correlation of the errors themselves: the
+  spatial correlation kernel that ROI corridors need.
 * :func:`guard_frames`: where the denoised frame departs from the raw frame by more than
   the camera noise and the stated uncertainty allow (tested on 5 x 5 px boxes, where
   camera noise averages down but a made-up or erased structure does not), pixels are
@@ -34,8 +38,13 @@ from ..progress import Progress
 from .data import CameraModel, Prior, make_inputs, neighbours
 from .train import TrainedDenoiser, torch_threads
 
-__all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GUARD_BOX", "tiles"]
+__all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GUARD_BOX", "CAMERA_VAR_ACCURACY",
+           "tiles"]
 
+#: relative accuracy of the camera-noise variance measured from a movie: held-out residual power
+#: within this of the camera model is no evidence about the denoiser's error (on the benchmark's
+#: simulation the measured model was 0.7 % above the true variance)
+CAMERA_VAR_ACCURACY = 0.01
 #: side of the boxes the hallucination guard averages residuals over (px)
 GUARD_BOX = 5
 #: largest frame side processed in one piece; larger frames go in overlapping tiles
@@ -190,8 +199,17 @@ def _residuals(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarray, 
 
 
 def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequence[int], camera: CameraModel, *,
-                    n_bands: int = 8, radius: int = 24, max_frames: int = 200) -> Calibration:
-    """Calibrate the predicted variance on held-out *frames* and measure the errors' spatial correlation."""
+                    n_bands: int = 8, radius: int = 24, max_frames: int = 200,
+                    camera_accuracy: float = CAMERA_VAR_ACCURACY) -> Calibration:
+    """Check (and where needed scale) the predicted variance on held-out *frames*; measure the errors' correlation.
+
+    The excess ``mean(r^2 - var_camera)`` estimates the mean squared error of ``mu`` with an
+    uncertainty ``eps``: its standard error plus ``camera_accuracy`` times the mean camera
+    variance.  One factor ``f`` scales the predicted variance: ``f = 1`` while the excess is
+    within ``2 eps`` of the predicted mean variance, otherwise the factor closest to 1 that
+    the excess allows.  The report keeps the raw estimate and the per-band excess (in units
+    of the camera noise) for inspection.
+    """
     frames = np.asarray(list(frames), int)
     check(frames.size >= 1, "no held-out frames to calibrate the uncertainty on.")
     if frames.size > max_frames:
@@ -202,29 +220,34 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
         nv.append(v_n.ravel())
         pv.append(p.ravel())
     r2, nv, pv = (np.concatenate(a) for a in (r2, nv, pv))
+    d = r2 - nv
+    mean_pred = max(float(np.mean(pv)), 1e-30)
+    excess = float(np.mean(d))
+    # independent camera noise: the pixels are independent draws (the error's share is small)
+    stat_se = float(np.std(d)) / math.sqrt(d.size)
+    eps = math.hypot(stat_se, camera_accuracy * float(np.mean(nv)))
+    f_hat, half = excess / mean_pred, 2.0 * eps / mean_pred
+    if f_hat - half > 1.0:
+        factor, verdict = f_hat - half, "raised: the held-out residuals exceed the predicted variance"
+    elif f_hat + half < 1.0:
+        factor, verdict = max(f_hat + half, 0.02), "lowered: the held-out residuals fall short of the predicted variance"
+    else:
+        factor, verdict = 1.0, "kept: the held-out residuals agree with the predicted variance within their resolution"
     qs = np.unique(np.quantile(pv, np.linspace(0, 1, n_bands + 1)))
-    edges, factors, excess_rel = [], [], []
     if qs.size < 3:
         qs = np.array([pv.min(), pv.max() + 1e-12])
     which = np.clip(np.searchsorted(qs, pv, side="right") - 1, 0, qs.size - 2)
-    for b in range(qs.size - 1):
-        sel = which == b
-        if sel.sum() < 100:
-            continue
-        excess = float(np.mean(r2[sel] - nv[sel]))        # mean square error of mu against the clean signal
-        f = max(excess, 0.02 * float(np.mean(pv[sel]))) / float(np.mean(pv[sel]))
-        factors.append(f)
-        edges.append(float(qs[b]))
-        excess_rel.append(excess / float(np.mean(nv[sel])))
-    edges.append(float(qs[-1]))
-    # the factors must not make a larger predicted variance a smaller calibrated one
-    cal_var = np.maximum.accumulate(np.asarray(factors) * np.sqrt(np.asarray(edges[:-1]) * np.asarray(edges[1:])))
-    centres = np.sqrt(np.asarray(edges[:-1]) * np.asarray(edges[1:]))
-    factors = (cal_var / np.maximum(centres, 1e-30)).tolist()
-    overall = float(np.mean(r2 - nv)) / float(np.mean(pv))
-    cal = Calibration(edges=edges, factors=factors, n_pixels=int(r2.size),
-                      report={"overall_factor": overall, "mse_over_noise_by_band": excess_rel,
-                              "heldout_frames": int(frames.size)})
+    bands = [(float(np.mean(d[which == b])) / float(np.mean(nv[which == b])),
+              float(np.mean(pv[which == b])) / float(np.mean(nv[which == b])))
+             for b in range(qs.size - 1) if np.any(which == b)]
+    cal = Calibration(edges=[float(pv.min()), float(pv.max())], factors=[float(factor)], n_pixels=int(r2.size),
+                      report={"overall_factor": float(factor), "residual_estimate_of_factor": f_hat,
+                              "resolution_of_factor": half, "verdict": verdict,
+                              "mse_over_noise": excess / float(np.mean(nv)),
+                              "predicted_over_noise": mean_pred / float(np.mean(nv)),
+                              "mse_over_noise_by_band": [b[0] for b in bands],
+                              "predicted_over_noise_by_band": [b[1] for b in bands],
+                              "camera_accuracy": camera_accuracy, "heldout_frames": int(frames.size)})
     cal.kernel = _error_kernel(video, mu, var, frames[: min(frames.size, 64)], camera, cal, radius)
     return cal
 

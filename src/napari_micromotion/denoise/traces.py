@@ -10,12 +10,18 @@ errors are correlated.  Monte-Carlo samples of each ROI mean are drawn from that
 distribution, turned into dF/F0 with the baseline F0 of the denoised trace, and their
 5th and 95th percentiles form the 90 % corridor.
 
-The pixel calibration cannot see how much of the error is shared over a whole region (the
-kernel is measured within a radius and tapered), so with held-out frames and the camera model
-the ROI-mean variance is calibrated once more, at the level of the ROI means themselves: there
-the camera noise averages down (``sum var_camera / N^2``) while the shared error does not, so
-``E[(raw ROI mean - denoised ROI mean)^2] - noise`` measures the error of the denoised ROI mean
-well.  One factor, pooled over the ROIs, scales every corridor's variance.
+Two things the pixel calibration cannot see are added at the level of the ROI means:
+
+* Timing: the network predicts frame ``t`` from its neighbours without frame ``t``, so when
+  the signal jumps between frames ``t - 1`` and ``t + 1`` (a calcium upstroke) it cannot
+  know where within that step frame ``t`` lies: the ROI mean gets the variance of a value
+  spread evenly over the step, ``(mean_{t+1} - mean_{t-1})^2 / 12``.
+* Shared error beyond the kernel's radius (cells that fire together err together): one
+  factor, pooled over the ROIs, scales the kernel variance so that on held-out frames the
+  ROI means' residuals against the raw movie, standardised by the camera noise of the mean
+  plus the corridor's variance, have the median of a standard normal (0.674).  There the
+  camera noise averages down while the shared error does not; the median, unlike the mean
+  square, is not carried away by the one or two beat onsets a held-out block may contain.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-__all__ = ["RoiTraces", "roi_traces", "roi_mean_sd"]
+__all__ = ["RoiTraces", "roi_traces", "roi_mean_sd", "timing_var"]
 
 
 @dataclass
@@ -40,10 +46,10 @@ class RoiTraces:
     hi: dict[str, np.ndarray] = field(default_factory=dict)
     mean_raw: dict[str, np.ndarray] = field(default_factory=dict)        # ROI mean, movie units
     mean_denoised: dict[str, np.ndarray] = field(default_factory=dict)
-    mean_sd: dict[str, np.ndarray] = field(default_factory=dict)         # SD of the denoised ROI mean, movie units
+    mean_sd: dict[str, np.ndarray] = field(default_factory=dict)         # SD of its error (kernel, factor, timing)
     mean_lo: dict[str, np.ndarray] = field(default_factory=dict)
     mean_hi: dict[str, np.ndarray] = field(default_factory=dict)
-    variance_factor: float = 1.0                                          # the ROI-level calibration (1: none)
+    variance_factor: float = 1.0                                          # ROI-level factor of the kernel variance
 
 
 def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
@@ -63,6 +69,35 @@ def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> 
     return np.sqrt(np.maximum(var, 0.0)) / n_px
 
 
+def timing_var(mean: np.ndarray) -> np.ndarray:
+    """Variance of each frame's ROI mean from not knowing where within a jump between its neighbours it lies."""
+    jump = np.zeros_like(mean, dtype=np.float64)
+    if mean.size >= 3:
+        jump[1:-1] = mean[2:] - mean[:-2]
+    if mean.size >= 2:
+        jump[0], jump[-1] = mean[1] - mean[0], mean[-1] - mean[-2]
+    return jump ** 2 / 12.0
+
+
+def _median_factor(resid: np.ndarray, noise: np.ndarray, kern: np.ndarray, step: np.ndarray,
+                   lo: float = 1 / 25, hi: float = 25.0) -> float:
+    """The factor ``f`` in ``[lo, hi]`` with ``median(|resid| / sqrt(noise + f kern + step)) = 0.674``."""
+    target = 0.6744897501960817          # median of |N(0, 1)|
+
+    def med(f: float) -> float:
+        return float(np.median(resid / np.sqrt(np.maximum(noise + f * kern + step, 1e-30))))
+
+    if med(lo) <= target:
+        return lo
+    if med(hi) >= target:
+        return hi
+    a, b = np.log(lo), np.log(hi)
+    for _ in range(50):
+        c = 0.5 * (a + b)
+        a, b = (c, b) if med(float(np.exp(c))) > target else (a, c)
+    return float(np.exp(0.5 * (a + b)))
+
+
 def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.ndarray | None, fps: float, *,
                n_samples: int = 200, level: float = 0.9, seed: int = 0, baseline_s: float = 10.0,
                chunk: int = 256, heldout: Any = None, camera: Any = None) -> RoiTraces:
@@ -78,7 +113,7 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         Monte-Carlo samples per ROI and frame, the corridor's coverage, the generator's seed.
     heldout, camera
         Frames never used for training and the :class:`~napari_micromotion.denoise.data.CameraModel`:
-        with both, the corridors' variance is calibrated on the held-out ROI means (module docstring).
+        with both, the kernel variance is scaled on the held-out ROI means (module docstring).
     """
     from ..filters import baseline
 
@@ -97,21 +132,21 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
             md[a:a + chunk] = (mu[a:a + chunk].astype(np.float64) * m).sum(axis=(1, 2)) / npx
         s = np.concatenate([roi_mean_sd(sd[a:a + chunk], m, kernel) for a in range(0, n, chunk)])
         means.append((mr, md, s))
+    steps = [timing_var(md) for _, md, _ in means]
     if heldout is not None and camera is not None and len(heldout):
         h = np.asarray(list(heldout), int)
-        excess = predicted = 0.0
+        z, noise, kern, step = [], [], [], []
         for i, (mr, md, s) in enumerate(means):
             m = masks.masks[i]
             npx = max(int(m.sum()), 1)
-            noise = np.array([float(camera.var(mu[t][m].astype(np.float64)).sum()) / npx ** 2 for t in h])
-            excess += float(np.sum((mr[h] - md[h]) ** 2 - noise))
-            predicted += float(np.sum(s[h] ** 2))
-        if predicted > 0:
-            out.variance_factor = float(np.clip(excess / predicted, 1 / 25, 25))
-    scale = np.sqrt(out.variance_factor)
+            z.append(np.abs(mr[h] - md[h]))
+            noise.append([float(camera.var(mu[t][m].astype(np.float64)).sum()) / npx ** 2 for t in h])
+            kern.append(s[h] ** 2)
+            step.append(steps[i][h])
+        out.variance_factor = _median_factor(*(np.concatenate([np.ravel(v) for v in a]) for a in (z, noise, kern, step)))
     for i, name in enumerate(masks.names):
         mr, md, s = means[i]
-        s = s * scale
+        s = np.sqrt(out.variance_factor * s ** 2 + steps[i])
         samples = md[None] + s[None] * rng.standard_normal((n_samples, n))
         f0_raw = baseline(mr, fps, baseline_s)
         f0 = baseline(md, fps, baseline_s)
