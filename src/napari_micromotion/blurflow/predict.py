@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import MicromotionError, check
 from ..progress import Progress, drive
+from ..schema import param
 from .model import TrainedBlurFlow, decode_output, load_blur_flow, normalise_image
 
 __all__ = [
@@ -65,14 +66,13 @@ MIN_SIDE_PX = 16
 class BlurFlowParams:
     """Settings of a blur-flow prediction."""
 
-    tile_px: int = field(default=512, metadata={
-        "label": "tile size", "unit": "px",
-        "help": "Large images are processed in square tiles of this size (smaller tiles use less memory)."})
-    overlap_px: int = field(default=64, metadata={
-        "label": "tile overlap", "unit": "px",
-        "help": "Overlap between neighbouring tiles; their predictions are blended across it so no seams appear."})
-    threads: int = field(default=0, metadata={
-        "label": "CPU threads", "unit": "", "help": "Threads for PyTorch (0: leave PyTorch's setting)."})
+    tile_px: int = param(512, label="tile size", unit="px", min=64, max=8192, flag="--tile", advanced=True,
+                         help="Large images are processed in square tiles of this size (smaller tiles use less memory).")
+    overlap_px: int = param(64, label="tile overlap", unit="px", min=0, max=2048, flag="--tile-overlap",
+                            advanced=True, help="Overlap between neighbouring tiles; their predictions are blended across it so no "
+                                 "seams appear.")
+    threads: int = param(0, label="CPU threads", min=0, max=256, flag="--threads", advanced=True,
+                         help="Threads for PyTorch (0: leave PyTorch's setting).")
 
     def validate(self) -> None:
         check(isinstance(self.tile_px, (int, np.integer)) and 64 <= self.tile_px <= 8192,

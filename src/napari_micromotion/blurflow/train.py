@@ -51,8 +51,10 @@ from typing import Any
 
 import numpy as np
 
+from .. import schema
 from ..errors import MicromotionError, check
 from ..progress import Progress, drive
+from ..schema import param
 from .model import (
     ARCHITECTURE,
     NetConfig,
@@ -83,49 +85,48 @@ STREAM_VALIDATION_SEED_OFFSET = 1_000_003   # validation images: two-zone stream
 class BlurFlowTrainParams:
     """How the blur-flow network is trained (defaults: the shipped model)."""
 
-    steps: int = field(default=1350, metadata={
-        "label": "training steps", "unit": "batches",
-        "help": "Number of optimiser steps; each uses a fresh batch of synthetic blurred images."})
-    batch_size: int = field(default=12, metadata={
-        "label": "batch size", "unit": "images", "help": "Synthetic images per optimiser step."})
-    crop_px: int = field(default=128, metadata={
-        "label": "training image size", "unit": "px", "help": "Side of the square synthetic training images."})
-    learning_rate: float = field(default=2e-3, metadata={
-        "label": "learning rate", "unit": "", "help": "Peak learning rate of RAdam (cosine decay to 2 % of it)."})
-    warmup_steps: int = field(default=0, metadata={
-        "label": "warm-up steps", "unit": "batches",
-        "help": "Steps of linear learning-rate warm-up (RAdam already warms up by itself)."})
-    beta2: float = field(default=0.99, metadata={
-        "label": "RAdam beta2", "unit": "",
-        "help": "Decay of RAdam's second-moment average; 0.99 (instead of 0.999) shortens RAdam's built-in "
-                "warm-up from thousands of steps to about a hundred, which matters for short CPU runs."})
-    gamma: float = field(default=1.0, metadata={
-        "label": "validity weight", "unit": "", "help": "Weight gamma of the validity term of the loss (Eq. 6)."})
-    axial_weight: float = field(default=1.0, metadata={
-        "label": "axial weight", "unit": "",
-        "help": "Weight of the v3 and z0 errors in the loss relative to the lateral ones; 4 = Eq. 6 with v3 and z0 "
-                "rescaled from [0, 1] to the lateral parameters' [-1, 1] (equal spread, so the axial outputs are "
-                "not starved of gradient)."})
-    reuse: bool = field(default=False, metadata={
-        "label": "reuse images", "unit": "",
-        "help": "Half of every batch is the previous batch's fresh images, flipped or transposed (a different but "
-                "exactly labelled view): halves the cost of synthesis per training image."})
+    steps: int = param(1350, label="training steps", unit="batches", min=1, flag="--steps",
+                       help="Number of optimiser steps; each uses a fresh batch of synthetic blurred images.")
+    batch_size: int = param(12, label="batch size", unit="images", min=1, max=512, flag="--batch-size",
+                            help="Synthetic images per optimiser step.")
+    crop_px: int = param(128, label="training image size", unit="px", min=32, max=1024, flag="--crop-px",
+                         help="Side of the square synthetic training images, a multiple of 32 px (16 x the "
+                              "network's input folding).")
+    learning_rate: float = param(2e-3, label="learning rate", min=1e-6, max=0.5, flag="--lr",
+                                 help="Peak learning rate of RAdam (cosine decay to 2 % of it).")
+    warmup_steps: int = param(0, label="warm-up steps", unit="batches", min=0, flag="--warmup-steps", advanced=True,
+                              help="Steps of linear learning-rate warm-up (RAdam already warms up by itself).")
+    beta2: float = param(0.99, label="RAdam beta2", min=0.5, max=0.99999, flag="--beta2", advanced=True,
+                         help="Decay of RAdam's second-moment average; 0.99 (instead of 0.999) shortens RAdam's "
+                              "built-in warm-up from thousands of steps to about a hundred, which matters for short "
+                              "CPU runs.")
+    gamma: float = param(1.0, label="validity weight", min=0.0, flag="--gamma", advanced=True,
+                         help="Weight gamma of the validity term of the loss (Eq. 6).")
+    axial_weight: float = param(1.0, label="axial weight", min=0.0, flag="--axial-weight",
+                                help="Weight of the v3 and z0 errors in the loss relative to the lateral ones; 4 = "
+                                     "Eq. 6 with v3 and z0 rescaled from [0, 1] to the lateral parameters' [-1, 1] "
+                                     "(equal spread, so the axial outputs are not starved of gradient); 1 = Eq. 6 as "
+                                     "printed.")
+    reuse: bool = param(False, label="reuse images", flag="--reuse",
+                        help="Half of every batch is the previous batch's fresh images, flipped or transposed (a "
+                             "different but exactly labelled view): halves the cost of synthesis per training image; "
+                             "needs an even batch size.")
     net: NetConfig = field(default_factory=NetConfig, metadata={
         "label": "network", "unit": "", "help": "Channel widths and residual blocks of the U-Net."})
     synth: SynthParams = field(default_factory=SynthParams, metadata={
         "label": "synthetic images", "unit": "", "help": "Optics, textures and noise of the training images."})
-    validation_every: int = field(default=500, metadata={
-        "label": "validation interval", "unit": "batches",
-        "help": "Score the network on held-out two-zone images every this many steps (0: never)."})
-    validation_images: int = field(default=8, metadata={
-        "label": "validation images", "unit": "images", "help": "Held-out two-zone images (128 px) per validation."})
-    threads: int = field(default=0, metadata={
-        "label": "CPU threads", "unit": "",
-        "help": "Threads for PyTorch (0: leave PyTorch's setting).  Leave one core for the image synthesis "
-                "thread: on a 2-core CPU 1 thread trains several times faster than 2."})
-    prefetch: bool = field(default=True, metadata={
-        "label": "prefetch", "unit": "",
-        "help": "Generate the next batch in a background thread while the network trains (same batches)."})
+    validation_every: int = param(500, label="validation interval", unit="batches", min=0,
+                                  flag="--validation-every", advanced=True,
+                                  help="Score the network on held-out two-zone images every this many steps (0: never).")
+    validation_images: int = param(8, label="validation images", unit="images", min=1, max=1024,
+                                   flag="--validation-images", advanced=True,
+                                   help="Held-out two-zone images (128 px) per validation.")
+    threads: int = param(0, label="CPU threads", min=0, max=256, flag="--threads",
+                         help="Threads for PyTorch (0: leave PyTorch's setting).  Leave one core for the image "
+                              "synthesis thread: on a 2-core CPU 1 thread trains several times faster than 2.")
+    prefetch: bool = param(True, label="prefetch", flag="--prefetch", advanced=True,
+                           help="Generate the next batch in a background thread while the network trains (same "
+                                "batches).")
 
     def validate(self) -> None:
         check(isinstance(self.steps, (int, np.integer)) and self.steps >= 1, f"steps must be >= 1, got {self.steps!r}.")
@@ -320,29 +321,25 @@ def steps_for_minutes(minutes: float, params: BlurFlowTrainParams, *, seed: int 
     return max(1, int(minutes * 60 * 0.95 / per_step))
 
 
+def train_specs() -> list[schema.ParamSpec]:
+    """The command-line parameters of :class:`BlurFlowTrainParams` (the network and the synthesis are fixed)."""
+    return schema.specs(BlurFlowTrainParams)
+
+
 def add_train_arguments(ap: argparse.ArgumentParser) -> None:
-    """The training options (shared by ``micromotion train-blur-flow`` and ``python -m ...blurflow.train``)."""
+    """The training options (shared by ``micromotion train-blur-flow`` and ``python -m ...blurflow.train``).
+
+    The run's own options (output, duration, seed) are written here; the training
+    parameters come from :class:`BlurFlowTrainParams`' schema.
+    """
     ap.add_argument("--out", "-o", required=True,
                     help="output path (.safetensors; the .json sidecar goes next to it)")
-    ap.add_argument("--minutes", type=float, default=None, help="train for about this many minutes (sets --steps)")
-    ap.add_argument("--steps", type=int, default=None, help=f"optimiser steps (default {BlurFlowTrainParams.steps})")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="train for about this many minutes (sets the training steps; not with --steps)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (network weights and training images)")
-    ap.add_argument("--threads", type=int, default=0,
-                    help="PyTorch CPU threads (0: PyTorch's default; leave a core for the image synthesis thread)")
-    ap.add_argument("--batch-size", type=int, default=BlurFlowTrainParams.batch_size,
-                    help=f"synthetic images per step (default {BlurFlowTrainParams.batch_size})")
-    ap.add_argument("--lr", type=float, default=BlurFlowTrainParams.learning_rate,
-                    help=f"peak learning rate of RAdam (default {BlurFlowTrainParams.learning_rate:g})")
-    ap.add_argument("--crop-px", type=int, default=BlurFlowTrainParams.crop_px,
-                    help=f"side of the synthetic training images, a multiple of 32 (default {BlurFlowTrainParams.crop_px})")
-    ap.add_argument("--axial-weight", type=float, default=BlurFlowTrainParams.axial_weight,
-                    help=f"loss weight of the v3 and z0 errors (default {BlurFlowTrainParams.axial_weight:g}; "
-                         "1 = Eq. 6 as printed)")
-    ap.add_argument("--reuse", action="store_true",
-                    help="half of every batch: the previous batch's images flipped or transposed (halves the "
-                         "synthesis cost; needs an even batch size)")
     ap.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     ap.add_argument("--quiet", "-q", action="store_true", help="no progress")
+    schema.add_arguments(ap, train_specs())
 
 
 def run_training(args: argparse.Namespace) -> Path:
@@ -353,22 +350,17 @@ def run_training(args: argparse.Namespace) -> Path:
     """
     out = Path(args.out)
     out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
-    check(args.minutes is None or args.steps is None, "give either --minutes or --steps, not both.")
-    check(args.steps is None or args.steps >= 1, f"--steps must be at least 1, got {args.steps}.")
-    check(args.batch_size >= 1, f"--batch-size must be at least 1, got {args.batch_size}.")
-    check(args.lr > 0 and math.isfinite(args.lr), f"--lr must be positive, got {args.lr}.")
-    check(0 <= args.threads <= 256, f"--threads must be 0-256, got {args.threads}.")
+    values = schema.values_from_args(args, train_specs())
+    check(args.minutes is None or "steps" not in values, "give either --minutes or --steps, not both.")
+    check(args.minutes is None or (math.isfinite(args.minutes) and args.minutes > 0),
+          f"--minutes must be positive, got {args.minutes}.")
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
     check(args.overwrite or not (out.exists() or out.with_suffix(".json").exists()),
           f"{out} already exists; pass --overwrite to replace it.")
-    params = BlurFlowTrainParams(batch_size=args.batch_size, learning_rate=args.lr, threads=args.threads,
-                                 crop_px=getattr(args, "crop_px", BlurFlowTrainParams.crop_px),
-                                 axial_weight=getattr(args, "axial_weight", BlurFlowTrainParams.axial_weight),
-                                 reuse=bool(getattr(args, "reuse", False)))
+    params = schema.build(BlurFlowTrainParams, values)
+    schema.check_ranges(params, train_specs())
     params.validate()
-    if args.steps is not None:
-        params = replace(params, steps=args.steps)
-    elif args.minutes is not None:
+    if args.minutes is not None:
         n = steps_for_minutes(args.minutes, params, seed=args.seed)
         params = replace(params, steps=n)
         if not args.quiet:

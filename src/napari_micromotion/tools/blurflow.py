@@ -31,6 +31,7 @@ from typing import Any, Generator, Sequence
 
 import numpy as np
 
+from ..blurflow.predict import BlurFlowParams
 from ..errors import MicromotionError, check
 from ..layout import Entry, read_tif
 from ..progress import Progress
@@ -65,19 +66,8 @@ class BlurFlowToolParams:
                                      "(elsewhere the texture is too poor to measure a blur).")
     arrows: int = param(24, label="arrows across", min=2, max=256, flag="--arrows", advanced=True,
                         help="Arrows per image width in napari's blur layer.")
-    tile_px: int = param(512, label="tile size", unit="px", min=64, max=8192, flag="--tile", advanced=True,
-                         help="Large images are processed in square tiles of this size (smaller tiles use less "
-                              "memory).")
-    overlap_px: int = param(64, label="tile overlap", unit="px", min=0, max=2048, flag="--tile-overlap",
-                            advanced=True, help="Overlap of neighbouring tiles, blended so that no seams appear.")
-    threads: int = param(0, label="threads", min=0, max=256, flag="--threads", advanced=True,
-                         help="PyTorch CPU threads (0: PyTorch's choice).")
-
-    def prediction(self) -> Any:
-        """The :class:`~napari_micromotion.blurflow.predict.BlurFlowParams` of these settings."""
-        from ..blurflow.predict import BlurFlowParams
-
-        return BlurFlowParams(tile_px=self.tile_px, overlap_px=self.overlap_px, threads=self.threads)
+    prediction: BlurFlowParams = param(label="prediction", default_factory=BlurFlowParams,
+                                       help="How the network runs over the image: tiles and threads.")
 
 
 @dataclass
@@ -174,7 +164,7 @@ class BlurFlow(Tool):
         a = np.asarray(image)
         check(a.ndim == 2, f"blur flow works on one 2D image, got shape {tuple(a.shape)}; pick a frame first.")
         check_image(a)
-        params.prediction().validate()
+        params.prediction.validate()
         if params.model is not None:
             p = Path(params.model)
             check(p.exists() or p.with_suffix(".safetensors").exists(),
@@ -189,7 +179,7 @@ class BlurFlow(Tool):
         yield Progress("blur flow", 0.0, "loading the model")
         model = _load_model(params.model)
         t_load = time.perf_counter() - t0
-        res = yield from iter_predict_blur_flow(np.asarray(image), model, params.prediction())
+        res = yield from iter_predict_blur_flow(np.asarray(image), model, params.prediction)
         summary = summarise(res.flow, params.min_validity)
         warnings = []
         if params.model is None:
