@@ -66,7 +66,7 @@ class BlurFlowToolParams:
                                      "(elsewhere the texture is too poor to measure a blur).")
     arrows: int = param(24, label="arrows across", min=2, max=256, flag="--arrows", advanced=True,
                         help="Arrows per image width in napari's blur layer.")
-    prediction: BlurFlowParams = param(label="prediction", default_factory=BlurFlowParams,
+    prediction: BlurFlowParams = param(label="tiles and threads", default_factory=BlurFlowParams,
                                        help="How the network runs over the image: tiles and threads.")
 
 
