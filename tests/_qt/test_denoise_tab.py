@@ -59,6 +59,14 @@ def test_denoise_tab_trains_shows_layers_and_corridors(make_napari_viewer, qtbot
     assert regions == [r.name for r in sim.rois]
     bench.session.select_roi("strong")
     assert view.region == "strong" and view.n_draws >= 1
+    # the trace's marker follows the denoised layer's own frame under the time slider, also when that
+    # layer is placed on another time scale than the recording
+    viewer.dims.set_point(0, float(fl.translate[0]) + 40 * float(fl.scale[0]))
+    assert view.current_frame == 40
+    mine["denoised"].scale = (2 * float(fl.scale[0]), *tuple(fl.scale)[1:])
+    viewer.dims.set_point(0, float(fl.translate[0]) + 80 * float(fl.scale[0]))
+    assert view.current_frame == 40
+    mine["denoised"].scale = tuple(fl.scale)
     out = view.export_csv(tmp_path / "strong.csv")
     with open(out) as fh:
         rows = list(csv.DictReader(fh))

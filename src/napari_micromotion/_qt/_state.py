@@ -151,15 +151,19 @@ class Session(QObject):
 
         return [la for la in self._layers() if isinstance(la, Shapes)]
 
-    def slider_frame(self) -> int | None:
-        """The transmission's frame under napari's time slider (``None`` when the viewer has no time axis)."""
+    def slider_frame(self, layer: Any = None) -> int | None:
+        """The frame of *layer* (default: the transmission) under napari's time slider.
+
+        ``None`` when the viewer has no time axis; the layer's time scale and offset are
+        taken into account, so a layer recorded at another rate shows its own frame.
+        """
         step = self.viewer.dims.current_step
         if len(step) < 3:
             return None
         frame = int(step[0])
-        trans = self.transmission_layer()
-        if trans is not None:
-            t_scale, t_off = float(trans.scale[0]), float(trans.translate[0])
+        layer = layer if layer is not None else self.transmission_layer()
+        if layer is not None:
+            t_scale, t_off = float(layer.scale[0]), float(layer.translate[0])
             frame = int(round((self.viewer.dims.point[0] - t_off) / t_scale)) if t_scale else frame
         return frame
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from .._layers import plugin_meta
 from ..errors import MicromotionError, check
 from ._state import get_session, unwrap_viewer
 from ._tasks import notify_error
@@ -87,10 +88,17 @@ class DenoiseView(QWidget):
         if i >= 0:
             self.region_combo.setCurrentIndex(i)
 
+    def _denoised_layer(self) -> Any:
+        for layer in self.viewer.layers:
+            meta = plugin_meta(layer)
+            if meta.get("tool") == "denoise" and getattr(layer, "ndim", 0) >= 3:
+                return layer
+        return None
+
     def _on_step(self, event: Any = None) -> None:
-        step = self.viewer.dims.current_step
-        if len(step) >= 3:
-            self.current_frame = int(step[0])
+        frame = self.session.slider_frame(self._denoised_layer())
+        if frame is not None:
+            self.current_frame = frame
             if self.marker is not None and self.result is not None:
                 t = self.current_frame / self.result.fps
                 self.marker.set_xdata([t, t])
