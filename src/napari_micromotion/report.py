@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 __all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
-           "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text"]
+           "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text", "style_axes"]
 
 ROI_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
 TRUTH_COLOUR = "#444444"
@@ -159,6 +159,16 @@ LIGHT = {"background": "#ffffff", "foreground": "#333333", "text": "#111111", "t
          "truth_field": "#888888", "marker": "#444444", "grid": "#dddddd"}
 
 
+def style_axes(ax: Any, colours: dict[str, str], fontsize: float) -> None:
+    """Background, spines, ticks and axis labels of *ax* in *colours* (``background``, ``foreground``, ``text``)."""
+    ax.set_facecolor(colours["background"])
+    for side in ax.spines.values():
+        side.set_color(colours["foreground"])
+    ax.tick_params(colors=colours["text"], labelsize=fontsize - 1)
+    ax.yaxis.label.set_color(colours["text"])
+    ax.xaxis.label.set_color(colours["text"])
+
+
 @dataclass
 class TracePanel:
     """What :func:`draw_trace_panel` drew: its axes, the lines that follow the current frame, the plotted data."""
@@ -206,18 +216,10 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
     kind = results.roi_kinds[results.roi_names.index(region)] if region in results.roi_names else "other"
     beats = [b for b in results.beats if b.roi == region]
 
-    def style(ax: Any) -> None:
-        ax.set_facecolor(c["background"])
-        for side in ax.spines.values():
-            side.set_color(c["foreground"])
-        ax.tick_params(colors=c["text"], labelsize=fontsize - 1)
-        ax.yaxis.label.set_color(c["text"])
-        ax.xaxis.label.set_color(c["text"])
-
     axes = []
     if top:
         ax = fig.add_subplot(grid[0])
-        style(ax)
+        style_axes(ax, c, fontsize)
         axes.append(ax)
         if own is not None:
             ax.plot(t, _z(own[sl]), color=c["truth"], lw=1.0, label=f"calcium, {region}")
@@ -251,7 +253,7 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
                   labelcolor=c["text"])
     if motion is not None:
         ax = fig.add_subplot(grid[rows - 1], sharex=axes[0] if axes else None)
-        style(ax)
+        style_axes(ax, c, fontsize)
         axes.append(ax)
         if region in results.roi_names and results.roi_masks is not None:
             n_px = max(int(results.roi_masks[results.roi_names.index(region)].sum()), 1)

@@ -12,22 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from .report import LIGHT, ROI_COLOURS, TracePanel, outline
+from .report import LIGHT, ROI_COLOURS, TracePanel, outline, style_axes
 
 __all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "beat_summary"]
 
 DISPLACEMENT = "#8c564b"
 SPEED = "#7f7f7f"
 ONSET = "#d62728"
-
-
-def _style(ax: Any, c: dict[str, str], fontsize: float) -> None:
-    ax.set_facecolor(c["background"])
-    for side in ax.spines.values():
-        side.set_color(c["foreground"])
-    ax.tick_params(colors=c["text"], labelsize=fontsize - 1)
-    ax.yaxis.label.set_color(c["text"])
-    ax.xaxis.label.set_color(c["text"])
 
 
 def beat_summary(result: Any, region: str) -> str:
@@ -87,7 +78,7 @@ def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | N
     kind = result.kinds[result.regions.index(region)] if region in result.regions else "other"
     disp = np.asarray(result.displacement[region], np.float64) * scale
     ax = fig.add_subplot(grid[0])
-    _style(ax, c, fontsize)
+    style_axes(ax, c, fontsize)
     ax.plot(t, disp[sl], color=DISPLACEMENT, lw=1.0, label="displacement")
     panel.columns[f"{region}/displacement_{unit}"] = disp[sl]
     inside = [b for b in result.beat_params if b.roi == region and sl.start <= b.peak_time_s * result.fps < sl.stop]
@@ -106,7 +97,7 @@ def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | N
     if show_speed:
         sp = np.asarray(result.speed[region], np.float64) * scale
         ax2 = fig.add_subplot(grid[1], sharex=ax)
-        _style(ax2, c, fontsize)
+        style_axes(ax2, c, fontsize)
         ax2.plot(t, sp[sl], color=SPEED, lw=0.8)
         ax2.set_ylabel(f"speed ({unit}/s)", fontsize=fontsize)
         panel.columns[f"{region}/speed_{unit}_s"] = sp[sl]

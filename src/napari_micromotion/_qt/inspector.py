@@ -33,7 +33,6 @@ from qtpy.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -49,6 +48,7 @@ from ..methods import label_of
 from ..results import WHOLE_FIELD
 from ._state import get_session, unwrap_viewer
 from ._tasks import notify_error
+from .plots import WHOLE, PlotView
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -59,37 +59,24 @@ __all__ = ["InspectorWidget", "INSPECTOR", "dock_inspector", "SortItem", "Traces
 
 #: the inspector's dock title
 INSPECTOR = "Traces and scores"
-WHOLE = "whole field"
 #: what the time axis shows
 WINDOWS = ("whole recording", "20 s at the time slider", "validation frames")
 
 
-class TracesView(QWidget):
+class TracesView(PlotView):
     """One region's traces (see the module docstring)."""
 
+    file_stem = "traces"
+    figure_height_in = 3.4
+    empty_text = "no traces yet: open a recording, draw ROIs (optional) and run an analysis"
+    nothing_text = "there are no traces yet; run an analysis first."
+
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
-        from matplotlib.figure import Figure
-
-        super().__init__(parent)
-        self.viewer = napari_viewer = unwrap_viewer(napari_viewer)
-        self.session = get_session(napari_viewer)
-        self.panel: Any = None
+        super().__init__(napari_viewer, parent,
+                         region_tip="The region whose traces are shown: an ROI, the whole field, or the last "
+                                    "pixel clicked in the viewer.")
         self.pixel: "Results | None" = None     # the last inspected pixel
-        self.current_frame = 0
-        self.n_draws = 0
         self.method_buttons: dict[str, QToolButton] = {}
-
-        self.figure = Figure(figsize=(8, 2.6), layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(150)
-        self.toolbar = NavigationToolbar2QT(self.canvas, self, coordinates=False)
-        self.toolbar.setIconSize(self.toolbar.iconSize() * 0.7)
-        self.region_combo = QComboBox()
-        self.region_combo.setToolTip("The region whose traces are shown: an ROI, the whole field, or the last "
-                                     "pixel clicked in the viewer.")
-        self.region_combo.currentTextChanged.connect(self._on_region)
         self.methods_row = QHBoxLayout()
         self.methods_row.setSpacing(2)
         self.window_combo = QComboBox()
@@ -97,26 +84,9 @@ class TracesView(QWidget):
         self.window_combo.setToolTip("The whole recording (zoom with the toolbar), 20 s that follow napari's time "
                                      "slider, or the scored (validation) frames.")
         self.window_combo.currentTextChanged.connect(lambda *_: self.redraw())
-        self.fig_button = QPushButton("Save figure...")
-        self.fig_button.setToolTip("The plot at publication size on white (PNG, SVG or PDF).")
-        self.fig_button.clicked.connect(self._fig_dialog)
-        self.csv_button = QPushButton("Export CSV...")
-        self.csv_button.setToolTip("The plotted numbers, one row per frame.")
-        self.csv_button.clicked.connect(self._csv_dialog)
-        self.note = QLabel("")
-        self.note.setWordWrap(True)
-
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Region"))
-        top.addWidget(self.region_combo, 1)
-        top.addLayout(self.methods_row)
-        top.addWidget(self.window_combo)
-        top.addWidget(self.toolbar)
-        top.addWidget(self.fig_button)
-        top.addWidget(self.csv_button)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
-        lay.addLayout(top)
+        lay.addLayout(self.top_row(self.methods_row, self.window_combo))
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.note)
 
@@ -126,16 +96,9 @@ class TracesView(QWidget):
                                                                    else ""))
         s.roi_selected.connect(self.show_region)
         s.pixel_inspected.connect(self.show_pixel)
-        napari_viewer.dims.events.current_step.connect(self._on_step)
-        napari_viewer.events.theme.connect(lambda *_: self.redraw())
         self._on_results(s.results)
 
     # ------------------------------------------------------------ state
-    @property
-    def region(self) -> str:
-        text = self.region_combo.currentText()
-        return WHOLE_FIELD if text == WHOLE else text
-
     def _source(self) -> "Results | None":
         """The result the current region lives in (the pixel's own result for an inspected pixel)."""
         if self.pixel is not None and self.region in self.pixel.roi_names:
@@ -185,20 +148,11 @@ class TracesView(QWidget):
                 self.method_buttons[m] = b
         self.redraw()
 
-    def show_region(self, name: str) -> None:
-        """Show ROI *name* (or :data:`WHOLE_FIELD`)."""
-        text = WHOLE if name == WHOLE_FIELD else name
-        if self.region_combo.findText(text) >= 0:
-            self.region_combo.setCurrentText(text)
-
     def show_pixel(self, sub: "Results") -> None:
         """Show the traces of an inspected pixel (the result of ``Session.inspect_pixel``)."""
         self.pixel = sub
         self._on_results()
         self.show_region(sub.roi_names[0])
-
-    def _on_region(self, *_: Any) -> None:
-        self.redraw()
 
     def _window(self, results: "Results") -> slice:
         choice = self.window_combo.currentText()
@@ -212,97 +166,32 @@ class TracesView(QWidget):
         return slice(0, n)
 
     # ------------------------------------------------------------ drawing
-    def theme_colours(self) -> dict[str, str]:
-        from napari.utils.theme import get_theme
+    def fps(self) -> float | None:
+        results = self._source()
+        return results.fps if results is not None else None
 
-        theme = get_theme(self.viewer.theme)
+    def theme_colours(self) -> dict[str, str]:
         light = self.viewer.theme == "light"
-        return {"background": theme.background.as_hex(), "foreground": theme.foreground.as_hex(),
-                "text": theme.text.as_hex(), "truth": "#222222" if light else "#f0f0f0",
-                "truth_field": "#888888" if light else "#a0a0a0", "marker": theme.text.as_hex()}
+        return {**super().theme_colours(), "truth": "#222222" if light else "#f0f0f0",
+                "truth_field": "#888888" if light else "#a0a0a0"}
 
     def draw(self, figure: Any, colours: dict[str, str] | None = None, fontsize: float = 8) -> Any:
         from ..report import draw_trace_panel
 
         results = self._source()
         if results is None or self.region_combo.count() == 0:
-            ax = figure.add_subplot(1, 1, 1)
-            ax.set_facecolor((colours or {}).get("background", "white"))
-            ax.text(0.5, 0.5, "no traces yet: open a recording, draw ROIs (optional) and run an analysis",
-                    ha="center", va="center", color=(colours or {}).get("text", "k"), transform=ax.transAxes)
-            ax.set_axis_off()
+            self.draw_empty(figure, colours)
             return None
         return draw_trace_panel(figure, results, self.region, self.selected_methods(), self._window(results),
                                 colours=colours, fontsize=fontsize)
 
-    def redraw(self) -> None:
-        colours = self.theme_colours()
-        self.figure.clear()
-        self.figure.set_facecolor(colours["background"])
-        self.panel = self.draw(self.figure, colours)
-        self._place_marker()
-        self.n_draws += 1
-        self.canvas.draw_idle()
-
-    def _place_marker(self) -> None:
-        results = self._source()
-        if self.panel is None or results is None:
-            return
-        x = self.current_frame / results.fps
-        frames = self.panel.frames
-        inside = bool(frames.size) and frames[0] <= self.current_frame <= frames[-1]
-        for m in self.panel.markers:
-            m.set_xdata([x, x])
-            m.set_visible(inside)
-
-    def _on_step(self, event: Any = None) -> None:
-        frame = self.session.slider_frame()
-        self.set_frame(0 if frame is None else frame)
-
     def set_frame(self, frame: int) -> None:
         """Move the marker to *frame* (the 20 s window follows it)."""
-        self.current_frame = int(frame)
         if self.window_combo.currentText() == WINDOWS[1]:
+            self.current_frame = int(frame)
             self.redraw()
             return
-        self._place_marker()
-        self.canvas.draw_idle()
-
-    # ------------------------------------------------------------ export
-    def _fig_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save figure", f"traces-{self.region}.png",
-                                              "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)")
-        if path:
-            self.save_figure(path)
-
-    def save_figure(self, path: str | Path, width_in: float = 7.2, dpi: int = 300) -> Path | None:
-        """The shown plot at publication size on white (PNG, SVG or PDF by extension), written atomically."""
-        from ._files import save_figure_atomic
-
-        try:
-            return save_figure_atomic(path, lambda fig: self.draw(fig, colours=None, fontsize=7), height_in=3.4,
-                                      width_in=width_in, dpi=dpi,
-                                      empty=None if self._source() is not None
-                                      else "there are no traces to save yet; run an analysis first.")
-        except MicromotionError as exc:
-            notify_error(exc)
-            return None
-
-    def _csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export plotted traces", f"traces-{self.region}.csv", "CSV (*.csv)")
-        if path:
-            self.export_csv(path)
-
-    def export_csv(self, path: str | Path) -> Path | None:
-        """The plotted numbers (one row per frame of the shown window) as CSV, atomically."""
-        from ._files import write_panel_csv
-
-        try:
-            check(self.panel is not None and self.panel.columns, "there are no traces to export; run an analysis first.")
-            return write_panel_csv(path, self.panel.frames, self.panel.columns)
-        except MicromotionError as exc:
-            notify_error(exc)
-            return None
+        super().set_frame(frame)
 
 
 class SortItem(QTableWidgetItem):

@@ -21,13 +21,10 @@ from qtpy.QtCore import Qt
 from qtpy.QtGui import QColor
 from qtpy.QtWidgets import (
     QAbstractItemView,
-    QComboBox,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QLabel,
     QPushButton,
-    QSizePolicy,
     QSplitter,
     QTableWidget,
     QVBoxLayout,
@@ -37,16 +34,15 @@ from qtpy.QtWidgets import (
 from .._layers import KIND_COLOURS
 from ..errors import MicromotionError, check
 from ..results import WHOLE_FIELD
-from ._state import get_session, unwrap_viewer
 from ._tasks import notify_error
 from .inspector import SortItem
+from .plots import WHOLE, PlotView
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 __all__ = ["MotionView", "BEAT_COLUMNS"]
 
-WHOLE = "whole field"
 
 #: (header, field, numeric, tooltip); px fields switch to µm when the pixel size is known
 BEAT_COLUMNS = [
@@ -66,38 +62,20 @@ BEAT_COLUMNS = [
 _MS = {"time_to_peak_s", "relaxation_50_s", "relaxation_90_s", "duration_s"}
 
 
-class MotionView(QWidget):
+class MotionView(PlotView):
     """Contraction trace (left) and beat parameters (right) of one motion result."""
 
+    file_stem = "contraction"
+    figure_height_in = 3.2
+    empty_text = "no contraction traces yet: run the motion tool (ROIs optional)"
+    nothing_text = "there is no contraction trace yet; run the motion tool first."
+
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg, NavigationToolbar2QT
-        from matplotlib.figure import Figure
-
-        super().__init__(parent)
-        self.viewer = napari_viewer = unwrap_viewer(napari_viewer)
-        self.session = get_session(napari_viewer)
+        super().__init__(napari_viewer, parent,
+                         region_tip="The region whose contraction is shown (follows the ROI selected in the viewer).")
         self.result: Any = None
-        self.panel: Any = None
-        self.current_frame = 0
-        self.n_draws = 0
         self._columns: list[tuple[str, str, bool, str]] = []
-
-        self.figure = Figure(figsize=(8, 2.6), layout="constrained")
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(150)
         self.canvas.mpl_connect("button_press_event", self._on_canvas_click)
-        self.toolbar = NavigationToolbar2QT(self.canvas, self, coordinates=False)
-        self.toolbar.setIconSize(self.toolbar.iconSize() * 0.7)
-        self.region_combo = QComboBox()
-        self.region_combo.setToolTip("The region whose contraction is shown (follows the ROI selected in the viewer).")
-        self.region_combo.currentTextChanged.connect(lambda *_: self.redraw())
-        self.fig_button = QPushButton("Save figure...")
-        self.fig_button.setToolTip("The plot at publication size on white (PNG, SVG or PDF).")
-        self.fig_button.clicked.connect(self._fig_dialog)
-        self.csv_button = QPushButton("Export CSV...")
-        self.csv_button.setToolTip("The plotted numbers, one row per frame.")
-        self.csv_button.clicked.connect(self._csv_dialog)
         self.table = QTableWidget(0, 0)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -109,19 +87,12 @@ class MotionView(QWidget):
         self.table_button = QPushButton("Export CSV...")
         self.table_button.setToolTip("The beat table in its current order.")
         self.table_button.clicked.connect(self._table_dialog)
-        self.note = QLabel("Run the motion tool: its contraction traces and beats appear here.")
-        self.note.setWordWrap(True)
+        self.note.setText("Run the motion tool: its contraction traces and beats appear here.")
 
         left = QWidget()
-        top = QHBoxLayout()
-        top.addWidget(QLabel("Region"))
-        top.addWidget(self.region_combo, 1)
-        top.addWidget(self.toolbar)
-        top.addWidget(self.fig_button)
-        top.addWidget(self.csv_button)
         llay = QVBoxLayout(left)
         llay.setContentsMargins(2, 2, 2, 2)
-        llay.addLayout(top)
+        llay.addLayout(self.top_row())
         llay.addWidget(self.canvas, 1)
         right = QWidget()
         rlay = QVBoxLayout(right)
@@ -142,26 +113,12 @@ class MotionView(QWidget):
         lay.addWidget(split)
 
         self.session.roi_selected.connect(self.show_region)
-        napari_viewer.dims.events.current_step.connect(self._on_step)
-        napari_viewer.events.theme.connect(lambda *_: self.redraw())
         self.redraw()
-
-    # ------------------------------------------------------------ state
-    @property
-    def region(self) -> str:
-        text = self.region_combo.currentText()
-        return WHOLE_FIELD if text == WHOLE else text
 
     def set_result(self, result: Any) -> None:
         """Show *result* (a :class:`~napari_micromotion.tools.motion.MotionResult`)."""
         self.result = result
-        previous = self.region_combo.currentText()
-        self.region_combo.blockSignals(True)
-        self.region_combo.clear()
-        self.region_combo.addItems([WHOLE if r == WHOLE_FIELD else r for r in result.regions])
-        idx = self.region_combo.findText(previous)
-        self.region_combo.setCurrentIndex(idx if idx >= 0 else 0)
-        self.region_combo.blockSignals(False)
+        self.set_regions(list(result.regions))
         self._fill_table()
         n = len(result.beat_params)
         unit = "µm" if result.pixel_size_um else "px (set the pixel size for µm)"
@@ -170,10 +127,8 @@ class MotionView(QWidget):
                           f"in {unit}.")
         self.redraw()
 
-    def show_region(self, name: str) -> None:
-        idx = self.region_combo.findText(WHOLE if name == WHOLE_FIELD else name)
-        if idx >= 0:
-            self.region_combo.setCurrentIndex(idx)
+    def fps(self) -> float | None:
+        return self.result.fps if self.result is not None else None
 
     # ------------------------------------------------------------ table
     def _fill_table(self) -> None:
@@ -234,90 +189,16 @@ class MotionView(QWidget):
             return
         self.go_to_frame(int(round(float(event.xdata) * self.result.fps)))
 
-    def _on_step(self, event: Any = None) -> None:
-        frame = self.session.slider_frame()
-        if frame is not None:
-            self.set_frame(frame)
-
-    def set_frame(self, frame: int) -> None:
-        self.current_frame = int(frame)
-        self._place_marker()
-        self.canvas.draw_idle()
-
     # ------------------------------------------------------------ drawing
-    def theme_colours(self) -> dict[str, str]:
-        from napari.utils.theme import get_theme
-
-        theme = get_theme(self.viewer.theme)
-        return {"background": theme.background.as_hex(), "foreground": theme.foreground.as_hex(),
-                "text": theme.text.as_hex(), "marker": theme.text.as_hex()}
-
     def draw(self, figure: Any, colours: dict[str, str] | None = None, fontsize: float = 8) -> Any:
         from ..report_motion import draw_contraction_panel
 
         if self.result is None or self.region_combo.count() == 0:
-            ax = figure.add_subplot(1, 1, 1)
-            ax.set_facecolor((colours or {}).get("background", "white"))
-            ax.text(0.5, 0.5, "no contraction traces yet: run the motion tool (ROIs optional)", ha="center",
-                    va="center", color=(colours or {}).get("text", "k"), transform=ax.transAxes)
-            ax.set_axis_off()
+            self.draw_empty(figure, colours)
             return None
         return draw_contraction_panel(figure, self.result, self.region, colours=colours, fontsize=fontsize)
 
-    def redraw(self) -> None:
-        colours = self.theme_colours()
-        self.figure.clear()
-        self.figure.set_facecolor(colours["background"])
-        self.panel = self.draw(self.figure, colours)
-        self._place_marker()
-        self.n_draws += 1
-        self.canvas.draw_idle()
-
-    def _place_marker(self) -> None:
-        if self.panel is None or self.result is None:
-            return
-        x = self.current_frame / self.result.fps
-        for m in self.panel.markers:
-            m.set_xdata([x, x])
-
     # ------------------------------------------------------------ export
-    def _fig_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save figure", f"contraction-{self.region}.png",
-                                              "PNG (*.png);;SVG (*.svg);;PDF (*.pdf)")
-        if path:
-            self.save_figure(path)
-
-    def save_figure(self, path: str | Path, width_in: float = 7.2, dpi: int = 300) -> Path | None:
-        """The shown plot at publication size on white (PNG, SVG or PDF by extension), written atomically."""
-        from ._files import save_figure_atomic
-
-        try:
-            return save_figure_atomic(path, lambda fig: self.draw(fig, colours=None, fontsize=7), height_in=3.2,
-                                      width_in=width_in, dpi=dpi,
-                                      empty=None if self.result is not None
-                                      else "there is no contraction trace to save yet; run the motion tool first.")
-        except MicromotionError as exc:
-            notify_error(exc)
-            return None
-
-    def _csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the plotted trace", f"contraction-{self.region}.csv",
-                                              "CSV (*.csv)")
-        if path:
-            self.export_csv(path)
-
-    def export_csv(self, path: str | Path) -> Path | None:
-        """The plotted numbers (one row per frame) as CSV, atomically."""
-        from ._files import write_panel_csv
-
-        try:
-            check(self.panel is not None and len(self.panel.columns) > 1,
-                  "there is no contraction trace to export; run the motion tool first.")
-            return write_panel_csv(path, self.panel.frames, self.panel.columns)
-        except MicromotionError as exc:
-            notify_error(exc)
-            return None
-
     def _table_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export beat parameters", "beat_params.csv", "CSV (*.csv)")
         if path:

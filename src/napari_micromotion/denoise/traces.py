@@ -80,7 +80,7 @@ def timing_var(mean: np.ndarray) -> np.ndarray:
 
 
 def _median_factor(resid: np.ndarray, noise: np.ndarray, kern: np.ndarray, step: np.ndarray,
-                   lo: float = 1 / 25, hi: float = 25.0) -> float:
+                   lo: float = 1e-4, hi: float = 1e4) -> float:
     """The factor ``f`` in ``[lo, hi]`` with ``median(|resid| / sqrt(noise + f kern + step)) = 0.674``."""
     target = 0.6744897501960817          # median of |N(0, 1)|
 
