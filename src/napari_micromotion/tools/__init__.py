@@ -9,9 +9,9 @@ parameter dataclass; see :mod:`.base`.
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult
 
-__all__ = ["TOOLS", "Tool", "ToolResult"]
+__all__ = ["TOOLS", "Tool", "ToolResult", "RecordEntry"]
 
 TOOLS: Registry[Tool] = Registry("tool", "napari_micromotion.tools",
                                  builtins=tuple(f"napari_micromotion.tools.{t}" for t in ("motion", "blurflow", "denoise")))

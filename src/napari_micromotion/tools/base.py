@@ -10,7 +10,9 @@ analysis' conventions:
   returning a :class:`ToolResult`; :meth:`Tool.run` is its synchronous wrapper;
 * its output folder is described once by :attr:`Tool.layout` (entries of
   :mod:`napari_micromotion.layout`), written atomically by :meth:`Tool.write` and read
-  back by :meth:`Tool.read`.
+  back by :meth:`Tool.read`; the run record ``<name>.json`` carries the parameters and,
+  under ``result``, the scalars of :meth:`Tool.result_record`, which
+  :meth:`Tool.fields_from_record` turns back into result fields.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from ..errors import MicromotionError
 from ..methods.base import NoParams
 from ..progress import Progress, drive
 
-__all__ = ["Tool", "ToolResult"]
+__all__ = ["Tool", "ToolResult", "RecordEntry"]
 
 
 @dataclass
@@ -37,6 +39,20 @@ class ToolResult:
     source: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RecordEntry:
+    """The run record ``<name>.json`` in a tool's :attr:`~Tool.layout` (for its description; the tool writes it)."""
+
+    path: str
+    what: str
+
+    def write(self, result: Any, folder: Path) -> None:
+        """Nothing: :meth:`Tool.write` writes the record."""
+
+    def read(self, folder: Path, fields: dict[str, Any]) -> None:
+        """Nothing: :meth:`Tool.read` reads it (:meth:`Tool.fields_from_record`)."""
 
 
 class Tool:
@@ -100,9 +116,21 @@ class Tool:
         from ..detectors.models import package_versions
         from ..schema import to_dict
 
-        return {"tool": self.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "parameters": to_dict(result.params), "source": result.source, "timings_s": result.timings_s,
-                "warnings": result.warnings, "package_versions": package_versions()}
+        rec = {"tool": self.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+               "parameters": to_dict(result.params), "source": result.source, "timings_s": result.timings_s,
+               "warnings": result.warnings, "package_versions": package_versions()}
+        own = self.result_record(result)
+        if own:
+            rec["result"] = own
+        return rec
+
+    def result_record(self, result: Any) -> dict[str, Any]:
+        """JSON-ready scalars of *result* kept in the run record's ``result`` section (none by default)."""
+        return {}
+
+    def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        """Result fields from the run record's ``result`` section (the inverse of :meth:`result_record`)."""
+        return {}
 
     def write(self, result: Any, out: str | os.PathLike, *, overwrite: bool = False,
               extra: dict[str, Any] | None = None) -> Path:
@@ -140,6 +168,7 @@ class Tool:
         fields: dict[str, Any] = {"params": build(self.Params, record.get("parameters", {})),
                                   "source": record.get("source", {}), "timings_s": record.get("timings_s", {}),
                                   "warnings": record.get("warnings", [])}
+        fields.update(self.fields_from_record(record.get("result", {}) or {}))
         for entry in self.layout:
             entry.read(folder, fields)
         return self.result_type(**fields)

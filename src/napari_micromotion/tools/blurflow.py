@@ -37,7 +37,7 @@ from ..layout import Entry, read_tif
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
-from .base import Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult
 
 __all__ = ["BlurFlow", "BlurFlowToolParams", "BlurFlowToolResult", "CHANNEL_UNITS"]
 
@@ -121,24 +121,6 @@ class _FlowEntry(Entry):
         fields["flow"] = flow
 
 
-class _RecordEntry(Entry):
-    path = "blur_flow.json"
-    what = "parameters, model and optics, channel units, summary, timings"
-
-    def write(self, result: BlurFlowToolResult, folder: Path) -> None:  # written by Tool.write via record()
-        pass
-
-    def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        import json
-
-        rec = json.loads((folder / self.path).read_text()).get("result", {})
-        for key in ("pixel_size_um", "axial_unit_um", "blur_px_per_unit"):
-            if key in rec:
-                fields[key] = float(rec[key])
-        fields["model"] = rec.get("model", {})
-        fields["summary"] = rec.get("summary", {})
-
-
 def _load_model(path: str | None) -> Any:
     from ..blurflow import load_default_model
     from ..blurflow.model import load_blur_flow
@@ -156,7 +138,7 @@ class BlurFlow(Tool):
     input = "image"
     Params = BlurFlowToolParams
     result_type = BlurFlowToolResult
-    layout = [_FlowEntry(), _RecordEntry()]
+    layout = [_FlowEntry(), RecordEntry("blur_flow.json", "parameters, model and optics, channel units, summary, timings")]
 
     def check(self, image: Any, params: BlurFlowToolParams) -> None:
         from ..blurflow.predict import check_image
@@ -196,12 +178,15 @@ class BlurFlow(Tool):
             pixel_size_um=res.pixel_size_um, axial_unit_um=res.axial_unit_um, blur_px_per_unit=res.blur_px_per_unit,
             model=res.model, summary=summary)
 
-    def record(self, result: BlurFlowToolResult) -> dict[str, Any]:
-        rec = super().record(result)
-        rec["result"] = {"channels": CHANNEL_UNITS, "pixel_size_um": result.pixel_size_um,
-                         "axial_unit_um": result.axial_unit_um, "blur_px_per_unit": result.blur_px_per_unit,
-                         "model": result.model, "summary": result.summary}
-        return rec
+    def result_record(self, result: BlurFlowToolResult) -> dict[str, Any]:
+        return {"channels": CHANNEL_UNITS, "pixel_size_um": result.pixel_size_um,
+                "axial_unit_um": result.axial_unit_um, "blur_px_per_unit": result.blur_px_per_unit,
+                "model": result.model, "summary": result.summary}
+
+    def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        fields: dict[str, Any] = {key: float(rec[key]) for key in ("pixel_size_um", "axial_unit_um", "blur_px_per_unit")
+                                  if key in rec}
+        return {**fields, "model": rec.get("model", {}), "summary": rec.get("summary", {})}
 
     def arrows(self, result: BlurFlowToolResult) -> tuple[np.ndarray, np.ndarray]:
         """Blur axes on a grid where validity suffices: napari vectors ``(N, 2, 2)`` and their ``v_z``.

@@ -38,7 +38,7 @@ from ..progress import Progress
 from ..results import WHOLE_FIELD
 from ..schema import param
 from . import TOOLS
-from .base import Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult
 
 __all__ = ["Denoise", "DenoiseParams", "DenoiseResult", "split_frames", "iter_denoise"]
 
@@ -152,21 +152,6 @@ class ModelEntry(Entry):
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         pass
-
-
-class _DenoiseRecordEntry(Entry):
-    path = "denoise.json"
-    what = "parameters, loss curve, held-out metrics, calibration, hallucination guard, timings"
-
-    def write(self, result: DenoiseResult, folder: Path) -> None:  # written by Tool.write via record()
-        pass
-
-    def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        import json
-
-        rec = json.loads((folder / self.path).read_text()).get("result", {})
-        fields.update(fps=float(rec.get("fps", 1.0)), frame_shape=tuple(rec.get("frame_shape", (0, 0))),
-                      metrics=dict(rec.get("metrics", {})))
 
 
 def split_frames(n_frames: int, heldout_fraction: float, context: int) -> tuple[np.ndarray, np.ndarray]:
@@ -299,7 +284,7 @@ class Denoise(Tool):
         ImageEntry("guard.tif", "guard", "fraction of frames in which each pixel was flagged by the hallucination guard"),
         RoiTracesEntry(),
         ModelEntry(),
-        _DenoiseRecordEntry(),
+        RecordEntry("denoise.json", "parameters, loss curve, held-out metrics, calibration, hallucination guard, timings"),
     ]
 
     def check(self, recording: Any, params: DenoiseParams) -> None:
@@ -320,11 +305,13 @@ class Denoise(Tool):
         result.source = dict(recording.provenance)
         return result
 
-    def record(self, result: DenoiseResult) -> dict[str, Any]:
-        rec = super().record(result)
-        rec["result"] = {"fps": result.fps, "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
-                         "regions": result.regions, "metrics": result.metrics}
-        return rec
+    def result_record(self, result: DenoiseResult) -> dict[str, Any]:
+        return {"fps": result.fps, "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
+                "regions": result.regions, "metrics": result.metrics}
+
+    def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        return {"fps": float(rec.get("fps", 1.0)), "frame_shape": tuple(rec.get("frame_shape", (0, 0))),
+                "metrics": dict(rec.get("metrics", {}))}
 
     def layer_data(self, result: DenoiseResult) -> list[tuple[Any, dict[str, Any], str]]:
         from .._layers import META_KEY

@@ -52,7 +52,7 @@ from ..results import WHOLE_FIELD, BeatRateRow, BeatRow, Row
 from ..rois import rasterize
 from ..schema import param
 from . import TOOLS
-from .base import Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult
 
 __all__ = ["Motion", "MotionParams", "MotionResult", "BeatParamRow", "MOTION_SOURCE", "iter_motion"]
 
@@ -213,26 +213,6 @@ class _ReportEntry(Entry):
         pass
 
 
-class _MotionRecordEntry(Entry):
-    """Scalars of the result kept in the run record's ``result`` section (read back into the fields)."""
-
-    path = "motion.json"
-    what = "parameters, reference frame, frame rate, pixel size, removed drift, timings"
-
-    def write(self, result: MotionResult, folder: Path) -> None:  # written by Tool.write via record()
-        pass
-
-    def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        import json
-
-        rec = json.loads((folder / "motion.json").read_text()).get("result", {})
-        fields.update(fps=float(rec.get("fps", 1.0)), pixel_size_um=rec.get("pixel_size_um"),
-                      reference_frame=int(rec.get("reference_frame", 0)), kinds=list(rec.get("kinds", [])),
-                      frame_shape=tuple(rec.get("frame_shape", (0, 0))))
-        if rec.get("drift_px") is not None:
-            fields["drift_px"] = np.asarray(rec["drift_px"], np.float32)
-
-
 def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), *, flow_out: Any = None
                 ) -> Generator[Progress, None, MotionResult]:
     """Measure motion and contraction (see the module docstring); a generator of progress.
@@ -373,7 +353,7 @@ class Motion(Tool):
         ImageEntry("maps/reference.tif", "reference_image", "the reference frame"),
         FlowEntry(),
         _ReportEntry(),
-        _MotionRecordEntry(),
+        RecordEntry("motion.json", "parameters, reference frame, frame rate, pixel size, removed drift, timings"),
     ]
 
     def check(self, recording: Any, params: MotionParams) -> None:
@@ -404,13 +384,19 @@ class Motion(Tool):
         result._cleanup = weakref.finalize(result, shutil.rmtree, scratch, True)   # unless written
         return result
 
-    def record(self, result: MotionResult) -> dict[str, Any]:
-        rec = super().record(result)
-        rec["result"] = {"fps": result.fps, "pixel_size_um": result.pixel_size_um,
-                         "reference_frame": result.reference_frame, "kinds": result.kinds,
-                         "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
-                         "drift_px": result.drift_px.tolist() if result.drift_px is not None else None}
-        return rec
+    def result_record(self, result: MotionResult) -> dict[str, Any]:
+        return {"fps": result.fps, "pixel_size_um": result.pixel_size_um,
+                "reference_frame": result.reference_frame, "kinds": result.kinds,
+                "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
+                "drift_px": result.drift_px.tolist() if result.drift_px is not None else None}
+
+    def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        fields = {"fps": float(rec.get("fps", 1.0)), "pixel_size_um": rec.get("pixel_size_um"),
+                  "reference_frame": int(rec.get("reference_frame", 0)), "kinds": list(rec.get("kinds", [])),
+                  "frame_shape": tuple(rec.get("frame_shape", (0, 0)))}
+        if rec.get("drift_px") is not None:
+            fields["drift_px"] = np.asarray(rec["drift_px"], np.float32)
+        return fields
 
     def write(self, result: MotionResult, out: Any, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
         folder = super().write(result, out, overwrite=overwrite, extra=extra)
