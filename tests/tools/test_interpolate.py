@@ -1,4 +1,4 @@
-"""``micromotion interpolate``: the output folder's contract and refusals.
+"""``micromotion interpolate``: the output folder's contract, refusals, and ``analyze`` with synthesized frames.
 
 A small simulated uint16 recording (ImageJ TIFF at 25 fps) is interpolated once with the
 learned method (a tiny fine-tuning) and once linearly; the tests look at what was written.
@@ -117,3 +117,35 @@ def test_interpolating_an_interpolated_video_is_refused(outputs, tmp_path, capsy
     err = capsys.readouterr().err
     assert_one_line_error(err, code)
     assert "synthesized" in err and not (tmp_path / "again").exists()
+
+
+def test_analyze_refuses_synthesized_frames_unless_asked(outputs, tmp_path, capsys):
+    folder, _ = outputs["linear"]
+    code = main(["analyze", str(folder / "interpolated.tif"), "--methods", "bandpass", "--out", str(tmp_path / "a"),
+                 "-q", "--no-report"])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert "--use-interpolated" in err and "synthesized" in err and not (tmp_path / "a").exists()
+    # a copy without the metadata is still recognised by the synthesized.csv beside it
+    plain = tmp_path / "copy" / "interpolated.tif"
+    plain.parent.mkdir()
+    tifffile.imwrite(plain, tifffile.imread(folder / "interpolated.tif"))
+    (plain.parent / "synthesized.csv").write_text((folder / "synthesized.csv").read_text())
+    rec = read_recording(plain, fps=75.0)
+    assert rec.provenance["synthesized_frames"]["marked_by"] == "synthesized.csv beside it"
+
+
+def test_analysis_with_use_interpolated_says_so(outputs):
+    from napari_micromotion.pipeline import AnalysisParams, plan_analysis
+
+    folder, _ = outputs["linear"]
+    rec = read_recording(folder / "interpolated.tif")
+    plan = plan_analysis(rec, [], AnalysisParams(methods=("bandpass",), use_interpolated=True))
+    assert any("synthesized" in w and "--use-interpolated" in w for w in plan.ctx.warnings)
+    from napari_micromotion.errors import MicromotionError
+
+    with pytest.raises(MicromotionError, match="synthesized"):
+        plan_analysis(rec, [], AnalysisParams(methods=("bandpass",)))
+    measured = read_recording(folder.parent / "learned" / "interpolated.tif").with_(provenance={})
+    assert not any("synthesized" in w for w in plan_analysis(measured, [], AnalysisParams(methods=("bandpass",)))
+                   .ctx.warnings)
