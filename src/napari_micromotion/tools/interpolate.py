@@ -176,6 +176,8 @@ class Interpolate(Tool):
     Params = InterpolateParams
     result_type = InterpolateResult
     result_view = "napari_micromotion._qt.interpolate_view:InterpolateView"
+    #: title of the workbench's live loss plot
+    loss_title = "fine-tuning loss (Charbonnier, units of the frames' contrast)"
     layout = [
         InterpolatedEntry(),
         SynthesizedEntry(),
