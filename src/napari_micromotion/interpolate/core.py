@@ -22,10 +22,9 @@ neighbours; PSNR and SSIM against the held-out frames are recorded.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Generator, Sequence
+from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 
@@ -34,7 +33,8 @@ from ..progress import Progress
 from .flows import PairFlow, flow_frame, linear_frame, pair_flow
 
 __all__ = ["METHODS", "Normaliser", "Interpolator", "LinearInterpolator", "FlowInterpolator", "LearnedInterpolator",
-           "heldout_frames", "psnr_ssim", "iter_interpolate", "Interpolation", "make_interpolator", "output_times"]
+           "heldout_frames", "psnr_ssim", "iter_interpolate", "Interpolation", "make_interpolator", "output_times",
+           "synthesize"]
 
 METHODS = ("linear", "flow", "learned")
 
@@ -130,9 +130,10 @@ class LearnedInterpolator(Interpolator):
         finally:
             torch.set_num_threads(old)
         frames = self.norm.back(out[:, 0].numpy())
-        classic = np.stack([flow_frame(a, b, tt, pf)[0] for tt in ts])
-        half = 0.5 * np.abs(ex["w0"][:, 0].numpy() - ex["w1"][:, 0].numpy()) * np.float32(self.norm.range)
-        return frames, np.maximum(half, np.abs(frames - classic)).astype(np.float32)
+        scale = np.float32(self.norm.range)
+        half = 0.5 * np.abs(ex["w0"][:, 0].numpy() - ex["w1"][:, 0].numpy()) * scale
+        gap = np.abs(out[:, 0].numpy() - ex["classic"][:, 0].numpy()) * scale      # learned vs flow
+        return frames, np.maximum(half, gap).astype(np.float32)
 
 
 def make_interpolator(method: str, *, engine: str = "dis", net: Any = None, norm: Normaliser | None = None,
@@ -195,6 +196,37 @@ def _to_dtype(frames: np.ndarray, dtype: np.dtype) -> np.ndarray:
         info = np.iinfo(dtype)
         return np.clip(np.rint(frames), info.min, info.max).astype(dtype)
     return frames.astype(dtype)
+
+
+def synthesize(video: Any, interp: Interpolator, factor: int, engine: str = "dis"
+               ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(i, frames, uncertainty)`` for every pair ``(i, i + 1)`` of *video*: the ``factor - 1`` frames between.
+
+    With a flow-based interpolator the next pair's flow is computed in a background thread
+    (OpenCV releases the GIL) while the current pair is synthesized, so flow and network
+    run on two cores at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = int(video.shape[0])
+    ts = [k / factor for k in range(1, factor)]
+
+    def pair(i: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.asarray(video[i], np.float32), np.asarray(video[i + 1], np.float32)
+
+    if not interp.needs_flow:
+        for i in range(n - 1):
+            a, b = pair(i)
+            yield (i, *interp.between(a, b, ts))
+        return
+    with ThreadPoolExecutor(1) as pool:
+        nxt = pool.submit(lambda: pair_flow(*pair(0), engine))
+        for i in range(n - 1):
+            pf = nxt.result()
+            if i + 1 < n - 1:
+                nxt = pool.submit(lambda j=i + 1: pair_flow(*pair(j), engine))
+            a, b = pair(i)
+            yield (i, *interp.between(a, b, ts, pf))
 
 
 def evaluate(video: Any, held: np.ndarray, interps: dict[str, Interpolator], data_range: float, engine: str
@@ -311,12 +343,8 @@ def iter_interpolate(video: Any, fps: float, *, factor: int = 2, method: str = "
     dtype = np.dtype(video.dtype) if np.dtype(video.dtype).kind in "uif" else np.dtype(np.float32)
     frames = np.empty((m, ny, nx), dtype)
     unc = np.zeros((m, ny, nx), np.float32)
-    ts = [k / factor for k in range(1, factor)]
-    for i in range(n - 1):
-        a = np.asarray(video[i])
-        b = np.asarray(video[i + 1])
-        frames[i * factor] = a
-        syn, u = interp.between(a.astype(np.float32), b.astype(np.float32), ts)
+    for i, syn, u in synthesize(video, interp, factor, engine):
+        frames[i * factor] = np.asarray(video[i])
         frames[i * factor + 1:(i + 1) * factor] = _to_dtype(syn, dtype)
         unc[i * factor + 1:(i + 1) * factor] = u
         if i % 4 == 0 or i == n - 2:
@@ -330,5 +358,3 @@ def iter_interpolate(video: Any, fps: float, *, factor: int = 2, method: str = "
                          evaluation=evaluation, training=training, timings_s=timings, warnings=warnings, net=net)
 
 
-def _finite(v: float) -> float | None:
-    return v if math.isfinite(v) else None

@@ -102,6 +102,8 @@ def build_net(width: int = 16) -> Any:
             logits = torch.cat([torch.log((1 - t) * v0), torch.log(t * v1),
                                 torch.full_like(v0, LINEAR_LOGIT0)], dim=1)
             lin = (1 - t) * i0 + t * i1
+            m0 = torch.softmax(logits, dim=1)    # the classical (flow) interpolator's frame, for the uncertainty
+            classic = m0[:, 0:1] * torch_warp(i0, ft0) + m0[:, 1:2] * torch_warp(i1, ft1) + m0[:, 2:3] * lin
             tmap = t.expand_as(i0)
             for s, block in zip(self.scales, self.blocks):
                 a0, a1 = F.avg_pool2d(i0, s), F.avg_pool2d(i1, s)
@@ -117,7 +119,8 @@ def build_net(width: int = 16) -> Any:
             fused = m[:, 0:1] * w0 + m[:, 1:2] * w1 + m[:, 2:3] * lin
             out = fused + self.refine(torch.cat([i0, i1, w0, w1, lin, fused, m[:, 2:3], tmap], dim=1))
             out = out * sd + mu
-            extras = {"w0": w0 * sd + mu, "w1": w1 * sd + mu, "fused": fused * sd + mu, "mask": m, "scale": sd}
+            extras = {"w0": w0 * sd + mu, "w1": w1 * sd + mu, "fused": fused * sd + mu, "mask": m, "scale": sd,
+                      "classic": classic * sd + mu}
             if ph or pw:
                 out = out[..., :h, :w]
                 extras = {k: (v[..., :h, :w] if k != "scale" else v) for k, v in extras.items()}
