@@ -497,7 +497,7 @@ def _cmd_train_blur_flow(args: argparse.Namespace) -> int:
 def _cmd_train_interpolator(args: argparse.Namespace) -> int:
     from .interpolate.pretrain import run_training
 
-    run_training(args)
+    run_training(args, progress=StderrProgress(args.quiet))
     return 0
 
 

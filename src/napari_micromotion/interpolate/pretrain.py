@@ -20,7 +20,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Generator
+from typing import Any, Generator
 
 import numpy as np
 
@@ -144,15 +144,14 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true")
 
 
-def run_training(args: argparse.Namespace) -> Path:
-    from ..cli import StderrProgress
-
+def run_training(args: argparse.Namespace, progress: Any = None) -> Path:
+    """``micromotion train-interpolator``: *args* from :func:`add_train_arguments`; *progress* receives the events."""
     out = Path(args.out).with_suffix(".safetensors")
     check(args.overwrite or not out.exists(), f"model file {out} exists; pass --overwrite to replace it.")
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
     check(args.steps >= 1, "--steps must be at least 1.")
     path = drive(iter_pretrain(out, steps=args.steps, seed=args.seed, threads=max(1, args.threads),
-                               real=not args.no_real), progress=StderrProgress(args.quiet))
+                               real=not args.no_real), progress=progress)
     if not args.quiet:
         print(f"wrote {path}", file=sys.stderr)
     return path
