@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import check
 from ..interpolate.core import METHODS
-from ..io import INTERPOLATED_KEY, synthesized_marker
+from ..io import INTERPOLATED_KEY
 from ..kernels.flow import ENGINES
 from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
 from ..progress import Progress
@@ -38,7 +38,7 @@ from ..schema import param
 from . import TOOLS
 from .base import Tool, ToolResult
 
-__all__ = ["Interpolate", "InterpolateParams", "InterpolateResult", "INTERPOLATED_KEY", "synthesized_marker"]
+__all__ = ["Interpolate", "InterpolateParams", "InterpolateResult"]
 
 
 
