@@ -63,6 +63,19 @@ def test_linear_is_exact_on_a_temporal_ramp():
     np.testing.assert_allclose(unc[1], 0.5 * np.abs(frames[4] - frames[0]), atol=1e-3)
 
 
+def test_uncertainty_follows_the_error_where_a_frame_is_guessed():
+    from napari_micromotion.interpolate.core import error_correlation
+
+    rng = np.random.default_rng(0)
+    err = np.abs(rng.normal(size=(64, 64))).astype(np.float32)
+    err[20:40, 20:40] += 5.0                                   # a badly guessed patch
+    good = np.zeros((64, 64), np.float32)
+    good[20:40, 20:40] = 1.0
+    assert error_correlation(err, good) > 0.8
+    assert abs(error_correlation(err, rng.random((64, 64)).astype(np.float32))) < 0.3
+    assert np.isnan(error_correlation(err, np.ones((64, 64), np.float32)))
+
+
 def test_flow_recovers_a_subpixel_translation_better_than_linear():
     img = texture((96, 96), seed=1)
     d = np.array([0.7, -1.6])
@@ -167,6 +180,7 @@ def test_run_keeps_measured_frames_exact(small_video):
     ev = got.evaluation
     assert set(ev["methods"]) == {"linear", "flow", "learned (pretrained)", "learned (fine-tuned)"}
     assert all(np.isfinite(v["psnr_db"]) and 0 < v["ssim"] <= 1 for v in ev["methods"].values())
+    assert all(-1 <= v["uncertainty_error_correlation"] <= 1 for v in ev["methods"].values())
     assert got.training["finetune"]["heldout_frames_excluded"] == ev["heldout_frames"] and ev["heldout_frames"]
     t, m = output_times(5, 4, 10.0)
     assert t.size == 17 and m.sum() == 5 and t[-1] == pytest.approx(0.4)

@@ -232,18 +232,35 @@ def synthesize(video: Any, interp: Interpolator, factor: int, engine: str = "dis
 def evaluate(video: Any, held: np.ndarray, interps: dict[str, Interpolator], data_range: float, engine: str
              ) -> Generator[Progress, None, dict[str, Any]]:
     """Held-out PSNR/SSIM (mean over *held*) of each interpolator, reconstructing ``h`` from ``h - 1`` and ``h + 1``."""
-    scores: dict[str, dict[str, list[float]]] = {k: {"psnr_db": [], "ssim": []} for k in interps}
+    scores: dict[str, dict[str, list[float]]] = {k: {"psnr_db": [], "ssim": [], "r": []} for k in interps}
     for j, h in enumerate(held):
         a, m, b = (np.asarray(video[f], np.float32) for f in (h - 1, h, h + 1))
         pf = pair_flow(a, b, engine) if any(i.needs_flow for i in interps.values()) else None
         for name, it in interps.items():
-            pred, _ = it.between(a, b, [0.5], pf)
+            pred, unc = it.between(a, b, [0.5], pf)
             p, s = psnr_ssim(m, pred[0], data_range)
             scores[name]["psnr_db"].append(p)
             scores[name]["ssim"].append(s)
+            scores[name]["r"].append(error_correlation(np.abs(pred[0] - m), unc[0]))
         yield Progress("evaluate", (j + 1) / len(held), f"held-out frame {int(h)} ({j + 1}/{len(held)})")
     return {name: {"psnr_db": float(np.mean(v["psnr_db"])), "ssim": float(np.mean(v["ssim"])),
+                   "uncertainty_error_correlation": float(np.nanmean(v["r"])) if np.isfinite(v["r"]).any() else None,
                    "psnr_db_per_frame": [round(x, 3) for x in v["psnr_db"]]} for name, v in scores.items()}
+
+
+def error_correlation(err: np.ndarray, unc: np.ndarray, box_px: int = 5) -> float:
+    """Pearson correlation of the absolute error and the stated uncertainty, both averaged over *box_px* boxes.
+
+    Single-pixel errors are mostly the held-out frame's own noise, which no uncertainty can
+    predict; over small boxes it averages out and what is left is where the frame was guessed.
+    """
+    import cv2
+
+    e = cv2.blur(np.asarray(err, np.float32), (box_px, box_px))
+    u = cv2.blur(np.asarray(unc, np.float32), (box_px, box_px))
+    if e.std() == 0 or u.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(e.ravel(), u.ravel())[0, 1])
 
 
 def iter_interpolate(video: Any, fps: float, *, factor: int = 2, method: str = "learned", engine: str = "dis",

@@ -15,8 +15,9 @@ Output folder (written atomically):
 * ``synthesized.csv``: ``frame,time_s,measured`` (1 for input frames, 0 for synthesized ones);
 * ``uncertainty.tif``: float32, per-pixel uncertainty of each synthesized frame in input units
   (0 for measured frames);
-* ``interpolate.json``: parameters, held-out PSNR/SSIM of every method, fine-tuning record,
-  timings, and ``contains_synthesized_frames: true``.
+* ``interpolate.json``: parameters, held-out PSNR/SSIM of every method (and how well each
+  method's uncertainty map follows its actual error there: the correlation over 5 x 5 px boxes),
+  fine-tuning record, timings, and ``contains_synthesized_frames: true``.
 """
 
 from __future__ import annotations
