@@ -204,10 +204,8 @@ def synthesize(video: Any, interp: Interpolator, factor: int, engine: str = "dis
 
     With a flow-based interpolator the next pair's flow is computed in a background thread
     (OpenCV releases the GIL) while the current pair is synthesized, so flow and network
-    run on two cores at once.
+    run on two cores at once (torch gets one thread fewer meanwhile).
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     n = int(video.shape[0])
     ts = [k / factor for k in range(1, factor)]
 
@@ -219,6 +217,20 @@ def synthesize(video: Any, interp: Interpolator, factor: int, engine: str = "dis
             a, b = pair(i)
             yield (i, *interp.between(a, b, ts))
         return
+    threads = getattr(interp, "threads", None)
+    if threads is not None:      # the flow thread takes one core: torch gets the others (oversubscribing is slower)
+        interp.threads = max(1, threads - 1)
+    try:
+        yield from _prefetched(video, interp, n, ts, pair, engine)
+    finally:
+        if threads is not None:
+            interp.threads = threads
+
+
+def _prefetched(video: Any, interp: Interpolator, n: int, ts: list[float], pair: Any, engine: str
+                ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(1) as pool:
         nxt = pool.submit(lambda: pair_flow(*pair(0), engine))
         for i in range(n - 1):
