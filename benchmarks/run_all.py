@@ -29,6 +29,8 @@ BENCHMARKS = {
     "flow": ("bench_flow.py", "7. motion: displacement, speed at 256x256 vs mps_motion, beats"),
     "demo": ("bench_demo.py", "6. make demo"),
     "denoise": ("bench_denoise.py", "8. denoising at 20 photons/px: PSNR vs N2V at equal training time"),
+    "interpolate": ("bench_interpolate.py", "10. frame interpolation x2, CAFI protocol on the real recordings: learned "
+                                            "vs linear (and flow), downstream, cost"),
 }
 
 

@@ -232,6 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "--steps 1350 --seed 0.")
     add_train_arguments(tb)
 
+    from .interpolate.pretrain import add_train_arguments as add_interp_arguments
+
+    ti = sub.add_parser("train-interpolator", help="pretrain the learned frame interpolator from scratch",
+                        description="Pretrain the learned frame interpolator (micromotion interpolate --method learned) "
+                                    "on simulated recordings and the even frames of the shared real recordings, and "
+                                    "save it as safetensors + JSON; use it with micromotion interpolate --weights "
+                                    "PATH. The shipped model: --steps 6000 --seed 0 --threads 1.")
+    add_interp_arguments(ti)
+
     v = sub.add_parser("view", help="open a recording (and results) in napari",
                        description="Open a recording, its ROIs and an analysis folder in napari with the plugin's widgets.")
     v.add_argument("transmission", nargs="?", help="transmission stack")
@@ -485,6 +494,13 @@ def _cmd_train_blur_flow(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_interpolator(args: argparse.Namespace) -> int:
+    from .interpolate.pretrain import run_training
+
+    run_training(args, progress=StderrProgress(args.quiet))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``micromotion`` command; returns the exit status."""
     parser = build_parser()
@@ -493,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # usage errors (already printed as one line), --help, --version
         return int(exc.code or 0)
     commands = {"analyze": _cmd_analyze, "train": _cmd_train, "simulate": _cmd_simulate, "batch": _cmd_batch,
-                "view": _cmd_view, "methods": _cmd_methods, "train-blur-flow": _cmd_train_blur_flow}
+                "view": _cmd_view, "methods": _cmd_methods, "train-blur-flow": _cmd_train_blur_flow,
+                "train-interpolator": _cmd_train_interpolator}
     try:
         return commands.get(args.command, _cmd_tool)(args)
     except MicromotionError as exc:

@@ -255,6 +255,32 @@ def _ome_metadata(xml: str) -> dict[str, Any]:
     return out
 
 
+#: key of the ImageJ metadata of ``interpolate``'s output that marks a video containing synthesized frames
+INTERPOLATED_KEY = "micromotion_interpolated"
+
+
+def synthesized_marker(path: str | os.PathLike, imagej_metadata: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """What marks *path* as containing synthesized (interpolated) frames, or ``None``.
+
+    ``micromotion interpolate`` writes the ImageJ key :data:`INTERPOLATED_KEY` into
+    ``interpolated.tif``; a file named ``interpolated.tif`` with a ``synthesized.csv`` beside it
+    (e.g. re-saved without the metadata) counts too.
+    """
+    ij = imagej_metadata or {}
+    if str(ij.get(INTERPOLATED_KEY, "")).lower() in ("true", "1"):
+        return {"factor": int(ij.get("interpolation_factor", 0) or 0),
+                "synthesized_frames": int(ij.get("synthesized_frames", 0) or 0), "marked_by": "tiff metadata"}
+    p = Path(path)
+    side = p.parent / "synthesized.csv"
+    if p.name == "interpolated.tif" and side.is_file():
+        try:
+            flags = [ln.split(",")[2].strip() for ln in side.read_text().splitlines()[1:] if ln.count(",") >= 2]
+        except (OSError, UnicodeDecodeError):
+            flags = []
+        return {"factor": 0, "synthesized_frames": sum(f == "0" for f in flags), "marked_by": "synthesized.csv beside it"}
+    return None
+
+
 def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
     import tifffile
 
@@ -285,6 +311,9 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
             check(announced <= 1 or n_planes >= announced,
                   f"{path.name} is truncated or corrupt: its ImageJ header announces {announced} images "
                   f"but the file holds {n_planes}.")
+            marker = synthesized_marker(path, ij)
+            if marker:
+                meta["synthesized_frames"] = marker
             if ij.get("finterval"):
                 fps = fps or 1.0 / float(ij["finterval"])
             elif ij.get("fps"):
@@ -617,6 +646,13 @@ def read_recording(
                 cli=f"{Path(transmission).name} has {n} channels; say which one is fluorescence (--fluorescence-channel).")
         check(f_idx != t_idx, "transmission and fluorescence cannot be the same channel.")
         prov["fluorescence"] = {"path": prov["transmission"]["path"], "channel": f_idx}
+    for key in ("transmission", "fluorescence"):
+        marker = (prov.get(key) or {}).get("synthesized_frames")
+        if marker is None and key in prov and prov[key].get("path"):
+            marker = synthesized_marker(prov[key]["path"])
+        if marker:
+            prov["synthesized_frames"] = {**marker, "channel": key}
+            break
     rate = fps if fps is not None else info.fps
     if rate is None:
         raise MicromotionError(

@@ -175,6 +175,10 @@ class AnalysisParams:
                                      "earlier when held-out frames stop improving or after 10 minutes).")
     camera: CameraParams = param(default_factory=CameraParams, label="Camera (detection limit)",
                                  help="Camera model for the shot-noise detection limit.")
+    use_interpolated: bool = param(False, label="use synthesized frames", flag="--use-interpolated", advanced=True,
+                                   help="Analyse a video made by the interpolate tool, synthesized frames included "
+                                        "(they then train and score like measured ones, and every output says so); "
+                                        "without it such a video is refused.")
     method_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -330,6 +334,17 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
     schema.check_ranges(params, schema.specs(AnalysisParams))
     for name in active:
         schema.check_ranges(params.method(name), schema.specs(METHODS[name].Params), METHODS[name].label)
+    synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
+    if synth:
+        what = f"{synth.get('synthesized_frames') or 'some'} synthesized (interpolated) frames"
+        check(params.use_interpolated,
+              f"this {synth.get('channel', 'transmission')} video contains {what}, made by the interpolate tool; "
+              "analyse the measured recording, or allow synthesized frames (use synthesized frames).",
+              cli=f"this {synth.get('channel', 'transmission')} video contains {what}, made by micromotion "
+                  "interpolate; analyse the measured recording, or pass --use-interpolated to train and score on "
+                  "them too.")
+        warn.append(f"the recording contains {what}; they were used for training and scoring (--use-interpolated), "
+                    "so these results rest partly on frames that were not measured.")
     design = _design(rec, params, warn)
     n = rec.n_frames
     need = min_frames_for(design)

@@ -47,6 +47,8 @@ class LossPlot(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.canvas)
         self.series: dict[str, list[float]] = {}
+        #: the plot's title (a tool whose loss is not the usual one sets its own)
+        self.title = "training loss (mean square error, z units)"
         self._last = 0.0
         self._pending = False
         self.reset()
@@ -89,7 +91,7 @@ class LossPlot(QWidget):
         ax.tick_params(labelsize=6)
         if self.series:
             ax.legend(fontsize=6, frameon=False, loc="upper right")
-            ax.set_title("training loss (mean square error, z units)", fontsize=7)
+            ax.set_title(self.title, fontsize=7)
         self.canvas.draw_idle()
 
 

@@ -77,6 +77,7 @@ class ToolTab(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
         self.loss_plot = LossPlot()
+        self.loss_plot.title = getattr(tool, "loss_title", "") or self.loss_plot.title
         self.loss_plot.setVisible(False)
 
         content = QWidget()
@@ -205,14 +206,19 @@ class ToolTab(QWidget):
         for data, kwargs, kind in self.tool.layer_data(result):
             kwargs = dict(kwargs)
             meta = {**(kwargs.pop("metadata", {}) or {}).get(META_KEY, {}), "role": "result", "tool": self.tool.name}
+            stretch = float(kwargs.pop("time_stretch", 1) or 1)   # K frames per input frame interval
             nd = _layer_ndim(data, kind)
             if source_layer is not None and "scale" not in kwargs and 0 < nd <= source_layer.ndim:
                 # placed like the input layer (an image tool's 2D result: like its last two axes)
                 kwargs["scale"], kwargs["translate"] = source_layer.scale[-nd:], source_layer.translate[-nd:]
+                if stretch != 1 and nd == source_layer.ndim:   # a faster video: frames line up in time
+                    kwargs["scale"] = [source_layer.scale[0] / stretch, *kwargs["scale"][1:]]
             name = kwargs.get("name")
             existing = [la for la in self.viewer.layers if la.name == name and plugin_meta(la).get("tool") == self.tool.name]
             if existing:
                 existing[0].data = data
+                if "scale" in kwargs:
+                    existing[0].scale = kwargs["scale"]
                 existing[0].metadata = {**existing[0].metadata, META_KEY: meta}
                 made.append(existing[0])
             else:
