@@ -84,9 +84,8 @@ class InterpolateView(QWidget):
         la = self.layer()
         if la is None or self.result is None:
             return None
-        world_t = float(self.viewer.dims.point[0])
-        j = int(round((world_t - float(la.translate[0])) / float(la.scale[0])))
-        return int(np.clip(j, 0, self.result.n_frames - 1))
+        j = self.session.slider_frame(la)
+        return None if j is None else int(np.clip(j, 0, self.result.n_frames - 1))
 
     # ------------------------------------------------------------ result
     def set_result(self, result: Any) -> None:

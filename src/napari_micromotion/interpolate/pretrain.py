@@ -19,15 +19,36 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generator
 
 import numpy as np
 
+from .. import schema
 from ..errors import check
 from ..progress import Progress, drive
+from ..schema import param
 
-__all__ = ["real_recordings", "shared_data_dir", "add_train_arguments", "run_training", "iter_pretrain"]
+__all__ = ["real_recordings", "shared_data_dir", "add_train_arguments", "run_training", "iter_pretrain",
+           "PretrainParams"]
+
+
+@dataclass(frozen=True)
+class PretrainParams:
+    """How ``micromotion train-interpolator`` pretrains the network (defaults: the shipped weights)."""
+
+    steps: int = param(6000, label="training steps", unit="batches", min=1, flag="--steps",
+                       help="Optimiser steps (batches of 8 drop-a-frame windows).")
+    threads: int = param(1, label="CPU threads", min=1, max=256, flag="--threads",
+                         help="PyTorch CPU threads (the shipped weights: 1; the result depends on it).")
+    real: bool = param(True, label="shared real recordings", flag="--real",
+                       help="Also train on the even frames of the shared real recordings (--no-real: simulated "
+                            "recordings only).")
+    width: int = param(16, label="network width", unit="channels", min=4, max=128, flag="--width", advanced=True,
+                       help="Feature channels of the network's first level.")
+    windows_per_video: int = param(60, label="windows per video", min=4, max=10000, flag="--windows-per-video",
+                                   advanced=True, help="Drop-a-frame training windows drawn from each video.")
 
 #: the shared real recordings used: (name, path below real/, downscale factor, first frame)
 REAL = (("ohw-tissue", "ohw-tissue-tif-series/sampletifseries", 4, 0),
@@ -128,20 +149,20 @@ def iter_pretrain(out: Path, *, steps: int = 6000, seed: int = 0, threads: int =
             "loss_curve": rec.loss_curve, "sample_loss_untrained_is_flow": before, "sample_loss_after": after,
             "data": data, "real_recordings": used_real, "settings": {"batch": 8, "patch_px": 64, "lr": 1e-3},
             "command": f"micromotion train-interpolator --out PATH --steps {steps} --seed {seed} --threads {threads}"
-                       + ("" if real else " --no-real")}
+                       + ("" if real else " --no-real") + ("" if width == 16 else f" --width {width}")
+                       + ("" if windows_per_video == 60 else f" --windows-per-video {windows_per_video}")}
     path = save_interpolator(net, out, meta)
     yield Progress("pretrain", 1.0, f"wrote {path}: loss {before:.4g} (flow) -> {after:.4g}")
     return path
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """The run's own options (output, seed) and the :class:`PretrainParams` options."""
     p.add_argument("--out", "-o", required=True, help="output model path (.safetensors; a .json sidecar beside it)")
-    p.add_argument("--steps", type=int, default=6000, help="training steps (default 6000, the shipped model)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads (default 1; the shipped model: 1)")
-    p.add_argument("--no-real", action="store_true", help="simulated recordings only (no shared real recordings)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing model file")
     p.add_argument("--quiet", "-q", action="store_true")
+    schema.add_arguments(p, schema.specs(PretrainParams))
 
 
 def run_training(args: argparse.Namespace, progress: Any = None) -> Path:
@@ -149,9 +170,11 @@ def run_training(args: argparse.Namespace, progress: Any = None) -> Path:
     out = Path(args.out).with_suffix(".safetensors")
     check(args.overwrite or not out.exists(), f"model file {out} exists; pass --overwrite to replace it.")
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
-    check(args.steps >= 1, "--steps must be at least 1.")
-    path = drive(iter_pretrain(out, steps=args.steps, seed=args.seed, threads=max(1, args.threads),
-                               real=not args.no_real), progress=progress)
+    specs = schema.specs(PretrainParams)
+    params = schema.build(PretrainParams, schema.values_from_args(args, specs))
+    schema.check_ranges(params, specs)
+    path = drive(iter_pretrain(out, steps=params.steps, seed=args.seed, threads=params.threads, width=params.width,
+                               real=params.real, windows_per_video=params.windows_per_video), progress=progress)
     if not args.quiet:
         print(f"wrote {path}", file=sys.stderr)
     return path

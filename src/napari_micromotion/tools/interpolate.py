@@ -22,7 +22,6 @@ Output folder (written atomically):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generator, Sequence
@@ -37,7 +36,7 @@ from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
-from .base import Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult
 
 __all__ = ["Interpolate", "InterpolateParams", "InterpolateResult"]
 
@@ -151,21 +150,6 @@ class SynthesizedEntry(Entry):
             fields["measured"] = got[1][:, 2] > 0.5
 
 
-class _RecordEntry(Entry):
-    path = "interpolate.json"
-    what = "parameters, held-out PSNR/SSIM of every method, fine-tuning record, timings; contains_synthesized_frames"
-
-    def write(self, result: InterpolateResult, folder: Path) -> None:  # written by Tool.write via record()
-        pass
-
-    def read(self, folder: Path, fields: dict[str, Any]) -> None:
-        rec = json.loads((folder / self.path).read_text()).get("result", {})
-        fields.update(factor=int(rec.get("factor", 2)), evaluation=dict(rec.get("evaluation", {})),
-                      training=dict(rec.get("training", {})))
-        if "fps" in rec:
-            fields["fps"] = float(rec["fps"])
-
-
 @TOOLS.register
 class Interpolate(Tool):
     name = "interpolate"
@@ -184,7 +168,8 @@ class Interpolate(Tool):
         SynthesizedEntry(),
         ImageEntry("uncertainty.tif", "uncertainty", "per-pixel uncertainty of synthesized frames (input units; 0 "
                                                      "for measured frames)"),
-        _RecordEntry(),
+        RecordEntry("interpolate.json", "parameters, held-out PSNR/SSIM of every method, fine-tuning record, timings; "
+                                        "contains_synthesized_frames"),
     ]
 
     def check(self, recording: Any, params: InterpolateParams) -> None:
@@ -218,17 +203,22 @@ class Interpolate(Tool):
                                  evaluation=got.evaluation, training=got.training,
                                  pixel_size_um=recording.pixel_size_um)
 
-    def record(self, result: InterpolateResult) -> dict[str, Any]:
-        rec = super().record(result)
+    def result_record(self, result: InterpolateResult) -> dict[str, Any]:
         m = result.measured
-        rec["result"] = {"contains_synthesized_frames": True, "factor": result.factor, "fps": result.fps,
-                         "fps_in": result.fps / result.factor, "frame_interval_s": 1.0 / result.fps,
-                         "n_frames": int(m.size), "n_measured": int(m.sum()), "n_synthesized": int((~m).sum()),
-                         "frame_shape": list(result.frames.shape[1:]) if result.frames is not None else None,
-                         "evaluation": result.evaluation, "training": result.training,
-                         "note": "frames whose measured flag is 0 in synthesized.csv are synthesized, not measured; "
-                                 "analyze refuses this video unless --use-interpolated is given"}
-        return rec
+        return {"contains_synthesized_frames": True, "factor": result.factor, "fps": result.fps,
+                "fps_in": result.fps / result.factor, "frame_interval_s": 1.0 / result.fps,
+                "n_frames": int(m.size), "n_measured": int(m.sum()), "n_synthesized": int((~m).sum()),
+                "frame_shape": list(result.frames.shape[1:]) if result.frames is not None else None,
+                "evaluation": result.evaluation, "training": result.training,
+                "note": "frames whose measured flag is 0 in synthesized.csv are synthesized, not measured; "
+                        "analyze refuses this video unless --use-interpolated is given"}
+
+    def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        fields = {"factor": int(rec.get("factor", 2)), "evaluation": dict(rec.get("evaluation", {})),
+                  "training": dict(rec.get("training", {}))}
+        if "fps" in rec:
+            fields["fps"] = float(rec["fps"])
+        return fields
 
     def layer_data(self, result: InterpolateResult) -> list[tuple[Any, dict[str, Any], str]]:
         from .._layers import META_KEY
