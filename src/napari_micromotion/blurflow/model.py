@@ -36,7 +36,6 @@ in (-90, 90] degrees from the x axis (``v2 = 0`` gives ``v1 >= 0``).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -485,44 +484,17 @@ def save_blur_flow(model: TrainedBlurFlow, path: str | os.PathLike) -> Path:
 
 def load_blur_flow(path: str | os.PathLike) -> TrainedBlurFlow:
     """Load a model written by :func:`save_blur_flow`; other architectures, versions or shapes are refused."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    from ..detectors.models import check_safetensors
+    from ..detectors.models import load_state, read_pair
     from .psf import Optics
 
     path = Path(path)
-    if path.suffix == ".json":
-        path = path.with_suffix(".safetensors")
-    check_safetensors(path)
-    side = path.with_suffix(".json")
-    check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
-    try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise MicromotionError(f"model sidecar {side.name} is not valid JSON.") from None
-    check(isinstance(meta, dict), f"model sidecar {side.name} is not a JSON object.")
-    arch = meta.get("architecture")
-    check(arch == ARCHITECTURE, f"{path.name} holds a {arch!r} model, not a blur-flow ({ARCHITECTURE!r}) model.")
-    version = meta.get("architecture_version")
-    check(version == ARCHITECTURE_VERSION,
-          f"{path.name} has blur-flow architecture version {version!r}; this release reads version {ARCHITECTURE_VERSION}.")
+    tensors, meta = read_pair(path, ARCHITECTURE, ARCHITECTURE_VERSION, "a blur-flow model")
     try:
         config = NetConfig.from_dict(meta["net_config"])
         optics = Optics(**meta["optics"])
     except (KeyError, TypeError, ValueError) as exc:
         raise MicromotionError(f"model sidecar of {path.name} lacks a valid field ({exc}).") from None
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MicromotionError(f"{path.name} is not a readable safetensors file ({str(exc)[:100]}).") from None
-    net = build_net(config, seed=None)
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    check(got == expected, f"{path.name} does not match the blur-flow network its sidecar describes.")
-    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
-    net.eval()
+    net = load_state(build_net(config, seed=None), tensors, path.name, "the blur-flow network its sidecar describes")
     return TrainedBlurFlow(
         net=net, config=config, optics=optics, params=dict(meta.get("training_params", {})),
         loss_curve=[float(v) for v in meta.get("loss_curve", [])],

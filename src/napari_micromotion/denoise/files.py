@@ -7,7 +7,6 @@ version and tensor shapes before a single weight is used.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,41 +51,16 @@ def save_denoiser(model: TrainedDenoiser, calibration: Calibration | None, path:
 
 def load_denoiser(path: str | os.PathLike) -> tuple[TrainedDenoiser, Calibration | None]:
     """A model written by :func:`save_denoiser` (and its calibration); anything else is refused in one sentence."""
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    from ..detectors.models import check_safetensors
+    from ..detectors.models import load_state, read_pair
 
     path = Path(path)
-    if path.suffix in (".json", ""):
-        path = path.with_suffix(".safetensors")
-    check_safetensors(path)
-    side = path.with_suffix(".json")
-    check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
-    try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        raise MicromotionError(f"model sidecar {side.name} is not valid JSON.") from None
-    check(isinstance(meta, dict) and meta.get("architecture") == ARCHITECTURE,
-          f"{path.name} is not a denoiser model (architecture {meta.get('architecture') if isinstance(meta, dict) else None!r}).")
-    check(meta.get("architecture_version") == ARCHITECTURE_VERSION,
-          f"{path.name} has denoiser version {meta.get('architecture_version')!r}; this release reads "
-          f"version {ARCHITECTURE_VERSION}.")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MicromotionError(f"{path.name} is not a readable safetensors file ({str(exc)[:100]}).") from None
+    tensors, meta = read_pair(path, ARCHITECTURE, ARCHITECTURE_VERSION, "a denoiser model")
     try:
         context, prior = int(meta["context"]), str(meta["prior"])
         check(prior in PRIORS and context >= 1, f"{path.name}: unknown prior {prior!r} or context {context}.")
-        net = build_unet(n_input_channels(context, prior), int(meta["width"]), float(meta["dropout"]))
         kernel = tensors.pop(KERNEL_KEY, None)
-        expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-        got = {k: tuple(v.shape) for k, v in tensors.items()}
-        check(got == expected, f"{path.name} does not match the denoiser's architecture (tensor names or shapes differ).")
-        net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
-        net.eval()
+        net = load_state(build_unet(n_input_channels(context, prior), int(meta["width"]), float(meta["dropout"])),
+                         tensors, path.name, "the denoiser")
         model = TrainedDenoiser(
             net=net, context=context, prior=prior, camera=CameraModel.from_dict(meta["camera"]),
             norm=Normaliser.from_dict(meta["normaliser"]), width=int(meta["width"]), dropout=float(meta["dropout"]),

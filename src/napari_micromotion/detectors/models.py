@@ -22,7 +22,7 @@ from ..errors import MicromotionError, check
 from .cnn1d import ARCHITECTURE, ARCHITECTURE_VERSION, Normalisation, TrainedCNN1D, build_cnn1d, count_parameters
 
 __all__ = ["save_cnn1d", "load_cnn1d", "save_cnn3d", "load_cnn3d_weights", "package_versions", "ARCH_3D",
-           "write_pair", "check_safetensors"]
+           "write_pair", "check_safetensors", "read_pair", "load_state"]
 
 ARCH_3D = "rinner2020-cnn3d"
 _SAFETENSORS_MAX_HEADER = 100 << 20
@@ -94,31 +94,50 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(type(obj).__name__)
 
 
-def _read_pair(path: Path, architecture: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def read_pair(path: str | os.PathLike, architecture: str, version: int = ARCHITECTURE_VERSION, what: str = ""
+              ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Tensors and sidecar of a model pair written by :func:`write_pair`; anything else is refused in one sentence.
+
+    *path* may name the ``.safetensors`` file, its ``.json`` sidecar or their common stem.
+    The sidecar must say *architecture* and *version*; *what* names the model in messages
+    ("a denoiser").
+    """
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     path = Path(path)
-    if path.suffix == ".json":
+    if path.suffix in (".json", ""):
         path = path.with_suffix(".safetensors")
     _check_safetensors(path)
     side = _sidecar(path)
     check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
     try:
         meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
         raise MicromotionError(f"model sidecar {side.name} is not valid JSON.") from None
     check(isinstance(meta, dict), f"model sidecar {side.name} is not a JSON object.")
+    what = what or f"a {architecture!r} model"
     arch = meta.get("architecture")
-    check(arch == architecture, f"{path.name} holds a {arch!r} model, not a {architecture!r} model.")
-    version = meta.get("architecture_version")
-    check(version == ARCHITECTURE_VERSION,
-          f"{path.name} has architecture version {version!r}; this release reads version {ARCHITECTURE_VERSION}.")
+    check(arch == architecture, f"{path.name} is not {what} (its architecture is {arch!r}, not {architecture!r}).")
+    got = meta.get("architecture_version")
+    check(got == version, f"{path.name} has architecture version {got!r}; this release reads version {version}.")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise MicromotionError(f"{path.name} is not a readable safetensors file ({str(exc)[:100]}).") from None
     return tensors, meta
+
+
+def load_state(net: Any, tensors: dict[str, np.ndarray], name: str, what: str) -> Any:
+    """Load *tensors* into the torch module *net* after checking names and shapes (one sentence if they differ)."""
+    import torch
+
+    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    check(got == expected, f"{name} does not match {what}'s architecture (tensor names or shapes differ).")
+    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
+    net.eval()
+    return net
 
 
 #: the same for other models (the denoiser): weights + sidecar written atomically, pickles refused
@@ -156,7 +175,7 @@ def load_cnn1d(path: str | os.PathLike) -> TrainedCNN1D:
     """Load a model written by :func:`save_cnn1d`; wrong architecture, version or shapes are refused."""
     import torch
 
-    tensors, meta = _read_pair(Path(path), ARCHITECTURE)
+    tensors, meta = read_pair(Path(path), ARCHITECTURE)
     net = build_cnn1d(None)
     expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in tensors.items()}
@@ -210,7 +229,7 @@ def save_cnn3d(model: Any, path: str | os.PathLike, *, fps: float, passband_hz: 
 
 def load_cnn3d_weights(path: str | os.PathLike) -> tuple[np.ndarray, float, dict[str, Any]]:
     """Dense weights ``(3, h, w)``, bias and sidecar of a saved 3D network."""
-    tensors, meta = _read_pair(Path(path), ARCH_3D)
+    tensors, meta = read_pair(Path(path), ARCH_3D)
     check("dense.weight" in tensors and tensors["dense.weight"].ndim == 3 and tensors["dense.weight"].shape[0] == 3,
           f"{Path(path).name} has no (3, h, w) dense layer.")
     return tensors["dense.weight"], float(tensors["dense.bias"][0]), meta

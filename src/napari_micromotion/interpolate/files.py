@@ -12,8 +12,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import MicromotionError, check
 from .model import ARCHITECTURE, ARCHITECTURE_VERSION, build_net, count_parameters
 
@@ -44,43 +42,15 @@ def save_interpolator(net: Any, path: str | os.PathLike, meta: dict[str, Any] | 
 
 def load_interpolator(path: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
     """``(net, sidecar)`` from a file written by :func:`save_interpolator`; anything else is refused in one sentence."""
-    import json
-
-    import torch
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
-
-    from ..detectors.models import check_safetensors
+    from ..detectors.models import load_state, read_pair
 
     path = Path(path)
-    if path.suffix in (".json", ""):
-        path = path.with_suffix(".safetensors")
-    check_safetensors(path)
-    side = path.with_suffix(".json")
-    check(side.is_file(), f"model sidecar {side.name} is missing next to {path.name}.")
-    try:
-        meta = json.loads(side.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-        raise MicromotionError(f"model sidecar {side.name} is not valid JSON.") from None
-    check(isinstance(meta, dict) and meta.get("architecture") == ARCHITECTURE,
-          f"{path.name} is not an interpolator model (architecture "
-          f"{meta.get('architecture') if isinstance(meta, dict) else None!r}).")
-    check(meta.get("architecture_version") == ARCHITECTURE_VERSION,
-          f"{path.name} has interpolator version {meta.get('architecture_version')!r}; this release reads "
-          f"version {ARCHITECTURE_VERSION}.")
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise MicromotionError(f"{path.name} is not a readable safetensors file ({str(exc)[:100]}).") from None
+    tensors, meta = read_pair(path, ARCHITECTURE, ARCHITECTURE_VERSION, "an interpolator model")
     try:
         net = build_net(int(meta["width"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise MicromotionError(f"model sidecar of {path.name} lacks a field or has a bad value ({exc}).") from None
-    expected = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in tensors.items()}
-    check(got == expected, f"{path.name} does not match the interpolator's architecture (tensor names or shapes differ).")
-    net.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in tensors.items()})
-    net.eval()
+    net = load_state(net, tensors, path.name, "the interpolator")
     return net, meta
 
 
