@@ -6,13 +6,18 @@ Run with ``.venv/bin/python -m pytest tests/_qt``; pytest-xvfb starts the X serv
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from napari_micromotion.detectors.cnn1d import CNN1DParams
 from napari_micromotion.detectors.cnn3d import CNN3DParams
+
+#: ``MICROMOTION_SCREENSHOTS=docs`` makes the tool-tab tests save their screenshots there
+SHOTS = os.environ.get("MICROMOTION_SCREENSHOTS")
 
 #: generous: other jobs may share the two CPU cores
 TIMEOUT_MS = 180_000
@@ -96,3 +101,18 @@ def timer():
         t0 = time.perf_counter()
         return lambda: time.perf_counter() - t0
     return start
+
+
+def save_screenshot(viewer, qtbot, name: str) -> Path:
+    """The whole window (1920 x 1080 under Xvfb) as ``<SHOTS>/<name>``, reduced to 1600 px and 192 colours."""
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.processEvents()
+    qtbot.wait(400)
+    shot = viewer.screenshot(canvas_only=False, flash=False)
+    img = Image.fromarray(shot[..., :3])
+    img.thumbnail((1600, 1600))
+    out = Path(SHOTS) / name
+    img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(out, optimize=True)
+    return out

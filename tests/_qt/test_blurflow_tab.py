@@ -5,17 +5,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
 from napari_micromotion._layers import META_KEY
 
-from .conftest import dock_all, wait_task
-
-SHOTS = os.environ.get("MICROMOTION_SCREENSHOTS")
+from .conftest import SHOTS, dock_all, save_screenshot, wait_task
 
 
 def test_blur_flow_tab_runs_on_the_current_frame_and_places_its_layers(make_napari_viewer, qtbot):
@@ -55,12 +49,4 @@ def test_blur_flow_tab_runs_on_the_current_frame_and_places_its_layers(make_napa
     again = [la for la in viewer.layers if la.metadata.get(META_KEY, {}).get("tool") == "blur_flow"]
     assert len(again) == 3 and tab.frame == 0
     if SHOTS:
-        QApplication.processEvents()
-        qtbot.wait(400)
-        from PIL import Image
-
-        shot = viewer.screenshot(canvas_only=False, flash=False)
-        img = Image.fromarray(shot[..., :3])
-        img.thumbnail((1600, 1600))
-        img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(Path(SHOTS) / "workbench-blur-flow.png",
-                                                                       optimize=True)
+        save_screenshot(viewer, qtbot, "workbench-blur-flow.png")

@@ -7,17 +7,12 @@ ROI traces with their corridor in the inspector.
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QApplication
 
 from napari_micromotion._layers import META_KEY
 
-from .conftest import add_recording, dock_all, wait_task
-
-SHOTS = os.environ.get("MICROMOTION_SCREENSHOTS")
+from .conftest import SHOTS, add_recording, dock_all, save_screenshot, wait_task
 
 
 def test_denoise_tab_trains_shows_layers_and_corridors(make_napari_viewer, qtbot, tmp_path):
@@ -79,13 +74,4 @@ def test_denoise_tab_trains_shows_layers_and_corridors(make_napari_viewer, qtbot
     assert (tmp_path / "denoise-out" / "model.safetensors").is_file()
     if SHOTS:
         viewer.dims.set_current_step(0, 60)
-        QApplication.processEvents()
-        qtbot.wait(400)
-        from PIL import Image
-
-        shot = viewer.screenshot(canvas_only=False, flash=False)
-        img = Image.fromarray(shot[..., :3])
-        img.save(Path(SHOTS) / "workbench-denoise-full.png")
-        img.thumbnail((1600, 1600))
-        img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(Path(SHOTS) / "workbench-denoise.png",
-                                                                       optimize=True)
+        save_screenshot(viewer, qtbot, "workbench-denoise.png")

@@ -6,17 +6,12 @@ frames are marked while scrubbing, and a side-by-side comparison with the origin
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_micromotion._layers import META_KEY
 
-from .conftest import add_recording, dock_all, wait_task
-
-SHOTS = os.environ.get("MICROMOTION_SCREENSHOTS")
+from .conftest import SHOTS, add_recording, dock_all, save_screenshot, wait_task
 
 
 def test_interpolate_tab_marks_synthesized_frames_and_compares(make_napari_viewer, qtbot, tmp_path):
@@ -70,15 +65,7 @@ def test_interpolate_tab_marks_synthesized_frames_and_compares(make_napari_viewe
     if SHOTS:
         viewer.layers.selection.active = layer
         viewer.dims.set_point(0, 31 * layer.scale[0])
-        QApplication.processEvents()
-        qtbot.wait(400)
-        from PIL import Image
-
-        shot = viewer.screenshot(canvas_only=False, flash=False)
-        img = Image.fromarray(shot[..., :3])
-        img.thumbnail((1600, 1600))
-        img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(Path(SHOTS) / "workbench-interpolate.png",
-                                                                       optimize=True)
+        save_screenshot(viewer, qtbot, "workbench-interpolate.png")
     view.side_button.setChecked(False)
     assert not grid(viewer).enabled and all(la.visible for la in (src,))
     export = tab.export(tmp_path / "interp-out")

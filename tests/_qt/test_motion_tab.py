@@ -6,17 +6,13 @@
 from __future__ import annotations
 
 import csv
-import os
-from pathlib import Path
 
 import numpy as np
 from qtpy.QtWidgets import QApplication
 
 from napari_micromotion._layers import META_KEY
 
-from .conftest import add_recording, dock_all, wait_task
-
-SHOTS = os.environ.get("MICROMOTION_SCREENSHOTS")
+from .conftest import SHOTS, add_recording, dock_all, save_screenshot, wait_task
 
 
 def test_motion_tab_shows_contraction_beats_and_follows_the_viewer(make_napari_viewer, qtbot, tmp_path):
@@ -72,12 +68,4 @@ def test_motion_tab_shows_contraction_beats_and_follows_the_viewer(make_napari_v
     if SHOTS:
         inspector.show_page("Motion")
         viewer.dims.set_current_step(0, peak_frame)
-        QApplication.processEvents()
-        qtbot.wait(400)
-        from PIL import Image
-
-        shot = viewer.screenshot(canvas_only=False, flash=False)
-        img = Image.fromarray(shot[..., :3])
-        img.thumbnail((1600, 1600))
-        img.quantize(colors=192, method=Image.Quantize.MEDIANCUT).save(Path(SHOTS) / "workbench-motion.png",
-                                                                       optimize=True)
+        save_screenshot(viewer, qtbot, "workbench-motion.png")
