@@ -231,13 +231,16 @@ def _prefetched(video: Any, interp: Interpolator, n: int, ts: list[float], pair:
                 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     from concurrent.futures import ThreadPoolExecutor
 
+    def read_and_flow(j: int) -> tuple[np.ndarray, np.ndarray, PairFlow]:
+        a, b = pair(j)
+        return a, b, pair_flow(a, b, engine)
+
     with ThreadPoolExecutor(1) as pool:
-        nxt = pool.submit(lambda: pair_flow(*pair(0), engine))
+        nxt = pool.submit(read_and_flow, 0)
         for i in range(n - 1):
-            pf = nxt.result()
+            a, b, pf = nxt.result()          # the frames the flow was computed on: each pair is read once
             if i + 1 < n - 1:
-                nxt = pool.submit(lambda j=i + 1: pair_flow(*pair(j), engine))
-            a, b = pair(i)
+                nxt = pool.submit(read_and_flow, i + 1)
             yield (i, *interp.between(a, b, ts, pf))
 
 
