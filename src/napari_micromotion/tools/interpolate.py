@@ -137,12 +137,8 @@ class SynthesizedEntry(Entry):
 
     def write(self, result: InterpolateResult, folder: Path) -> None:
         m = result.measured
-        write_frame_table(folder / self.path, ["frame", "time_s", "measured"],
+        write_frame_table(folder / self.path, ["frame", "time_s", "measured"],    # fmt writes 1.0 / 0.0 as 1 / 0
                           np.column_stack([np.arange(m.size), result.time_s(), m.astype(np.float64)]))
-        # the integer column is written as a float by fmt: rewrite 1/0 exactly
-        lines = (folder / self.path).read_text().splitlines()
-        out = [lines[0]] + [",".join(ln.split(",")[:2] + [str(int(bool(v)))]) for ln, v in zip(lines[1:], m)]
-        (folder / self.path).write_text("\n".join(out) + "\n")
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         got = read_number_table(folder / self.path)
