@@ -228,6 +228,33 @@ def run_child(args: list[str], *, timeout: float, oom_first: bool = False,
     return out
 
 
+# ---------------------------------------------------------------- anchors in their own environments
+def anchor_python(spec: str, module: str, env_var: str, default_dir: str, *, install_timeout: float = 3600
+                  ) -> tuple[Path | None, str]:
+    """The Python of a virtual environment holding the benchmark-only package *spec* (created on first use).
+
+    *module* is what must import there; the environment is ``$<env_var>`` or
+    ``benchmark-output/<default_dir>``.  Returns ``(python, how)``, or ``(None, why)`` with
+    the last error lines of the failed step.
+    """
+    venv = Path(os.environ.get(env_var, OUT_DIR / default_dir))
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", f"import {module}"], capture_output=True).returncode == 0:
+        return py, "installed"
+    try:
+        if not py.exists():
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
+        inst = subprocess.run([str(py), "-m", "pip", "install", "--quiet", spec], capture_output=True, text=True,
+                              timeout=install_timeout)
+    except (subprocess.SubprocessError, OSError) as exc:
+        return None, f"could not install {spec}: {str(exc)[:200]}"
+    if inst.returncode != 0:
+        lines = [ln.strip() for ln in (inst.stderr + inst.stdout).splitlines()
+                 if "Error" in ln or "error:" in ln or "Failed" in ln]
+        return None, f"could not install {spec}: {' | '.join(lines[-4:])[-600:]}"
+    return py, "installed now"
+
+
 # ---------------------------------------------------------------- reporting
 def report(name: str, *, goal: str, ours: float, baseline: float, ratio: float, unit: str, baseline_label: str,
            met: bool | None, details: dict[str, Any], quick: bool, state_before: dict[str, Any],

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import shutil
 import subprocess
@@ -48,18 +47,8 @@ MEAN_WINDOWS = (3, 5, 7, 9, 13, 19, 27)
 
 # ---------------------------------------------------------------- careamics in its own environment
 def careamics_python() -> tuple[Path | None, str]:
-    """The Python of a virtual environment with careamics (created on first use)."""
-    venv = Path(os.environ.get("MICROMOTION_CAREAMICS_VENV", C.OUT_DIR / "venv-careamics"))
-    py = venv / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import careamics"], capture_output=True).returncode == 0:
-        return py, "installed"
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", CAREAMICS_SPEC], check=True, capture_output=True,
-                       timeout=3600)
-    except (subprocess.SubprocessError, OSError) as exc:
-        return None, f"could not install {CAREAMICS_SPEC}: {str(exc)[:200]}"
-    return py, "installed now"
+    """The Python of a virtual environment with careamics (created on first use; ``$MICROMOTION_CAREAMICS_VENV``)."""
+    return C.anchor_python(CAREAMICS_SPEC, "careamics", "MICROMOTION_CAREAMICS_VENV", "venv-careamics")
 
 
 N2V_CHILD = r'''

@@ -53,18 +53,8 @@ BINS = ((0.05, 0.1), (0.1, 0.2), (0.2, 0.5), (0.5, 1.0), (1.0, 2.0), (2.0, 5.0))
 
 # ---------------------------------------------------------------- mps_motion in its own environment
 def mps_python() -> tuple[Path | None, str]:
-    """The Python of a virtual environment with mps_motion (created on first use)."""
-    venv = Path(os.environ.get("MICROMOTION_MPS_VENV", C.OUT_DIR / "venv-mps"))
-    py = venv / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import mps_motion"], capture_output=True).returncode == 0:
-        return py, "installed"
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
-        subprocess.run([str(py), "-m", "pip", "install", "--quiet", MPS_SPEC], check=True, capture_output=True,
-                       timeout=1200)
-    except (subprocess.SubprocessError, OSError) as exc:
-        return None, f"could not install {MPS_SPEC}: {str(exc)[:200]}"
-    return py, "installed now"
+    """The Python of a virtual environment with mps_motion (created on first use; ``$MICROMOTION_MPS_VENV``)."""
+    return C.anchor_python(MPS_SPEC, "mps_motion", "MICROMOTION_MPS_VENV", "venv-mps", install_timeout=1200)
 
 
 MPS_CHILD = r'''

