@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from .._layers import META_KEY
+from .._layers import plugin_meta
 from ._state import get_session, unwrap_viewer
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,7 +75,7 @@ class InterpolateView(QWidget):
     def layer(self) -> Any:
         """The interpolated video's layer (the first with this tool's frame flags)."""
         for la in self.viewer.layers:
-            meta = la.metadata.get(META_KEY, {}) if hasattr(la, "metadata") else {}
+            meta = plugin_meta(la)
             if meta.get("tool") == "interpolate" and "measured" in meta and la.name.startswith("interpolated x"):
                 return la
         return None
