@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..device import torch_threads
 from ..errors import MicromotionError, check
 from ..progress import Progress, drive
 from ..schema import param
@@ -223,10 +224,7 @@ def iter_predict_blur_flow(image: np.ndarray, model: TrainedBlurFlow | None = No
     ys, xs = _starts(ny, tile, overlap), _starts(nx, tile, overlap)
     acc = np.zeros((5, ny, nx), dtype=np.float32)
     wsum = np.zeros((ny, nx), dtype=np.float32)
-    old_threads = torch.get_num_threads()
-    if params.threads:
-        torch.set_num_threads(params.threads)
-    try:
+    with torch_threads(params.threads):        # 0: leave PyTorch's setting
         n_tiles, done = len(ys) * len(xs), 0
         yield Progress("blur flow", 0.0, f"{n_tiles} tile(s)")
         for y0 in ys:
@@ -249,9 +247,6 @@ def iter_predict_blur_flow(image: np.ndarray, model: TrainedBlurFlow | None = No
                 wsum[y0:y0 + h, x0:x0 + w] += wt
                 done += 1
                 yield Progress("blur flow", done / n_tiles, f"tile {done}/{n_tiles}")
-    finally:
-        if params.threads:
-            torch.set_num_threads(old_threads)
     flow = decode_output(acc / np.maximum(wsum, 1e-12))
     ppu = float(model.optics.blur_px_per_unit)
     flow[:2] *= ppu

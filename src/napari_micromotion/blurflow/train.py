@@ -52,6 +52,7 @@ from typing import Any
 import numpy as np
 
 from .. import schema
+from ..device import torch_threads
 from ..errors import MicromotionError, check
 from ..progress import Progress, drive
 from ..schema import param
@@ -241,11 +242,8 @@ def iter_train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *,
 
     params.validate()
     check(isinstance(seed, (int, np.integer)) and seed >= 0, f"seed must be a non-negative integer, got {seed!r}.")
-    old_threads = torch.get_num_threads()
-    if params.threads:
-        torch.set_num_threads(params.threads)
-    threads = torch.get_num_threads()
-    try:
+    with torch_threads(params.threads):        # 0: leave PyTorch's setting
+        threads = torch.get_num_threads()
         if init is not None:
             check(init.config == params.net, "the model to continue from has a different network configuration.")
             net = init.net
@@ -294,9 +292,6 @@ def iter_train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *,
                                loss_curve=losses, validation=validation, seconds=seconds, seed=int(seed),
                                n_images=params.steps * params.batch_size, threads=threads,
                                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
-    finally:
-        if params.threads:
-            torch.set_num_threads(old_threads)
 
 
 def train_blur_flow(params: BlurFlowTrainParams = BlurFlowTrainParams(), *, seed: int = 0,

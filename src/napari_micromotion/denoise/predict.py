@@ -33,10 +33,11 @@ from typing import Any, Generator, Sequence
 import numpy as np
 from scipy import ndimage
 
+from ..device import torch_threads
 from ..errors import check
 from ..progress import Progress
 from .data import CameraModel, Prior, make_inputs, neighbours
-from .train import TrainedDenoiser, torch_threads
+from .train import TrainedDenoiser
 
 __all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GUARD_BOX", "CAMERA_VAR_ACCURACY",
            "tiles"]

@@ -24,12 +24,13 @@ from typing import Any, Generator, Sequence
 
 import numpy as np
 
+from ..device import torch_threads
 from ..errors import check
 from ..progress import Progress
 from .data import CameraModel, Normaliser, Prior, make_inputs, n_input_channels, neighbours
 from .model import build_unet, count_parameters
 
-__all__ = ["TrainedDenoiser", "TrainSettings", "iter_train", "gather_patches", "torch_threads"]
+__all__ = ["TrainedDenoiser", "TrainSettings", "iter_train", "gather_patches"]
 
 
 @dataclass(frozen=True)
@@ -77,25 +78,6 @@ class TrainedDenoiser:
     @property
     def n_parameters(self) -> int:
         return count_parameters(self.net)
-
-
-class torch_threads:
-    """``with torch_threads(n):`` run torch on *n* threads, then restore the previous count."""
-
-    def __init__(self, n: int) -> None:
-        self.n = max(1, int(n))
-
-    def __enter__(self) -> "torch_threads":
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        import torch
-
-        torch.set_num_threads(self.before)
 
 
 def gather_patches(video: Any, prior: Prior, targets: np.ndarray, rows: np.ndarray, cols: np.ndarray, size: int,

@@ -52,6 +52,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..device import torch_threads
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ..schema import param
@@ -270,12 +271,8 @@ def _train_fast(roi, box, inputs, target, segments, wins, net1d, params, stage, 
         opt = torch.optim.Adam([wt, bt], lr=params.learning_rate, weight_decay=0.0)
         keep = 1.0 - params.dropout
         total = params.epochs
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # thousands of small steps: thread synchronisation costs more than it saves
-        try:
+        with torch_threads(1):  # thousands of small steps: thread synchronisation costs more than it saves
             yield from _adam_epochs(X, y, wt, bt, opt, wins, params, gen, keep, losses, stage, total)
-        finally:
-            torch.set_num_threads(threads)
         wvec, bias = wt.detach().cpu().numpy().copy(), float(bt.detach().cpu())
         if not np.all(np.isfinite(wvec)):
             raise MicromotionError(f"3D network training for ROI {roi!r} diverged.")

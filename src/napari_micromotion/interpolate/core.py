@@ -28,6 +28,7 @@ from typing import Any, Generator, Iterator, Sequence
 
 import numpy as np
 
+from ..device import torch_threads
 from ..errors import check
 from ..progress import Progress
 from .flows import PairFlow, flow_frame, linear_frame, pair_flow
@@ -113,9 +114,7 @@ class LearnedInterpolator(Interpolator):
         import torch
 
         pf = pf if pf is not None else pair_flow(a, b, self.engine)
-        old = torch.get_num_threads()
-        torch.set_num_threads(max(1, self.threads))
-        try:
+        with torch_threads(max(1, self.threads)):
             with torch.no_grad():
                 n = len(ts)
 
@@ -127,8 +126,6 @@ class LearnedInterpolator(Interpolator):
                 t = torch.tensor(list(ts), dtype=torch.float32).view(-1, 1, 1, 1)
                 out, ex = self.net(ten(self.norm(a)), ten(self.norm(b)), ten(pf.f01), ten(pf.f10), ten(pf.e0),
                                    ten(pf.e1), t)
-        finally:
-            torch.set_num_threads(old)
         frames = self.norm.back(out[:, 0].numpy())
         scale = np.float32(self.norm.range)
         half = 0.5 * np.abs(ex["w0"][:, 0].numpy() - ex["w1"][:, 0].numpy()) * scale

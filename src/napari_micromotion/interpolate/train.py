@@ -21,6 +21,7 @@ from typing import Any, Generator, Iterable, Sequence
 
 import numpy as np
 
+from ..device import torch_threads
 from ..progress import Progress
 from .flows import pair_flow
 
@@ -179,43 +180,41 @@ def iter_train(net: Any, samples: Sequence[Sample], settings: TrainSettings, *, 
         return TrainRecord(stopped_early="no training windows")
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
-    old_threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, settings.threads))
-    net.train()
-    opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, settings.steps)))))
-    rec = TrainRecord()
-    t0 = time.perf_counter()
-    run = 0.0
-    patch = max(8, settings.patch_px // 4 * 4)
-    report = max(1, settings.steps // 50)
-    try:
-        for step in range(settings.steps):
-            if time.perf_counter() - t0 > 60 * settings.max_minutes:
-                rec.stopped_early = f"the time budget of {settings.max_minutes:g} min ran out after {step} steps"
-                break
-            idx = rng.integers(0, len(samples), settings.batch)
-            b = batch_tensors(samples, idx, rng, patch)
-            out, ex = net(b["i0"], b["i1"], b["f01"], b["f10"], b["e0"], b["e1"], b["t"])
-            loss = charbonnier(out / ex["scale"], b["it"] / ex["scale"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            v = float(loss.detach())
-            run = v if step == 0 else 0.9 * run + 0.1 * v
-            if step == 0:
-                rec.first_loss = v
-            rec.steps = step + 1
-            if step % report == 0 or step == settings.steps - 1:
-                rec.loss_curve.append(run)
-                yield Progress(stage, (step + 1) / settings.steps, f"step {step + 1}/{settings.steps}, loss {run:.4g}",
-                               values={"loss": run, "step": step + 1})
-        rec.last_loss = run
-    finally:
-        net.eval()
-        torch.set_num_threads(old_threads)
+    with torch_threads(max(1, settings.threads)):
+        net.train()
+        opt = torch.optim.Adam(net.parameters(), lr=settings.lr)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / 20) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, settings.steps)))))
+        rec = TrainRecord()
+        t0 = time.perf_counter()
+        run = 0.0
+        patch = max(8, settings.patch_px // 4 * 4)
+        report = max(1, settings.steps // 50)
+        try:
+            for step in range(settings.steps):
+                if time.perf_counter() - t0 > 60 * settings.max_minutes:
+                    rec.stopped_early = f"the time budget of {settings.max_minutes:g} min ran out after {step} steps"
+                    break
+                idx = rng.integers(0, len(samples), settings.batch)
+                b = batch_tensors(samples, idx, rng, patch)
+                out, ex = net(b["i0"], b["i1"], b["f01"], b["f10"], b["e0"], b["e1"], b["t"])
+                loss = charbonnier(out / ex["scale"], b["it"] / ex["scale"])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                v = float(loss.detach())
+                run = v if step == 0 else 0.9 * run + 0.1 * v
+                if step == 0:
+                    rec.first_loss = v
+                rec.steps = step + 1
+                if step % report == 0 or step == settings.steps - 1:
+                    rec.loss_curve.append(run)
+                    yield Progress(stage, (step + 1) / settings.steps, f"step {step + 1}/{settings.steps}, loss {run:.4g}",
+                                   values={"loss": run, "step": step + 1})
+            rec.last_loss = run
+        finally:
+            net.eval()
     rec.seconds = time.perf_counter() - t0
     return rec
 
