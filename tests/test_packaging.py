@@ -16,7 +16,10 @@ CORE = ["napari_micromotion", "napari_micromotion.io", "napari_micromotion.recor
         "napari_micromotion.kernels.flow", "napari_micromotion.kernels.contraction", "napari_micromotion.methods.flow",
         "napari_micromotion.tools.motion", "napari_micromotion.tools.blurflow", "napari_micromotion.tools.denoise",
         "napari_micromotion.report_motion", "napari_micromotion.blurflow.train", "napari_micromotion.blurflow.evaluate",
-        "napari_micromotion.denoise.train", "napari_micromotion.denoise.predict"]
+        "napari_micromotion.denoise.train", "napari_micromotion.denoise.predict", "napari_micromotion.denoise.traces",
+        "napari_micromotion.report_denoise", "napari_micromotion.device", "napari_micromotion.tools.interpolate",
+        "napari_micromotion.interpolate.core", "napari_micromotion.interpolate.train",
+        "napari_micromotion.interpolate.pretrain", "napari_micromotion.interpolate.files"]
 
 
 def test_core_imports_without_qt_or_napari():
