@@ -75,3 +75,72 @@ def test_bad_parameters():
         simulate(n_frames=3, size=64)
     with pytest.raises(MicromotionError, match="unknown simulation parameter"):
         simulate(n_frames=100, size=64, colour="red")
+
+
+# ---------------------------------------------------------------- cell-finding options (issue 15)
+def test_independent_firing_decorrelates_cells():
+    from napari_micromotion.simulate import SimulationParams, Simulator
+
+    sync = Simulator(SimulationParams(n_frames=1500, size=96, seed=4))
+    ind = Simulator(SimulationParams(n_frames=1500, size=96, seed=4, firing="independent"))
+    for sim, low, high in ((sync, 0.9, 1.01), (ind, -1.0, 0.5)):
+        cal = sim.calcium[sim.has_calcium]
+        corr = np.corrcoef(cal)
+        off = corr[~np.eye(len(cal), dtype=bool)]
+        assert low <= np.median(off) <= high
+    # every calcium cell still fires, on its own beat, and the roles keep their meaning
+    assert (ind.calcium[ind.has_calcium].max(axis=1) > 0.5).all()
+    assert not ind.has_calcium[ind.roles["other"]] and ind.has_calcium[ind.roles["silent"]]
+    # the layout and the layout's random numbers are untouched
+    np.testing.assert_array_equal(sync.labels, ind.labels)
+
+
+def test_inactive_cells_never_fire_and_truth():
+    sim = simulate(n_frames=100, size=96, seed=2, inactive_cells=3, firing="independent")
+    t = sim.truth
+    assert len(t["inactive_cells"]) == 3
+    assert not set(t["inactive_cells"]) & set(t["active_cells"])
+    assert not set(t["inactive_cells"]) & set(t["roles"].values())
+    assert sorted(t["active_cells"]) == [int(c) for c in sim.active_cells]
+    assert sim.cell_labels.dtype == np.int32 and sim.cell_labels.shape == (96, 96)
+    assert sim.cell_labels.min() >= 1 and sim.cell_labels.max() == t["n_cells"]
+    assert t["params"]["firing"] == "independent" and t["params"]["inactive_cells"] == 3
+    assert set(t["role_onsets_s"]) == {"strong", "weak", "silent"}
+
+    from napari_micromotion.simulate import SimulationParams, Simulator
+
+    s = Simulator(SimulationParams(n_frames=100, size=96, seed=2, inactive_cells=3))
+    assert (s.calcium[s.inactive] == 0).all() and (s.amplitude_px[s.inactive] == 0).all()
+
+
+def test_default_output_unchanged_by_cell_options():
+    a = simulate(n_frames=40, size=64, seed=5)
+    b = simulate(n_frames=40, size=64, seed=5, firing="synchronous", inactive_cells=0)
+    np.testing.assert_array_equal(a.transmission, b.transmission)
+    np.testing.assert_array_equal(a.fluorescence, b.fluorescence)
+    assert a.truth == b.truth
+    for key in ("active_cells", "inactive_cells", "role_onsets_s"):
+        assert key not in a.truth
+    assert "firing" not in a.truth["params"] and "inactive_cells" not in a.truth["params"]
+    # the in-memory label map is always there
+    assert a.cell_labels.shape == (64, 64) and len(a.active_cells) == a.truth["n_cells"] - 1
+
+
+def test_labels_tif_written_with_cell_options(tmp_path):
+    from napari_micromotion.simulate import write_simulation
+
+    plain = write_simulation(tmp_path / "plain", n_frames=20, size=64, seed=1)
+    assert not (plain / "labels.tif").exists()
+    cells = write_simulation(tmp_path / "cells", n_frames=20, size=64, seed=1, inactive_cells=1)
+    forced = write_simulation(tmp_path / "forced", n_frames=20, size=64, seed=1, labels=True)
+    lab = tifffile.imread(cells / "labels.tif")
+    assert lab.dtype == np.int32 and lab.shape == (64, 64)
+    np.testing.assert_array_equal(lab, tifffile.imread(forced / "labels.tif"))
+    assert "active_cells" in json.loads((cells / "truth.json").read_text())
+
+
+def test_bad_cell_options():
+    with pytest.raises(MicromotionError, match="firing must be one of"):
+        simulate(n_frames=20, size=64, firing="random")
+    with pytest.raises(MicromotionError, match="inactive cells must be a non-negative integer"):
+        simulate(n_frames=20, size=64, inactive_cells=-1)

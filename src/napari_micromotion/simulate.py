@@ -43,7 +43,10 @@ from .errors import Cancelled, check
 from .recording import MIN_FRAMES, Recording
 from .rois import ROI
 
-__all__ = ["SimulationParams", "Simulation", "Simulator", "simulate", "iter_simulate", "write_simulation"]
+#: calcium firing modes of :attr:`SimulationParams.firing`
+FIRING_MODES = ("synchronous", "independent")
+
+__all__ = ["FIRING_MODES", "SimulationParams", "Simulation", "Simulator", "simulate", "iter_simulate", "write_simulation"]
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,12 @@ class SimulationParams:
     rare_events: int = 0
     #: cells without dye: regions whose fluorescence holds no signal (background only)
     unloaded_cells: int = 0
+    #: ``"synchronous"``: every calcium cell fires with the same beat (a syncytium, the default);
+    #: ``"independent"``: each calcium cell has its own spike train (own period, uniform 0.6-1.6 x
+    #: ``spike_period_s``, own phase and jitter) and contracts on its own spikes (cell finding, issue 15)
+    firing: str = "synchronous"
+    #: dye-loaded interior cells (none of the four test ROIs) that never fire: no calcium, no motion
+    inactive_cells: int = 0
 
     def validate(self) -> None:
         check(isinstance(self.n_frames, (int, np.integer)) and self.n_frames >= MIN_FRAMES,
@@ -109,7 +118,9 @@ class SimulationParams:
         for name in ("photons_per_pixel", "transmission_photons_per_pixel"):
             v = getattr(self, name)
             check(v is None or (math.isfinite(v) and v > 0), f"{name.replace('_', ' ')} must be positive, got {v!r}.")
-        for name in ("rare_events", "unloaded_cells"):
+        check(self.firing in FIRING_MODES,
+              f"firing must be one of {', '.join(FIRING_MODES)}, got {self.firing!r}.")
+        for name in ("rare_events", "unloaded_cells", "inactive_cells"):
             v = getattr(self, name)
             check(isinstance(v, (int, np.integer)) and v >= 0,
                   f"{name.replace('_', ' ')} must be a non-negative integer, got {v!r}.")
@@ -139,6 +150,10 @@ class Simulation:
     #: noise-free movies in the same units (ADU, float32), when simulated with ``clean=True``
     transmission_clean: np.ndarray | None = None
     fluorescence_clean: np.ndarray | None = None
+    #: the true cells: int32 ``(Y, X)``, cell index + 1 per pixel (the sheet is confluent: no 0)
+    cell_labels: np.ndarray | None = None
+    #: indices of the cells whose calcium has at least one transient (``cell_labels`` value - 1)
+    active_cells: np.ndarray | None = None
 
     def recording(self) -> Recording:
         return Recording(self.transmission, self.params.fps, self.fluorescence, self.params.pixel_size_um,
@@ -337,17 +352,26 @@ class Simulator:
         self.other_onsets_s = other_beats
         # calcium per cell (peak 1) and contraction per moving cell (peak 1)
         cal = np.zeros((n_cells, t.size))
+        # onsets of each cell's calcium transients (delay included): one shared beat, or each cell its own
+        cell_onsets = {c: spikes + delay[c] for c in range(n_cells)}
+        if p.firing == "independent":
+            cell_onsets = self._independent_onsets(duration, n_cells)
+            self.calcium_onsets_s = cell_onsets[self.roles["strong"]]
+        self.cell_onsets_s = cell_onsets
         for c in range(n_cells):
             if has_calcium[c]:
-                cal[c] = _waveform(t, spikes + delay[c], p.calcium_rise_s, p.calcium_decay_s)
+                cal[c] = _waveform(t, cell_onsets[c], p.calcium_rise_s, p.calcium_decay_s)
         self.calcium = cal
         self.rare_events: list[dict[str, Any]] = []
         self.unloaded: list[int] = []
         if p.rare_events or p.unloaded_cells:
             self._add_extras(t, spikes, delay)
+        self.inactive: list[int] = []
+        if p.inactive_cells:
+            self._add_inactive()
         fields, courses = [], []
         for c in np.nonzero(amp > 0)[0]:
-            onsets = (other_beats if not has_calcium[c] else spikes + delay[c]) + p.contraction_delay_s
+            onsets = (other_beats if not has_calcium[c] else cell_onsets[c]) + p.contraction_delay_s
             courses.append(amp[c] * _waveform(t, onsets, p.contraction_rise_s, p.contraction_decay_s))
             fields.append(self._cell_field(int(c)))
         self._fields = np.array(fields) if fields else np.zeros((0, 2, p.size, p.size))
@@ -369,6 +393,41 @@ class Simulator:
         self.tr_scale = 1.0
         if p.transmission_photons_per_pixel is not None:
             self.tr_scale = p.transmission_photons_per_pixel / (p.full_well_e * p.transmission_level * float(np.mean(self.still)))
+
+    def _independent_onsets(self, duration_s: float, n_cells: int) -> dict[int, np.ndarray]:
+        """Each cell's own spike train (own random stream: the default path's numbers are untouched)."""
+        p = self.p
+        rng = np.random.default_rng([p.seed, 104729])
+        out = {}
+        for c in range(n_cells):
+            period = p.spike_period_s * rng.uniform(0.6, 1.6)
+            jitter = p.spike_jitter * rng.uniform(0.5, 1.5)
+            out[c] = _spike_train(rng, duration_s, period, jitter, rng.uniform(0.0, period))
+        return out
+
+    def _add_inactive(self) -> None:
+        """Dye-loaded interior cells that never fire (own random stream): calcium 0, no motion."""
+        p = self.p
+        rng = np.random.default_rng([p.seed, 15485863])
+        taken = set(self.roles.values()) | set(self.unloaded) | {e["cell"] for e in self.rare_events}
+        free = [c for c in self._interior_cells() if c not in taken]
+        rng.shuffle(free)
+        self.inactive = sorted(int(c) for c in free[:p.inactive_cells])
+        self.calcium[self.inactive] = 0.0
+        self.has_calcium = self.has_calcium.copy()
+        self.has_calcium[self.inactive] = False
+        self.amplitude_px = self.amplitude_px.copy()
+        self.amplitude_px[self.inactive] = 0.0
+
+    @property
+    def cell_labels(self) -> np.ndarray:
+        """int32 ``(Y, X)`` true cell map: cell index + 1 per pixel."""
+        return (self.labels + 1).astype(np.int32)
+
+    @property
+    def active_cells(self) -> np.ndarray:
+        """Indices of the cells whose calcium has at least one transient."""
+        return np.nonzero(self.calcium.max(axis=1) > 0)[0] if self.calcium.size else np.zeros(0, int)
 
     def _add_extras(self, t: np.ndarray, spikes: np.ndarray, delay: np.ndarray) -> None:
         """Rare single-cell transients and cells without dye (their own random stream: the rest is unchanged)."""
@@ -492,11 +551,23 @@ class Simulator:
             out["unloaded_centroids_yx"] = [[round(float(v), 2) for v in self.centroids[c]] for c in self.unloaded]
         if out:
             out["read_noise_e"] = p.read_noise_e
+        if p.firing != "synchronous" or p.inactive_cells:
+            out["active_cells"] = [int(c) for c in self.active_cells]
+            out["inactive_cells"] = self.inactive
+        if p.firing != "synchronous":
+            end = p.n_frames / p.fps
+            out["role_onsets_s"] = {k: [round(float(v), 5) for v in self.cell_onsets_s[c] if v < end]
+                                    for k, c in self.roles.items() if self.has_calcium[c]}
         return out
 
 
-#: parameters added with the low-light and rare-event options: left out of truth.json at their defaults
-_OPTIONAL = {"photons_per_pixel": None, "transmission_photons_per_pixel": None, "rare_events": 0, "unloaded_cells": 0}
+#: parameters added with the low-light, rare-event and cell-finding options: left out of truth.json at their defaults
+_OPTIONAL = {"photons_per_pixel": None, "transmission_photons_per_pixel": None, "rare_events": 0, "unloaded_cells": 0,
+             "firing": "synchronous", "inactive_cells": 0}
+
+
+def _uses_cell_options(params: SimulationParams) -> bool:
+    return params.firing != "synchronous" or params.inactive_cells > 0
 
 
 def _jsonable(obj: Any) -> Any:
@@ -527,7 +598,8 @@ def iter_simulate(params: SimulationParams | None = None, *, clean: bool = False
         if i % 64 == 0:
             yield Progress("simulate", i / params.n_frames, f"frame {i} of {params.n_frames}")
     yield Progress("simulate", 1.0, "done")
-    return Simulation(params, trans, fluo, sim.rois(), sim.truth(), trans_clean, fluo_clean)
+    return Simulation(params, trans, fluo, sim.rois(), sim.truth(), trans_clean, fluo_clean,
+                      sim.cell_labels, sim.active_cells)
 
 
 def simulate(params: SimulationParams | None = None, *, progress: Callable[[float], None] | None = None,
@@ -566,13 +638,18 @@ def _params(params: SimulationParams | None, overrides: dict[str, Any]) -> Simul
 
 
 def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None = None, *, overwrite: bool = False,
-                     progress: Callable[[float], None] | None = None, clean: bool = False, **overrides: Any) -> Path:
+                     progress: Callable[[float], None] | None = None, clean: bool = False,
+                     labels: bool | None = None, **overrides: Any) -> Path:
     """Stream a simulated recording to *out_dir* (created atomically).
 
     Writes ``transmission.tif``, ``fluorescence.tif`` (ImageJ TIFF, uint16, frame
     interval and pixel size in the metadata), ``rois.json`` and ``truth.json``; with
     *clean* also the noise-free ``transmission_clean.tif`` and ``fluorescence_clean.tif``
     (float32, same units).  Memory use stays at a few frames whatever the length.
+
+    *labels* writes ``labels.tif``, the true cell map (int32, cell index + 1 per pixel);
+    ``None`` (the default) writes it only when the cell-finding options are used
+    (``firing="independent"`` or ``inactive_cells > 0``), so default outputs stay as they were.
     """
     import tifffile
 
@@ -634,6 +711,8 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
             raise errors[0]
         (tmp / "rois.json").write_text(json.dumps([r.to_dict() for r in sim.rois()], indent=1) + "\n")
         (tmp / "truth.json").write_text(json.dumps(sim.truth(), indent=1) + "\n")
+        if labels or (labels is None and _uses_cell_options(params)):
+            tifffile.imwrite(tmp / "labels.tif", sim.cell_labels)
         commit_output_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
