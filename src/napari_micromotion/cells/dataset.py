@@ -1,0 +1,347 @@
+"""Labelled training candidates from the simulator (no downloads).
+
+For one simulated recording (a confluent Voronoi sheet, :class:`~napari_micromotion.simulate.Simulator`)
+the candidates are
+
+``cell``
+    every calcium-active, dye-loaded cell (``labels == c``), its mask perturbed like a real
+    extraction's: eroded or dilated by 0-2 px and its outline jittered (a smooth random field
+    added to the blurred mask before thresholding);
+``not_cell``
+    * ``fragment``: part of a cell, 10-40 % of it (a half-plane cut or a disk inside it);
+    * ``merge``: a cell with one or two adjacent cells;
+    * ``background``: inter-cell patches (a disk centred on a membrane, covering parts of two or
+      three cells, or along the frame's edge);
+    * ``blob``: a small irregular blob (2-5 px radius) anywhere;
+    * ``inactive``: a whole dye-loaded cell that never fires (zero calcium: the simulator's
+      ``other`` cell or the ``inactive_cells`` of :class:`~napari_micromotion.simulate.SimulationParams`),
+      perturbed like the cells.
+
+about two not-cells per cell, as in the report's data (1 : 2.00).  With ``copies > 1`` every cell
+(and inactive cell) is extracted that many times with independent perturbations and the other
+not-cells are multiplied alike: masks are nearly free once a recording is rendered, so one
+simulation gives several times the examples.  Traces are the mean of the
+simulated fluorescence (uint16 ADU, shot and read noise) over each mask; the image is the mean
+fluorescence image.  Only the fluorescence is rendered (the transmission is not needed), frame by
+frame with :meth:`Simulator.fluorescence_mean_e`, shot noise drawn as Gaussian (thousands of
+photo-electrons per pixel).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Generator, Sequence
+
+import numpy as np
+
+from ..errors import check
+from ..progress import Progress
+from .candidate import Candidate
+
+__all__ = ["Recording", "NEGATIVE_KINDS", "simulate_recording", "make_candidates", "iter_training_set",
+           "training_set"]
+
+#: the kinds of not-cell candidates
+NEGATIVE_KINDS = ("fragment", "merge", "background", "blob", "inactive")
+#: share of the not-cells per kind (inactive cells first take what the recording has)
+_NEG_SHARE = {"fragment": 0.35, "merge": 0.25, "background": 0.2, "blob": 0.2}
+
+
+@dataclass
+class Recording:
+    """One simulated recording's labelled candidates.
+
+    Attributes
+    ----------
+    candidates
+        Candidates with ``label`` ``"cell"`` or ``"not_cell"`` and ``source="synthetic"``.
+    image
+        ``(Y, X)`` float32 mean fluorescence image, ADU.
+    kinds
+        Per candidate: ``"cell"`` or one of :data:`NEGATIVE_KINDS`.
+    info
+        Seed, size, frames, firing mode, counts.
+    """
+
+    candidates: list[Candidate]
+    image: np.ndarray
+    kinds: list[str]
+    info: dict = field(default_factory=dict)
+
+    @property
+    def y(self) -> np.ndarray:
+        """``(N,)`` int64 labels, 1 = cell."""
+        return np.array([c.label == "cell" for c in self.candidates], np.int64)
+
+
+def _sim_params(size: int, seed: int, n_frames: int, firing: str, inactive_cells: int, sim_params: dict | None = None):
+    from ..simulate import SimulationParams
+
+    check(firing in ("synchronous", "independent"), f"firing must be 'synchronous' or 'independent', got {firing!r}.")
+    extra = {} if (firing == "synchronous" and inactive_cells == 0) else {"firing": firing,
+                                                                            "inactive_cells": int(inactive_cells)}
+    extra.update(sim_params or {})
+    return SimulationParams(n_frames=int(n_frames), size=int(size), seed=int(seed), **extra)
+
+
+def _box(mask: np.ndarray) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    rr, cc = np.nonzero(mask)
+    box = (int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1)
+    return box, mask[box[0]:box[2], box[1]:box[3]]
+
+
+def _largest(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    lab, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(lab.ravel())[1:]
+    return lab == int(np.argmax(sizes)) + 1
+
+
+def _perturb(mask: np.ndarray, rng: np.random.Generator, max_px: int = 2) -> np.ndarray:
+    """Erode or dilate by 0-*max_px* pixels and jitter the outline; the largest component."""
+    from scipy import ndimage
+
+    k = int(rng.integers(-max_px, max_px + 1))
+    m = mask
+    if k > 0:
+        m = ndimage.binary_dilation(m, iterations=k)
+    elif k < 0:
+        er = ndimage.binary_erosion(m, iterations=-k)
+        m = er if er.sum() >= 0.4 * m.sum() else m
+    noise = ndimage.gaussian_filter(rng.standard_normal(m.shape), 3.0)
+    noise /= noise.std() + 1e-12
+    soft = ndimage.gaussian_filter(m.astype(np.float64), 1.0) + 0.12 * noise
+    out = _largest(soft > 0.5)
+    return out if out.sum() >= 0.5 * mask.sum() else mask
+
+
+def _fragment(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    rr, cc = np.nonzero(mask)
+    n = rr.size
+    target = rng.uniform(0.1, 0.4)
+    if rng.random() < 0.5:  # half-plane cut: keep the pixels beyond a quantile along a random direction
+        th = rng.uniform(0, 2 * math.pi)
+        proj = rr * math.cos(th) + cc * math.sin(th)
+        thr = np.quantile(proj, 1 - target)
+        keep = proj >= thr
+    else:  # a disk inside the cell
+        k = int(rng.integers(n))
+        r = math.sqrt(target * n / math.pi)
+        keep = (rr - rr[k]) ** 2 + (cc - cc[k]) ** 2 <= r * r
+    if keep.sum() < 8:
+        return None
+    out = np.zeros_like(mask)
+    out[rr[keep], cc[keep]] = True
+    return _largest(out)
+
+
+def _disk(shape: tuple[int, int], cy: float, cx: float, r: float, rng: np.random.Generator, wobble: float) -> np.ndarray:
+    from scipy import ndimage
+
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    noise = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0)
+    noise /= noise.std() + 1e-12
+    return _largest(d + wobble * r * noise < r)
+
+
+def simulate_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchronous", inactive_cells: int = 0,
+                       sim_params: dict | None = None):
+    """A :class:`~napari_micromotion.simulate.Simulator` for one recording (layout and time courses only).
+
+    *sim_params*: further :class:`~napari_micromotion.simulate.SimulationParams` fields (e.g. low
+    light, ``photons_per_pixel``, or weaker transients, ``dff_amplitude``).
+    """
+    from ..simulate import Simulator
+
+    return Simulator(_sim_params(size, seed, n_frames, firing, inactive_cells, sim_params))
+
+
+def _render(sim, masks: list[np.ndarray], rng: np.random.Generator,
+            chunk: int = 256) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
+    """Traces ``(N, T)`` (mean ADU over each mask) and the mean image ``(Y, X)`` of the simulated fluorescence."""
+    from scipy import sparse
+
+    p = sim.p
+    n_px = p.size * p.size
+    rows, cols, vals = [], [], []
+    for k, m in enumerate(masks):
+        idx = np.flatnonzero(m)
+        rows.append(np.full(idx.size, k))
+        cols.append(idx)
+        vals.append(np.full(idx.size, 1.0 / idx.size))
+    w = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(masks), n_px))
+    g = sim.gain_e_per_adu
+    traces = np.zeros((len(masks), p.n_frames), np.float32)
+    total = np.zeros(n_px)
+    buf = np.empty((chunk, n_px))
+    for i0 in range(0, p.n_frames, chunk):
+        i1 = min(i0 + chunk, p.n_frames)
+        for j, i in enumerate(range(i0, i1)):
+            fe0 = sim.fluorescence_mean_e(i).ravel()
+            fe = fe0 + np.sqrt(fe0 + p.read_noise_e ** 2) * rng.standard_normal(n_px)
+            buf[j] = np.clip(np.rint(fe / g + p.offset_adu), 0, 65535)
+        block = buf[:i1 - i0]
+        traces[:, i0:i1] = (w @ block.T).astype(np.float32)
+        total += block.sum(axis=0)
+        yield Progress("simulate", i1 / p.n_frames, f"frame {i1} of {p.n_frames}")
+    return traces, (total / p.n_frames).reshape(p.size, p.size).astype(np.float32)
+
+
+def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float = 2.0, copies: int = 1
+                    ) -> tuple[list[np.ndarray], list[str]]:
+    """Full-frame masks and kinds (``"cell"`` or one of :data:`NEGATIVE_KINDS`) for a simulator's sheet.
+
+    *copies*: perturbed extractions per cell (and per inactive cell); the other not-cells are
+    multiplied alike, so the ratio stays *negatives_per_cell*.
+    """
+    labels = sim.labels
+    shape = labels.shape
+    n_cells = int(labels.max()) + 1
+    area = np.bincount(labels.ravel(), minlength=n_cells)
+    typical = float(np.median(area))
+    loaded = sim.loading > 0
+    active = (sim.calcium.max(axis=1) > 0) & loaded
+    big = area >= 0.3 * typical  # slivers at the frame's edge are left out
+    masks: list[np.ndarray] = []
+    kinds: list[str] = []
+    cells = [c for c in range(n_cells) if active[c] and big[c]]
+    copies = max(1, int(copies))
+    for c in cells:
+        for _ in range(copies):
+            masks.append(_perturb(labels == c, rng))
+            kinds.append("cell")
+    n_neg = int(round(negatives_per_cell * len(cells) * copies))
+    inactive = [c for c in range(n_cells) if loaded[c] and not active[c] and big[c]]
+    inactive_masks = [_perturb(labels == c, rng) for c in inactive for _ in range(copies)][:n_neg]
+    masks.extend(inactive_masks)
+    kinds.extend(["inactive"] * len(inactive_masks))
+    rest = max(0, n_neg - len(inactive_masks))
+    quota = {k: int(round(rest * s)) for k, s in _NEG_SHARE.items()}
+    membrane = np.zeros(shape, bool)
+    membrane[:-1] |= labels[:-1] != labels[1:]
+    membrane[:, :-1] |= labels[:, :-1] != labels[:, 1:]
+    mem_pts = np.argwhere(membrane)
+    d = math.sqrt(typical)
+    pool = [c for c in range(n_cells) if big[c]]
+    for kind, count in quota.items():
+        made = tries = 0
+        while made < count and tries < 20 * count + 20:
+            tries += 1
+            if kind == "fragment":
+                m = _fragment(labels == int(rng.choice(pool)), rng)
+            elif kind == "merge":
+                c = int(rng.choice(pool))
+                nb = sorted(sim._adjacent[c])
+                if not nb:
+                    continue
+                k = int(rng.integers(1, 3))
+                m = labels == c
+                for o in rng.choice(nb, size=min(k, len(nb)), replace=False):
+                    m = m | (labels == int(o))
+                m = _perturb(m, rng, 1)
+            elif kind == "background":
+                cy, cx = mem_pts[int(rng.integers(len(mem_pts)))]
+                m = _disk(shape, cy, cx, rng.uniform(0.2, 0.4) * d, rng, 0.15)
+                # mostly one cell would be a (large) fragment: keep patches split between cells
+                counts = np.bincount(labels[m], minlength=n_cells)
+                if counts.max() > 0.75 * m.sum():
+                    continue
+            else:  # blob
+                cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
+                m = _disk(shape, cy, cx, rng.uniform(2.0, 5.0), rng, 0.25)
+            if m is None or m.sum() < 8:
+                continue
+            masks.append(m)
+            kinds.append(kind)
+            made += 1
+    return masks, kinds
+
+
+def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchronous", inactive_cells: int = 0,
+                   negatives_per_cell: float = 2.0, copies: int = 1, sim_params: dict | None = None
+                   ) -> Generator[Progress, None, Recording]:
+    """Simulate one recording and return its labelled candidates (a :class:`Recording`).
+
+    *sim_params*: further simulator settings (see :func:`simulate_recording`).
+    """
+    sim = simulate_recording(size, seed, n_frames, firing=firing, inactive_cells=inactive_cells, sim_params=sim_params)
+    rng = np.random.default_rng([int(seed), int(size), int(n_frames), 17])
+    masks, kinds = make_candidates(sim, rng, negatives_per_cell=negatives_per_cell, copies=copies)
+    traces, image = yield from _render(sim, masks, rng)
+    cands = []
+    for k, (m, kind) in enumerate(zip(masks, kinds)):
+        box, sub = _box(m)
+        cands.append(Candidate(name=f"s{seed}_{k:04d}", box=box, submask=sub, trace=traces[k], source="synthetic",
+                               label="cell" if kind == "cell" else "not_cell", labelled_by="user"))
+    info = {"seed": int(seed), "size": int(size), "n_frames": int(n_frames), "firing": firing,
+            "cell_diameter_px": float(sim.p.cell_diameter_px),
+            "inactive_cells": int(inactive_cells), "copies": int(copies), **({"sim_params": dict(sim_params)} if sim_params else {}),
+            "n_cell": kinds.count("cell"), "n_not_cell": len(kinds) - kinds.count("cell")}
+    return Recording(cands, image, kinds, info)
+
+
+def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequence[int] | int, *,
+                      firing: Sequence[str] | str = "synchronous", inactive_cells: int = 0,
+                      negatives_per_cell: float = 2.0, copies: int = 1) -> Generator[Progress, None, list[Recording]]:
+    """Labelled candidates of several simulated recordings.
+
+    Parameters
+    ----------
+    seeds
+        One simulator seed per recording.
+    sizes, n_frames, firing
+        Frame side (px), frames and firing mode per recording, cycled over *seeds* (a single value
+        applies to all).
+    inactive_cells
+        The simulator's option: dye-loaded cells that never fire (each becomes an ``inactive``
+        not-cell).
+    negatives_per_cell
+        Not-cells per cell (the report's data: 2.0).
+    copies
+        Perturbed extractions per cell (see :func:`make_candidates`).
+
+    Returns
+    -------
+    list of Recording
+        Encode each with :func:`~napari_micromotion.cells.encode.encode` (``rec.candidates, rec.image``).
+    """
+    def cyc(v, i):
+        return v if isinstance(v, (int, str, np.integer)) else v[i % len(v)]
+
+    seeds = list(seeds)
+    check(len(seeds) > 0, "a training set needs at least one seed.")
+    out = []
+    for i, s in enumerate(seeds):
+        gen = iter_recording(int(cyc(sizes, i)), int(s), int(cyc(n_frames, i)), firing=str(cyc(firing, i)),
+                             inactive_cells=inactive_cells, negatives_per_cell=negatives_per_cell, copies=copies)
+        while True:
+            try:
+                ev = next(gen)
+            except StopIteration as stop:
+                out.append(stop.value)
+                break
+            yield Progress("training set", (i + ev.fraction) / len(seeds), f"recording {i + 1} of {len(seeds)}")
+    return out
+
+
+def training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequence[int] | int, *,
+                 encoding: str = "middle", reference_cell_px: float = 0.0, mask_channel: bool = False, **kwargs
+                 ) -> tuple[np.ndarray, np.ndarray, list[Recording]]:
+    """``(x, y, recordings)``: encoded inputs ``(N, 2, 92, 92)``, labels ``(N,)`` (1 = cell) and the recordings.
+
+    *reference_cell_px*: zoom the patches so that cells are this wide (0: native scale);
+    *mask_channel*: add the mask channel of the hybrid model (:func:`~napari_micromotion.cells.encode.encode`).
+    """
+    from ..progress import drive
+    from .encode import encode, patch_scale
+
+    recs = drive(iter_training_set(seeds, sizes, n_frames, **kwargs))
+    x = np.concatenate([encode(r.candidates, r.image, encoding, mask_channel=mask_channel,
+                               scale=patch_scale(r.info["cell_diameter_px"], reference_cell_px)) for r in recs])
+    y = np.concatenate([r.y for r in recs])
+    return x, y, recs
