@@ -19,7 +19,10 @@ CORE = ["napari_micromotion", "napari_micromotion.io", "napari_micromotion.recor
         "napari_micromotion.denoise.train", "napari_micromotion.denoise.predict", "napari_micromotion.denoise.traces",
         "napari_micromotion.report_denoise", "napari_micromotion.device", "napari_micromotion.tools.interpolate",
         "napari_micromotion.interpolate.core", "napari_micromotion.interpolate.train",
-        "napari_micromotion.interpolate.pretrain", "napari_micromotion.interpolate.files"]
+        "napari_micromotion.interpolate.pretrain", "napari_micromotion.interpolate.files",
+        "napari_micromotion.tools.cells", "napari_micromotion.cells.candidates", "napari_micromotion.cells.train",
+        "napari_micromotion.cells.encode", "napari_micromotion.cells.interop", "napari_micromotion.cells.kinds",
+        "napari_micromotion.cells.dataset", "napari_micromotion.cells.baseline"]
 
 
 def test_core_imports_without_qt_or_napari():

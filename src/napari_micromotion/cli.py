@@ -135,6 +135,14 @@ def _add_tool_parser(sub: Any, tool: Any) -> None:
         p.add_argument("image", help="image or stack (TIFF); a stack's frame is chosen with --frame")
         p.add_argument("--frame", type=int, default=0, help="frame of a stack to use (default 0)")
         p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres")
+    elif tool.input == "fluorescence":
+        p.add_argument("fluorescence", metavar="FLUORESCENCE",
+                       help="the fluorescence video: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or video")
+        p.add_argument("--transmission", "-t", help="the brightfield video of the same field (optional)")
+        p.add_argument("--channel", type=_channel, help="fluorescence channel (index or name) in a multi-channel file")
+        p.add_argument("--fps", type=_positive_float, help="frame rate in frames/s (overrides metadata)")
+        p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres")
+        p.add_argument("--rois", help="ROIs drawn by hand, added as candidates: JSON, ImageJ .roi or RoiSet.zip")
     else:
         _add_recording_args(p, tool=True)
     schema.add_arguments(p, schema.specs(tool.Params))
@@ -241,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "PATH. The shipped model: --steps 6000 --seed 0 --threads 1.")
     add_interp_arguments(ti)
 
+    from .cells.pretrain import add_train_arguments as add_cells_arguments
+
+    tc = sub.add_parser("train-cells", help="train the cell classifier (3CNet) on simulated labelled candidates",
+                        description="Train the cell classifier of 'micromotion cells' on labelled candidates from "
+                                    "simulated recordings (both firing modes) and save it as safetensors + JSON; "
+                                    "use it with micromotion cells --model PATH. --arch exact trains the report's "
+                                    "3CNet (27.3 M parameters); the defaults reproduce the shipped compact model.")
+    add_cells_arguments(tc)
+
     v = sub.add_parser("view", help="open a recording (and results) in napari",
                        description="Open a recording, its ROIs and an analysis folder in napari with the plugin's widgets.")
     v.add_argument("transmission", nargs="?", help="transmission stack")
@@ -284,6 +301,27 @@ def _load_inputs(args: argparse.Namespace):
                         fluorescence=rec.fluorescence[a:b] if rec.fluorescence is not None else None,
                         provenance={**rec.provenance, "frames": [a, b]})
     return rec, rois
+
+
+def _load_fluorescence(args: argparse.Namespace):
+    """A tool's fluorescence video (positional) and optional ``--transmission`` as a recording."""
+    from .io import read_recording
+    from .rois import read_rois
+
+    if args.transmission:
+        rec = read_recording(args.transmission, args.fluorescence, fluorescence_channel=args.channel, fps=args.fps,
+                             pixel_size_um=args.pixel_size)
+    else:
+        rec = read_recording(args.fluorescence, None, channel=args.channel, fps=args.fps,
+                             pixel_size_um=args.pixel_size)
+        if rec.fluorescence is not None and rec.fluorescence.ndim == 3:
+            # a multi-channel file: --channel named the fluorescence, so the other one is the transmission
+            if args.channel is not None:
+                rec = rec.with_(transmission=rec.fluorescence, fluorescence=rec.transmission)
+        else:
+            # one video: the fluorescence alone (the recording's transmission slot holds it too, flagged)
+            rec = rec.with_(fluorescence=rec.transmission, provenance={**rec.provenance, "no_transmission": True})
+    return rec, (read_rois(args.rois) if args.rois else [])
 
 
 def _input_checksums(args: argparse.Namespace) -> dict[str, Any]:
@@ -472,6 +510,10 @@ def _cmd_tool(args: argparse.Namespace) -> int:
 
         data = read_image(args.image, frame=args.frame)
         source, rois = data, []
+    elif tool.input == "fluorescence":
+        source, rois = _load_fluorescence(args)
+        if not args.quiet:
+            print(f"recording: {source.describe()}", file=sys.stderr)
     else:
         source, rois = _load_inputs(args)
         if not args.quiet:
@@ -501,6 +543,16 @@ def _cmd_train_interpolator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_cells(args: argparse.Namespace) -> int:
+    from .cells.pretrain import run_from_args
+
+    cmd = "micromotion train-cells " + " ".join(sys.argv[2:])
+    summary = run_from_args(args, cmd.strip(), progress=StderrProgress(args.quiet))
+    if not args.quiet:
+        print(f"validation: {summary['validation']}", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``micromotion`` command; returns the exit status."""
     parser = build_parser()
@@ -510,7 +562,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     commands = {"analyze": _cmd_analyze, "train": _cmd_train, "simulate": _cmd_simulate, "batch": _cmd_batch,
                 "view": _cmd_view, "methods": _cmd_methods, "train-blur-flow": _cmd_train_blur_flow,
-                "train-interpolator": _cmd_train_interpolator}
+                "train-interpolator": _cmd_train_interpolator, "train-cells": _cmd_train_cells}
     try:
         return commands.get(args.command, _cmd_tool)(args)
     except MicromotionError as exc:

@@ -14,4 +14,4 @@ from .base import RecordEntry, Tool, ToolResult
 __all__ = ["TOOLS", "Tool", "ToolResult", "RecordEntry"]
 
 TOOLS: Registry[Tool] = Registry("tool", "napari_micromotion.tools",
-                                 builtins=tuple(f"napari_micromotion.tools.{t}" for t in ("motion", "blurflow", "denoise", "interpolate")))
+                                 builtins=tuple(f"napari_micromotion.tools.{t}" for t in ("motion", "blurflow", "denoise", "interpolate", "cells")))

@@ -71,7 +71,8 @@ class Tool:
     layout
         Entries of its output folder (besides ``<name>.json``, the run record).
     input
-        ``"recording"`` (a video with the usual reading options) or ``"image"``.
+        ``"recording"`` (a video with the usual reading options), ``"fluorescence"`` (a fluorescence
+        video, the transmission optional) or ``"image"``.
     result_type
         The :class:`ToolResult` subclass it returns (the layout reads back into it).
     """
@@ -86,6 +87,13 @@ class Tool:
     result_type: ClassVar[type] = ToolResult
     #: ``"module:Class"`` of a Qt widget showing results in the inspector (``set_result(result)``); "" for none
     result_view: ClassVar[str] = ""
+    #: file name of the run record; "" for ``<name>.json``
+    record_file: ClassVar[str] = ""
+
+    @property
+    def record_path(self) -> str:
+        """File name of the run record in the output folder."""
+        return self.record_file or f"{self.name}.json"
 
     @property
     def command(self) -> str:
@@ -143,7 +151,7 @@ class Tool:
             for entry in self.layout:
                 entry.write(result, tmp)
             record = {**self.record(result), **(extra or {})}
-            (tmp / f"{self.name}.json").write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+            (tmp / self.record_path).write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
             commit_output_dir(tmp, out)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -159,7 +167,7 @@ class Tool:
         from ..schema import build
 
         folder = Path(folder)
-        rec_path = folder / f"{self.name}.json"
+        rec_path = folder / self.record_path
         check(rec_path.is_file(), f"{folder} is not an output folder of the {self.label} tool (no {rec_path.name}).")
         try:
             record = json.loads(rec_path.read_text())

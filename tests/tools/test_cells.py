@@ -1,0 +1,185 @@
+"""``micromotion cells``: the output folder's contract, read-back, re-classification with a person's labels,
+interop exports, kinds from an analysis, refusals.
+
+One small simulation with independently firing cells (ImageJ TIFF), found once by ``auto``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_micromotion.cli import main
+from napari_micromotion.rois import read_rois
+from napari_micromotion.tools import TOOLS
+
+from ..conftest import assert_one_line_error
+
+FPS, N, SIZE = 20.0, 2000, 96
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    from napari_micromotion.simulate import simulate
+
+    sim = simulate(n_frames=N, size=SIZE, seed=21, fps=FPS, firing="independent", inactive_cells=1)
+    folder = tmp_path_factory.mktemp("cells")
+    path = folder / "fluo.tif"
+    tifffile.imwrite(path, np.asarray(sim.fluorescence), imagej=True, metadata={"axes": "TYX", "finterval": 1 / FPS})
+    return path, sim
+
+
+@pytest.fixture(scope="module")
+def out(video, tmp_path_factory):
+    path, _ = video
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    out = tmp_path_factory.mktemp("run") / "cells"
+    assert main(["cells", str(path), "--out", str(out), "--quiet", "--suite2p", "--imagej", "--threads", "1"]) == 0
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before        # input untouched
+    return out
+
+
+def test_output_contract(out, video):
+    _, sim = video
+    for name in ("candidates.json", "cells.json", "cells.csv", "classifier.json", "run.json", "traces.tif",
+                 "mean_image.tif", "suite2p/stat.npy", "suite2p/iscell.npy"):
+        assert (out / name).is_file(), name
+    cands = json.loads((out / "candidates.json").read_text())
+    assert len(cands) >= 3
+    for c in cands:
+        assert {"name", "kind", "polygon", "probability", "label", "labelled_by", "source", "area_px"} <= set(c)
+        assert 0.0 <= c["probability"] <= 1.0 and c["label"] in ("cell", "not_cell")
+    cells = read_rois(out / "cells.json")                                  # the ROI format analyze reads
+    assert [r.name for r in cells] == [c["name"] for c in cands if c["label"] == "cell"]
+    with open(out / "cells.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["name"] for r in rows] == [c["name"] for c in cands]
+    assert list(rows[0]) == ["name", "area_px", "centroid_row", "centroid_col", "probability", "label",
+                             "labelled_by", "source", "kind"]
+    clf = json.loads((out / "classifier.json").read_text())
+    assert clf["counts"]["candidates"] == len(cands) and clf["counts"]["cells"] == len(cells)
+    traces = tifffile.imread(out / "traces.tif")
+    assert traces.shape == (len(cands), N)
+    iscell = np.load(out / "suite2p" / "iscell.npy")
+    assert iscell[:, 0].sum() == len(cells)
+    if cells:
+        assert (out / "RoiSet.zip").is_file()
+
+
+def test_finds_the_active_cells(out, video):
+    """Most calcium-active cells of the simulation are among the accepted cells (IoU >= 0.5)."""
+    from napari_micromotion.cells.candidates import match_cells
+
+    _, sim = video
+    tool = TOOLS["cells"]
+    res = tool.read(out)
+    active = sim.truth["active_cells"]
+    recall, _ = match_cells(res.cells, sim.cell_labels, [c + 1 for c in active])[:2]
+    assert recall >= 0.6
+    assert not res.warnings                 # 2000 frames: within the shipped classifier's training range
+
+
+def test_read_back_round_trip(out):
+    tool = TOOLS["cells"]
+    res = tool.read(out)
+    cands = json.loads((out / "candidates.json").read_text())
+    assert [c.name for c in res.candidates] == [c["name"] for c in cands]
+    assert res.frame_shape == (SIZE, SIZE) and res.fps == pytest.approx(FPS)
+    for c, d in zip(res.candidates, cands):
+        assert c.area_px == d["area_px"] and c.label == d["label"]
+        assert c.trace.shape == (N,)
+
+
+def test_user_labels_finetune_and_are_kept(out, video, tmp_path):
+    path, _ = video
+    cands = json.loads((out / "candidates.json").read_text())
+    # a person flips the classifier on two candidates
+    flipped = {}
+    for c in cands[:2]:
+        c["label"] = "not_cell" if c["label"] == "cell" else "cell"
+        c["labelled_by"] = "user"
+        flipped[c["name"]] = c["label"]
+    (tmp_path / "mine.json").write_text(json.dumps(cands))
+    out2 = tmp_path / "again"
+    assert main(["cells", str(path), "--candidates", str(tmp_path / "mine.json"), "--out", str(out2), "--quiet",
+                 "--threads", "1", "--finetune-seconds", "3"]) == 0
+    again = {c["name"]: c for c in json.loads((out2 / "candidates.json").read_text())}
+    for name, label in flipped.items():
+        assert again[name]["label"] == label and again[name]["labelled_by"] == "user"
+    clf = json.loads((out2 / "classifier.json").read_text())
+    assert clf["user_labels"] == 2 and "finetune" in clf
+    assert clf["against_user_labels_after_finetune"]["accuracy"] >= clf["against_user_labels_before_finetune"]["accuracy"]
+
+
+def test_suite2p_and_imagej_import(out, video, tmp_path):
+    path, _ = video
+    n = len(json.loads((out / "candidates.json").read_text()))
+    for src, count in ((out / "suite2p", n), (out / "RoiSet.zip", len(read_rois(out / "cells.json")))):
+        if not src.exists():
+            continue
+        dest = tmp_path / src.name.replace(".", "_")
+        assert main(["cells", str(path), "--candidates", str(src), "--out", str(dest), "--quiet", "--threads", "1"]) == 0
+        assert len(json.loads((dest / "candidates.json").read_text())) == count
+
+
+def test_kinds_from_an_analysis(out, video, tmp_path):
+    path, _ = video
+    cells = read_rois(out / "cells.json")
+    ana = tmp_path / "ana"
+    ana.mkdir()
+    lines = ["roi,kind,method,score,lag_s,p_value,n_pixels"]
+    scores = [(0.9, 0.001), (0.3, 0.01), (0.2, 0.6)]
+    for r, (s, p) in zip(cells, scores):
+        lines.append(f"{r.name},other,cnn1d,{s},0,{p},10")
+    (ana / "roi_scores.csv").write_text("\n".join(lines) + "\n")
+    dest = tmp_path / "typed"
+    assert main(["cells", str(path), "--candidates", str(out / "candidates.json"), "--kinds-from", str(ana),
+                 "--out", str(dest), "--quiet", "--threads", "1"]) == 0
+    typed = {r.name: r.kind for r in read_rois(dest / "cells.json")}
+    want = ["strong", "weak", "silent"]
+    for r, k in zip(cells, want):
+        assert typed[r.name] == k
+    run = json.loads((dest / "run.json").read_text())
+    assert run["result"]["kinds"]["method"] == "cnn1d"
+
+
+def test_refusals(video, tmp_path, capsys):
+    path, _ = video
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{\"name\": \"x\"}]")
+    cases = {"o": [str(tmp_path / "none.tif")], "o2": [str(path), "--model", str(path)],
+             "o3": [str(path), "--kinds-from", str(tmp_path)], "o4": [str(path), "--candidates", str(bad)]}
+    for o, args in cases.items():
+        code = main(["cells", *args, "--out", str(tmp_path / o), "--quiet"])
+        assert_one_line_error(capsys.readouterr().err, code)
+        assert not (tmp_path / o).exists()
+
+
+def test_short_recording_is_flagged(tmp_path):
+    """On traces shorter than its training recordings the classifier misses cells: the run says so."""
+    from napari_micromotion.simulate import simulate
+
+    sim = simulate(n_frames=300, size=96, seed=22, fps=FPS, firing="independent")
+    res = TOOLS["cells"].run(sim.recording().with_(fluorescence=sim.fluorescence))
+    assert any("trained on recordings of" in w for w in res.warnings)
+
+
+def test_train_cells_model_is_used_by_cells(video, tmp_path, capsys):
+    """``micromotion train-cells`` writes a model that ``cells --model`` applies (one recording, one epoch)."""
+    path, _ = video
+    model = tmp_path / "mine.safetensors"
+    assert main(["train-cells", "--out", str(model), "--n-recordings", "1", "--epochs", "1", "--copies", "1",
+                 "--threads", "1", "--quiet"]) == 0
+    side = json.loads(model.with_suffix(".json").read_text())
+    assert side["training"]["command"].startswith("micromotion train-cells")
+    code = main(["train-cells", "--out", str(model), "--n-recordings", "1", "--quiet"])    # exists: refused
+    assert_one_line_error(capsys.readouterr().err, code)
+    out = tmp_path / "with-model"
+    assert main(["cells", str(path), "--model", str(model), "--out", str(out), "--quiet", "--threads", "1"]) == 0
+    clf = json.loads((out / "classifier.json").read_text())
+    assert clf["model"] == str(model)
