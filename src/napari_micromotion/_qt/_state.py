@@ -147,9 +147,10 @@ class Session(QObject):
                 and plugin_meta(la).get("role") != "result" and la.ndim >= min_ndim]
 
     def shapes_layers(self) -> list[Any]:
+        """Shapes layers that can hold ROIs: not a tool's result (the cell finder's candidates)."""
         from napari.layers import Shapes
 
-        return [la for la in self._layers() if isinstance(la, Shapes)]
+        return [la for la in self._layers() if isinstance(la, Shapes) and plugin_meta(la).get("role") != "result"]
 
     def slider_frame(self, layer: Any = None) -> int | None:
         """The frame of *layer* (default: the transmission) under napari's time slider.
@@ -195,7 +196,10 @@ class Session(QObject):
         return None
 
     def rois_layer(self) -> Any:
-        """The chosen ROI layer, else the plugin's ROI layer, else the only shapes layer."""
+        """The chosen ROI layer, else the plugin's ROI layer, else the only shapes layer that is not a result.
+
+        A tool's shapes (the cell finder's candidates) are results, never taken for the ROIs.
+        """
         chosen = self.layer(self.rois_layer_name)
         if chosen is not None:
             return chosen
@@ -219,7 +223,8 @@ class Session(QObject):
         return float(scale[0]) if scale[0] != 1.0 and np.isclose(scale[0], scale[1]) else None
 
     # ------------------------------------------------------------ building core inputs
-    def _channel_view(self, layer: Any, channel: int | None, what: str) -> Any:
+    def channel_view(self, layer: Any, channel: int | None, what: str) -> Any:
+        """*layer*'s (T, Y, X) data; of a (T, C, Y, X) layer the *channel* (*what* names it in messages)."""
         data = _layer_array(layer)
         if data.ndim == 4:
             n = data.shape[1]
@@ -239,10 +244,10 @@ class Session(QObject):
         fps = self.choice.fps or self.layer_fps(trans)
         check(fps is not None, f"the frame rate of {trans.name!r} is unknown; enter it (fps) in the Recording widget.")
         px = self.choice.pixel_size_um or self.layer_pixel_size(trans)
-        data = self._channel_view(trans, self.choice.channel, "transmission")
+        data = self.channel_view(trans, self.choice.channel, "transmission")
         fl = None
         if fl_layer is not None:
-            fl = self._channel_view(fl_layer, self.choice.fluorescence_channel, "fluorescence")
+            fl = self.channel_view(fl_layer, self.choice.fluorescence_channel, "fluorescence")
         elif _layer_array(trans).ndim == 4 and _layer_array(trans).shape[1] == 2:
             c = 0 if self.choice.channel is None else int(self.choice.channel) % 2
             fl = _layer_array(trans)[:, 1 - c]
@@ -259,14 +264,14 @@ class Session(QObject):
         check(layer is not None, "choose an image layer first.")
         fps = (self.choice.fps if layer is self.transmission_layer() else None) or self.layer_fps(layer)
         check(fps is not None, f"the frame rate of {layer.name!r} is unknown; enter it in the Data tab.")
-        data = self._channel_view(layer, None, "input")
+        data = self.channel_view(layer, None, "input")
         return Recording(transmission=data, fps=fps, pixel_size_um=self.layer_pixel_size(layer),
                          provenance={**(plugin_meta(layer).get("provenance") or {}), "layer": layer.name})
 
     def image_from_layer(self, layer: Any) -> tuple[np.ndarray, int]:
         """The frame of *layer* under napari's time slider, as ``(Y, X)`` float32, and its index (an image tool's input)."""
         check(layer is not None, "choose an image layer first.")
-        data = self._channel_view(layer, None, "input")
+        data = self.channel_view(layer, None, "input")
         if data.ndim == 2:
             return np.asarray(data, np.float32), 0
         check(data.ndim == 3, f"{layer.name!r} is not a single-channel image or stack.")

@@ -56,7 +56,7 @@ def _valid(v: Any) -> bool:
     return isinstance(v, str) and v.strip() != "" and v != "nan"
 
 
-def _set_features(layer: Any, df: pd.DataFrame, kind: str | None = None) -> None:
+def set_features(layer: Any, df: pd.DataFrame, kind: str | None = None) -> None:
     """Replace the features, keeping the defaults of new shapes (napari resets them to the last row)."""
     if kind is None:
         defaults = layer.feature_defaults
@@ -81,7 +81,7 @@ def style_rois_layer(layer: Any, kind: str = "other") -> Any:
     kinds = [str(v) if v in KINDS else "other" for v in (df["kind"] if "kind" in df else ["other"] * n)]
     df["name"] = pd.Series(names, dtype=object, index=df.index) if n else pd.Series([], dtype=object)
     df["kind"] = pd.Series(kinds, dtype=object, index=df.index) if n else pd.Series([], dtype=object)
-    _set_features(layer, df, kind)
+    set_features(layer, df, kind)
     layer.edge_color = "kind"
     layer.edge_color_cycle_map = _kind_colour_map()
     layer.refresh_colors()
@@ -247,7 +247,7 @@ class RoisWidget(QWidget):
             seen.add(names[i])
         if changed:
             df["name"] = pd.Series(names, dtype=object, index=df.index)
-            _set_features(layer, df, self.kind.currentText())
+            set_features(layer, df, self.kind.currentText())
         self._update_info()
 
     def _selected(self) -> list[int]:
@@ -283,7 +283,7 @@ class RoisWidget(QWidget):
         if idx:
             df = layer.features.copy()
             df.loc[df.index[idx], "kind"] = kind
-            _set_features(layer, df, kind)
+            set_features(layer, df, kind)
         self._update_info()
 
     def rename_selected(self, name: str) -> None:
@@ -302,7 +302,7 @@ class RoisWidget(QWidget):
             return
         df = layer.features.copy()
         df.loc[df.index[sel[0]], "name"] = name
-        _set_features(layer, df, self.kind.currentText())
+        set_features(layer, df, self.kind.currentText())
         self._update_info()
 
     def _update_info(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -26,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from .._layers import META_KEY, plugin_meta
-from ..errors import MicromotionError
+from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
 from ._tasks import Task, notify_error
@@ -39,6 +40,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["ToolTab"]
 
 AUTO = "(the recording's transmission)"
+#: the automatic entry of a tool that works on the fluorescence video (``Tool.input == "fluorescence"``)
+AUTO_FLUORESCENCE = "(the recording's fluorescence)"
 
 
 class ToolTab(QWidget):
@@ -60,7 +63,10 @@ class ToolTab(QWidget):
         about.setWordWrap(True)
         self.layer_combo = QComboBox()
         self.layer_combo.setToolTip("The image this tool works on: the frame under the time slider."
-                                    if tool.input == "image" else "The video this tool works on.")
+                                    if tool.input == "image" else
+                                    "The fluorescence video this tool works on (the recording's transmission, if "
+                                    "any, goes with it)." if tool.input == "fluorescence" else
+                                    "The video this tool works on.")
         self.form = ParamForm(specs(tool.Params), expanded=tuple({s.section for s in specs(tool.Params)}))
         self.run_button = QPushButton("Run")
         self.run_button.clicked.connect(self.run)
@@ -113,15 +119,48 @@ class ToolTab(QWidget):
         current = self.layer_combo.currentText()
         self.layer_combo.blockSignals(True)
         self.layer_combo.clear()
-        self.layer_combo.addItem(AUTO)
+        self.layer_combo.addItem(self.auto_entry)
         self.layer_combo.addItems([la.name for la in self.session.image_layers(2 if self.tool.input == "image" else 3)])
         idx = self.layer_combo.findText(current)
         self.layer_combo.setCurrentIndex(idx if idx >= 0 else 0)
         self.layer_combo.blockSignals(False)
 
+    @property
+    def auto_entry(self) -> str:
+        """The layer chooser's automatic entry (the recording's transmission, or fluorescence)."""
+        return AUTO_FLUORESCENCE if self.tool.input == "fluorescence" else AUTO
+
     def input_layer(self) -> Any:
         name = self.layer_combo.currentText()
-        return self.session.transmission_layer() if name in ("", AUTO) else self.session.layer(name)
+        if name not in ("", AUTO, AUTO_FLUORESCENCE):
+            return self.session.layer(name)
+        if self.tool.input != "fluorescence":
+            return self.session.transmission_layer()
+        layer = self.session.fluorescence_layer()
+        if layer is None:   # one video open, not tagged as fluorescence: that is the one
+            stacks = self.session.image_layers(3)
+            layer = stacks[0] if len(stacks) == 1 else None
+        check(layer is not None, "the recording has no fluorescence video; choose the fluorescence layer as input.")
+        return layer
+
+    def fluorescence_recording(self, layer: Any) -> Any:
+        """A tool's Recording with *layer* as fluorescence and the session's transmission, if any, beside it.
+
+        Without a transmission of the same size the fluorescence fills both slots and
+        ``provenance["no_transmission"]`` says so (as ``micromotion <tool> FLUORESCENCE`` does).
+        """
+        rec = self.session.recording_from_layer(layer)   # fps, pixel size, provenance of the layer
+        fl = rec.transmission
+        prov = {**rec.provenance, "fluorescence_layer": layer.name}
+        trans_layer = self.session.transmission_layer()
+        trans = None
+        if trans_layer is not None and trans_layer is not layer:
+            data = self.session.channel_view(trans_layer, self.session.choice.channel, "transmission")
+            if tuple(data.shape) == tuple(fl.shape):
+                trans = data
+        if trans is None:
+            return rec.with_(fluorescence=fl, provenance={**prov, "no_transmission": True})
+        return rec.with_(transmission=trans, fluorescence=fl, provenance={**prov, "transmission_layer": trans_layer.name})
 
     def params(self) -> Any:
         from ..schema import check_ranges, replace_path
@@ -146,6 +185,11 @@ class ToolTab(QWidget):
                 rec, frame = self.session.image_from_layer(layer)
                 rois = []
                 self.frame = frame
+            elif self.tool.input == "fluorescence":
+                rec = self.fluorescence_recording(layer)
+                # ROIs drawn by hand join the tool's input; ROIs it made itself earlier (same names) do not
+                earlier = {c.name for c in getattr(self.result, "candidates", None) or []}
+                rois = [r for r in self.session.build_rois() if r.name not in earlier]
             else:
                 rec = self.session.recording_from_layer(layer)
                 rois = self.session.build_rois()
@@ -269,7 +313,9 @@ class ToolTab(QWidget):
 
 
 def _layer_ndim(data: Any, kind: str) -> int:
-    """Dimensions of the layer *data* makes (vectors and points: their coordinates' length)."""
+    """Dimensions of the layer *data* makes (vectors, points and shapes: their coordinates' length)."""
+    if kind == "shapes" and isinstance(data, (list, tuple)):   # a list of (N, D) vertex arrays
+        return int(np.asarray(data[0]).shape[-1]) if len(data) else 0
     shape = getattr(data, "shape", ())
     if kind in ("vectors", "points"):
         return int(shape[-1]) if len(shape) >= 2 else 0
