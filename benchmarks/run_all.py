@@ -31,6 +31,8 @@ BENCHMARKS = {
     "denoise": ("bench_denoise.py", "8. denoising at 20 photons/px: PSNR vs N2V at equal training time"),
     "interpolate": ("bench_interpolate.py", "10. frame interpolation x2, CAFI protocol on the real recordings: learned "
                                             "vs linear (and flow), downstream, cost"),
+    "cells": ("bench_cells.py", "11. cell finding: candidates recall, 3CNet vs suite2p-feature baseline, labels needed, "
+                                "cost"),
 }
 
 

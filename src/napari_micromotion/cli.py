@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="extra calcium transients, each in one cell alone (default 0)")
     s.add_argument("--unloaded-cells", type=int, default=0, metavar="N",
                    help="cells without dye, whose fluorescence holds no signal (default 0)")
+    s.add_argument("--firing", choices=("synchronous", "independent"), default="synchronous",
+                   help="synchronous: all calcium cells fire together (a cardiac syncytium, default); independent: "
+                        "every cell on its own rhythm (for cell finding by PCA/ICA); writes labels.tif")
+    s.add_argument("--inactive-cells", type=int, default=0, metavar="N",
+                   help="dye-loaded cells that never fire (default 0); writes labels.tif")
     s.add_argument("--clean", action="store_true",
                    help="also write the noise-free movies transmission_clean.tif and fluorescence_clean.tif")
     s.add_argument("--overwrite", action="store_true", help="replace an existing folder")
@@ -463,7 +468,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         overrides["strong_px"] = args.strong_px
     for key, value in (("photons_per_pixel", args.low_light), ("transmission_photons_per_pixel",
                                                                   args.low_light_transmission),
-                       ("rare_events", args.rare_events or None), ("unloaded_cells", args.unloaded_cells or None)):
+                       ("rare_events", args.rare_events or None), ("unloaded_cells", args.unloaded_cells or None),
+                       ("firing", None if args.firing == "synchronous" else args.firing),
+                       ("inactive_cells", args.inactive_cells or None)):
         if value is not None:
             overrides[key] = value
     t0 = time.perf_counter()

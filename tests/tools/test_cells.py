@@ -183,3 +183,15 @@ def test_train_cells_model_is_used_by_cells(video, tmp_path, capsys):
     assert main(["cells", str(path), "--model", str(model), "--out", str(out), "--quiet", "--threads", "1"]) == 0
     clf = json.loads((out / "classifier.json").read_text())
     assert clf["model"] == str(model)
+
+
+def test_simulate_command_writes_the_label_map(tmp_path, capsys):
+    out = tmp_path / "sim"
+    assert main(["simulate", str(out), "--frames", "300", "--size", "64", "--firing", "independent",
+                 "--inactive-cells", "1", "--quiet"]) == 0
+    labels = tifffile.imread(out / "labels.tif")
+    truth = json.loads((out / "truth.json").read_text())
+    assert labels.shape == (64, 64) and labels.min() >= 1
+    assert len(truth["inactive_cells"]) == 1 and truth["inactive_cells"][0] not in truth["active_cells"]
+    code = main(["simulate", str(tmp_path / "bad"), "--frames", "300", "--size", "64", "--inactive-cells", "-1"])
+    assert_one_line_error(capsys.readouterr().err, code)

@@ -718,7 +718,7 @@ class CellsView(QWidget):
     # ------------------------------------------------------------ ROIs and kinds
     def cells_to_rois(self) -> Any:
         """Put the accepted cells into the ROI layer (made if there is none) with their kinds; returns the layer."""
-        from .rois_widget import set_features, add_rois_layer, style_rois_layer
+        from .rois_widget import add_rois_layer, set_features, style_rois_layer
 
         try:
             check(self.result is not None, "run the cell finder first; there are no cells yet.")
