@@ -160,6 +160,16 @@ def test_refusals(video, tmp_path, capsys):
         assert not (tmp_path / o).exists()
 
 
+def test_a_trace_is_not_a_video(video):
+    from napari_micromotion.errors import MicromotionError
+
+    _, sim = video
+    rec = sim.recording()
+    rec = rec.with_(fluorescence=np.asarray(rec.fluorescence, np.float32).mean(axis=(1, 2)))
+    with pytest.raises(MicromotionError, match="not a single trace"):
+        TOOLS["cells"].check(rec, TOOLS["cells"].Params())
+
+
 def test_short_recording_is_flagged(tmp_path):
     """On traces shorter than its training recordings the classifier misses cells: the run says so."""
     from napari_micromotion.simulate import simulate

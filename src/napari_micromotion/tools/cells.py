@@ -292,6 +292,7 @@ class Cells(Tool):
     def check(self, recording: Any, params: CellsParams) -> None:
         fl = recording.fluorescence
         check(fl is not None, "cell finding needs a fluorescence video; none was given.")
+        check(fl.ndim == 3, "cell finding needs the fluorescence as a video, not a single trace.")
         n, (ny, nx) = recording.n_frames, recording.frame_shape
         check(n >= 20, f"the video has {n} frames; finding cells needs at least 20.")
         check(min(ny, nx) >= 16, f"frames of {ny} x {nx} px are too small to find cells in (at least 16 x 16 px).")
