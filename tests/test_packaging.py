@@ -22,7 +22,7 @@ CORE = ["napari_micromotion", "napari_micromotion.io", "napari_micromotion.recor
         "napari_micromotion.interpolate.pretrain", "napari_micromotion.interpolate.files",
         "napari_micromotion.tools.cells", "napari_micromotion.cells.candidates", "napari_micromotion.cells.train",
         "napari_micromotion.cells.encode", "napari_micromotion.cells.interop", "napari_micromotion.cells.kinds",
-        "napari_micromotion.cells.dataset", "napari_micromotion.cells.baseline"]
+        "napari_micromotion.cells.dataset", "napari_micromotion.cells.baseline", "napari_micromotion.cells.config"]
 
 
 def test_core_imports_without_qt_or_napari():
@@ -110,3 +110,11 @@ def test_no_import_circles_and_no_private_imports_across_modules():
                     stack.append((nxt, path + (nxt,)))
     assert not cycles, cycles[:5]
     assert not private, private
+
+
+def test_command_line_builds_without_torch():
+    """Every ``micromotion`` command builds its parser first: importing torch there costs seconds each time."""
+    code = "import sys, napari_micromotion.cli as c; c.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"

@@ -32,12 +32,11 @@ examples to train, and the shipped weights stay small.  Two options of it (both 
 from __future__ import annotations
 
 from ..errors import check
+from .config import BN_ORDERS
 
 __all__ = ["ThreeCNet", "CompactThreeCNet", "BN_ORDERS", "INPUT_SIZE", "N_SHAPE", "count_parameters", "build",
            "shape_statistics"]
 
-#: the two placements of batch normalisation in a CRB block (see :class:`ThreeCNet`)
-BN_ORDERS = ("relu_bn", "bn_relu")
 #: the report's input: 92 x 92 pixels, two channels
 INPUT_SIZE = 92
 #: filters of the five convolutions

@@ -14,15 +14,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
 from ..errors import check
 from ..progress import Progress, drive
-from .dataset import Recording, iter_training_set
-from .encode import encode, patch_scale
-from .train import SHIPPED, CellClassifier, ClassifierConfig, metrics
+from .config import SHIPPED, SHIPPED_CONFIG, ClassifierConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .dataset import Recording
+    from .train import CellClassifier
 
 __all__ = ["run_training", "SHIPPED_CONFIG", "DEFAULT_TRAIN_SEEDS", "DEFAULT_SIZES", "DEFAULT_FRAMES", "main"]
 
@@ -36,16 +38,6 @@ DEFAULT_FIRING = ("synchronous", "independent")
 DEFAULT_INACTIVE = 3
 #: perturbed extractions per cell (negatives alike): three times the examples per rendered recording
 DEFAULT_COPIES = 3
-#: the shipped model's settings: the compact model with its convolutions on the 2 x 2 pooled input (4x
-#: fewer operations), patches zoomed to 24 px cells, the report's optimiser and batch, 8 epochs over the
-#: ~9800 candidates of 43 recordings (both firing modes, 3 perturbed copies of each cell).  On the 881
-#: candidates of 12 test recordings (seeds 900-911, other sizes and lengths, both firing modes): 98.0 %
-#: accuracy; the hybrid with shape statistics (``shape=True``) 97.5 %, the suite2p-feature baseline
-#: 94.4 % (the sidecar's ``benchmark``)
-SHIPPED_CONFIG = ClassifierConfig(arch="compact", encoding="middle", epochs=8, seed=0, threads=2, reference_cell_px=24.0,
-                                  pool=2)
-
-
 def run_training(out_path: str | Path | None = SHIPPED, *, seeds: Sequence[int] = DEFAULT_TRAIN_SEEDS,
                  sizes: Sequence[int] = DEFAULT_SIZES, n_frames: Sequence[int] = DEFAULT_FRAMES,
                  firing: Sequence[str] | str = DEFAULT_FIRING, inactive_cells: int = DEFAULT_INACTIVE,
@@ -71,6 +63,10 @@ def run_training(out_path: str | Path | None = SHIPPED, *, seeds: Sequence[int] 
         Already simulated recordings (what :func:`~napari_micromotion.cells.dataset.iter_training_set`
         returned for these arguments) instead of simulating them again.
     """
+    from .dataset import iter_training_set
+    from .encode import encode, patch_scale
+    from .train import CellClassifier, metrics
+
     t0 = time.perf_counter()
     if recordings is None:
         recs = drive(iter_training_set(seeds, sizes, n_frames, firing=firing, inactive_cells=inactive_cells,

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Generator
@@ -31,79 +31,12 @@ import numpy as np
 from ..device import torch_threads
 from ..errors import check
 from ..progress import Progress, drive
-from .encode import PATCH, TRACE_ENCODINGS
-from .model import BN_ORDERS, build, count_parameters
+from .config import ARCHITECTURE_VERSION, ARCHITECTURES, SHIPPED, ClassifierConfig
+from .encode import PATCH
+from .model import build, count_parameters
 
 __all__ = ["ClassifierConfig", "CellClassifier", "hinge_loss", "metrics", "uncertainty_order", "ARCHITECTURES",
            "ARCHITECTURE_VERSION", "SHIPPED"]
-
-#: architecture names in the model files, per ``arch``
-ARCHITECTURES = {"exact": "3cnet", "compact": "3cnet-compact"}
-ARCHITECTURE_VERSION = 1
-#: the shipped compact model (safetensors + JSON sidecar)
-SHIPPED = Path(__file__).resolve().parent / "weights" / "cells_compact.safetensors"
-
-
-@dataclass(frozen=True)
-class ClassifierConfig:
-    """How a classifier is built and trained.
-
-    Attributes
-    ----------
-    arch
-        ``"exact"`` (the report's 3CNet, 27.3 M parameters) or ``"compact"`` (~40 k).
-    bn_order
-        ``"relu_bn"`` or ``"bn_relu"`` (see :class:`~napari_micromotion.cells.model.ThreeCNet`).
-    encoding
-        Trace encoding of the inputs the model expects (:data:`~napari_micromotion.cells.encode.TRACE_ENCODINGS`).
-    epochs, batch_size, lr
-        The report's: 3, 64, 1e-3.
-    seed
-        Seeds the weights' initialisation and the batches' order.
-    threads
-        CPU threads for torch (0: leave torch's setting).
-    augment
-        Flip and rotate the image channel of each mini-batch at random (8 symmetries of the
-        square; a cell stays a cell): more data for free, no cost at inference.
-    reference_cell_px
-        When positive, inputs are encoded with the recording's cell diameter brought to this
-        width (:meth:`CellClassifier.encode`), so that a candidate's size relative to a cell is
-        visible in the patch whatever the magnification; 0 keeps the report's native crop.
-    """
-
-    arch: str = "compact"
-    bn_order: str = "relu_bn"
-    encoding: str = "middle"
-    epochs: int = 3
-    batch_size: int = 64
-    lr: float = 1e-3
-    seed: int = 0
-    threads: int = 0
-    #: random flips and 90-degree rotations of the image channel during training (the trace stays)
-    augment: bool = True
-    #: image patches zoomed so that a cell is this many pixels wide (0: native scale, the report's)
-    reference_cell_px: float = 0.0
-    #: the hybrid compact model: mask channel + shape statistics in the head (model.CompactThreeCNet)
-    shape: bool = False
-    #: average pooling of the input before the compact model's convolutions (1 or 2)
-    pool: int = 1
-
-    @property
-    def in_channels(self) -> int:
-        """Channels of the inputs the model expects (3 with the mask channel of the hybrid model)."""
-        return 3 if self.shape else 2
-
-    def validate(self) -> None:
-        check(self.arch in ARCHITECTURES, f"arch must be 'exact' or 'compact', got {self.arch!r}.")
-        check(self.bn_order in BN_ORDERS, f"bn_order must be one of {', '.join(BN_ORDERS)}, got {self.bn_order!r}.")
-        check(self.encoding in TRACE_ENCODINGS,
-              f"encoding must be one of {', '.join(TRACE_ENCODINGS)}, got {self.encoding!r}.")
-        check(self.arch == "compact" or (not self.shape and int(self.pool) == 1),
-              "the exact 3CNet has no shape statistics or input pooling (compact options).")
-        check(int(self.pool) in (1, 2), f"input pooling must be 1 or 2, got {self.pool!r}.")
-        check(int(self.epochs) >= 1 and int(self.batch_size) >= 2 and self.lr > 0,
-              "epochs must be >= 1, batch size >= 2 and the learning rate positive.")
-
 
 def hinge_loss(scores, y):
     """The report's multiclass SVM loss, mean over the batch of ``sum_{j != y} max(0, s_j - s_y + 1)``."""
