@@ -168,8 +168,7 @@ def fresh_recordings():
     from napari_micromotion.cells.dataset import training_set
     from napari_micromotion.cells.train import SHIPPED
 
-    if not SHIPPED.is_file():
-        pytest.skip("shipped weights not built (python -m napari_micromotion.cells.pretrain)")
+    assert SHIPPED.is_file(), "the shipped weights are missing (python -m napari_micromotion.cells.pretrain)"
     cfg = CellClassifier.shipped().config
     return training_set([7001, 7002], [104, 120], [2000, 2400], encoding=cfg.encoding,
                         reference_cell_px=cfg.reference_cell_px, mask_channel=cfg.shape,
