@@ -116,6 +116,7 @@ def test_metrics_on_the_reports_confusion():
     assert m["f1"] == pytest.approx(0.818, abs=5e-4)
     assert m["accuracy"] == pytest.approx(858 / 960)  # Table 4's 0.858 divides by 1000 (the table holds 960)
     assert list(uncertainty_order([0.9, 0.48, 0.1, 0.6])) == [1, 3, 0, 2]
+    assert list(uncertainty_order([np.nan, 0.9, np.nan, 0.5])) == [3, 1, 0, 2]   # unknown last, by index
 
 
 @pytest.mark.parametrize("pool", [1, 2])

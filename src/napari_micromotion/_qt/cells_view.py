@@ -55,7 +55,7 @@ from .plots import LossPlot, PlotView
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["CellsView", "CandidateTracePlot", "CANDIDATES_LAYER", "SORTS", "uncertainty_order"]
+__all__ = ["CellsView", "CandidateTracePlot", "CANDIDATES_LAYER", "SORTS"]
 
 #: the tool's shapes layer of candidates
 CANDIDATES_LAYER = "cell candidates"
@@ -66,19 +66,6 @@ COLUMNS = ("name", "P(cell)", "label", "by", "kind", "area (px)")
 USER_EDGE, OTHER_EDGE, SELECTED_EDGE = 2.5, 1.0, 4.0
 SELECTED_COLOUR = (0.2, 0.9, 1.0, 1.0)
 USER_FILL = {"cell": (0.15, 0.85, 0.25, 0.30), "not_cell": (0.95, 0.2, 0.15, 0.25)}
-
-
-def uncertainty_order(prob: Any) -> np.ndarray:
-    """Candidate indices, most uncertain first (:func:`napari_micromotion.cells.train.uncertainty_order`).
-
-    Unknown probabilities (NaN) come last.
-    """
-    from ..cells.train import uncertainty_order as core_order
-
-    prob = np.asarray(prob, float)
-    known = np.flatnonzero(np.isfinite(prob))
-    inner = known[np.asarray(core_order(prob[known]), int)] if known.size else known
-    return np.concatenate([inner, np.flatnonzero(~np.isfinite(prob))]).astype(int)
 
 
 def _label_text(label: str) -> str:
@@ -388,6 +375,8 @@ class CellsView(QWidget):
 
     def uncertain_order(self, undecided_only: bool = False) -> list[int]:
         """Candidate indices, most uncertain first (*undecided_only*: those you have not decided)."""
+        from ..cells.train import uncertainty_order
+
         if self.result is None:
             return []
         cands = self.result.candidates

@@ -68,7 +68,7 @@ def metrics(y_true, y_pred) -> dict[str, Any]:
 
 
 def uncertainty_order(prob) -> np.ndarray:
-    """Indices of the candidates, most uncertain first (smallest ``|p - 0.5|``; ties by index)."""
+    """Indices of the candidates, most uncertain first (smallest ``|p - 0.5|``; ties by index; unknown (NaN) last)."""
     p = np.asarray(prob, np.float64).ravel()
     return np.argsort(np.abs(p - 0.5), kind="stable")
 
