@@ -28,7 +28,7 @@ from ..errors import MicromotionError
 from ..methods.base import NoParams
 from ..progress import Progress, drive
 
-__all__ = ["Tool", "ToolResult", "RecordEntry"]
+__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default"]
 
 
 @dataclass
@@ -151,7 +151,7 @@ class Tool:
             for entry in self.layout:
                 entry.write(result, tmp)
             record = {**self.record(result), **(extra or {})}
-            (tmp / self.record_path).write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
+            (tmp / self.record_path).write_text(json.dumps(record, indent=1, default=json_default) + "\n")
             commit_output_dir(tmp, out)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -185,7 +185,8 @@ class Tool:
         return f"<tool {self.name}: {self.label}>"
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` of tool files: NumPy scalars and arrays, paths, tuples."""
     import numpy as np
 
     if isinstance(obj, (np.floating, np.integer)):

@@ -44,7 +44,7 @@ from ..layout import Entry, ImageEntry, read_tif, write_csv
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
-from .base import RecordEntry, Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult, json_default
 
 __all__ = ["Cells", "CellsParams", "CellsResult", "read_candidates"]
 
@@ -203,7 +203,7 @@ class ClassifierEntry(Entry):
     what = "classifier, threshold, counts, fine-tuning and metrics against labels by a person"
 
     def write(self, result: CellsResult, folder: Path) -> None:
-        (folder / self.path).write_text(json.dumps(result.classifier, indent=1, default=_jsonable) + "\n")
+        (folder / self.path).write_text(json.dumps(result.classifier, indent=1, default=json_default) + "\n")
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         p = folder / self.path
@@ -257,14 +257,6 @@ def read_candidates(path: str | Path, frame_shape: tuple[int, int] | None, *, tr
         c.labelled_by = str(entry.get("labelled_by", "user" if label else ""))
         out.append(c)
     return out
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, (np.floating, np.integer)):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(type(obj).__name__)
 
 
 # ---------------------------------------------------------------- the tool
