@@ -37,7 +37,7 @@ from typing import Any, Generator, Sequence
 
 import numpy as np
 
-from ..cells.candidate import Candidate, from_roi
+from ..cells.candidate import LABELS, Candidate, from_roi
 from ..cells.candidates import CandidateParams
 from ..errors import MicromotionError, check
 from ..layout import Entry, ImageEntry, read_tif, write_csv
@@ -252,7 +252,7 @@ def read_candidates(path: str | Path, frame_shape: tuple[int, int] | None, *, tr
         p = entry.get("probability")
         c.probability = float(p) if isinstance(p, (int, float)) and not isinstance(p, bool) else float("nan")
         label = entry.get("label", "")
-        check(label in ("", "cell", "not_cell"), f"{path.name}: candidate {roi.name!r} has unknown label {label!r}.")
+        check(label in LABELS, f"{path.name}: candidate {roi.name!r} has unknown label {label!r}.")
         c.label = label
         c.labelled_by = str(entry.get("labelled_by", "user" if label else ""))
         out.append(c)
