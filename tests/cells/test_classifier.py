@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from napari_micromotion.cells.candidate import Candidate  # noqa: E402
-from napari_micromotion.cells.encode import N_SAMPLES, PATCH, encode, encode_traces, normalise_traces, take_middle  # noqa: E402
-from napari_micromotion.cells.model import N_SHAPE, CompactThreeCNet, ThreeCNet, count_parameters, shape_statistics  # noqa: E402
-from napari_micromotion.cells.train import CellClassifier, ClassifierConfig, hinge_loss, metrics, uncertainty_order  # noqa: E402
-from napari_micromotion.errors import MicromotionError  # noqa: E402
+from napari_micromotion.cells.candidate import Candidate
+from napari_micromotion.cells.encode import N_SAMPLES, PATCH, encode, encode_traces, normalise_traces, take_middle
+from napari_micromotion.cells.model import N_SHAPE, CompactThreeCNet, ThreeCNet, count_parameters, shape_statistics
+from napari_micromotion.cells.train import CellClassifier, ClassifierConfig, hinge_loss, metrics, uncertainty_order
+from napari_micromotion.errors import MicromotionError
 
 
 # ---------------------------------------------------------------- architecture
