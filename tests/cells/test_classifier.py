@@ -103,6 +103,43 @@ def test_encode_shapes(encoding):
         encode([_candidate(trace), _candidate(trace[:100])], image, encoding)
 
 
+def _patch_by_definition(c: Candidate, image: np.ndarray, scale: float) -> np.ndarray:
+    """Channel 0 as the encoding's docstring defines it, pixel by pixel (slow, for the test)."""
+    from scipy import ndimage
+
+    from napari_micromotion.cells.encode import CONTEXT_WEIGHT, IMAGE_GAIN, MASK_SIGMA_PX, normalise_image
+
+    z = normalise_image(image)
+    side = max(8, int(round(PATCH / scale)))
+    cy, cx = c.centroid
+    r0, c0 = int(round(cy)) - side // 2, int(round(cx)) - side // 2
+    rr, cc = np.mgrid[r0:r0 + side, c0:c0 + side]
+    inside = (rr >= 0) & (rr < z.shape[0]) & (cc >= 0) & (cc < z.shape[1])
+    patch = np.where(inside, z[rr.clip(0, z.shape[0] - 1), cc.clip(0, z.shape[1] - 1)], 0.0)
+    soft = ndimage.gaussian_filter(c.mask(z.shape).astype(np.float64), MASK_SIGMA_PX, mode="constant")
+    soft = np.minimum(soft / soft.max(), 1.0)
+    w = CONTEXT_WEIGHT + (1 - CONTEXT_WEIGHT) * np.where(inside, soft[rr.clip(0, z.shape[0] - 1),
+                                                                      cc.clip(0, z.shape[1] - 1)], 0.0)
+    v = np.where(inside, (patch * w - (patch * w)[inside].mean()) * IMAGE_GAIN, 0.0)
+    return v if side == PATCH else ndimage.zoom(v, PATCH / side, order=1, grid_mode=True, mode="grid-constant")
+
+
+@pytest.mark.parametrize("scale", [1.0, 24 / 40, 1.5])
+def test_image_patches_follow_their_definition(scale):
+    from napari_micromotion.cells.encode import image_patches
+
+    rng = np.random.default_rng(1)
+    image = rng.normal(1000, 80, (70, 90))
+    trace = np.ones(100)
+    cands = [_candidate(trace, box=(20, 30, 32, 44)), _candidate(trace, box=(0, 0, 12, 10)),
+             _candidate(trace, box=(58, 78, 70, 90))]
+    got = image_patches(cands * 40, image, scale=scale)       # more than one block of candidates
+    for k, c in enumerate(cands):
+        want = _patch_by_definition(c, image, scale)
+        np.testing.assert_allclose(got[k], want, atol=2e-4 * np.abs(want).max())
+        np.testing.assert_allclose(got[k], got[k + 3 * 39], atol=1e-6)
+
+
 # ---------------------------------------------------------------- metrics
 def test_metrics_on_the_reports_confusion():
     # the report's Table 3: tn 629, fp 61, fn 41, tp 229

@@ -36,7 +36,7 @@ Channel 1, the trace
         bins 0-91 as rows, time resampled linearly to 92 columns.
 
 :func:`encode` is vectorised over candidates (one recording's candidates share a trace length);
-it costs ~0.65 ms per candidate with a zoomed patch (2 cores), most of it the per-candidate patch loop.
+it costs ~0.2 ms per candidate with a zoomed patch (2 cores).
 """
 
 from __future__ import annotations
@@ -84,14 +84,18 @@ def normalise_image(image: np.ndarray) -> np.ndarray:
 
 def _soft_weight(c: Candidate) -> np.ndarray:
     """The candidate's soft mask in its box padded by 4 px: ``CONTEXT + (1 - CONTEXT) * blur(mask)``."""
-    from scipy import ndimage
+    import cv2
 
+    sub = c.submask
+    m = np.zeros((sub.shape[0] + 8, sub.shape[1] + 8), np.float32)
     if c.footprint is not None:
         fp = np.clip(np.asarray(c.footprint, np.float32), 0, None)
-        m = fp / fp.max() if fp.max() > 0 else c.submask.astype(np.float32)
+        m[4:-4, 4:-4] = fp / fp.max() if fp.max() > 0 else sub
     else:
-        m = c.submask.astype(np.float32)
-    m = ndimage.gaussian_filter(np.pad(m, 4), MASK_SIGMA_PX, mode="constant")
+        m[4:-4, 4:-4] = sub
+    # scipy.ndimage.gaussian_filter(mode="constant", truncate=4) at a tenth of its cost per call
+    k = 2 * int(4.0 * MASK_SIGMA_PX + 0.5) + 1
+    m = cv2.GaussianBlur(m, (k, k), MASK_SIGMA_PX, MASK_SIGMA_PX, borderType=cv2.BORDER_CONSTANT)
     return CONTEXT_WEIGHT + (1 - CONTEXT_WEIGHT) * np.minimum(m / max(float(m.max()), 1e-6), 1.0)
 
 
@@ -113,50 +117,94 @@ def image_patches(candidates: Sequence[Candidate], image: np.ndarray, *, normali
     masks
         When given, an ``(N, 92, 92)`` float32 array that receives each candidate's own mask
         (0 / 1, cut and zoomed like the image: the third input channel of the hybrid model).
+
+    Notes
+    -----
+    Per candidate, with ``P`` the image in the window (zero outside the frame), ``w`` the weight
+    and ``F`` the window's part inside the frame: ``IMAGE_GAIN * F * (P w - mean_F(P w))``.  The
+    context weight is a constant, so only the soft mask's box is weighted pixel by pixel, the mean
+    comes from an integral image plus that box, and since ``F`` is a rectangle its zoom is an outer
+    product: the loop touches each window once.
     """
     check(scale > 0 and np.isfinite(scale), f"the patch scale must be positive, got {scale!r}.")
     z = np.asarray(image, np.float32) if normalised else normalise_image(image)
     side = max(8, int(round(PATCH / scale)))
-    h = side // 2
     pad = max(side, PATCH) + 8
     zp = np.pad(z, pad)
-    inside = np.pad(np.ones(z.shape, bool), pad)
+    integral = np.zeros((zp.shape[0] + 1, zp.shape[1] + 1), np.float64)
+    integral[1:, 1:] = zp.cumsum(axis=0, dtype=np.float64).cumsum(axis=1)
+    zm = _zoom_matrix(side, PATCH) if side != PATCH else None
+    out = np.empty((len(candidates), PATCH, PATCH), np.float32)
+    for k0 in range(0, len(candidates), _CHUNK):   # windows in chunks: bounded memory, warm caches
+        k1 = min(k0 + _CHUNK, len(candidates))
+        out[k0:k1] = _patch_chunk(candidates[k0:k1], zp, integral, z.shape, side, pad, zm,
+                                  None if masks is None else masks[k0:k1])
+    return out
+
+
+#: candidates per block of :func:`image_patches`
+_CHUNK = 64
+
+
+def _patch_chunk(candidates: Sequence[Candidate], zp: np.ndarray, integral: np.ndarray, shape: tuple[int, int],
+                 side: int, pad: int, zm: np.ndarray | None, masks: np.ndarray | None) -> np.ndarray:
+    n_y, n_x = shape
+    h = side // 2
     n_c = len(candidates)
-    vs = np.zeros((n_c, side, side), np.float32)
+    vs = np.empty((n_c, side, side), np.float32)
+    rows = np.zeros((n_c, side), np.float32)     # the window's rows / columns inside the frame
+    cols = np.zeros((n_c, side), np.float32)
+    means = np.zeros(n_c, np.float64)
     mks = np.zeros((n_c, side, side), np.float32) if masks is not None else None
     for k, c in enumerate(candidates):
         cy, cx = c.centroid
         r0, c0 = int(round(cy)) - h, int(round(cx)) - h
-        patch = zp[r0 + pad:r0 + pad + side, c0 + pad:c0 + pad + side]
-        w = np.full((side, side), CONTEXT_WEIGHT, np.float32)
+        a, b = r0 + pad, c0 + pad
+        win = zp[a:a + side, b:b + side]
+        v = np.multiply(win, CONTEXT_WEIGHT, out=vs[k])
+        total = CONTEXT_WEIGHT * (integral[a + side, b + side] - integral[a, b + side]
+                                  - integral[a + side, b] + integral[a, b])
         sw = _soft_weight(c)
-        # the soft mask's box (padded by 4) in patch coordinates, cropped to the patch
+        # the soft mask's box (padded by 4) in window coordinates, cropped to the window
         br0, bc0 = c.box[0] - 4 - r0, c.box[1] - 4 - c0
         a0, b0 = max(br0, 0), max(bc0, 0)
         a1, b1 = min(br0 + sw.shape[0], side), min(bc0 + sw.shape[1], side)
         if a1 > a0 and b1 > b0:
-            w[a0:a1, b0:b1] = sw[a0 - br0:a1 - br0, b0 - bc0:b1 - bc0]
-        frame = inside[r0 + pad:r0 + pad + side, c0 + pad:c0 + pad + side]
-        v = patch * w
-        v = (v - v[frame].mean()) * IMAGE_GAIN if frame.any() else v
-        vs[k] = np.where(frame, v, 0.0)  # zero outside the frame
+            sub = win[a0:a1, b0:b1]
+            v[a0:a1, b0:b1] = sub * sw[a0 - br0:a1 - br0, b0 - bc0:b1 - bc0]
+            total += float(v[a0:a1, b0:b1].sum(dtype=np.float64)) - CONTEXT_WEIGHT * float(sub.sum(dtype=np.float64))
+        ry0, ry1 = min(max(-r0, 0), side), min(max(n_y - r0, 0), side)
+        rx0, rx1 = min(max(-c0, 0), side), min(max(n_x - c0, 0), side)
+        rows[k, ry0:ry1] = 1.0
+        cols[k, rx0:rx1] = 1.0
+        n_in = (ry1 - ry0) * (rx1 - rx0)
+        means[k] = total / n_in if n_in else 0.0
         if mks is not None:
             mr0, mc0 = c.box[0] - r0, c.box[1] - c0
             a0, b0 = max(mr0, 0), max(mc0, 0)
             a1, b1 = min(mr0 + c.submask.shape[0], side), min(mc0 + c.submask.shape[1], side)
             if a1 > a0 and b1 > b0:
                 mks[k, a0:a1, b0:b1] = c.submask[a0 - mr0:a1 - mr0, b0 - mc0:b1 - mc0]
-    if side == PATCH:
-        out = vs
+    if zm is not None:
+        # linear zoom (as scipy.ndimage.zoom(order=1, grid_mode=True, mode="grid-constant")): two large products
+        vs = _zoom_stack(vs, zm)
+        rows, cols = rows @ zm.T, cols @ zm.T
         if masks is not None:
-            masks[:] = mks
-        return out
-    # linear zoom of all patches at once (as scipy.ndimage.zoom(order=1, grid_mode=True, mode="grid-constant"))
-    z = _zoom_matrix(side, PATCH)
-    out = (z @ vs @ z.T).astype(np.float32)
-    if masks is not None:
-        masks[:] = z @ mks @ z.T
-    return out
+            masks[:] = _zoom_stack(mks, zm)
+    elif masks is not None:
+        masks[:] = mks
+    vs -= (means.astype(np.float32)[:, None, None] * rows[:, :, None] * cols[:, None, :])
+    vs *= IMAGE_GAIN
+    return vs
+
+
+def _zoom_stack(stack: np.ndarray, zm: np.ndarray) -> np.ndarray:
+    """``zm @ stack[k] @ zm.T`` for every k, as two large matrix products, float32."""
+    n, side, _ = stack.shape
+    p = zm.shape[0]
+    a = (stack.reshape(n * side, side) @ zm.T).reshape(n, side, p)
+    out = (a.transpose(0, 2, 1).reshape(n * p, side) @ zm.T).reshape(n, p, p)
+    return np.ascontiguousarray(out.transpose(0, 2, 1), dtype=np.float32)
 
 
 def _zoom_matrix(n_in: int, n_out: int) -> np.ndarray:
