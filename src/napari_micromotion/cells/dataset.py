@@ -4,9 +4,10 @@ For one simulated recording (a confluent Voronoi sheet, :class:`~napari_micromot
 the candidates are
 
 ``cell``
-    every calcium-active, dye-loaded cell (``labels == c``), its mask perturbed like a real
-    extraction's: eroded or dilated by 0-2 px and its outline jittered (a smooth random field
-    added to the blurred mask before thresholding);
+    every calcium-active, dye-loaded cell (``labels == c``), also when the frame's edge cuts it
+    (down to the extraction's smallest candidate), its mask perturbed like a real extraction's:
+    eroded or dilated by 0-2 px and its outline jittered (a smooth random field added to the
+    blurred mask before thresholding);
 ``not_cell``
     * ``fragment``: part of a cell, 10-40 % of it (a half-plane cut or a disk inside it);
     * ``merge``: a cell with one or two adjacent cells;
@@ -16,6 +17,13 @@ the candidates are
     * ``inactive``: a whole dye-loaded cell that never fires (zero calcium: the simulator's
       ``other`` cell or the ``inactive_cells`` of :class:`~napari_micromotion.simulate.SimulationParams`),
       perturbed like the cells.
+
+With ``extracted=True`` the rendered movie also goes through the real candidate extraction
+(:func:`~napari_micromotion.cells.candidates.iter_extract`, the tool's default parameters), and its
+candidates join the set labelled by the truth: ``cell`` when a candidate is the best match of an
+active cell at IoU >= 0.5 (the benchmark's rule), else ``unmatched`` (a not-cell).  These are the
+shapes, footprints and traces the classifier meets in use (watershed basins, ICA filters, the
+estimated cell size); perturbed true masks alone miss them.
 
 about two not-cells per cell, as in the report's data (1 : 2.00).  With ``copies > 1`` every cell
 (and inactive cell) is extracted that many times with independent perturbations and the other
@@ -40,10 +48,10 @@ from ..progress import Progress
 from .candidate import Candidate
 
 __all__ = ["Recording", "NEGATIVE_KINDS", "simulate_recording", "make_candidates", "iter_training_set",
-           "training_set"]
+           "training_set", "encode_recording"]
 
 #: the kinds of not-cell candidates
-NEGATIVE_KINDS = ("fragment", "merge", "background", "blob", "inactive")
+NEGATIVE_KINDS = ("fragment", "merge", "background", "blob", "inactive", "unmatched")
 #: share of the not-cells per kind (inactive cells first take what the recording has)
 _NEG_SHARE = {"fragment": 0.35, "merge": 0.25, "background": 0.2, "blob": 0.2}
 
@@ -61,13 +69,19 @@ class Recording:
     kinds
         Per candidate: ``"cell"`` or one of :data:`NEGATIVE_KINDS`.
     info
-        Seed, size, frames, firing mode, counts.
+        Seed, size, frames, firing mode, counts; ``cell_diameter_px`` is the simulator's,
+        ``estimated_diameter_px`` the extraction's estimate (the patches' zoom, as in use).
     """
 
     candidates: list[Candidate]
     image: np.ndarray
     kinds: list[str]
     info: dict = field(default_factory=dict)
+
+    @property
+    def extracted(self) -> np.ndarray:
+        """``(N,)`` bool: the candidate came from the extraction (not from the simulator's masks)."""
+        return np.array([c.source != "synthetic" for c in self.candidates], bool)
 
     @property
     def y(self) -> np.ndarray:
@@ -161,9 +175,10 @@ def simulate_recording(size: int, seed: int, n_frames: int, *, firing: str = "sy
     return Simulator(_sim_params(size, seed, n_frames, firing, inactive_cells, sim_params))
 
 
-def _render(sim, masks: list[np.ndarray], rng: np.random.Generator,
-            chunk: int = 256) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray]]:
-    """Traces ``(N, T)`` (mean ADU over each mask) and the mean image ``(Y, X)`` of the simulated fluorescence."""
+def _render(sim, masks: list[np.ndarray], rng: np.random.Generator, chunk: int = 256, keep_movie: bool = False
+            ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Traces ``(N, T)`` (mean ADU over each mask), the mean image ``(Y, X)`` of the simulated
+    fluorescence and (*keep_movie*) the movie ``(T, Y, X)`` uint16."""
     from scipy import sparse
 
     p = sim.p
@@ -179,6 +194,7 @@ def _render(sim, masks: list[np.ndarray], rng: np.random.Generator,
     traces = np.zeros((len(masks), p.n_frames), np.float32)
     total = np.zeros(n_px)
     buf = np.empty((chunk, n_px))
+    movie = np.empty((p.n_frames, p.size, p.size), np.uint16) if keep_movie else None
     for i0 in range(0, p.n_frames, chunk):
         i1 = min(i0 + chunk, p.n_frames)
         for j, i in enumerate(range(i0, i1)):
@@ -186,10 +202,12 @@ def _render(sim, masks: list[np.ndarray], rng: np.random.Generator,
             fe = fe0 + np.sqrt(fe0 + p.read_noise_e ** 2) * rng.standard_normal(n_px)
             buf[j] = np.clip(np.rint(fe / g + p.offset_adu), 0, 65535)
         block = buf[:i1 - i0]
+        if movie is not None:
+            movie[i0:i1] = block.reshape(-1, p.size, p.size)
         traces[:, i0:i1] = (w @ block.T).astype(np.float32)
         total += block.sum(axis=0)
         yield Progress("simulate", i1 / p.n_frames, f"frame {i1} of {p.n_frames}")
-    return traces, (total / p.n_frames).reshape(p.size, p.size).astype(np.float32)
+    return traces, (total / p.n_frames).reshape(p.size, p.size).astype(np.float32), movie
 
 
 def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float = 2.0, copies: int = 1
@@ -206,17 +224,20 @@ def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float 
     typical = float(np.median(area))
     loaded = sim.loading > 0
     active = (sim.calcium.max(axis=1) > 0) & loaded
-    big = area >= 0.3 * typical  # slivers at the frame's edge are left out
+    # cells cut by the frame's edge are cells (partly out of view) down to the extraction's smallest
+    # candidate (0.15 of a cell-sized disc); fragments and merges are made of whole cells only
+    seen = area >= 0.15 * typical
+    big = area >= 0.3 * typical
     masks: list[np.ndarray] = []
     kinds: list[str] = []
-    cells = [c for c in range(n_cells) if active[c] and big[c]]
+    cells = [c for c in range(n_cells) if active[c] and seen[c]]
     copies = max(1, int(copies))
     for c in cells:
         for _ in range(copies):
             masks.append(_perturb(labels == c, rng))
             kinds.append("cell")
     n_neg = int(round(negatives_per_cell * len(cells) * copies))
-    inactive = [c for c in range(n_cells) if loaded[c] and not active[c] and big[c]]
+    inactive = [c for c in range(n_cells) if loaded[c] and not active[c] and seen[c]]
     inactive_masks = [_perturb(labels == c, rng) for c in inactive for _ in range(copies)][:n_neg]
     masks.extend(inactive_masks)
     kinds.extend(["inactive"] * len(inactive_masks))
@@ -262,17 +283,37 @@ def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float 
     return masks, kinds
 
 
+def _extracted(sim, movie: np.ndarray, seed: int) -> Generator[Progress, None, tuple[list[Candidate], list[str], float]]:
+    """The extraction's candidates of a rendered movie, labelled by the truth, and its diameter estimate."""
+    from .candidates import CandidateParams, iter_extract, match_cells
+
+    ex = yield from iter_extract(movie, sim.p.fps, CandidateParams())
+    active = np.flatnonzero((sim.calcium.max(axis=1) > 0) & (sim.loading > 0))
+    if len(ex.candidates) == 0 or active.size == 0:
+        return [], [], float(ex.diameter_px)
+    _, matches = match_cells(ex.candidates, sim.labels + 1, active + 1)
+    cells = {name for name, _ in matches.values()}
+    out, kinds = [], []
+    for k, c in enumerate(ex.candidates):
+        is_cell = c.name in cells
+        out.append(Candidate(name=f"s{seed}_x{k:04d}", box=c.box, submask=c.submask, trace=c.trace, source=c.source,
+                             footprint=c.footprint, label="cell" if is_cell else "not_cell", labelled_by="user"))
+        kinds.append("cell" if is_cell else "unmatched")
+    return out, kinds, float(ex.diameter_px)
+
+
 def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchronous", inactive_cells: int = 0,
-                   negatives_per_cell: float = 2.0, copies: int = 1, sim_params: dict | None = None
-                   ) -> Generator[Progress, None, Recording]:
+                   negatives_per_cell: float = 2.0, copies: int = 1, sim_params: dict | None = None,
+                   extracted: bool = False) -> Generator[Progress, None, Recording]:
     """Simulate one recording and return its labelled candidates (a :class:`Recording`).
 
-    *sim_params*: further simulator settings (see :func:`simulate_recording`).
+    *sim_params*: further simulator settings (see :func:`simulate_recording`); *extracted*: add
+    the extraction's own candidates, labelled by the truth (see the module's docstring).
     """
     sim = simulate_recording(size, seed, n_frames, firing=firing, inactive_cells=inactive_cells, sim_params=sim_params)
     rng = np.random.default_rng([int(seed), int(size), int(n_frames), 17])
     masks, kinds = make_candidates(sim, rng, negatives_per_cell=negatives_per_cell, copies=copies)
-    traces, image = yield from _render(sim, masks, rng)
+    traces, image, movie = yield from _render(sim, masks, rng, keep_movie=extracted)
     cands = []
     for k, (m, kind) in enumerate(zip(masks, kinds)):
         box, sub = _box(m)
@@ -280,14 +321,56 @@ def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchr
                                label="cell" if kind == "cell" else "not_cell", labelled_by="user"))
     info = {"seed": int(seed), "size": int(size), "n_frames": int(n_frames), "firing": firing,
             "cell_diameter_px": float(sim.p.cell_diameter_px),
-            "inactive_cells": int(inactive_cells), "copies": int(copies), **({"sim_params": dict(sim_params)} if sim_params else {}),
-            "n_cell": kinds.count("cell"), "n_not_cell": len(kinds) - kinds.count("cell")}
+            "inactive_cells": int(inactive_cells), "copies": int(copies), **({"sim_params": dict(sim_params)} if sim_params else {})}
+    if movie is not None:
+        ex_cands, ex_kinds, diameter = yield from _extracted(sim, movie, seed)
+        del movie
+        cands += ex_cands
+        kinds += ex_kinds
+        info.update(n_extracted=len(ex_cands), n_extracted_cell=ex_kinds.count("cell"))
+    else:
+        from .candidates import estimate_diameter_px
+
+        diameter = estimate_diameter_px(image)
+    info["estimated_diameter_px"] = round(float(diameter), 3)
+    info.update(n_cell=kinds.count("cell"), n_not_cell=len(kinds) - kinds.count("cell"))
     return Recording(cands, image, kinds, info)
+
+
+def encode_recording(rec: Recording, encoding: str = "middle", *, reference_cell_px: float = 0.0,
+                     mask_channel: bool = False, scale_jitter: float = 0.0, seed: int = 0) -> np.ndarray:
+    """The classifier's inputs of a :class:`Recording`, in its candidates' order.
+
+    Patches are zoomed by the recording's *estimated* cell diameter, as the tool does in use
+    (the estimate is 0.83-0.99 of the simulator's diameter); see
+    :func:`~napari_micromotion.cells.encode.encode`.
+
+    Parameters
+    ----------
+    scale_jitter
+        Training augmentation: each candidate's zoom is multiplied by one of five factors evenly
+        spaced in ``1 +- scale_jitter`` (drawn per candidate with *seed*), so the classifier does
+        not hang on the diameter estimate being exact.
+    """
+    from .encode import PATCH, encode, patch_scale
+
+    diameter = rec.info.get("estimated_diameter_px") or rec.info.get("cell_diameter_px")
+    n = len(rec.candidates)
+    out = np.zeros((n, 3 if mask_channel else 2, PATCH, PATCH), np.float32)
+    levels = np.linspace(1 - scale_jitter, 1 + scale_jitter, 5) if scale_jitter > 0 else np.ones(1)
+    pick = np.random.default_rng([int(seed), int(rec.info.get("seed", 0)), n]).integers(len(levels), size=n)
+    for j, f in enumerate(levels):
+        idx = np.flatnonzero(pick == j)
+        if idx.size:
+            out[idx] = encode([rec.candidates[i] for i in idx], rec.image, encoding, mask_channel=mask_channel,
+                              scale=f * patch_scale(diameter, reference_cell_px))
+    return out
 
 
 def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequence[int] | int, *,
                       firing: Sequence[str] | str = "synchronous", inactive_cells: int = 0,
-                      negatives_per_cell: float = 2.0, copies: int = 1) -> Generator[Progress, None, list[Recording]]:
+                      negatives_per_cell: float = 2.0, copies: int = 1, extracted: bool = False
+                      ) -> Generator[Progress, None, list[Recording]]:
     """Labelled candidates of several simulated recordings.
 
     Parameters
@@ -304,11 +387,13 @@ def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequ
         Not-cells per cell (the report's data: 2.0).
     copies
         Perturbed extractions per cell (see :func:`make_candidates`).
+    extracted
+        Add the extraction's own candidates, labelled by the truth.
 
     Returns
     -------
     list of Recording
-        Encode each with :func:`~napari_micromotion.cells.encode.encode` (``rec.candidates, rec.image``).
+        Encode each with :func:`encode_recording`.
     """
     def cyc(v, i):
         return v if isinstance(v, (int, str, np.integer)) else v[i % len(v)]
@@ -318,7 +403,8 @@ def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequ
     out = []
     for i, s in enumerate(seeds):
         gen = iter_recording(int(cyc(sizes, i)), int(s), int(cyc(n_frames, i)), firing=str(cyc(firing, i)),
-                             inactive_cells=inactive_cells, negatives_per_cell=negatives_per_cell, copies=copies)
+                             inactive_cells=inactive_cells, negatives_per_cell=negatives_per_cell, copies=copies,
+                             extracted=extracted)
         while True:
             try:
                 ev = next(gen)
@@ -338,10 +424,9 @@ def training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequence[
     *mask_channel*: add the mask channel of the hybrid model (:func:`~napari_micromotion.cells.encode.encode`).
     """
     from ..progress import drive
-    from .encode import encode, patch_scale
 
     recs = drive(iter_training_set(seeds, sizes, n_frames, **kwargs))
-    x = np.concatenate([encode(r.candidates, r.image, encoding, mask_channel=mask_channel,
-                               scale=patch_scale(r.info["cell_diameter_px"], reference_cell_px)) for r in recs])
+    x = np.concatenate([encode_recording(r, encoding, reference_cell_px=reference_cell_px, mask_channel=mask_channel)
+                        for r in recs])
     y = np.concatenate([r.y for r in recs])
     return x, y, recs

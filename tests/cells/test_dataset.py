@@ -1,0 +1,80 @@
+"""Simulator-labelled training candidates: kinds, cells cut by the frame's edge, the extraction's own candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_micromotion.cells.dataset import (
+    NEGATIVE_KINDS,
+    encode_recording,
+    iter_recording,
+    make_candidates,
+    simulate_recording,
+)
+from napari_micromotion.cells.encode import encode, patch_scale
+from napari_micromotion.progress import drive
+
+SIZE, SEED, FRAMES = 112, 4321, 600
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return simulate_recording(SIZE, SEED, FRAMES, firing="independent", inactive_cells=2)
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return drive(iter_recording(SIZE, SEED, FRAMES, firing="independent", inactive_cells=2, extracted=True))
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def test_cells_cut_by_the_frame_edge_are_cells(sim):
+    masks, kinds = make_candidates(sim, np.random.default_rng(0))
+    labels = sim.labels
+    area = np.bincount(labels.ravel())
+    typical = float(np.median(area))
+    active = (sim.calcium.max(axis=1) > 0) & (sim.loading > 0)
+    slivers = [c for c in range(area.size) if active[c] and 0.15 * typical <= area[c] < 0.3 * typical]
+    assert slivers, "this layout should have active cells cut by the frame's edge"
+    cell_masks = [m for m, k in zip(masks, kinds) if k == "cell"]
+    for c in slivers:   # each sliver is one of the cells (a perturbed copy of its mask)
+        assert max(_iou(m, labels == c) for m in cell_masks) >= 0.5, c
+    assert set(kinds) <= {"cell", *NEGATIVE_KINDS}
+    assert 1.5 <= (len(kinds) - kinds.count("cell")) / kinds.count("cell") <= 2.5
+
+
+def test_extracted_candidates_are_labelled_by_the_truth(sim, rec):
+    ext = rec.extracted
+    assert ext.sum() >= 10 and (~ext).sum() >= 10
+    assert rec.info["n_extracted"] == int(ext.sum())
+    active = np.flatnonzero((sim.calcium.max(axis=1) > 0) & (sim.loading > 0))
+    truth = [sim.labels == c for c in active]
+    n_cells = 0
+    for c, kind in zip(np.array(rec.candidates)[ext], np.array(rec.kinds)[ext]):
+        assert c.source in ("ica", "segment") and c.trace.size == FRAMES
+        best = max(_iou(c.mask(sim.labels.shape), t) for t in truth)
+        if kind == "cell":
+            n_cells += 1
+            assert c.label == "cell" and best >= 0.5
+        else:
+            assert kind == "unmatched" and c.label == "not_cell"
+    assert n_cells >= 0.5 * len(active)
+    # the patches' zoom is the extraction's estimate of the cell size, near the simulator's
+    assert 0.75 <= rec.info["estimated_diameter_px"] / rec.info["cell_diameter_px"] <= 1.1
+
+
+def test_encode_recording_zooms_by_the_estimate_and_jitters(rec):
+    d = rec.info["estimated_diameter_px"]
+    plain = encode_recording(rec, "middle", reference_cell_px=24.0)
+    ref = encode(rec.candidates, rec.image, "middle", scale=patch_scale(d, 24.0))
+    np.testing.assert_allclose(plain, ref, atol=1e-6)
+    jit = encode_recording(rec, "middle", reference_cell_px=24.0, scale_jitter=0.15, seed=3)
+    np.testing.assert_array_equal(jit[:, 1], plain[:, 1])          # the traces never change
+    changed = np.abs(jit[:, 0] - plain[:, 0]).max(axis=(1, 2)) > 1e-3
+    assert 0.5 <= changed.mean() <= 0.95                             # 4 of 5 zoom levels differ from 1
+    np.testing.assert_array_equal(jit, encode_recording(rec, "middle", reference_cell_px=24.0, scale_jitter=0.15,
+                                                        seed=3))
