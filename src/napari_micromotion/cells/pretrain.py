@@ -29,19 +29,27 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["run_training", "SHIPPED_CONFIG", "DEFAULT_TRAIN_SEEDS", "DEFAULT_SIZES", "DEFAULT_FRAMES", "main"]
 
 #: simulator seeds of the shipped model's training recordings (tests and benchmarks use others)
-DEFAULT_TRAIN_SEEDS = tuple(range(100, 148))
-#: frame sides (px), lengths (frames) and firing modes, cycled over the seeds
+DEFAULT_TRAIN_SEEDS = tuple(range(100, 172))
+#: frame sides (px) and firing modes, cycled over the seeds
 DEFAULT_SIZES = (96, 128, 160)
-DEFAULT_FRAMES = (2000, 3000, 4000, 5000)
 DEFAULT_FIRING = ("synchronous", "independent")
+#: lengths (frames) per seed: 48 recordings of 2000-5000 frames, then 24 short ones of 500-1500 (users
+#: often record 10-30 s; the ``middle`` trace of a short recording is mostly padding, the model must know it)
+LONG_FRAMES = (2000, 3000, 4000, 5000)
+SHORT_FRAMES = (500, 750, 1000, 1250, 1500)
+DEFAULT_FRAMES = tuple(LONG_FRAMES[i % 4] if i < 48 else SHORT_FRAMES[i % 5] for i in range(len(DEFAULT_TRAIN_SEEDS)))
 #: dye-loaded cells that never fire, per recording (each an ``inactive`` not-cell)
 DEFAULT_INACTIVE = 3
 #: perturbed extractions per cell (negatives alike): three times the examples per rendered recording
 DEFAULT_COPIES = 3
+#: every recording also goes through the real extraction, whose candidates are labelled by the truth
+DEFAULT_EXTRACTED = True
+
+
 def run_training(out_path: str | Path | None = SHIPPED, *, seeds: Sequence[int] = DEFAULT_TRAIN_SEEDS,
                  sizes: Sequence[int] = DEFAULT_SIZES, n_frames: Sequence[int] = DEFAULT_FRAMES,
                  firing: Sequence[str] | str = DEFAULT_FIRING, inactive_cells: int = DEFAULT_INACTIVE,
-                 copies: int = DEFAULT_COPIES,
+                 copies: int = DEFAULT_COPIES, extracted: bool = DEFAULT_EXTRACTED,
                  val_fraction: float = 0.1, config: ClassifierConfig = SHIPPED_CONFIG,
                  command: str = "", progress: Callable[[Progress], None] | None = None,
                  recordings: Sequence[Recording] | None = None) -> tuple[CellClassifier, dict]:
@@ -51,10 +59,11 @@ def run_training(out_path: str | Path | None = SHIPPED, *, seeds: Sequence[int] 
     ----------
     out_path
         Where to write the model pair (``None``: do not write).
-    seeds, sizes, n_frames, firing, inactive_cells, copies
+    seeds, sizes, n_frames, firing, inactive_cells, copies, extracted
         The training recordings (see :func:`~napari_micromotion.cells.dataset.iter_training_set`).
     val_fraction
-        Share of the recordings (the last ones) held out for validation and the temperature.
+        Share of the recordings held out for validation and the temperature, spread evenly over
+        them (first to last), so that every kind of recording is in both parts.
     config
         Architecture, encoding and training settings.
     command
@@ -63,26 +72,29 @@ def run_training(out_path: str | Path | None = SHIPPED, *, seeds: Sequence[int] 
         Already simulated recordings (what :func:`~napari_micromotion.cells.dataset.iter_training_set`
         returned for these arguments) instead of simulating them again.
     """
-    from .dataset import iter_training_set
-    from .encode import encode, patch_scale
+    from .dataset import encode_recording, iter_training_set
     from .train import CellClassifier, metrics
 
     t0 = time.perf_counter()
     if recordings is None:
         recs = drive(iter_training_set(seeds, sizes, n_frames, firing=firing, inactive_cells=inactive_cells,
-                                       copies=copies), progress=progress)
+                                       copies=copies, extracted=extracted), progress=progress)
     else:
         recs = list(recordings)
     t_data = time.perf_counter() - t0
     n_val = int(round(val_fraction * len(recs))) if len(recs) > 1 else 0
-    train, val = recs[:len(recs) - n_val], recs[len(recs) - n_val:]
-    def enc(r: Recording) -> np.ndarray:
-        return encode(r.candidates, r.image, config.encoding, mask_channel=config.shape,
-                      scale=patch_scale(r.info.get("cell_diameter_px"), config.reference_cell_px))
+    is_val = np.zeros(len(recs), bool)
+    if n_val:
+        is_val[np.unique(np.round(np.linspace(0, len(recs) - 1, n_val)).astype(int))] = True
+    train = [r for r, v in zip(recs, is_val) if not v]
+    val = [r for r, v in zip(recs, is_val) if v]
+    def enc(r: Recording, jitter: float) -> np.ndarray:
+        return encode_recording(r, config.encoding, reference_cell_px=config.reference_cell_px,
+                                mask_channel=config.shape, scale_jitter=jitter, seed=config.seed)
 
-    x = np.concatenate([enc(r) for r in train])
+    x = np.concatenate([enc(r, config.scale_jitter) for r in train])
     y = np.concatenate([r.y for r in train])
-    xv = np.concatenate([enc(r) for r in val]) if val else None
+    xv = np.concatenate([enc(r, 0.0) for r in val]) if val else None
     yv = np.concatenate([r.y for r in val]) if val else None
     clf = CellClassifier(config)
     drive(clf.iter_fit(x, y, x_val=xv, y_val=yv), progress=progress)
@@ -120,6 +132,8 @@ def add_train_arguments(ap: argparse.ArgumentParser, *, out_required: bool = Tru
                     help="1: the hybrid model (mask channel + shape statistics in the head)")
     ap.add_argument("--pool", type=int, default=SHIPPED_CONFIG.pool, choices=(1, 2),
                     help="average pooling of the input before the compact model's convolutions")
+    ap.add_argument("--scale-jitter", type=float, default=SHIPPED_CONFIG.scale_jitter,
+                    help="training zooms multiplied by a factor in 1 +- this (robust to the cell-size estimate)")
     ap.add_argument("--copies", type=int, default=DEFAULT_COPIES, help="perturbed extractions per cell")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -139,9 +153,9 @@ def run_from_args(a: argparse.Namespace, command: str, progress: Callable[[Progr
           f"--n-recordings must be 1-{len(DEFAULT_TRAIN_SEEDS)}, --epochs and --threads at least 1.")
     cfg = ClassifierConfig(arch=a.arch, encoding=a.encoding, epochs=a.epochs, seed=a.seed, threads=a.threads,
                            reference_cell_px=a.reference_cell_px, shape=bool(a.shape) and a.arch == "compact",
-                           pool=a.pool if a.arch == "compact" else 1)
-    _, summary = run_training(out, seeds=DEFAULT_TRAIN_SEEDS[:a.n_recordings], config=cfg, command=command,
-                              copies=a.copies, progress=progress)
+                           pool=a.pool if a.arch == "compact" else 1, scale_jitter=a.scale_jitter)
+    _, summary = run_training(out, seeds=DEFAULT_TRAIN_SEEDS[:a.n_recordings], n_frames=DEFAULT_FRAMES[:a.n_recordings],
+                              config=cfg, command=command, copies=a.copies, progress=progress)
     return summary
 
 
