@@ -89,6 +89,17 @@ def _check_xy(x, y=None, channels: int = 2) -> tuple[np.ndarray, np.ndarray | No
     return x, y
 
 
+def _batches(n: int, batch_size: int, gen):
+    """One epoch's mini-batches: index tensors in a random order (a last batch of one is left out: batch norm)."""
+    import torch
+
+    order = torch.randperm(n, generator=gen)
+    for b in range(0, n, batch_size):
+        idx = order[b:b + batch_size]
+        if idx.numel() >= 2:
+            yield idx
+
+
 def _augment(xb, gen):
     """One random symmetry of the square (of 8) applied to the image (and mask) channels of the whole batch."""
     import torch
@@ -190,11 +201,7 @@ class CellClassifier:
                 if not train_features:  # batch statistics of everything but the head stay as trained
                     self.net.eval()
                     self.net.classifier.train()
-                order = torch.randperm(n, generator=gen)
-                for b in range(steps_per_epoch):
-                    idx = order[b * bs:(b + 1) * bs]
-                    if idx.numel() < 2:
-                        continue
+                for idx in _batches(n, bs, gen):
                     opt.zero_grad(set_to_none=True)
                     xb = xt[idx]
                     if cfg.augment:
@@ -307,11 +314,7 @@ class CellClassifier:
             try:
                 head.train()
                 for epoch in range(int(epochs)):
-                    order = torch.randperm(n, generator=gen)
-                    for b in range(steps_per_epoch):
-                        idx = order[b * bs:(b + 1) * bs]
-                        if idx.numel() < 2:
-                            continue
+                    for idx in _batches(n, bs, gen):
                         opt.zero_grad(set_to_none=True)
                         loss = hinge_loss(head(emb[idx]), yt[idx])
                         v = float(loss.detach())       # the loss shown: the labels' hinge loss
