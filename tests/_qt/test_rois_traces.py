@@ -88,3 +88,24 @@ def test_traces_follow_the_theme(make_napari_viewer, qtbot, qt_sim):
     traces.window_combo.setCurrentIndex(2)  # the validation frames
     res = widgets["Analysis"].session.results
     assert traces.panel.frames[0] == res.validation[0] and traces.panel.frames.size == res.validation[1]
+
+
+def test_loss_plot_follows_the_theme(make_napari_viewer, qtbot):
+    from matplotlib.colors import to_hex
+    from napari.utils.theme import get_theme
+
+    from napari_micromotion._qt.plots import LossPlot
+
+    viewer = make_napari_viewer()
+    plot = LossPlot(viewer=viewer)
+    qtbot.addWidget(plot)
+    for v in (1.0, 0.5, 0.25):
+        plot.add("train", v)
+    for theme in ("light", "dark"):
+        viewer.theme = theme
+        qtbot.wait(10)
+        want = get_theme(theme).background.as_hex()
+        ax = plot.figure.axes[0]
+        assert to_hex(plot.figure.get_facecolor()) == want and to_hex(ax.get_facecolor()) == want
+        assert to_hex(ax.title.get_color()) == get_theme(theme).text.as_hex()
+        assert len(ax.lines[0].get_ydata()) == 3

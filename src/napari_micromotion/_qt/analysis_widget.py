@@ -107,7 +107,7 @@ class AnalysisWidget(QWidget):
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
 
-        self.loss_plot = LossPlot()
+        self.loss_plot = LossPlot(viewer=self.viewer)
         self.loss_plot.setVisible(False)
 
         content = QWidget()

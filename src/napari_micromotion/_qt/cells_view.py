@@ -202,7 +202,7 @@ class CellsView(QWidget):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
         self.cancel_button.clicked.connect(self.cancel)
-        self.loss_plot = LossPlot()
+        self.loss_plot = LossPlot(viewer=self.viewer)
         try:
             from ..tools.cells import Cells
 

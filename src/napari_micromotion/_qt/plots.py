@@ -24,20 +24,35 @@ from ._tasks import notify_error
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = ["LossPlot", "PlotView", "WHOLE"]
+__all__ = ["LossPlot", "PlotView", "WHOLE", "theme_colours"]
 
 #: how the whole field is named in the region choosers
 WHOLE = "whole field"
 
 
-class LossPlot(QWidget):
-    """The training loss of each network while it trains, one line per stage ("train cnn1d", "cnn3d <roi>")."""
+def theme_colours(viewer: Any) -> dict[str, str]:
+    """Background, foreground, text and marker colours of *viewer*'s napari theme (light ones without a viewer)."""
+    if viewer is None:
+        return {"background": "#ffffff", "foreground": "#d6d0ce", "text": "#3b3a39", "marker": "#3b3a39"}
+    from napari.utils.theme import get_theme
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    theme = get_theme(viewer.theme)
+    return {"background": theme.background.as_hex(), "foreground": theme.foreground.as_hex(),
+            "text": theme.text.as_hex(), "marker": theme.text.as_hex()}
+
+
+class LossPlot(QWidget):
+    """The training loss of each network while it trains, one line per stage ("train cnn1d", "cnn3d <roi>").
+
+    With a *viewer* the plot takes napari's theme colours and follows a change of theme.
+    """
+
+    def __init__(self, parent: QWidget | None = None, *, viewer: Any = None) -> None:
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
         super().__init__(parent)
+        self.viewer = viewer
         self.figure = Figure(figsize=(3, 1.2), layout="constrained")
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(110)
@@ -52,6 +67,8 @@ class LossPlot(QWidget):
         self._last = 0.0
         self._pending = False
         self.reset()
+        if viewer is not None:
+            viewer.events.theme.connect(lambda *_: self._draw())
 
     def reset(self) -> None:
         self.series = {}
@@ -81,17 +98,22 @@ class LossPlot(QWidget):
         self._draw()
 
     def _draw(self) -> None:
+        c = theme_colours(self.viewer)
         fig = self.figure
         fig.clear()
+        fig.set_facecolor(c["background"])
         ax = fig.add_subplot(1, 1, 1)
+        ax.set_facecolor(c["background"])
         for stage, values in self.series.items():
             ax.plot(range(1, len(values) + 1), values, lw=1, label=stage)
-        ax.set_ylabel("loss", fontsize=7)
-        ax.set_xlabel("updates reported", fontsize=7)
-        ax.tick_params(labelsize=6)
+        ax.set_ylabel("loss", fontsize=7, color=c["text"])
+        ax.set_xlabel("updates reported", fontsize=7, color=c["text"])
+        ax.tick_params(labelsize=6, colors=c["text"])
+        for spine in ax.spines.values():
+            spine.set_color(c["foreground"])
         if self.series:
-            ax.legend(fontsize=6, frameon=False, loc="upper right")
-            ax.set_title(self.title, fontsize=7)
+            ax.legend(fontsize=6, frameon=False, loc="upper right", labelcolor=c["text"])
+            ax.set_title(self.title, fontsize=7, color=c["text"])
         self.canvas.draw_idle()
 
 
@@ -203,11 +225,7 @@ class PlotView(QWidget):
         ax.set_axis_off()
 
     def theme_colours(self) -> dict[str, str]:
-        from napari.utils.theme import get_theme
-
-        theme = get_theme(self.viewer.theme)
-        return {"background": theme.background.as_hex(), "foreground": theme.foreground.as_hex(),
-                "text": theme.text.as_hex(), "marker": theme.text.as_hex()}
+        return theme_colours(self.viewer)
 
     def redraw(self) -> None:
         colours = self.theme_colours()

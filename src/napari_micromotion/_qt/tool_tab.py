@@ -82,7 +82,7 @@ class ToolTab(QWidget):
         self.progress.setTextVisible(False)
         self.status = QLabel("Ready.")
         self.status.setWordWrap(True)
-        self.loss_plot = LossPlot()
+        self.loss_plot = LossPlot(viewer=self.viewer)
         self.loss_plot.title = getattr(tool, "loss_title", "") or self.loss_plot.title
         self.loss_plot.setVisible(False)
 
