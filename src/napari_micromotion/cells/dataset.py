@@ -210,6 +210,14 @@ def _render(sim, masks: list[np.ndarray], rng: np.random.Generator, chunk: int =
     return traces, (total / p.n_frames).reshape(p.size, p.size).astype(np.float32), movie
 
 
+def _active(sim) -> np.ndarray:
+    """Per cell: has calcium transients (:attr:`Simulator.active_cells
+    <napari_micromotion.simulate.Simulator.active_cells>`) and dye to show them."""
+    out = np.zeros(sim.loading.size, bool)
+    out[sim.active_cells] = True
+    return out & (sim.loading > 0)
+
+
 def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float = 2.0, copies: int = 1
                     ) -> tuple[list[np.ndarray], list[str]]:
     """Full-frame masks and kinds (``"cell"`` or one of :data:`NEGATIVE_KINDS`) for a simulator's sheet.
@@ -223,7 +231,7 @@ def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float 
     area = np.bincount(labels.ravel(), minlength=n_cells)
     typical = float(np.median(area))
     loaded = sim.loading > 0
-    active = (sim.calcium.max(axis=1) > 0) & loaded
+    active = _active(sim)
     # cells cut by the frame's edge are cells (partly out of view) down to the extraction's smallest
     # candidate (0.15 of a cell-sized disc); fragments and merges are made of whole cells only
     seen = area >= 0.15 * typical
@@ -288,7 +296,7 @@ def _extracted(sim, movie: np.ndarray, seed: int) -> Generator[Progress, None, t
     from .candidates import CandidateParams, iter_extract, match_cells
 
     ex = yield from iter_extract(movie, sim.p.fps, CandidateParams())
-    active = np.flatnonzero((sim.calcium.max(axis=1) > 0) & (sim.loading > 0))
+    active = np.flatnonzero(_active(sim))
     if len(ex.candidates) == 0 or active.size == 0:
         return [], [], float(ex.diameter_px)
     _, matches = match_cells(ex.candidates, sim.labels + 1, active + 1)
