@@ -31,12 +31,10 @@ WHOLE = "whole field"
 
 
 def theme_colours(viewer: Any) -> dict[str, str]:
-    """Background, foreground, text and marker colours of *viewer*'s napari theme (light ones without a viewer)."""
-    if viewer is None:
-        return {"background": "#ffffff", "foreground": "#d6d0ce", "text": "#3b3a39", "marker": "#3b3a39"}
+    """Background, foreground, text and marker colours of *viewer*'s napari theme (the light one without a viewer)."""
     from napari.utils.theme import get_theme
 
-    theme = get_theme(viewer.theme)
+    theme = get_theme("light" if viewer is None else viewer.theme)
     return {"background": theme.background.as_hex(), "foreground": theme.foreground.as_hex(),
             "text": theme.text.as_hex(), "marker": theme.text.as_hex()}
 
