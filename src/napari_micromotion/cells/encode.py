@@ -36,7 +36,7 @@ Channel 1, the trace
         bins 0-91 as rows, time resampled linearly to 92 columns.
 
 :func:`encode` is vectorised over candidates (one recording's candidates share a trace length);
-it costs ~0.2 ms per candidate with a zoomed patch (2 cores).
+it costs ~0.4-0.55 ms per candidate with a zoomed patch (2 cores; ``benchmarks/bench_cells.py``).
 """
 
 from __future__ import annotations
