@@ -239,8 +239,11 @@ def test_ctrl_c_keeps_previous_results_and_leaves_no_partial_files(sim_dir, tmp_
     assert subprocess.run(args, capture_output=True, timeout=600).returncode == 0
     before = _digest(out)
     # again, with the slow 1D CNN, interrupted while it trains
+    # Ctrl-C as at a terminal: a job started in the background by a non-interactive shell (as CI may start
+    # the tests) inherits SIGINT *ignored*, and Python then installs no KeyboardInterrupt handler at all
     proc = subprocess.Popen(args + ["--overwrite", "--methods", "bandpass,cnn1d", "--cnn-epochs", "50", "--chunk-mb", "1"],
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for(proc, "train cnn1d")
         proc.send_signal(signal.SIGINT)
