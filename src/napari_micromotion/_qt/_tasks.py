@@ -27,7 +27,7 @@ from superqt.utils import GeneratorWorker
 from ..errors import Cancelled, MicromotionError
 from ..progress import Progress
 
-__all__ = ["Task", "TaskFailed", "notify_error"]
+__all__ = ["Task", "TaskFailed", "TaskHost", "notify_error"]
 
 log = logging.getLogger("napari_micromotion")
 
@@ -234,3 +234,61 @@ class Task(QObject):
             except Exception:  # pragma: no cover
                 log.debug("closing a finished task raised", exc_info=True)
         self.finished.emit()
+
+
+class TaskHost:
+    """What a panel that runs one core generator at a time shares with the others.
+
+    The panel has a status label ``status``, a ``cancel_button`` and, optionally, a
+    ``progress`` bar (0-1000) and a ``loss_plot``; its ``session`` relays progress to the
+    viewer.  :meth:`launch` wires a :class:`Task` to them (the button that started it is
+    disabled until the task finishes); :meth:`cancel` stops it at its next step.
+    """
+
+    task: Task | None = None
+    _task_button: Any = None
+
+    @property
+    def running(self) -> bool:
+        return self.task is not None and self.task.running
+
+    def cancel(self) -> None:
+        """Stop the running task at its next step; what it would have changed stays as it was."""
+        if self.running:
+            self.task.cancel()
+            self.cancel_button.setEnabled(False)
+            self.status.setText("Cancelling...")
+
+    def launch(self, task: Task, *, button: Any, status: str, on_success: Callable[[Any], None],
+               failed: str = "Failed", cancelled: str = "Cancelled; nothing changed.") -> Task:
+        """Start *task*: progress, loss and status go to this panel; *on_success* gets its result."""
+        task.progressed.connect(self._task_progressed)
+        task.succeeded.connect(on_success)
+        task.failed.connect(lambda msg: self.status.setText(f"{failed}: {msg}"))
+        task.cancelled.connect(lambda: self.status.setText(cancelled))
+        task.finished.connect(self._task_finished)
+        self.task, self._task_button = task, button
+        button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        if getattr(self, "progress", None) is not None:
+            self.progress.setValue(0)
+        if getattr(self, "loss_plot", None) is not None:
+            self.loss_plot.reset()
+        self.status.setText(status)
+        return task.start()
+
+    def _task_progressed(self, event: Progress) -> None:
+        if not self.running:        # a late event of a task that has ended
+            return
+        if getattr(self, "progress", None) is not None:
+            whole = event.overall if event.overall is not None else event.fraction
+            self.progress.setValue(int(round(1000 * max(0.0, min(1.0, whole)))))
+        self.status.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
+        if event.values and "loss" in event.values and getattr(self, "loss_plot", None) is not None:
+            self.loss_plot.add(event.stage, float(event.values["loss"]))
+        self.session.progressed.emit(event)
+
+    def _task_finished(self) -> None:
+        if self._task_button is not None:
+            self._task_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)

@@ -35,7 +35,7 @@ from ..errors import MicromotionError, check
 from ..methods import label_of
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from ._tasks import Task, notify_error
+from ._tasks import Task, TaskHost, notify_error
 from .forms import ParamForm
 from .plots import LossPlot
 
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["AnalysisWidget"]
 
-class AnalysisWidget(QWidget):
+class AnalysisWidget(TaskHost, QWidget):
     """Choose methods and parameters; run the analysis in the background; cancel it."""
 
     #: emitted with the Results of a completed run (after the layers were updated)
@@ -213,10 +213,6 @@ class AnalysisWidget(QWidget):
             edit.setText(path)
 
     # ------------------------------------------------------------ running
-    @property
-    def running(self) -> bool:
-        return self.task is not None and self.task.running
-
     def run(self) -> Task | None:
         """Start the analysis in the background; returns the task (``None`` if it could not start)."""
         from ..pipeline import iter_analysis
@@ -241,37 +237,11 @@ class AnalysisWidget(QWidget):
 
         task = Task(lambda: iter_analysis(rec, rois, params, fitted=fitted), what="the analysis",
                     title="micromotion", parent=self)
-        task.progressed.connect(self._on_progress)
-        task.succeeded.connect(lambda res: self._on_success(res, rec, rois_layer, rois))
-        task.failed.connect(lambda msg: self.status.setText(f"Failed: {msg}"))
-        task.cancelled.connect(self._on_cancelled)
         task.finished.connect(self._on_finished)
-        self.task = task
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        self.loss_plot.reset()
-        self.status.setText(f"Running {', '.join(label_of(m) for m in params.methods)} on {rec.describe()}")
         self.session.set_busy(True)
-        task.start()
-        return task
-
-    def cancel(self) -> None:
-        """Stop the running analysis at its next step; earlier results stay."""
-        if self.running:
-            self.task.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status.setText("Cancelling...")
-
-    def _on_progress(self, event: Progress) -> None:
-        if not self.running:
-            return
-        whole = event.overall if event.overall is not None else event.fraction
-        self.progress.setValue(int(round(1000 * max(0.0, min(1.0, whole)))))
-        self.status.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
-        if event.values and "loss" in event.values:
-            self.loss_plot.add(event.stage, float(event.values["loss"]))
-        self.session.progressed.emit(event)
+        return self.launch(task, button=self.run_button, on_success=lambda res: self._on_success(res, rec, rois_layer, rois),
+                           status=f"Running {', '.join(label_of(m) for m in params.methods)} on {rec.describe()}",
+                           cancelled="Cancelled; the previous results are unchanged.")
 
     def _on_success(self, results: "Results", rec: Any, rois_layer: Any, rois: list) -> None:
         from napari.utils.notifications import show_info, show_warning
@@ -300,12 +270,7 @@ class AnalysisWidget(QWidget):
         return [(r.name, r.kind) for r in now] != [(r.name, r.kind) for r in rois] or not all(
             a.polygon.shape == b.polygon.shape and np.allclose(a.polygon, b.polygon) for a, b in zip(now, rois))
 
-    def _on_cancelled(self) -> None:
-        self.status.setText("Cancelled; the previous results are unchanged.")
-
     def _on_finished(self) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
         self.session.set_busy(False)
         if self.task is not None and self.task.result is None:
             self.progress.setValue(0)

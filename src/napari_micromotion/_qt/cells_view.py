@@ -49,7 +49,7 @@ from .._layers import plugin_meta, spatial_transform
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from ._tasks import Task, notify_error
+from ._tasks import Task, TaskHost, notify_error
 from .plots import LossPlot, PlotView
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,7 +137,7 @@ class CandidateTracePlot(PlotView):
                           columns={"time_s": t, "fluorescence": np.asarray(c.trace, float)})
 
 
-class CellsView(QWidget):
+class CellsView(TaskHost, QWidget):
     """``set_result(CellsResult)``: curate the candidates (see the module docstring)."""
 
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
@@ -623,10 +623,6 @@ class CellsView(QWidget):
         self.plot.redraw()
 
     # ------------------------------------------------------------ retraining
-    @property
-    def running(self) -> bool:
-        return self.task is not None and self.task.running
-
     def retrain(self) -> Task | None:
         """Fine-tune the classifier on your labels in the background; then new P(cell) for every candidate."""
         try:
@@ -660,29 +656,10 @@ class CellsView(QWidget):
             return x, record, prob
 
         task = Task(work, what="retraining the classifier", title="micromotion cells", parent=self)
-        task.progressed.connect(self._on_progress)
-        task.succeeded.connect(lambda out: self._on_retrained(out, user))
-        task.cancelled.connect(lambda: self.status.setText("Retraining cancelled; the probabilities are unchanged."))
-        task.failed.connect(lambda msg: self.status.setText(f"Retraining failed: {msg}"))
-        task.finished.connect(self._on_finished)
-        self.task = task
-        self.retrain_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.loss_plot.reset()
-        self.status.setText(f"Retraining on {len(user)} candidates you labelled ({int(y.sum())} cells)...")
-        return task.start()
-
-    def cancel(self) -> None:
-        if self.running:
-            self.task.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status.setText("Cancelling...")
-
-    def _on_progress(self, event: Progress) -> None:
-        if event.values and "loss" in event.values:
-            self.loss_plot.add(event.stage, float(event.values["loss"]))
-        self.status.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
-        self.session.progressed.emit(event)
+        return self.launch(task, button=self.retrain_button, on_success=lambda out: self._on_retrained(out, user),
+                           status=f"Retraining on {len(user)} candidates you labelled ({int(y.sum())} cells)...",
+                           failed="Retraining failed",
+                           cancelled="Retraining cancelled; the probabilities are unchanged.")
 
     def _on_retrained(self, out: Any, user: list[int]) -> None:
         x, record, prob = out
@@ -699,10 +676,6 @@ class CellsView(QWidget):
         self.relabel()
         self.status.setText(f"Retrained on {len(user)} labels; {len(self.result.cells)} of {len(cands)} candidates "
                             "are cells now.")
-
-    def _on_finished(self) -> None:
-        self.retrain_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
 
     # ------------------------------------------------------------ ROIs and kinds
     def cells_to_rois(self) -> Any:

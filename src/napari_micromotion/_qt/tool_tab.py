@@ -30,7 +30,7 @@ from .._layers import META_KEY, plugin_meta
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from ._tasks import Task, notify_error
+from ._tasks import Task, TaskHost, notify_error
 from .forms import ParamForm
 from .plots import LossPlot
 
@@ -44,7 +44,7 @@ AUTO = "(the recording's transmission)"
 AUTO_FLUORESCENCE = "(the recording's fluorescence)"
 
 
-class ToolTab(QWidget):
+class ToolTab(TaskHost, QWidget):
     """Run one tool on a layer of the viewer."""
 
     def __init__(self, napari_viewer: "napari.Viewer", tool: Any, parent: QWidget | None = None) -> None:
@@ -170,10 +170,6 @@ class ToolTab(QWidget):
         return params
 
     # ------------------------------------------------------------ running
-    @property
-    def running(self) -> bool:
-        return self.task is not None and self.task.running
-
     def run(self) -> Task | None:
         if self.running:
             notify_error(MicromotionError(f"the {self.tool.label} is already running; cancel it or wait."))
@@ -200,32 +196,8 @@ class ToolTab(QWidget):
             return None
         task = Task(lambda: self.tool.iter_run(rec, params, rois=rois), what=f"the {self.tool.label}",
                     title=f"micromotion {self.tool.label}", parent=self)
-        task.progressed.connect(self._on_progress)
-        task.succeeded.connect(lambda res: self._on_success(res, layer))
-        task.failed.connect(lambda msg: self.status.setText(f"Failed: {msg}"))
-        task.cancelled.connect(lambda: self.status.setText("Cancelled; nothing changed."))
-        task.finished.connect(self._on_finished)
-        self.task = task
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress.setValue(0)
-        self.loss_plot.reset()
-        self.status.setText(f"Running the {self.tool.label} on {layer.name}...")
-        return task.start()
-
-    def cancel(self) -> None:
-        if self.running:
-            self.task.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status.setText("Cancelling...")
-
-    def _on_progress(self, event: Progress) -> None:
-        whole = event.overall if event.overall is not None else event.fraction
-        self.progress.setValue(int(round(1000 * max(0.0, min(1.0, whole)))))
-        self.status.setText(f"{event.stage}: {event.message}" if event.message else event.stage)
-        if event.values and "loss" in event.values:
-            self.loss_plot.add(event.stage, float(event.values["loss"]))
-        self.session.progressed.emit(event)
+        return self.launch(task, button=self.run_button, on_success=lambda res: self._on_success(res, layer),
+                           status=f"Running the {self.tool.label} on {layer.name}...")
 
     def _on_success(self, result: Any, layer: Any) -> None:
         from napari.utils.notifications import show_info, show_warning
@@ -239,10 +211,6 @@ class ToolTab(QWidget):
         for w in result.warnings:
             show_warning(w)
         show_info(f"{self.tool.label} finished.")
-
-    def _on_finished(self) -> None:
-        self.run_button.setEnabled(True)
-        self.cancel_button.setEnabled(False)
 
     def show_result(self, result: Any, source_layer: Any = None) -> list[Any]:
         """Add or update the tool's layers (placed like the input layer)."""
