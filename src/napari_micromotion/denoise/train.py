@@ -30,7 +30,7 @@ from ..progress import Progress
 from .data import CameraModel, Normaliser, Prior, make_inputs, n_input_channels, neighbours
 from .model import build_unet, count_parameters
 
-__all__ = ["TrainedDenoiser", "TrainSettings", "iter_train", "gather_patches"]
+__all__ = ["TrainedDenoiser", "TrainSettings", "early_stop_patience", "iter_train", "gather_patches"]
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,24 @@ class TrainSettings:
     learning_rate: float = 2e-3
     width: int = 8
     dropout: float = 0.1
-    patience: int = 3
+    patience: int | None = None     # epochs without a better held-out loss; None: max(3, epochs // 5)
     max_minutes: float = 10.0
     seed: int = 0
     threads: int = 2
+
+
+def early_stop_patience(settings: TrainSettings) -> int:
+    """Epochs without a better held-out loss after which training stops.
+
+    The held-out loss of one epoch is noisy (a few calcium upstrokes among the held-out
+    frames move it by 1-2 %) while the trend keeps falling for tens of epochs, so a fixed
+    patience of 3 stopped long runs early at a high learning rate: on one simulation, 37.9 dB
+    after 6 of 40 epochs against 40.7 dB when the 8-minute budget ends it.  Long runs get a
+    patience of a fifth of their epochs; the default 8 epochs keep 3.
+    """
+    if settings.patience is not None:
+        return max(1, int(settings.patience))
+    return max(3, int(settings.epochs) // 5)
 
 
 @dataclass
@@ -167,6 +181,7 @@ def iter_train(video: Any, targets: Sequence[int], heldout: Sequence[int], prior
                                  settings={k: getattr(s, k) for k in s.__dataclass_fields__})
         best = (math.inf, None)
         since_best = 0
+        patience = early_stop_patience(s)
         yield Progress("train denoiser", 0.0, f"{total} steps of {s.batch_size} patches of {size} px")
         step = 0
         for epoch in range(s.epochs):
@@ -216,7 +231,7 @@ def iter_train(video: Any, targets: Sequence[int], heldout: Sequence[int], prior
                     since_best += 1
             if result.stopped_early:
                 break
-            if val is not None and since_best >= s.patience:
+            if val is not None and since_best >= patience:
                 result.stopped_early = f"the held-out loss stopped improving after epoch {result.best_epoch}"
                 break
         if best[1] is not None:
