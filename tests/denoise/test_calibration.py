@@ -56,3 +56,11 @@ def test_median_factor_recovers_the_scale_of_the_kernel_variance_and_ignores_a_f
     resid[:40] = 50.0                                                 # a beat onset's worth of huge residuals
     f = _median_factor(resid, noise, kern, step)
     assert 2.5 <= f <= 3.6, f
+
+
+def test_median_factor_never_shrinks_the_kernel_variance_when_the_camera_model_overstates_the_noise():
+    rng = np.random.default_rng(4)
+    n = 4000
+    noise, kern, step = np.full(n, 1.0), np.full(n, 0.05), np.zeros(n)
+    resid = np.abs(np.sqrt(0.9) * rng.standard_normal(n))          # less than the stated noise alone
+    assert _median_factor(resid, noise, kern, step) == 1.0

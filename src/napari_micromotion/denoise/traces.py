@@ -19,7 +19,9 @@ Two things the pixel calibration cannot see are added at the level of the ROI me
 * Shared error beyond the kernel's radius (cells that fire together err together): one
   factor, pooled over the ROIs, scales the kernel variance so that on held-out frames the
   ROI means' residuals against the raw movie, standardised by the camera noise of the mean
-  plus the corridor's variance, have the median of a standard normal (0.674).  There the
+  plus the corridor's variance, have the median of a standard normal (0.674), and at least 1:
+  shared error can only add to the kernel's variance (a factor below 1 would come from a camera
+  model that overstates the noise, not from the denoiser).  There the
   camera noise averages down while the shared error does not; the median, unlike the mean
   square, is not carried away by the one or two beat onsets a held-out block may contain.
 """
@@ -80,7 +82,7 @@ def timing_var(mean: np.ndarray) -> np.ndarray:
 
 
 def _median_factor(resid: np.ndarray, noise: np.ndarray, kern: np.ndarray, step: np.ndarray,
-                   lo: float = 1e-4, hi: float = 1e4) -> float:
+                   lo: float = 1.0, hi: float = 1e4) -> float:
     """The factor ``f`` in ``[lo, hi]`` with ``median(|resid| / sqrt(noise + f kern + step)) = 0.674``."""
     target = 0.6744897501960817          # median of |N(0, 1)|
 
