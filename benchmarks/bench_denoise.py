@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-ablation", action="store_true", help="skip ours without the mean-image prior")
     ap.add_argument("--seed", type=int, default=11, help="the simulation's seed (11: the README's run)")
+    ap.add_argument("--folds", type=int, default=None, choices=(1, 2),
+                    help="the denoiser's cross-fitting folds (default: the tool's default)")
     args = ap.parse_args(argv)
     import torch
 
@@ -197,6 +199,8 @@ def main(argv: list[str] | None = None) -> dict:
                                                  f"{GAUSS_SIGMAS if kind == 'gauss' else MEAN_WINDOWS})"}
     # ours and the ablation, the same time budget
     common = dict(epochs=40, max_minutes=minutes, threads=args.threads, seed=0)
+    if args.folds is not None:
+        common["folds"] = args.folds
     results = {}
     variants = (("ours", "mean+sd"),) if args.no_ablation else (("ours", "mean+sd"), ("ours, no mean-image prior", "none"))
     for label, prior in variants:
@@ -214,6 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     train_s = float(ours.timings_s["train"])
     held = np.asarray(ours.metrics["heldout_frames"], int)
     train_frames = np.setdiff1d(np.arange(n_frames), held)
+    if train_frames.size == 0:      # cross-fitted: every frame is a training target of one network
+        train_frames = np.arange(n_frames)
     # careamics Noise2Void: the same training time, trained on the same training frames
     py, how = (None, "skipped (--no-baseline)") if args.no_baseline else careamics_python()
     details["careamics"] = f"{CAREAMICS_SPEC}: {how}"

@@ -199,6 +199,46 @@ def test_silent_regions_stay_flat_and_rare_events_survive(denoised, low_light):
         assert abs(half_rise(d_tr, d_amp) - half_rise(c_tr, c_amp)) <= 1
 
 
+def test_cross_fitting_denoises_every_frame_out_of_sample(low_light, torch_one_thread):
+    """Two networks on alternating blocks: each frame comes from the network that never trained on it."""
+    from napari_micromotion.denoise.data import Prior as _Prior
+    from napari_micromotion.denoise.predict import iter_predict
+    from napari_micromotion.tools.denoise import DenoiseParams, cross_fit_folds, iter_denoise
+
+    video = tifffile.imread(low_light / "fluorescence.tif")
+    clean = tifffile.imread(low_light / "fluorescence_clean.tif").astype(np.float64)
+    params = DenoiseParams(folds=2, epochs=4, steps_per_epoch=25, patch_px=48, threads=1, mc_passes=0, samples=50)
+    stages = []
+
+    def run():
+        gen = iter_denoise(video, FPS, params)
+        while True:
+            try:
+                stages.append(next(gen).stage)
+            except StopIteration as stop:
+                return stop.value
+
+    res = run()
+    fold = cross_fit_folds(N_FRAMES, params.context)
+    assert fold[:10].tolist() == [0] * 10 and fold[10:20].tolist() == [1] * 10      # blocks of 2N + 2 >= 10 frames
+    m = res.metrics
+    assert m["folds"] == 2 and len(m["networks"]) == 2
+    assert [n["targets"] for n in m["networks"]] == [int((fold == 0).sum()), int((fold == 1).sum())]
+    assert m["heldout_frames"] == list(range(N_FRAMES))             # every frame calibrates
+    assert m["calibration"]["cross_fitted"] is True
+    assert {"train denoiser 1 of 2", "train denoiser 2 of 2"} <= set(stages)   # two loss series in the plot
+    # the saved network (the first) trained on fold 0 only and denoised exactly the frames of fold 1
+    runs = res.model.training_frames
+    trained = np.concatenate([np.arange(a, b) for a, b in zip(runs[::2], runs[1::2])])
+    np.testing.assert_array_equal(trained, np.nonzero(fold == 0)[0])
+    mu = np.zeros_like(res.denoised)
+    var = np.zeros_like(res.denoised)
+    drive(iter_predict(video, res.model, _Prior.of(video), mu, var, mc_passes=0, threads=1))
+    np.testing.assert_allclose(res.denoised[fold == 1], mu[fold == 1], rtol=1e-5, atol=1e-3)
+    assert not np.allclose(res.denoised[fold == 0], mu[fold == 0], rtol=1e-5, atol=1e-3)   # the other network's
+    assert _psnr(res.denoised, clean) - _psnr(video, clean) > 5.0
+
+
 def test_a_saved_model_applies_without_training(denoised, low_light, tmp_path, torch_one_thread):
     out = tmp_path / "again"
     assert main(["denoise", str(low_light / "fluorescence.tif"), "--model", str(denoised / "model.safetensors"),

@@ -58,6 +58,11 @@ class DenoiseParams:
     prior: str = param("mean+sd", label="prior", choices=("mean+sd", "mean", "none"), flag="--prior",
                        help="What the network sees besides the neighbouring frames: the recording's mean and SD "
                             "images, the mean only, or nothing.")
+    folds: int = param(1, label="cross-fitting folds", min=1, max=2, flag="--folds", advanced=True,
+                       help="2: two networks, each trained on half the frames (alternating blocks) and applied to "
+                            "the other half, so every frame is denoised out of sample and the whole movie "
+                            "calibrates the uncertainty (each network gets half the time budget); 1: one network "
+                            "with held-out blocks.")
     heldout_fraction: float = param(0.2, label="held-out frames", min=0.05, max=0.5, flag="--heldout-fraction",
                                     advanced=True, help="Share of the frames (in blocks) never used as training "
                                                         "targets: they stop training and calibrate the uncertainty.")
@@ -171,11 +176,30 @@ class _WholeField:
         self.masks = np.ones((1, *shape), bool)
 
 
+def cross_fit_folds(n_frames: int, context: int) -> np.ndarray:
+    """Fold (0 or 1) of every frame: alternating blocks of ``max(10, 2N+2)`` frames (as :func:`split_frames`)."""
+    block = max(10, 2 * context + 2)
+    return (np.arange(n_frames) // block) % 2
+
+
+def _fold_progress(gen: Generator[Progress, None, Any], k: int, folds: int) -> Generator[Progress, None, Any]:
+    """*gen*'s progress as part ``k`` of ``folds`` (its own loss series in the live plot)."""
+    while True:
+        try:
+            p = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(f"{p.stage} {k + 1} of {folds}", (k + p.fraction) / folds, p.message, values=p.values)
+
+
 def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
                  train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
     """Denoise *video* ``(T, Y, X)``; *train_frames* limits training targets (and the prior) to these frames.
 
-    Returns a :class:`DenoiseResult`; progress: ``values={"loss": ...}`` while training.
+    With ``params.folds == 2`` (cross-fitting) two networks train on alternating blocks of
+    frames, each denoises the other's frames, and every frame calibrates the uncertainty;
+    the first network is the one saved.  Returns a :class:`DenoiseResult`; progress:
+    ``values={"loss": ...}`` while training.
     """
     from ..denoise.data import Normaliser, Prior, fit_camera_model
     from ..denoise.files import load_denoiser
@@ -188,43 +212,76 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     n, ny, nx = (int(v) for v in video.shape)
     timings: dict[str, float] = {}
     warnings: list[str] = []
-    targets, held = split_frames(n, params.heldout_fraction, params.context)
+    allowed = np.ones(n, bool)
     if train_frames is not None:
-        allowed = np.zeros(n, bool)
+        allowed[:] = False
         allowed[np.asarray(list(train_frames), int)] = True
+    cross = params.folds == 2 and not params.model
+    if cross:
+        fold = cross_fit_folds(n, params.context)
+        parts = [np.nonzero(allowed & (fold == k))[0] for k in (0, 1)]
+        check(min(p.size for p in parts) >= 2, "too few training frames to cross-fit the denoiser (each half needs "
+                                                "at least 2); use one fold.")
+        targets, held = parts[0], np.nonzero(allowed)[0]       # every allowed frame is denoised out of sample
+        jobs = [(parts[0], parts[1]), (parts[1], parts[0])]    # (targets, validation) of each network
+    else:
+        targets, held = split_frames(n, params.heldout_fraction, params.context)
         targets, held = targets[allowed[targets]], held[allowed[held]]
-        check(held.size >= 1 and targets.size >= 2, "too few training frames to train and calibrate the denoiser.")
+        if train_frames is not None:
+            check(held.size >= 1 and targets.size >= 2, "too few training frames to train and calibrate the denoiser.")
+        jobs = [(targets, held)]
     calibration = None
+    fold_info: list[dict[str, Any]] = []
     if params.model:
         yield Progress("denoise", 0.0, f"loading {params.model}")
         model, calibration = load_denoiser(params.model)
         check(n >= 2 * model.context + 2, f"the movie has {n} frames; the model's {model.context} context frames on "
                                           f"either side need at least {2 * model.context + 2}.")
-        prior = Prior.of(video, None if train_frames is None else np.concatenate([targets, held]))
+        prior = Prior.of(video, None if train_frames is None else np.nonzero(allowed)[0])
+        models = [model]
     else:
         t0 = time.perf_counter()
         yield Progress("denoise", 0.0, "measuring the camera noise")
-        camera, cam_report = fit_camera_model(video, targets, seed=params.seed)
-        prior = Prior.of(video, None if train_frames is None else np.concatenate([targets, held]))
+        camera, cam_report = fit_camera_model(video, np.concatenate([j[0] for j in jobs]), seed=params.seed)
+        prior = Prior.of(video, None if train_frames is None else np.nonzero(allowed)[0])
         norm = Normaliser.of(prior.mean(), camera)
         timings["camera_model"] = time.perf_counter() - t0
-        settings = TrainSettings(context=params.context, prior=params.prior, epochs=params.epochs,
-                                 steps_per_epoch=params.steps_per_epoch or None, patch_px=params.patch_px,
-                                 width=params.width, max_minutes=params.max_minutes, seed=params.seed,
-                                 threads=params.threads)
-        model = yield from iter_train(video, targets, held, prior, camera, norm, settings)
-        timings["train"] = model.seconds
-        if model.stopped_early.startswith("the time budget"):
-            warnings.append(f"training stopped early: {model.stopped_early}.")
+        models = []
+        for k, (tg, val) in enumerate(jobs):
+            settings = TrainSettings(context=params.context, prior=params.prior, epochs=params.epochs,
+                                     steps_per_epoch=params.steps_per_epoch or None, patch_px=params.patch_px,
+                                     width=params.width, max_minutes=params.max_minutes / len(jobs),
+                                     seed=params.seed + k, threads=params.threads)
+            train = iter_train(video, tg, val, prior, camera, norm, settings)
+            m = yield from (_fold_progress(train, k, len(jobs)) if len(jobs) > 1 else train)
+            models.append(m)
+            fold_info.append({"targets": int(tg.size), "best_epoch": m.best_epoch, "epochs_run": len(m.epoch_loss),
+                              "steps": m.steps, "seconds": m.seconds, "stopped_early": m.stopped_early,
+                              "epoch_loss": m.epoch_loss, "val_loss": m.val_loss, "val_mse": m.val_mse})
+            if m.stopped_early.startswith("the time budget"):
+                warnings.append(f"training stopped early{f' (network {k + 1})' if len(jobs) > 1 else ''}: "
+                                f"{m.stopped_early}.")
+        model = models[0]
+        timings["train"] = float(sum(m.seconds for m in models))
     mu = np.empty((n, ny, nx), np.float32)
     var = np.empty((n, ny, nx), np.float32)
-    pred = yield from iter_predict(video, model, prior, mu, var, mc_passes=params.mc_passes, threads=params.threads,
-                                   seed=params.seed)
+    pred: dict[str, float] = {"seconds": 0.0}
+    shares = []
+    for k, net in enumerate(models):
+        # cross-fitting: network k denoises the other fold's frames (and, of frames outside both, fold k's)
+        frames = None if len(models) == 1 else np.nonzero(fold != k)[0]
+        info = yield from iter_predict(video, net, prior, mu, var, frames=frames, mc_passes=params.mc_passes,
+                                       threads=params.threads, seed=params.seed)
+        pred["seconds"] += info["seconds"]
+        shares.append(info["mc_share_of_variance"])
+    pred["frames_per_s"] = n / max(pred["seconds"], 1e-9)
+    pred["mc_share_of_variance"] = float(np.mean(shares))
     timings["predict"] = pred["seconds"]
     t0 = time.perf_counter()
     if calibration is None:
-        yield Progress("calibrate", 0.0, f"on {held.size} held-out frames")
+        yield Progress("calibrate", 0.0, f"on {held.size} {'out-of-sample' if cross else 'held-out'} frames")
         calibration = fit_calibration(video, mu, var, held, model.camera)
+        calibration.report["cross_fitted"] = bool(cross)
     sd = var
     for a in range(0, n, 64):                         # in place: var becomes the calibrated SD
         sd[a:a + 64] = calibration.sd(var[a:a + 64])
@@ -249,7 +306,8 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     res = [float(np.mean((np.asarray(video[int(t)], np.float64) - mu[t]) ** 2 / model.camera.var(mu[t].astype(np.float64))))
            for t in held[:: max(1, held.size // 100)]]
     metrics = {
-        "n_parameters": model.n_parameters, "training_frames": int(targets.size), "heldout_frames": held.tolist(),
+        "n_parameters": model.n_parameters, "training_frames": int(sum(j[0].size for j in jobs)), "heldout_frames": held.tolist(),
+        "folds": len(models), "networks": fold_info,
         "loss_curve": model.loss_curve, "epoch_loss": model.epoch_loss, "val_loss": model.val_loss,
         "val_mse": model.val_mse, "best_epoch": model.best_epoch, "stopped_early": model.stopped_early,
         "heldout_residual_over_noise": float(np.mean(res)) if res else None,
