@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from napari_micromotion.denoise.data import CameraModel
 from napari_micromotion.denoise.predict import fit_calibration
-from napari_micromotion.denoise.traces import _median_factor, timing_var
+from napari_micromotion.denoise.traces import roi_traces, slow_error_var, timing_var
 
 
 def _held_out(error_var: float, noise_var: float, shape=(40, 48, 48), seed=0):
@@ -48,19 +49,61 @@ def test_timing_variance_is_that_of_a_value_spread_over_the_jump_between_the_nei
     assert np.allclose(np.delete(v, [9, 10]), 0.0)
 
 
-def test_median_factor_recovers_the_scale_of_the_kernel_variance_and_ignores_a_few_outliers():
+def _slow(n, var, tau, rng):
+    """An AR(1) series of variance *var* and correlation time *tau* frames."""
+    phi = np.exp(-1.0 / tau)
+    x = np.empty(n)
+    x[0] = rng.standard_normal() * np.sqrt(var)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + np.sqrt(var * (1 - phi * phi)) * rng.standard_normal()
+    return x
+
+
+def test_slow_error_variance_comes_from_lagged_products_free_of_the_noise():
     rng = np.random.default_rng(3)
-    n = 4000
-    noise, kern, step = np.full(n, 0.5), np.full(n, 0.2), np.zeros(n)
-    resid = np.abs(np.sqrt(noise + 3.0 * kern) * rng.standard_normal(n))
-    resid[:40] = 50.0                                                 # a beat onset's worth of huge residuals
-    f = _median_factor(resid, noise, kern, step)
-    assert 2.5 <= f <= 3.6, f
+    n = 20000
+    slow = _slow(n, 0.2, 200.0, rng)
+    for noise_var in (0.5, 5.0):                      # the noise's size (and any camera model) plays no part
+        resid = slow + np.sqrt(noise_var) * rng.standard_normal(n)
+        v, pairs = slow_error_var(resid, np.arange(n), range(5, 9))
+        realised = np.mean([np.mean(slow[:-k] * slow[k:]) for k in range(5, 9)])    # the slow series' own
+        assert v == pytest.approx(realised, abs=0.03), (noise_var, v, realised)
+        assert pairs == sum(n - k for k in range(5, 9))
+    white, _ = slow_error_var(np.sqrt(5.0) * rng.standard_normal(n), np.arange(n), range(5, 9))
+    assert white < 0.02 * 5.0                         # no slow error: (almost) nothing
 
 
-def test_median_factor_never_shrinks_the_kernel_variance_when_the_camera_model_overstates_the_noise():
-    rng = np.random.default_rng(4)
-    n = 4000
-    noise, kern, step = np.full(n, 1.0), np.full(n, 0.05), np.zeros(n)
-    resid = np.abs(np.sqrt(0.9) * rng.standard_normal(n))          # less than the stated noise alone
-    assert _median_factor(resid, noise, kern, step) == 1.0
+def test_slow_error_variance_uses_only_pairs_of_out_of_sample_frames():
+    resid = np.ones(40)
+    resid[10:20] = 100.0                              # a training block: its residuals must not count
+    frames = np.r_[0:10, 20:30]
+    v, pairs = slow_error_var(resid, frames, range(5, 9))
+    assert pairs == 2 * (5 + 4 + 3 + 2) and v == 1.0
+
+
+def test_corridors_cover_a_slow_shared_bias_the_pixel_sd_does_not_show():
+    """Denoised = truth + a slow bias shared by the ROI: the corridor must widen to cover ~90 % of it."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(5)
+    n, size = 6000, 24
+    clean = np.full((n, size, size), 100.0)
+    raw = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
+    bias = _slow(n, 0.01, 60.0, rng)                  # SD ~0.1: far below one pixel's noise, ~1.6 x the ROI mean's
+    mu = (clean + bias[:, None, None]).astype(np.float32)
+    sd = np.full(mu.shape, 0.005, np.float32)         # the network's own SD misses the bias
+    mask = np.zeros((1, size, size), bool)
+    mask[0, 4:20, 4:20] = True
+    masks = SimpleNamespace(names=["cell"], masks=mask)            # what roi_traces reads of RoiMasks
+    truth = clean[:, mask[0]].mean(axis=1)
+
+    def coverage(heldout):
+        tr = roi_traces(raw, mu, sd, masks, None, 50.0, n_samples=400, heldout=heldout, context=4)
+        return float(np.mean((truth >= tr.mean_lo["cell"]) & (truth <= tr.mean_hi["cell"]))), tr
+
+    without, _ = coverage(None)
+    with_slow, tr = coverage(np.arange(n))
+    assert without < 0.2
+    assert 0.8 <= with_slow <= 0.97, with_slow
+    realised = np.mean([np.mean(bias[:-k] * bias[k:]) for k in range(5, 9)])
+    assert tr.slow_var["cell"] == pytest.approx(realised, rel=0.3)

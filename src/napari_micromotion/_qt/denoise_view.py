@@ -43,10 +43,13 @@ class DenoiseView(PlotView):
         self.set_regions(list(result.regions))
         m = result.metrics
         cal = m.get("calibration", {})
+        slow = m.get("trace_slow_error_sd", {})
+        nets = "2 cross-fitted networks, " if m.get("folds", 1) == 2 else ""
         self.note.setText(
-            f"{m.get('training_frames', 0)} training frames, held-out residual / noise "
+            f"{nets}{m.get('training_frames', 0)} training frames, out-of-sample residual / noise "
             f"{m.get('heldout_residual_over_noise', float('nan')):.3f} (1 is ideal), pixel-variance factor "
-            f"{cal.get('overall_factor', float('nan')):.2f}, corridor factor {m.get('trace_variance_factor', 1.0):.2f}, "
+            f"{cal.get('overall_factor', float('nan')):.2f}, slow shared error of the ROI means up to "
+            f"{max(slow.values(), default=0.0):.3g} (SD, input units), "
             f"guard flagged {100 * m.get('guard', {}).get('flagged_fraction', 0.0):.2g} % of pixels, "
             f"{m.get('inference_frames_per_s', 0.0):.0f} frames/s.")
         self.redraw()

@@ -16,14 +16,17 @@ Two things the pixel calibration cannot see are added at the level of the ROI me
   the signal jumps between frames ``t - 1`` and ``t + 1`` (a calcium upstroke) it cannot
   know where within that step frame ``t`` lies: the ROI mean gets the variance of a value
   spread evenly over the step, ``(mean_{t+1} - mean_{t-1})^2 / 12``.
-* Shared error beyond the kernel's radius (cells that fire together err together): one
-  factor, pooled over the ROIs, scales the kernel variance so that on held-out frames the
-  ROI means' residuals against the raw movie, standardised by the camera noise of the mean
-  plus the corridor's variance, have the median of a standard normal (0.674), and at least 1:
-  shared error can only add to the kernel's variance (a factor below 1 would come from a camera
-  model that overstates the noise, not from the denoiser).  There the
-  camera noise averages down while the shared error does not; the median, unlike the mean
-  square, is not carried away by the one or two beat onsets a held-out block may contain.
+* Slow shared error: a bias of the whole ROI that lasts many frames (a pull toward the
+  mean-image prior, cells that fire together and err together), beyond the kernel's radius
+  and far below the camera noise of one pixel.  It is measured per ROI from the products
+  of the ROI mean's residuals ``r_t = raw_t - denoised_t`` on out-of-sample frames at lags
+  ``N + 1 .. 2N`` (``N`` the context): there the camera noise of the two frames is
+  independent and neither frame enters the other's prediction, so ``mean(r_t r_{t+k})``
+  is the error's own autocovariance, free of the camera noise and of the camera model's
+  inaccuracy (which swamp ``mean(r_t^2)`` at pixel level).  Its positive part is added to
+  every frame's variance.  (At pixel level the same products are biased by the noise
+  every frame leaves in the mean image the others are predicted from, of the size of the
+  error itself; at ROI level that bias is divided by the ROI's pixel count.)
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-__all__ = ["RoiTraces", "roi_traces", "roi_mean_sd", "timing_var"]
+__all__ = ["RoiTraces", "roi_traces", "roi_mean_sd", "timing_var", "slow_error_var"]
 
 
 @dataclass
@@ -51,7 +54,8 @@ class RoiTraces:
     mean_sd: dict[str, np.ndarray] = field(default_factory=dict)         # SD of its error (kernel, factor, timing)
     mean_lo: dict[str, np.ndarray] = field(default_factory=dict)
     mean_hi: dict[str, np.ndarray] = field(default_factory=dict)
-    variance_factor: float = 1.0                                          # ROI-level factor of the kernel variance
+    slow_var: dict[str, float] = field(default_factory=dict)             # slow shared error variance per ROI
+    slow_pairs: int = 0                                                   # out-of-sample frame pairs it was measured on
 
 
 def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
@@ -81,28 +85,30 @@ def timing_var(mean: np.ndarray) -> np.ndarray:
     return jump ** 2 / 12.0
 
 
-def _median_factor(resid: np.ndarray, noise: np.ndarray, kern: np.ndarray, step: np.ndarray,
-                   lo: float = 1.0, hi: float = 1e4) -> float:
-    """The factor ``f`` in ``[lo, hi]`` with ``median(|resid| / sqrt(noise + f kern + step)) = 0.674``."""
-    target = 0.6744897501960817          # median of |N(0, 1)|
+def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range) -> tuple[float, int]:
+    """Autocovariance of the error of a ROI mean at *lags*, from residual products on pairs of *frames*.
 
-    def med(f: float) -> float:
-        return float(np.median(resid / np.sqrt(np.maximum(noise + f * kern + step, 1e-30))))
-
-    if med(lo) <= target:
-        return lo
-    if med(hi) >= target:
-        return hi
-    a, b = np.log(lo), np.log(hi)
-    for _ in range(50):
-        c = 0.5 * (a + b)
-        a, b = (c, b) if med(float(np.exp(c))) > target else (a, c)
-    return float(np.exp(0.5 * (a + b)))
+    ``resid`` ``(T,)`` residuals of the ROI mean (raw minus denoised); only pairs ``(t, t + k)``
+    with both frames in *frames* (out of sample) count.  Returns the mean product (its
+    positive part) and the number of pairs.
+    """
+    ok = np.zeros(resid.size, bool)
+    ok[np.asarray(frames, int)] = True
+    prods = []
+    for k in lags:
+        if k >= resid.size:
+            break
+        both = ok[:-k] & ok[k:]
+        prods.append(resid[:-k][both] * resid[k:][both])
+    if not prods:
+        return 0.0, 0
+    allp = np.concatenate(prods)
+    return (max(0.0, float(allp.mean())) if allp.size else 0.0), int(allp.size)
 
 
 def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.ndarray | None, fps: float, *,
                n_samples: int = 200, level: float = 0.9, seed: int = 0, baseline_s: float = 10.0,
-               chunk: int = 256, heldout: Any = None, camera: Any = None) -> RoiTraces:
+               chunk: int = 256, heldout: Any = None, context: int = 4) -> RoiTraces:
     """dF/F0 traces of every ROI of *masks* (:class:`~napari_micromotion.rois.RoiMasks`) with corridors.
 
     Parameters
@@ -113,9 +119,10 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         Spatial correlation of the errors (centre 1), or ``None`` for independent pixels.
     n_samples, level, seed
         Monte-Carlo samples per ROI and frame, the corridor's coverage, the generator's seed.
-    heldout, camera
-        Frames never used for training and the :class:`~napari_micromotion.denoise.data.CameraModel`:
-        with both, the kernel variance is scaled on the held-out ROI means (module docstring).
+    heldout, context
+        Frames denoised out of sample (never a training target) and the denoiser's context
+        ``N``: the slow shared error of each ROI is measured on their pairs at lags
+        ``N + 1 .. 2N`` (module docstring); without *heldout* it is left out.
     """
     from ..filters import baseline
 
@@ -135,20 +142,14 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         s = np.concatenate([roi_mean_sd(sd[a:a + chunk], m, kernel) for a in range(0, n, chunk)])
         means.append((mr, md, s))
     steps = [timing_var(md) for _, md, _ in means]
-    if heldout is not None and camera is not None and len(heldout):
+    if heldout is not None and len(heldout):
         h = np.asarray(list(heldout), int)
-        z, noise, kern, step = [], [], [], []
-        for i, (mr, md, s) in enumerate(means):
-            m = masks.masks[i]
-            npx = max(int(m.sum()), 1)
-            z.append(np.abs(mr[h] - md[h]))
-            noise.append([float(camera.var(mu[t][m].astype(np.float64)).sum()) / npx ** 2 for t in h])
-            kern.append(s[h] ** 2)
-            step.append(steps[i][h])
-        out.variance_factor = _median_factor(*(np.concatenate([np.ravel(v) for v in a]) for a in (z, noise, kern, step)))
+        for i, name in enumerate(masks.names):
+            mr, md, _ = means[i]
+            out.slow_var[name], out.slow_pairs = slow_error_var(mr - md, h, range(context + 1, 2 * context + 1))
     for i, name in enumerate(masks.names):
         mr, md, s = means[i]
-        s = np.sqrt(out.variance_factor * s ** 2 + steps[i])
+        s = np.sqrt(s ** 2 + out.slow_var.get(name, 0.0) + steps[i])
         samples = md[None] + s[None] * rng.standard_normal((n_samples, n))
         f0_raw = baseline(mr, fps, baseline_s)
         f0 = baseline(md, fps, baseline_s)

@@ -299,7 +299,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
     tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
-                    heldout=held, camera=model.camera)
+                    heldout=held, context=model.context)
     traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r]} for r in tr.names}
     timings["traces"] = time.perf_counter() - t0
     # held-out metrics: the residual against the raw frames, in units of the camera noise (1 = perfect)
@@ -315,7 +315,8 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
         "inference_frames_per_s": pred["frames_per_s"], "mc_share_of_variance": pred["mc_share_of_variance"],
         "guard": {k: v for k, v in guard.items() if k != "flagged_per_frame"},
         "guard_flagged_per_frame": guard["flagged_per_frame"], "applied_saved_model": bool(params.model),
-        "trace_variance_factor": tr.variance_factor,
+        "trace_slow_error_sd": {r: float(np.sqrt(v)) for r, v in tr.slow_var.items()},
+        "trace_slow_error_pairs": tr.slow_pairs,
     }
     if not params.model:
         metrics["camera_fit"] = cam_report
