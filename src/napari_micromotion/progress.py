@@ -37,15 +37,19 @@ class Progress:
     values: Mapping[str, float] | None = None
 
 
-def scaled(gen: Generator[Any, Any, R], lo: float, hi: float) -> Generator[Any, Any, R]:
-    """Run *gen*, mapping its events' fractions into ``[lo, hi]`` (a part of a larger stage)."""
+def scaled(gen: Generator[Any, Any, R], lo: float, hi: float, suffix: str = "") -> Generator[Any, Any, R]:
+    """Run *gen*, mapping its events' fractions into ``[lo, hi]`` (a part of a larger stage).
+
+    A *suffix* is appended to every stage name (``"train denoiser 1 of 2"``: its own loss series).
+    """
     while True:
         try:
             event = next(gen)
         except StopIteration as stop:
             return stop.value
         if isinstance(event, Progress):
-            event = replace(event, fraction=lo + (hi - lo) * max(0.0, min(1.0, float(event.fraction))))
+            event = replace(event, fraction=lo + (hi - lo) * max(0.0, min(1.0, float(event.fraction))),
+                            stage=event.stage + suffix)
         yield event
 
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import check
 from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
-from ..progress import Progress
+from ..progress import Progress, scaled
 from ..results import WHOLE_FIELD
 from ..schema import param
 from . import TOOLS
@@ -182,16 +182,6 @@ def cross_fit_folds(n_frames: int, context: int) -> np.ndarray:
     return (np.arange(n_frames) // block) % 2
 
 
-def _fold_progress(gen: Generator[Progress, None, Any], k: int, folds: int) -> Generator[Progress, None, Any]:
-    """*gen*'s progress as part ``k`` of ``folds`` (its own loss series in the live plot)."""
-    while True:
-        try:
-            p = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        yield Progress(f"{p.stage} {k + 1} of {folds}", (k + p.fraction) / folds, p.message, values=p.values)
-
-
 def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
                  train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
     """Denoise *video* ``(T, Y, X)``; *train_frames* limits training targets (and the prior) to these frames.
@@ -253,7 +243,9 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
                                      width=params.width, max_minutes=params.max_minutes / len(jobs),
                                      seed=params.seed + k, threads=params.threads)
             train = iter_train(video, tg, val, prior, camera, norm, settings)
-            m = yield from (_fold_progress(train, k, len(jobs)) if len(jobs) > 1 else train)
+            if len(jobs) > 1:
+                train = scaled(train, k / len(jobs), (k + 1) / len(jobs), f" {k + 1} of {len(jobs)}")
+            m = yield from train
             models.append(m)
             fold_info.append({"targets": int(tg.size), "best_epoch": m.best_epoch, "epochs_run": len(m.epoch_loss),
                               "steps": m.steps, "seconds": m.seconds, "stopped_early": m.stopped_early,
