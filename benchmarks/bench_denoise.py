@@ -247,6 +247,9 @@ def main(argv: list[str] | None = None) -> dict:
         np.savez(args.save_arrays, denoised=ours.denoised, uncertainty=ours.uncertainty, held=held,
                  kernel=ours.calibration.kernel, camera=np.array([ours.model.camera.gain, ours.model.camera.floor,
                                                                   ours.model.camera.min_var]))
+        from napari_micromotion.denoise.files import save_denoiser
+
+        save_denoiser(ours.model, ours.calibration, Path(args.save_arrays).with_suffix(".safetensors"))
     # calibration: pixel intervals and trace corridors
     z90 = 1.6448536
     cover = np.abs(clean - ours.denoised) <= z90 * ours.uncertainty

@@ -228,6 +228,8 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
         check(n >= 2 * model.context + 2, f"the movie has {n} frames; the model's {model.context} context frames on "
                                           f"either side need at least {2 * model.context + 2}.")
         prior = Prior.of(video, None if train_frames is None else np.nonzero(allowed)[0])
+        if calibration is not None and calibration.prior_white > 0:    # the noise of this recording's mean image
+            calibration.prior_white = 1.0 / max(prior.count - 1, 1)
         models = [model]
     else:
         t0 = time.perf_counter()
@@ -272,11 +274,12 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     t0 = time.perf_counter()
     if calibration is None:
         yield Progress("calibrate", 0.0, f"on {held.size} {'out-of-sample' if cross else 'held-out'} frames")
-        calibration = fit_calibration(video, mu, var, held, model.camera)
+        calibration = fit_calibration(video, mu, var, held, model.camera,
+                                      prior_frames=prior.count if model.prior != "none" else 0)
         calibration.report["cross_fitted"] = bool(cross)
     sd = var
     for a in range(0, n, 64):                         # in place: var becomes the calibrated SD
-        sd[a:a + 64] = calibration.sd(var[a:a + 64])
+        sd[a:a + 64] = calibration.sd(var[a:a + 64], mu[a:a + 64], model.camera)
     timings["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     flags = np.zeros((n, ny, nx), np.uint8)
