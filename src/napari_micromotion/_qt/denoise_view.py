@@ -47,8 +47,9 @@ class DenoiseView(PlotView):
         nets = "2 cross-fitted networks, " if m.get("folds", 1) == 2 else ""
         self.note.setText(
             f"{nets}{m.get('training_frames', 0)} training frames, out-of-sample residual / noise "
-            f"{m.get('heldout_residual_over_noise', float('nan')):.3f} (1 is ideal), pixel-variance factor "
-            f"{cal.get('overall_factor', float('nan')):.2f}, slow shared error of the ROI means up to "
+            f"{m.get('heldout_residual_over_noise', float('nan')):.3f} (1 is ideal), error variance "
+            f"{100 * cal.get('error_over_noise_estimate', float('nan')):.2g} % of the noise's, slow shared error of "
+            f"the ROI means up to "
             f"{max(slow.values(), default=0.0):.3g} (SD, input units), "
             f"guard flagged {100 * m.get('guard', {}).get('flagged_fraction', 0.0):.2g} % of pixels, "
             f"{m.get('inference_frames_per_s', 0.0):.0f} frames/s.")
