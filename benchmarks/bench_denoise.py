@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
     from napari_micromotion.progress import drive
     from napari_micromotion.rois import rasterize
     from napari_micromotion.simulate import simulate
-    from napari_micromotion.tools.denoise import DenoiseParams, iter_denoise
+    from napari_micromotion.tools.denoise import DenoiseParams, cross_fit_folds, iter_denoise
 
     torch.set_num_threads(args.threads)
     state = C.machine_state()
@@ -255,7 +255,8 @@ def main(argv: list[str] | None = None) -> dict:
     cover = np.abs(clean - ours.denoised) <= z90 * ours.uncertainty
     masks = rasterize(sim.rois, (size, size))
     tr = roi_traces(raw, ours.denoised, ours.uncertainty, masks, ours.calibration.kernel, fps, n_samples=400,
-                    heldout=held, context=ours.model.context)
+                    heldout=held, context=ours.model.context,
+                    groups=cross_fit_folds(n_frames, ours.model.context) if ours.metrics["folds"] == 2 else None)
     details["slow shared error SD per ROI (ROI-level calibration)"] = {k: round(float(np.sqrt(v)), 4)
                                                                         for k, v in tr.slow_var.items()}
     true_means = roi_series(clean, masks.masks)

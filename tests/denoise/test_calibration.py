@@ -118,3 +118,14 @@ def test_corridors_cover_a_slow_shared_bias_the_pixel_sd_does_not_show():
     assert 0.8 <= with_slow <= 0.97, with_slow
     realised = np.mean([np.mean(bias[:-k] * bias[k:]) for k in range(5, 9)])
     assert tr.slow_var["cell"] == pytest.approx(realised, rel=0.3)
+
+
+def test_cross_fitted_frames_pair_only_with_frames_of_the_same_network():
+    # two networks with opposite slow biases on alternating blocks of 10 frames
+    n = 400
+    groups = (np.arange(n) // 10) % 2
+    resid = np.where(groups == 0, 0.3, -0.3) + np.random.default_rng(6).normal(0, 0.5, n)
+    mixed, _ = slow_error_var(resid, np.arange(n), range(5, 9))
+    same, pairs = slow_error_var(resid, np.arange(n), range(5, 9), groups)
+    assert pairs == 40 * (5 + 4 + 3 + 2)
+    assert same == pytest.approx(0.09, abs=0.03) and mixed < 0.05

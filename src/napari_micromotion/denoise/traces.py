@@ -85,12 +85,16 @@ def timing_var(mean: np.ndarray) -> np.ndarray:
     return jump ** 2 / 12.0
 
 
-def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range) -> tuple[float, int]:
+def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range,
+                   groups: np.ndarray | None = None) -> tuple[float, int]:
     """Autocovariance of the error of a ROI mean at *lags*, from residual products on pairs of *frames*.
 
     ``resid`` ``(T,)`` residuals of the ROI mean (raw minus denoised); only pairs ``(t, t + k)``
-    with both frames in *frames* (out of sample) count.  Returns the mean product (its
-    positive part) and the number of pairs.
+    with both frames in *frames* (out of sample) count, and with *groups* (``(T,)``, the
+    network that denoised each frame when they were cross-fitted) only pairs from one
+    network: two networks' slow errors differ, and a pair across them would measure how
+    alike they are, not how large one is.  Returns the mean product (its positive part) and
+    the number of pairs.
     """
     ok = np.zeros(resid.size, bool)
     ok[np.asarray(frames, int)] = True
@@ -99,6 +103,8 @@ def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range) -> tuple[
         if k >= resid.size:
             break
         both = ok[:-k] & ok[k:]
+        if groups is not None:
+            both &= np.asarray(groups)[:-k] == np.asarray(groups)[k:]
         prods.append(resid[:-k][both] * resid[k:][both])
     if not prods:
         return 0.0, 0
@@ -108,7 +114,7 @@ def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range) -> tuple[
 
 def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.ndarray | None, fps: float, *,
                n_samples: int = 200, level: float = 0.9, seed: int = 0, baseline_s: float = 10.0,
-               chunk: int = 256, heldout: Any = None, context: int = 4) -> RoiTraces:
+               chunk: int = 256, heldout: Any = None, context: int = 4, groups: Any = None) -> RoiTraces:
     """dF/F0 traces of every ROI of *masks* (:class:`~napari_micromotion.rois.RoiMasks`) with corridors.
 
     Parameters
@@ -123,6 +129,8 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         Frames denoised out of sample (never a training target) and the denoiser's context
         ``N``: the slow shared error of each ROI is measured on their pairs at lags
         ``N + 1 .. 2N`` (module docstring); without *heldout* it is left out.
+    groups
+        ``(T,)`` which network denoised each frame (cross-fitting): pairs count within one only.
     """
     from ..filters import baseline
 
@@ -146,7 +154,8 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         h = np.asarray(list(heldout), int)
         for i, name in enumerate(masks.names):
             mr, md, _ = means[i]
-            out.slow_var[name], out.slow_pairs = slow_error_var(mr - md, h, range(context + 1, 2 * context + 1))
+            out.slow_var[name], out.slow_pairs = slow_error_var(mr - md, h, range(context + 1, 2 * context + 1),
+                                                                groups)
     for i, name in enumerate(masks.names):
         mr, md, s = means[i]
         s = np.sqrt(s ** 2 + out.slow_var.get(name, 0.0) + steps[i])

@@ -294,7 +294,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
     tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
-                    heldout=held, context=model.context)
+                    heldout=held, context=model.context, groups=fold if cross else None)
     traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r]} for r in tr.names}
     timings["traces"] = time.perf_counter() - t0
     # held-out metrics: the residual against the raw frames, in units of the camera noise (1 = perfect)
