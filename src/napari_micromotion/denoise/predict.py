@@ -19,8 +19,8 @@
   that error's covariance at one pixel, free of the camera noise.  The network's
   predicted variance (likelihood plus dropout) gives part (2) its shape, scaled to that
   size.  On three simulated runs the sum came within 2-11 % of the true mean square error
-  (11 % and 2 % below, 4 % above), where the network's own variance had been 1.6-3.1 x too large on average
-  and unrelated to where the error was.  The correlation of neighbouring standardised
+  (11 % and 2 % below, 4 % above), where the network's own variance had been 1.6-3.1 x too
+  large on average and unrelated to where the error was.  The correlation of neighbouring standardised
   residuals is the spatial correlation kernel that ROI corridors need.
 * :func:`guard_frames`: where the denoised frame departs from the raw frame by more than
   the camera noise and the stated uncertainty allow (tested on 5 x 5 px boxes, where

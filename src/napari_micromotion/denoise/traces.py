@@ -98,13 +98,14 @@ def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range,
     """
     ok = np.zeros(resid.size, bool)
     ok[np.asarray(frames, int)] = True
+    g = None if groups is None else np.asarray(groups)
     prods = []
     for k in lags:
         if k >= resid.size:
             break
         both = ok[:-k] & ok[k:]
-        if groups is not None:
-            both &= np.asarray(groups)[:-k] == np.asarray(groups)[k:]
+        if g is not None:
+            both &= g[:-k] == g[k:]
         prods.append(resid[:-k][both] * resid[k:][both])
     if not prods:
         return 0.0, 0

@@ -159,9 +159,14 @@ class ModelEntry(Entry):
         pass
 
 
+def _block_frames(context: int) -> int:
+    """Frames per block of held-out or cross-fitted frames: at least 10, and ``2N + 2`` for a context of ``N``."""
+    return max(10, 2 * context + 2)
+
+
 def split_frames(n_frames: int, heldout_fraction: float, context: int) -> tuple[np.ndarray, np.ndarray]:
     """Training targets and held-out frames: every ``round(1/f)``-th block of ``max(10, 2N+2)`` frames is held out."""
-    block = max(10, 2 * context + 2)
+    block = _block_frames(context)
     period = max(2, int(round(1.0 / max(heldout_fraction, 1e-6))))
     blocks = np.arange(n_frames) // block
     held = (blocks % period) == (period // 2)
@@ -178,8 +183,7 @@ class _WholeField:
 
 def cross_fit_folds(n_frames: int, context: int) -> np.ndarray:
     """Fold (0 or 1) of every frame: alternating blocks of ``max(10, 2N+2)`` frames (as :func:`split_frames`)."""
-    block = max(10, 2 * context + 2)
-    return (np.arange(n_frames) // block) % 2
+    return (np.arange(n_frames) // _block_frames(context)) % 2
 
 
 def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
@@ -212,7 +216,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
         parts = [np.nonzero(allowed & (fold == k))[0] for k in (0, 1)]
         check(min(p.size for p in parts) >= 2, "too few training frames to cross-fit the denoiser (each half needs "
                                                 "at least 2); use one fold.")
-        targets, held = parts[0], np.nonzero(allowed)[0]       # every allowed frame is denoised out of sample
+        held = np.nonzero(allowed)[0]                           # every allowed frame is denoised out of sample
         jobs = [(parts[0], parts[1]), (parts[1], parts[0])]    # (targets, validation) of each network
     else:
         targets, held = split_frames(n, params.heldout_fraction, params.context)
