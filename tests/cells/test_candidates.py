@@ -105,6 +105,49 @@ def test_iter_extract_yields_progress(sync_sim):
     assert result.diameter_px == 28 and result.candidates
 
 
+def _fragments(ex, labels):
+    """Candidates that lie inside one cell (purity > 0.85) but cover less than half of it."""
+    areas = np.bincount(labels.ravel())
+    out = 0
+    for c in ex.candidates:
+        ids, counts = np.unique(labels[c.mask(labels.shape)], return_counts=True)
+        j = int(np.argmax(counts))
+        out += bool(ids[j] and counts[j] > 0.85 * counts.sum() and counts[j] < 0.5 * areas[ids[j]])
+    return out
+
+
+def test_merging_weak_boundaries_removes_fragments(sync_sim, sync_auto):
+    split = extract(sync_sim.fluorescence, sync_sim.params.fps, CandidateParams(merge_level=0.0))
+    ids, min_area = _whole_cells(sync_sim)
+    assert _fragments(split, sync_sim.cell_labels) >= 3                  # the watershed alone splits cells
+    assert _fragments(sync_auto, sync_sim.cell_labels) <= _fragments(split, sync_sim.cell_labels) - 3
+    assert (match_cells(sync_auto.candidates, sync_sim.cell_labels, ids, min_area_px=min_area)[0]
+            >= match_cells(split.candidates, sync_sim.cell_labels, ids, min_area_px=min_area)[0])
+
+
+def test_merge_basins_follows_the_weakest_part_of_a_boundary():
+    from napari_micromotion.cells.candidates import _merge_basins
+
+    lab = np.ones((40, 60), np.int32)
+    lab[:, 20:40], lab[:, 40:] = 2, 3
+    edges = 1.0 + 0.1 * np.random.default_rng(0).random(lab.shape)
+    edges[:24, 19:21] = 10.0          # 1 | 2: a nucleus-like edge along 60 % of the boundary, flat below
+    edges[:, 39:41] = 10.0            # 2 | 3: a membrane along all of it
+    merged = _merge_basins(lab, edges, level=2.0, max_area_px=np.inf)
+    assert len(np.unique(merged)) == 2
+    assert np.all(merged[:, :40] == merged[0, 0]) and np.all(merged[:, 40:] != merged[0, 0])
+    assert merged.min() == 1 and merged.max() == 2
+    capped = _merge_basins(lab, edges, level=2.0, max_area_px=1000)   # 800 + 800 px would exceed it
+    assert len(np.unique(capped)) == 3
+    np.testing.assert_array_equal(_merge_basins(lab, edges, level=20.0, max_area_px=np.inf), 1)
+    # a weak boundary between two cells of different dye loading (brightness 2 % apart) stays
+    bright = np.where(lab == 1, 1.0, 1.02)
+    kept = _merge_basins(lab, edges, level=20.0, max_area_px=np.inf, images=[bright], tolerance=0.015)
+    assert len(np.unique(kept)) == 2 and kept[0, 0] != kept[0, 25] and kept[0, 25] == kept[0, 45]
+    assert len(np.unique(_merge_basins(lab, edges, level=20.0, max_area_px=np.inf, images=[bright],
+                                       tolerance=0.03))) == 1
+
+
 def test_match_cells_perfect_and_partial():
     from napari_micromotion.cells.candidate import Candidate
 
