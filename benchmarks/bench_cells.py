@@ -108,11 +108,12 @@ def extraction_time(quick: bool) -> dict[str, Any]:
 
 def training_recordings(quick: bool) -> list[Any]:
     from napari_micromotion.cells.dataset import iter_training_set
+    from napari_micromotion.cells.pretrain import DEFAULT_EXTRACTED
     from napari_micromotion.progress import drive
 
     seeds = list(range(300, 304 if quick else 316))
     return drive(iter_training_set(seeds, (96, 128, 160), (600,) if quick else (2000, 3000, 4000, 1000),
-                                   firing=list(MODES), inactive_cells=2, extracted=True))
+                                   firing=list(MODES), inactive_cells=2, extracted=DEFAULT_EXTRACTED))
 
 
 def synthetic_test(quick: bool) -> list[Any]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from napari_micromotion.cells.dataset import (
+    EXTRACTION_VARIANTS,
     NEGATIVE_KINDS,
     encode_recording,
     iter_recording,
@@ -25,7 +26,8 @@ def sim():
 
 @pytest.fixture(scope="module")
 def rec():
-    return drive(iter_recording(SIZE, SEED, FRAMES, firing="independent", inactive_cells=2, extracted=True))
+    return drive(iter_recording(SIZE, SEED, FRAMES, firing="independent", inactive_cells=2,
+                                extracted=len(EXTRACTION_VARIANTS)))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -63,8 +65,21 @@ def test_extracted_candidates_are_labelled_by_the_truth(sim, rec):
         else:
             assert kind == "unmatched" and c.label == "not_cell"
     assert n_cells >= 0.5 * len(active)
+    # every variant of the extraction contributed (both methods, three diameters), without duplicates
+    variants = {c.name.split("_")[1] for c in np.array(rec.candidates)[ext]}
+    assert variants == {f"x{v}" for v in range(len(EXTRACTION_VARIANTS))}
+    assert {c.source for c in np.array(rec.candidates)[ext]} == {"ica", "segment"}
+    masks = [c.mask(sim.labels.shape) for c in np.array(rec.candidates)[ext]]
+    assert max(_iou(a, b) for i, a in enumerate(masks) for b in masks[:i]) < 0.9
     # the patches' zoom is the extraction's estimate of the cell size, near the simulator's
     assert 0.75 <= rec.info["estimated_diameter_px"] / rec.info["cell_diameter_px"] <= 1.1
+
+
+def test_one_extraction_is_the_tools_default():
+    one = drive(iter_recording(SIZE, SEED, FRAMES, firing="independent", inactive_cells=2, extracted=True))
+    names = [c.name for c in one.candidates if c.source != "synthetic"]
+    assert names and all(n.split("_")[1] == "x0" for n in names)
+    assert {c.source for c in one.candidates if c.source != "synthetic"} == {"ica"}   # auto picks ica here
 
 
 def test_encode_recording_zooms_by_the_estimate_and_jitters(rec):

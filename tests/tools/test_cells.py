@@ -187,11 +187,16 @@ def test_train_cells_model_is_used_by_cells(video, tmp_path, capsys):
     path, _ = video
     model = tmp_path / "mine.safetensors"
     assert main(["train-cells", "--out", str(model), "--n-recordings", "1", "--epochs", "1", "--copies", "1",
-                 "--threads", "1", "--quiet"]) == 0
+                 "--extractions", "2", "--threads", "1", "--quiet"]) == 0
     side = json.loads(model.with_suffix(".json").read_text())
     assert side["training"]["command"].startswith("micromotion train-cells")
+    assert side["training"]["data"]["recordings"][0]["n_extracted"] > 0
     code = main(["train-cells", "--out", str(model), "--n-recordings", "1", "--quiet"])    # exists: refused
     assert_one_line_error(capsys.readouterr().err, code)
+    code = main(["train-cells", "--out", str(tmp_path / "other.safetensors"), "--extractions", "9", "--quiet"])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert "--extractions must be 0-4" in err
     out = tmp_path / "with-model"
     assert main(["cells", str(path), "--model", str(model), "--out", str(out), "--quiet", "--threads", "1"]) == 0
     clf = json.loads((out / "classifier.json").read_text())

@@ -18,12 +18,17 @@ the candidates are
       ``other`` cell or the ``inactive_cells`` of :class:`~napari_micromotion.simulate.SimulationParams`),
       perturbed like the cells.
 
-With ``extracted=True`` the rendered movie also goes through the real candidate extraction
-(:func:`~napari_micromotion.cells.candidates.iter_extract`, the tool's default parameters), and its
-candidates join the set labelled by the truth: ``cell`` when a candidate is the best match of an
-active cell at IoU >= 0.5 (the benchmark's rule), else ``unmatched`` (a not-cell).  These are the
-shapes, footprints and traces the classifier meets in use (watershed basins, ICA filters, the
-estimated cell size); perturbed true masks alone miss them.
+With ``extracted`` > 0 the rendered movie also goes through the real candidate extraction
+(:func:`~napari_micromotion.cells.candidates.iter_extract`), and its candidates join the set
+labelled by the truth: ``cell`` when a candidate is the best match of an active cell at IoU >= 0.5
+(the benchmark's rule), else ``unmatched`` (a not-cell).  These are the shapes, footprints and
+traces the classifier meets in use (watershed basins, ICA filters, the estimated cell size);
+perturbed true masks alone miss them.  ``extracted`` is the number of extractions, taken in the
+order of :data:`EXTRACTION_VARIANTS`: the tool's default (``auto``, estimated diameter), then the
+method ``auto`` did not pick, then the default with the diameter estimate 20 % too small and 25 %
+too large.  The variants split and merge cells in the ways the default does on other recordings,
+so the set holds many candidates near the IoU 0.5 boundary; a candidate that overlaps one already
+kept at IoU >= 0.9 is dropped.
 
 about two not-cells per cell, as in the report's data (1 : 2.00).  With ``copies > 1`` every cell
 (and inactive cell) is extracted that many times with independent perturbations and the other
@@ -47,13 +52,18 @@ from ..errors import check
 from ..progress import Progress
 from .candidate import Candidate
 
-__all__ = ["Recording", "NEGATIVE_KINDS", "simulate_recording", "make_candidates", "iter_training_set",
+__all__ = ["Recording", "NEGATIVE_KINDS", "EXTRACTION_VARIANTS", "simulate_recording", "make_candidates", "iter_training_set",
            "training_set", "encode_recording"]
 
 #: the kinds of not-cell candidates
 NEGATIVE_KINDS = ("fragment", "merge", "background", "blob", "inactive", "unmatched")
 #: share of the not-cells per kind (inactive cells first take what the recording has)
 _NEG_SHARE = {"fragment": 0.35, "merge": 0.25, "background": 0.2, "blob": 0.2}
+#: the extractions of a training recording, in order: (method, factor on the estimated diameter);
+#: ``None`` is the tool's default ``auto``, ``"other"`` the method ``auto`` did not pick
+EXTRACTION_VARIANTS = ((None, 1.0), ("other", 1.0), (None, 0.8), (None, 1.25))
+#: a candidate overlapping an already kept one of the same recording at this IoU is a duplicate
+_DUPLICATE_IOU = 0.9
 
 
 @dataclass
@@ -291,37 +301,64 @@ def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float 
     return masks, kinds
 
 
-def _extracted(sim, movie: np.ndarray, seed: int) -> Generator[Progress, None, tuple[list[Candidate], list[str], float]]:
-    """The extraction's candidates of a rendered movie, labelled by the truth, and its diameter estimate."""
+def _flat(c: Candidate, width: int) -> np.ndarray:
+    rr, cc = np.nonzero(c.submask)
+    return (rr + c.box[0]) * width + cc + c.box[1]
+
+
+def _extracted(sim, movie: np.ndarray, seed: int, n_variants: int = 1
+               ) -> Generator[Progress, None, tuple[list[Candidate], list[str], float]]:
+    """The candidates of *n_variants* extractions (:data:`EXTRACTION_VARIANTS`) of a rendered movie,
+    each labelled by the truth, without duplicates, and the default extraction's diameter estimate."""
     from .candidates import CandidateParams, iter_extract, match_cells
 
-    ex = yield from iter_extract(movie, sim.p.fps, CandidateParams())
     active = np.flatnonzero(_active(sim))
-    if len(ex.candidates) == 0 or active.size == 0:
-        return [], [], float(ex.diameter_px)
-    _, matches = match_cells(ex.candidates, sim.labels + 1, active + 1)
-    cells = {name for name, _ in matches.values()}
-    out, kinds = [], []
-    for k, c in enumerate(ex.candidates):
-        is_cell = c.name in cells
-        out.append(Candidate(name=f"s{seed}_x{k:04d}", box=c.box, submask=c.submask, trace=c.trace, source=c.source,
-                             footprint=c.footprint, label="cell" if is_cell else "not_cell", labelled_by="user"))
-        kinds.append("cell" if is_cell else "unmatched")
-    return out, kinds, float(ex.diameter_px)
+    width = movie.shape[2]
+    out: list[Candidate] = []
+    kinds: list[str] = []
+    kept: list[np.ndarray] = []
+    diameter = float("nan")
+    method = "auto"
+    for v, (which, factor) in enumerate(EXTRACTION_VARIANTS[:max(1, int(n_variants))]):
+        if v == 0:
+            params = CandidateParams()
+        else:
+            m = method if which is None else ("ica" if method == "segment" else "segment")
+            params = CandidateParams(method=m, diameter_px=factor * diameter)
+        ex = yield from iter_extract(movie, sim.p.fps, params)
+        if v == 0:
+            diameter, method = float(ex.diameter_px), ex.method
+        if len(ex.candidates) == 0 or active.size == 0:
+            continue
+        _, matches = match_cells(ex.candidates, sim.labels + 1, active + 1)
+        cells = {name for name, _ in matches.values()}
+        for k, c in enumerate(ex.candidates):
+            flat = _flat(c, width)
+            if any(np.intersect1d(flat, o, assume_unique=True).size >= _DUPLICATE_IOU * np.union1d(flat, o).size
+                   for o in kept):
+                continue
+            kept.append(flat)
+            is_cell = c.name in cells
+            out.append(Candidate(name=f"s{seed}_x{v}_{k:04d}", box=c.box, submask=c.submask, trace=c.trace,
+                                 source=c.source, footprint=c.footprint, label="cell" if is_cell else "not_cell",
+                                 labelled_by="user"))
+            kinds.append("cell" if is_cell else "unmatched")
+    return out, kinds, diameter
 
 
 def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchronous", inactive_cells: int = 0,
                    negatives_per_cell: float = 2.0, copies: int = 1, sim_params: dict | None = None,
-                   extracted: bool = False) -> Generator[Progress, None, Recording]:
+                   extracted: int = 0) -> Generator[Progress, None, Recording]:
     """Simulate one recording and return its labelled candidates (a :class:`Recording`).
 
     *sim_params*: further simulator settings (see :func:`simulate_recording`); *extracted*: add
-    the extraction's own candidates, labelled by the truth (see the module's docstring).
+    the candidates of that many extractions (:data:`EXTRACTION_VARIANTS`; ``True`` is the tool's
+    default one), labelled by the truth (see the module's docstring).
     """
     sim = simulate_recording(size, seed, n_frames, firing=firing, inactive_cells=inactive_cells, sim_params=sim_params)
     rng = np.random.default_rng([int(seed), int(size), int(n_frames), 17])
     masks, kinds = make_candidates(sim, rng, negatives_per_cell=negatives_per_cell, copies=copies)
-    traces, image, movie = yield from _render(sim, masks, rng, keep_movie=extracted)
+    traces, image, movie = yield from _render(sim, masks, rng, keep_movie=bool(extracted))
     cands = []
     for k, (m, kind) in enumerate(zip(masks, kinds)):
         box, sub = _box(m)
@@ -331,7 +368,7 @@ def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchr
             "cell_diameter_px": float(sim.p.cell_diameter_px),
             "inactive_cells": int(inactive_cells), "copies": int(copies), **({"sim_params": dict(sim_params)} if sim_params else {})}
     if movie is not None:
-        ex_cands, ex_kinds, diameter = yield from _extracted(sim, movie, seed)
+        ex_cands, ex_kinds, diameter = yield from _extracted(sim, movie, seed, int(extracted))
         del movie
         cands += ex_cands
         kinds += ex_kinds
@@ -377,7 +414,7 @@ def encode_recording(rec: Recording, encoding: str = "middle", *, reference_cell
 
 def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequence[int] | int, *,
                       firing: Sequence[str] | str = "synchronous", inactive_cells: int = 0,
-                      negatives_per_cell: float = 2.0, copies: int = 1, extracted: bool = False
+                      negatives_per_cell: float = 2.0, copies: int = 1, extracted: int = 0
                       ) -> Generator[Progress, None, list[Recording]]:
     """Labelled candidates of several simulated recordings.
 
@@ -396,7 +433,8 @@ def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequ
     copies
         Perturbed extractions per cell (see :func:`make_candidates`).
     extracted
-        Add the extraction's own candidates, labelled by the truth.
+        Extractions whose candidates join the set, labelled by the truth (0: none; ``True``: the
+        tool's default one; up to ``len(EXTRACTION_VARIANTS)``).
 
     Returns
     -------

@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import check
 from ..progress import Progress, drive
 from .config import SHIPPED, SHIPPED_CONFIG, ClassifierConfig
+from .dataset import EXTRACTION_VARIANTS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .dataset import Recording
@@ -42,14 +43,15 @@ DEFAULT_FRAMES = tuple(LONG_FRAMES[i % 4] if i < 48 else SHORT_FRAMES[i % 5] for
 DEFAULT_INACTIVE = 3
 #: perturbed extractions per cell (negatives alike): three times the examples per rendered recording
 DEFAULT_COPIES = 3
-#: every recording also goes through the real extraction, whose candidates are labelled by the truth
-DEFAULT_EXTRACTED = True
+#: every recording also goes through the real extraction, its variants included (both methods, the
+#: diameter estimate 20 % off either way), whose candidates are labelled by the truth
+DEFAULT_EXTRACTED = len(EXTRACTION_VARIANTS)
 
 
 def run_training(out_path: str | Path | None = SHIPPED, *, seeds: Sequence[int] = DEFAULT_TRAIN_SEEDS,
                  sizes: Sequence[int] = DEFAULT_SIZES, n_frames: Sequence[int] = DEFAULT_FRAMES,
                  firing: Sequence[str] | str = DEFAULT_FIRING, inactive_cells: int = DEFAULT_INACTIVE,
-                 copies: int = DEFAULT_COPIES, extracted: bool = DEFAULT_EXTRACTED,
+                 copies: int = DEFAULT_COPIES, extracted: int = DEFAULT_EXTRACTED,
                  val_fraction: float = 0.1, config: ClassifierConfig = SHIPPED_CONFIG,
                  command: str = "", progress: Callable[[Progress], None] | None = None,
                  recordings: Sequence[Recording] | None = None) -> tuple[CellClassifier, dict]:
@@ -135,6 +137,9 @@ def add_train_arguments(ap: argparse.ArgumentParser, *, out_required: bool = Tru
     ap.add_argument("--scale-jitter", type=float, default=SHIPPED_CONFIG.scale_jitter,
                     help="training zooms multiplied by a factor in 1 +- this (robust to the cell-size estimate)")
     ap.add_argument("--copies", type=int, default=DEFAULT_COPIES, help="perturbed extractions per cell")
+    ap.add_argument("--extractions", type=int, default=DEFAULT_EXTRACTED,
+                    help=f"extractions per recording whose candidates join the training set (0-{len(EXTRACTION_VARIANTS)}: "
+                         "the tool's default, the other method, the diameter estimate 20 %% low and 25 %% high)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-recordings", type=int, default=len(DEFAULT_TRAIN_SEEDS),
@@ -151,11 +156,12 @@ def run_from_args(a: argparse.Namespace, command: str, progress: Callable[[Progr
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
     check(1 <= a.n_recordings <= len(DEFAULT_TRAIN_SEEDS) and a.epochs >= 1 and a.threads >= 1,
           f"--n-recordings must be 1-{len(DEFAULT_TRAIN_SEEDS)}, --epochs and --threads at least 1.")
+    check(0 <= a.extractions <= len(EXTRACTION_VARIANTS), f"--extractions must be 0-{len(EXTRACTION_VARIANTS)}.")
     cfg = ClassifierConfig(arch=a.arch, encoding=a.encoding, epochs=a.epochs, seed=a.seed, threads=a.threads,
                            reference_cell_px=a.reference_cell_px, shape=bool(a.shape) and a.arch == "compact",
                            pool=a.pool if a.arch == "compact" else 1, scale_jitter=a.scale_jitter)
     _, summary = run_training(out, seeds=DEFAULT_TRAIN_SEEDS[:a.n_recordings], n_frames=DEFAULT_FRAMES[:a.n_recordings],
-                              config=cfg, command=command, copies=a.copies, progress=progress)
+                              config=cfg, command=command, copies=a.copies, extracted=a.extractions, progress=progress)
     return summary
 
 
