@@ -21,13 +21,14 @@ Two extractors, both returning :class:`~napari_micromotion.cells.candidate.Candi
     detrended standard deviation over the mean, i.e. dF/F amplitude, which is flat within a
     cell) give two gradient images, each divided by its median and summed into an edge map;
     markers are the minima of the smoothed edge map (0.6 cell diameters apart unless an edge
-    lies between them: measured best of 1/3, 1/2, 0.6, 0.7 on the simulator) and a marker-based watershed
-    splits the field.  Basins that split one cell are then merged: adjacent basins whose shared
-    boundary is weak along at least a tenth of its length (``merge_level``) and whose median
-    brightness and activity agree within ``merge_tolerance`` (one cell, one dye loading); on the
-    benchmark's recordings this removed 58 of 65 half-cell fragments without losing a cell.  With a brightfield
-    still (``transmission``) and ``use_transmission`` its dark membranes (Sato ridge filter)
-    are added to the edge map; :attr:`Extraction.reason` says which images were used.
+    lies between them: measured best of 1/3, 1/2, 0.6, 0.7 on the simulator) and a marker-based
+    watershed splits the field.  Basins that split one cell are then merged: adjacent basins
+    whose shared boundary is weak along at least a tenth of its length (``merge_level``) and
+    whose median brightness and activity agree within ``merge_tolerance`` (one cell, one dye
+    loading); on the benchmark's recordings this removed 58 of 65 fragments (inside one cell,
+    less than half of it) without losing a cell.  With a brightfield still (``transmission``)
+    and ``use_transmission`` its dark membranes (Sato ridge filter) are added to the edge map;
+    :attr:`Extraction.reason` says which images were used.
 ``auto``
     Measures whether distant regions' activity is correlated (median correlation of binned
     dF/F traces more than 1.5 cell diameters apart, relative to that of neighbouring bins):
@@ -94,6 +95,11 @@ class CandidateParams:
         Add the brightfield still's membranes to the edges of ``segment`` when one is given.
     membrane_weight
         Weight of the membrane edges relative to the fluorescence edges.
+    merge_level, merge_tolerance
+        Watershed basins (``segment``, and ``ica``'s basins) merge when the edges along at least
+        a tenth of their shared boundary stay below ``merge_level`` x the edge map's median and
+        their median brightness and activity each differ by less than ``merge_tolerance`` (a
+        fraction); ``merge_level`` 0 never merges.
     sync_threshold
         ``auto`` picks ``segment`` when distant regions correlate at least this much
         (relative to neighbouring regions).
@@ -142,9 +148,9 @@ class CandidateParams:
                                    help="Weight of the brightfield membranes relative to the fluorescence edges.")
     merge_level: float = param(2.0, label="merge weak boundaries", min=0.0, max=100.0, decimals=2,
                                flag="--merge-level", advanced=True,
-                               help="Adjacent watershed basins are merged when the median edge strength along their "
-                                    "shared boundary is below this many times the edge map's median (one cell split "
-                                    "in two by the watershed); 0: never.")
+                               help="Adjacent watershed basins are merged (one cell split in two by the watershed) "
+                                    "when the edges along at least a tenth of their shared boundary stay below this "
+                                    "many times the edge map's median; 0: never.")
     merge_tolerance: float = param(0.015, label="merge tolerance", min=0.0, max=1.0, decimals=3,
                                    flag="--merge-tolerance", advanced=True,
                                    help="Basins merge only when their median brightness and median activity each "
