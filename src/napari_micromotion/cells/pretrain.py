@@ -43,8 +43,8 @@ DEFAULT_FRAMES = tuple(LONG_FRAMES[i % 4] if i < 48 else SHORT_FRAMES[i % 5] for
 DEFAULT_INACTIVE = 3
 #: perturbed extractions per cell (negatives alike): three times the examples per rendered recording
 DEFAULT_COPIES = 3
-#: every recording also goes through the real extraction, its variants included (both methods, the
-#: diameter estimate 20 % off either way), whose candidates are labelled by the truth
+#: every recording also goes through the real extraction four times (the default, the other method, the
+#: diameter estimate 20 % low and 25 % high), whose candidates are labelled by the truth
 DEFAULT_EXTRACTED = len(EXTRACTION_VARIANTS)
 
 
