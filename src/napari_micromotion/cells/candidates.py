@@ -482,8 +482,7 @@ def _merge_basins(lab: np.ndarray, edges: np.ndarray, level: float, max_area_px:
     med = v[starts + (counts * _MERGE_QUANTILE).astype(np.int64)]     # the quantile of each sorted group
     pairs = code[starts]
     area = np.bincount(lab.ravel(), minlength=n).astype(np.float64)
-    medians = [ndimage.median(img, lab, np.arange(n)) if n > 1 else np.zeros(n) for img in images]
-    medians = [np.nan_to_num(np.asarray(m, np.float64)) for m in medians]
+    medians = [np.nan_to_num(np.asarray(ndimage.median(img, lab, np.arange(n)), np.float64)) for img in images]
     parent = np.arange(n)
 
     def root(i: int) -> int:
@@ -507,10 +506,15 @@ def _merge_basins(lab: np.ndarray, edges: np.ndarray, level: float, max_area_px:
     return rank[lab].astype(lab.dtype)
 
 
+def _activity(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """The activity image: detrended SD over the mean (the dF/F amplitude, flat within a cell)."""
+    return sd / np.maximum(mean, 1e-6)
+
+
 def _merge_images(mean: np.ndarray, sd: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The images whose basin medians must agree for a merge: the mean and the activity (detrended SD / mean)."""
+    """The images whose basin medians must agree for a merge: the mean and the activity."""
     m = np.asarray(mean, np.float64)
-    return m, np.asarray(sd, np.float64) / np.maximum(m, 1e-6)
+    return m, _activity(m, np.asarray(sd, np.float64))
 
 
 def _fluorescence_edges(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -518,7 +522,7 @@ def _fluorescence_edges(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
     from skimage.filters import sobel
 
     m = ndimage.gaussian_filter(mean.astype(np.float64), 1.0)
-    act = ndimage.gaussian_filter(sd / np.maximum(mean, 1e-6), 1.0)
+    act = ndimage.gaussian_filter(_activity(mean, sd), 1.0)
     g1, g2 = sobel(np.log(np.maximum(m, 1e-6))), sobel(act)
     return g1 / (np.median(g1) + 1e-12) + g2 / (np.median(g2) + 1e-12)
 

@@ -301,19 +301,14 @@ def make_candidates(sim, rng: np.random.Generator, *, negatives_per_cell: float 
     return masks, kinds
 
 
-def _flat(c: Candidate, width: int) -> np.ndarray:
-    rr, cc = np.nonzero(c.submask)
-    return (rr + c.box[0]) * width + cc + c.box[1]
-
-
 def _extracted(sim, movie: np.ndarray, seed: int, n_variants: int = 1
                ) -> Generator[Progress, None, tuple[list[Candidate], list[str], float]]:
     """The candidates of *n_variants* extractions (:data:`EXTRACTION_VARIANTS`) of a rendered movie,
     each labelled by the truth, without duplicates, and the default extraction's diameter estimate."""
-    from .candidates import CandidateParams, iter_extract, match_cells
+    from .candidates import CandidateParams, _iou, iter_extract, match_cells
 
     active = np.flatnonzero(_active(sim))
-    width = movie.shape[2]
+    shape = tuple(movie.shape[1:])
     out: list[Candidate] = []
     kinds: list[str] = []
     kept: list[np.ndarray] = []
@@ -333,11 +328,10 @@ def _extracted(sim, movie: np.ndarray, seed: int, n_variants: int = 1
         _, matches = match_cells(ex.candidates, sim.labels + 1, active + 1)
         cells = {name for name, _ in matches.values()}
         for k, c in enumerate(ex.candidates):
-            flat = _flat(c, width)
-            if any(np.intersect1d(flat, o, assume_unique=True).size >= _DUPLICATE_IOU * np.union1d(flat, o).size
-                   for o in kept):
+            full = c.mask(shape)
+            if any(_iou(full, o) >= _DUPLICATE_IOU for o in kept):
                 continue
-            kept.append(flat)
+            kept.append(full)
             is_cell = c.name in cells
             out.append(Candidate(name=f"s{seed}_x{v}_{k:04d}", box=c.box, submask=c.submask, trace=c.trace,
                                  source=c.source, footprint=c.footprint, label="cell" if is_cell else "not_cell",
