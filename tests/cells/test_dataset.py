@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_micromotion.cells.candidates import mask_iou
 from napari_micromotion.cells.dataset import (
     EXTRACTION_VARIANTS,
     NEGATIVE_KINDS,
@@ -30,10 +31,6 @@ def rec():
                                 extracted=len(EXTRACTION_VARIANTS)))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
-
-
 def test_cells_cut_by_the_frame_edge_are_cells(sim):
     masks, kinds = make_candidates(sim, np.random.default_rng(0))
     labels = sim.labels
@@ -44,7 +41,7 @@ def test_cells_cut_by_the_frame_edge_are_cells(sim):
     assert slivers, "this layout should have active cells cut by the frame's edge"
     cell_masks = [m for m, k in zip(masks, kinds) if k == "cell"]
     for c in slivers:   # each sliver is one of the cells (a perturbed copy of its mask)
-        assert max(_iou(m, labels == c) for m in cell_masks) >= 0.5, c
+        assert max(mask_iou(m, labels == c) for m in cell_masks) >= 0.5, c
     assert set(kinds) <= {"cell", *NEGATIVE_KINDS}
     assert 1.5 <= (len(kinds) - kinds.count("cell")) / kinds.count("cell") <= 2.5
 
@@ -58,7 +55,7 @@ def test_extracted_candidates_are_labelled_by_the_truth(sim, rec):
     n_cells = 0
     for c, kind in zip(np.array(rec.candidates)[ext], np.array(rec.kinds)[ext]):
         assert c.source in ("ica", "segment") and c.trace.size == FRAMES
-        best = max(_iou(c.mask(sim.labels.shape), t) for t in truth)
+        best = max(mask_iou(c.mask(sim.labels.shape), t) for t in truth)
         if kind == "cell":
             n_cells += 1
             assert c.label == "cell" and best >= 0.5
@@ -70,7 +67,7 @@ def test_extracted_candidates_are_labelled_by_the_truth(sim, rec):
     assert variants == {f"x{v}" for v in range(len(EXTRACTION_VARIANTS))}
     assert {c.source for c in np.array(rec.candidates)[ext]} == {"ica", "segment"}
     masks = [c.mask(sim.labels.shape) for c in np.array(rec.candidates)[ext]]
-    assert max(_iou(a, b) for i, a in enumerate(masks) for b in masks[:i]) < 0.9
+    assert max(mask_iou(a, b) for i, a in enumerate(masks) for b in masks[:i]) < 0.9
     # the patches' zoom is the extraction's estimate of the cell size, near the simulator's
     assert 0.75 <= rec.info["estimated_diameter_px"] / rec.info["cell_diameter_px"] <= 1.1
 

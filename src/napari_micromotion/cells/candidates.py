@@ -54,7 +54,7 @@ from ..schema import param
 from .candidate import Candidate
 
 __all__ = ["CandidateParams", "Extraction", "METHODS", "iter_extract", "extract", "match_cells",
-           "estimate_diameter_px"]
+           "estimate_diameter_px", "mask_iou"]
 
 #: extraction methods of :attr:`CandidateParams.method`
 METHODS = ("auto", "ica", "segment")
@@ -578,7 +578,8 @@ def _traces(movie: np.ndarray, cands: list[Candidate]) -> Generator[Progress, No
         c.trace = out[j]
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boolean masks of one shape (0 when both are empty)."""
     inter = np.logical_and(a, b).sum()
     return float(inter / max(1, np.logical_or(a, b).sum()))
 
@@ -737,7 +738,7 @@ def iter_extract(fluorescence: np.ndarray, fps: float, params: CandidateParams =
                                      part, np.where(part, fp, 0.0).astype(np.float32)))
         kept.sort(key=lambda k: -k[0])
         for score, full, fp in kept:     # duplicates (IoU > 0.5): keep the stronger component's
-            if any(_iou(full, m) > 0.5 for m in masks):
+            if any(mask_iou(full, m) > 0.5 for m in masks):
                 continue
             masks.append(full)
             footprints.append(fp)

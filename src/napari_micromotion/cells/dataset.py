@@ -305,7 +305,7 @@ def _extracted(sim, movie: np.ndarray, seed: int, n_variants: int = 1
                ) -> Generator[Progress, None, tuple[list[Candidate], list[str], float]]:
     """The candidates of *n_variants* extractions (:data:`EXTRACTION_VARIANTS`) of a rendered movie,
     each labelled by the truth, without duplicates, and the default extraction's diameter estimate."""
-    from .candidates import CandidateParams, _iou, iter_extract, match_cells
+    from .candidates import CandidateParams, iter_extract, mask_iou, match_cells
 
     active = np.flatnonzero(_active(sim))
     shape = tuple(movie.shape[1:])
@@ -329,7 +329,7 @@ def _extracted(sim, movie: np.ndarray, seed: int, n_variants: int = 1
         cells = {name for name, _ in matches.values()}
         for k, c in enumerate(ex.candidates):
             full = c.mask(shape)
-            if any(_iou(full, o) >= _DUPLICATE_IOU for o in kept):
+            if any(mask_iou(full, o) >= _DUPLICATE_IOU for o in kept):
                 continue
             kept.append(full)
             is_cell = c.name in cells
