@@ -59,12 +59,14 @@ def test_shipped_model_reads_blur_length_axis_and_texture(family):
     An 8.5 px diagonal streak reads clearly longer than a nearly sharp image, the two
     diagonals are told apart, and a textureless image is flagged invalid.
     """
+    from napari_micromotion.blurflow.psf import Optics
     from napari_micromotion.blurflow.synth import texture, uniform_sample
 
     tool = TOOLS["blur_flow"]
     obj = texture(np.random.default_rng(3), (160, 160), family)
+    d = 6.0 / Optics().blur_px_per_unit              # 6 px along each axis: an 8.5 px diagonal streak
     res = {}
-    for name, v in {"sharp": (0, 0.05, 0, 0), "down-right": (0.5, 0.5, 0, 0), "up-right": (-0.5, 0.5, 0, 0)}.items():
+    for name, v in {"sharp": (0, 0.1 * d, 0, 0), "down-right": (d, d, 0, 0), "up-right": (-d, d, 0, 0)}.items():
         r = tool.run(uniform_sample(obj, v, seed=1).image.astype(np.float32))
         valid = r.validity > 0.5
         assert valid.mean() > 0.8
