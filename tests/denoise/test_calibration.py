@@ -129,3 +129,19 @@ def test_cross_fitted_frames_pair_only_with_frames_of_the_same_network():
     same, pairs = slow_error_var(resid, np.arange(n), range(5, 9), groups)
     assert pairs == 40 * (5 + 4 + 3 + 2)
     assert same == pytest.approx(0.09, abs=0.03) and mixed < 0.05
+
+
+def test_combined_estimate_weights_by_inverse_variance_and_beats_both():
+    from napari_micromotion.denoise.traces import combine_estimates
+
+    m, v = combine_estimates(np.array([1.0, 0.0]), np.array([1.0, 4.0]), np.array([3.0, 1.0]), np.array([1.0, 1.0]))
+    np.testing.assert_allclose(m, [2.0, 0.8])                 # equal variances: the midpoint; else 1/4 : 1
+    np.testing.assert_allclose(v, [0.5, 0.8])                 # below both variances
+    # on simulated estimates with independent errors the average's error is the smaller one
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=20000)
+    a = truth + rng.normal(0, 2.0, truth.size)
+    b = truth + rng.normal(0, 1.0, truth.size)
+    c, vc = combine_estimates(a, np.full(truth.size, 4.0), b, np.full(truth.size, 1.0))
+    assert np.std(c - truth) < 0.92 * np.std(b - truth)
+    assert abs(np.std(c - truth) - np.sqrt(vc[0])) < 0.02

@@ -135,11 +135,19 @@ def test_denoise_writes_the_documented_folder(denoised, low_light):
     rois = [r["name"] for r in json.loads((low_light / "rois.json").read_text())]
     assert len(rows) == N_FRAMES
     assert list(rows[0])[:2] == ["frame", "time_s"]
-    assert list(rows[0])[2:] == [f"{r}/{k}" for r in rois for k in ("raw", "denoised", "lo90", "hi90")]
+    assert list(rows[0])[2:] == [f"{r}/{k}" for r in rois for k in ("raw", "denoised", "lo90", "hi90", "combined",
+                                                                  "combined_lo90", "combined_hi90")]
     assert float(rows[10]["time_s"]) == pytest.approx(10 / FPS)
     for row in rows:
         for r in rois:
             assert float(row[f"{r}/lo90"]) <= float(row[f"{r}/denoised"]) + 1e-6 <= float(row[f"{r}/hi90"]) + 2e-6
+            assert (float(row[f"{r}/combined_lo90"]) <= float(row[f"{r}/combined"]) + 1e-6
+                    <= float(row[f"{r}/combined_hi90"]) + 2e-6)
+    # the combined trace averages two independent estimates: its corridor is the narrower one
+    for r in rois:
+        width = np.mean([float(row[f"{r}/hi90"]) - float(row[f"{r}/lo90"]) for row in rows])
+        width_c = np.mean([float(row[f"{r}/combined_hi90"]) - float(row[f"{r}/combined_lo90"]) for row in rows])
+        assert 0 < width_c < width, (r, width_c, width)
     rec = json.loads((denoised / "denoise.json").read_text())
     metrics = rec["result"]["metrics"]
     assert len(metrics["loss_curve"]) >= 5 and metrics["loss_curve"][-1] < metrics["loss_curve"][0]

@@ -27,6 +27,17 @@ Two things the pixel calibration cannot see are added at the level of the ROI me
   every frame's variance.  (At pixel level the same products are biased by the noise
   every frame leaves in the mean image the others are predicted from, of the size of the
   error itself; at ROI level that bias is divided by the ROI's pixel count.)
+
+Combined trace (with a camera model): the network never sees frame ``t`` (its input is the
+neighbouring frames and the leave-one-out prior), so the denoised ROI mean and the raw ROI
+mean are two estimates of the clean ROI mean of frame ``t`` with independent errors: the
+corridor's variance ``s_t^2`` above, and the camera noise of the mean,
+``sum_i var(mu_i) / N^2`` (``var = gain * x + floor``, pixels independent).  Their
+inverse-variance average has the variance ``1 / (1 / s_t^2 + 1 / v_raw)``, below both: a
+ROI of thousands of pixels follows its raw mean (whose shot noise is already averaged away,
+and which sees every upstroke in its own frame), a small ROI follows the denoised mean.
+(On frames the network trained on it may have fitted some of their noise, which this
+ignores.)
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from typing import Any
 import numpy as np
 from scipy import signal
 
-__all__ = ["RoiTraces", "roi_traces", "roi_mean_sd", "timing_var", "slow_error_var"]
+__all__ = ["RoiTraces", "combine_estimates", "roi_traces", "roi_mean_sd", "timing_var", "slow_error_var"]
 
 
 @dataclass
@@ -55,6 +66,13 @@ class RoiTraces:
     mean_lo: dict[str, np.ndarray] = field(default_factory=dict)
     mean_hi: dict[str, np.ndarray] = field(default_factory=dict)
     slow_var: dict[str, float] = field(default_factory=dict)             # slow shared error variance per ROI
+    combined: dict[str, np.ndarray] = field(default_factory=dict)        # dF/F0 of the inverse-variance average
+    combined_lo: dict[str, np.ndarray] = field(default_factory=dict)
+    combined_hi: dict[str, np.ndarray] = field(default_factory=dict)
+    mean_combined: dict[str, np.ndarray] = field(default_factory=dict)   # movie units
+    mean_combined_lo: dict[str, np.ndarray] = field(default_factory=dict)
+    mean_combined_hi: dict[str, np.ndarray] = field(default_factory=dict)
+    raw_sd: dict[str, np.ndarray] = field(default_factory=dict)          # camera-noise SD of the raw ROI mean
     slow_pairs: int = 0                                                   # out-of-sample frame pairs it was measured on
 
 
@@ -73,6 +91,14 @@ def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> 
         conv = signal.fftconvolve(a, kernel[None].astype(np.float64), mode="same", axes=(1, 2))
         var = (a * conv).sum(axis=(1, 2))
     return np.sqrt(np.maximum(var, 0.0)) / n_px
+
+
+def combine_estimates(a: np.ndarray, var_a: np.ndarray, b: np.ndarray, var_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse-variance average of two estimates with independent errors, and its variance."""
+    var_a = np.maximum(np.asarray(var_a, np.float64), 1e-300)
+    var_b = np.maximum(np.asarray(var_b, np.float64), 1e-300)
+    w = var_b / (var_a + var_b)                          # weight of a
+    return w * a + (1 - w) * b, var_a * var_b / (var_a + var_b)
 
 
 def timing_var(mean: np.ndarray) -> np.ndarray:
@@ -115,7 +141,8 @@ def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range,
 
 def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.ndarray | None, fps: float, *,
                n_samples: int = 200, level: float = 0.9, seed: int = 0, baseline_s: float = 10.0,
-               chunk: int = 256, heldout: Any = None, context: int = 4, groups: Any = None) -> RoiTraces:
+               chunk: int = 256, heldout: Any = None, context: int = 4, groups: Any = None,
+               camera: Any = None) -> RoiTraces:
     """dF/F0 traces of every ROI of *masks* (:class:`~napari_micromotion.rois.RoiMasks`) with corridors.
 
     Parameters
@@ -132,6 +159,9 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         ``N + 1 .. 2N`` (module docstring); without *heldout* it is left out.
     groups
         ``(T,)`` which network denoised each frame (cross-fitting): pairs count within one only.
+    camera
+        The camera model (:class:`~napari_micromotion.denoise.data.CameraModel`); with it the
+        combined trace of the raw and denoised ROI means is added (module docstring).
     """
     from ..filters import baseline
 
@@ -145,11 +175,17 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         npx = max(int(m.sum()), 1)
         mr = np.empty(n)
         md = np.empty(n)
+        vr = np.full(n, np.nan)
         for a in range(0, n, chunk):
             mr[a:a + chunk] = (np.asarray(raw[a:a + chunk], dtype=np.float64) * m).sum(axis=(1, 2)) / npx
-            md[a:a + chunk] = (mu[a:a + chunk].astype(np.float64) * m).sum(axis=(1, 2)) / npx
+            block = mu[a:a + chunk].astype(np.float64)
+            md[a:a + chunk] = (block * m).sum(axis=(1, 2)) / npx
+            if camera is not None:
+                vr[a:a + chunk] = (camera.var(block) * m).sum(axis=(1, 2)) / npx ** 2
         s = np.concatenate([roi_mean_sd(sd[a:a + chunk], m, kernel) for a in range(0, n, chunk)])
         means.append((mr, md, s))
+        if camera is not None:
+            out.raw_sd[name] = np.sqrt(vr)
     steps = [timing_var(md) for _, md, _ in means]
     if heldout is not None and len(heldout):
         h = np.asarray(list(heldout), int)
@@ -172,4 +208,15 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         out.hi[name] = (hi_f - f0) / f0
         out.mean_raw[name], out.mean_denoised[name], out.mean_sd[name] = mr, md, s
         out.mean_lo[name], out.mean_hi[name] = lo_f, hi_f
+        if camera is not None:
+            from scipy.stats import norm
+
+            mc, vc = combine_estimates(md, s ** 2, mr, out.raw_sd[name] ** 2)
+            half = norm.ppf((1 + level) / 2) * np.sqrt(vc)
+            f0c = baseline(mc, fps, baseline_s)
+            f0c = np.where(np.abs(f0c) > 0, f0c, np.nan)
+            out.combined[name] = (mc - f0c) / f0c
+            out.combined_lo[name] = (mc - half - f0c) / f0c
+            out.combined_hi[name] = (mc + half - f0c) / f0c
+            out.mean_combined[name], out.mean_combined_lo[name], out.mean_combined_hi[name] = mc, mc - half, mc + half
     return out

@@ -17,7 +17,11 @@ Output folder (written atomically):
 * ``guard.tif``: float32 ``(Y, X)``, the fraction of frames in which a pixel's 5 x 5 box departs
   from the raw data by more than noise and stated uncertainty allow (hallucination guard);
 * ``roi_traces.csv``: ``frame,time_s`` then per ROI (or ``frame``, the whole field)
-  ``<roi>/raw``, ``<roi>/denoised``, ``<roi>/lo90``, ``<roi>/hi90`` as dF/F0;
+  ``<roi>/raw``, ``<roi>/denoised``, ``<roi>/lo90``, ``<roi>/hi90`` as dF/F0, then
+  ``<roi>/combined``, ``<roi>/combined_lo90``, ``<roi>/combined_hi90``: the raw and denoised
+  ROI means averaged by their error variances (the network never sees frame t, so the two
+  errors are independent), the better trace for ROIs of many pixels
+  (:mod:`napari_micromotion.denoise.traces`);
 * ``model.safetensors`` + ``model.json``: the network, camera model, calibration (``--model``
   applies it to another recording without training);
 * ``denoise.json``: parameters, loss curve, held-out metrics, calibration, guard, timings.
@@ -108,14 +112,15 @@ class DenoiseResult(ToolResult):
         return np.arange(self.n_frames) / self.fps
 
 
-TRACE_KINDS = ("raw", "denoised", "lo90", "hi90")
+TRACE_KINDS = ("raw", "denoised", "lo90", "hi90", "combined", "combined_lo90", "combined_hi90")
 
 
 class RoiTracesEntry(Entry):
     """``roi_traces.csv`` <-> ``traces``."""
 
     path = "roi_traces.csv"
-    what = "per frame and ROI: raw and denoised dF/F0 and the denoised trace's 90 % corridor (lo90, hi90)"
+    what = ("per frame and ROI: raw and denoised dF/F0, the denoised trace's 90 % corridor (lo90, hi90), and the "
+            "raw and denoised means combined by their error variances with its corridor (combined*)")
 
     def write(self, result: DenoiseResult, folder: Path) -> None:
 
@@ -298,8 +303,10 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
     tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
-                    heldout=held, context=model.context, groups=fold if cross else None)
-    traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r]} for r in tr.names}
+                    heldout=held, context=model.context, groups=fold if cross else None, camera=model.camera)
+    traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r],
+                  "combined": tr.combined[r], "combined_lo90": tr.combined_lo[r], "combined_hi90": tr.combined_hi[r]}
+              for r in tr.names}
     timings["traces"] = time.perf_counter() - t0
     # held-out metrics: the residual against the raw frames, in units of the camera noise (1 = perfect)
     res = [float(np.mean((np.asarray(video[int(t)], np.float64) - mu[t]) ** 2 / model.camera.var(mu[t].astype(np.float64))))
