@@ -277,11 +277,18 @@ def main(argv: list[str] | None = None) -> dict:
     z90 = 1.6448536
     cover = np.abs(clean - ours.denoised) <= z90 * ours.uncertainty
     masks = rasterize(sim.rois, (size, size))
+    # the ROIs, then a disc on each rare event's cell (scored for transients and trace errors below)
+    yy, xx = np.mgrid[0:size, 0:size]
+    discs = {f"rare event {k + 1}": (yy - ev["centroid_yx"][0]) ** 2 + (xx - ev["centroid_yx"][1]) ** 2 <= 9
+             for k, ev in enumerate(sim.truth["rare_events"])}
+    regions = {**{r: masks.masks[i] for i, r in enumerate(masks.names)}, **discs}
+    region_masks = np.stack(list(regions.values()))
     groups = cross_fit_folds(n_frames, ours.model.context) if ours.metrics["folds"] == 2 else None
-    tr = roi_traces(raw, ours.denoised, ours.uncertainty, masks, ours.calibration.kernel, fps, n_samples=400,
-                    heldout=held, context=ours.model.context, groups=groups, camera=ours.model.camera)
-    details["slow shared error SD per ROI (ROI-level calibration)"] = {k: round(float(np.sqrt(v)), 4)
-                                                                        for k, v in tr.slow_var.items()}
+    tr = roi_traces(raw, ours.denoised, ours.uncertainty, SimpleNamespace(names=list(regions), masks=region_masks),
+                    ours.calibration.kernel, fps, n_samples=400, heldout=held, context=ours.model.context,
+                    groups=groups, camera=ours.model.camera)
+    details["slow shared error SD per ROI (ROI-level calibration)"] = {k: round(float(np.sqrt(tr.slow_var[k])), 4)
+                                                                        for k in masks.names}
     true_means = roi_series(clean, masks.masks)
     corr_cov, corr_cov_held, indep_cov, comb_cov = {}, {}, {}, {}
     for i, r in enumerate(masks.names):
@@ -300,17 +307,9 @@ def main(argv: list[str] | None = None) -> dict:
             {k: round(v, 3) for k, v in comb_cov.items()},
         "independent-pixel SE instead (for comparison)": round(float(np.mean(list(indep_cov.values()))), 4)}
     # transients: ROIs and the rare events' cells; the cell without dye stays flat
-    yy, xx = np.mgrid[0:size, 0:size]
-    discs = {f"rare event {k + 1}": (yy - ev["centroid_yx"][0]) ** 2 + (xx - ev["centroid_yx"][1]) ** 2 <= 9
-             for k, ev in enumerate(sim.truth["rare_events"])}
-    regions = {**{r: masks.masks[i] for i, r in enumerate(masks.names)}, **discs}
-    region_masks = np.stack(list(regions.values()))
     clean_tr = roi_series(clean, region_masks)
     method_tr = {label: roi_series(mv, region_masks) for label, mv in movies.items()}
-    every = roi_traces(raw, ours.denoised, ours.uncertainty, SimpleNamespace(names=list(regions), masks=region_masks),
-                       ours.calibration.kernel, fps, n_samples=50, heldout=held, context=ours.model.context,
-                       groups=groups, camera=ours.model.camera)
-    method_tr["ours, combined with raw"] = np.stack([every.mean_combined[r] for r in regions])
+    method_tr["ours, combined with raw"] = np.stack([tr.mean_combined[r] for r in regions])
     trans = {}
     held_frames = np.zeros(n_frames, bool)
     held_frames[held] = True

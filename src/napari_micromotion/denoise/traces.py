@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 from scipy import signal
+from scipy.stats import norm
 
 __all__ = ["RoiTraces", "combine_estimates", "roi_traces", "roi_mean_sd", "timing_var", "slow_error_var"]
 
@@ -169,6 +170,7 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
     out = RoiTraces(names=list(masks.names))
     n = mu.shape[0]
     q = (100 * (1 - level) / 2, 100 * (1 + level) / 2)
+    z = norm.ppf((1 + level) / 2)                       # half-width of the combined trace's band, in SDs
     means = []
     for i, name in enumerate(masks.names):
         m = masks.masks[i]
@@ -209,10 +211,8 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         out.mean_raw[name], out.mean_denoised[name], out.mean_sd[name] = mr, md, s
         out.mean_lo[name], out.mean_hi[name] = lo_f, hi_f
         if camera is not None:
-            from scipy.stats import norm
-
             mc, vc = combine_estimates(md, s ** 2, mr, out.raw_sd[name] ** 2)
-            half = norm.ppf((1 + level) / 2) * np.sqrt(vc)
+            half = z * np.sqrt(vc)
             f0c = baseline(mc, fps, baseline_s)
             f0c = np.where(np.abs(f0c) > 0, f0c, np.nan)
             out.combined[name] = (mc - f0c) / f0c
