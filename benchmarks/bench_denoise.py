@@ -284,16 +284,25 @@ def main(argv: list[str] | None = None) -> dict:
     regions = {**{r: masks.masks[i] for i, r in enumerate(masks.names)}, **discs}
     region_masks = np.stack(list(regions.values()))
     groups = cross_fit_folds(n_frames, ours.model.context) if ours.metrics["folds"] == 2 else None
+    in_sample = None
+    if groups is None:                    # one network: every frame that is not held out was a training target
+        in_sample = np.ones(n_frames, bool)
+        in_sample[held] = False
     tr = roi_traces(raw, ours.denoised, ours.uncertainty, SimpleNamespace(names=list(regions), masks=region_masks),
                     ours.calibration.kernel, fps, n_samples=400, heldout=held, context=ours.model.context,
-                    groups=groups, camera=ours.model.camera)
+                    groups=groups, camera=ours.model.camera, in_sample=in_sample)
+    details["trace corridor weights (fitted on each ROI's residuals)"] = {
+        k: {lab: f"base x {v['base']:.3g}, timing x {v['timing']:.3g} ({v['how']}, {v['frames']} frames)"
+            for lab, v in tr.factors[k].items()}
+        for k in masks.names}
     details["slow shared error SD per ROI (ROI-level calibration)"] = {k: round(float(np.sqrt(tr.slow_var[k])), 4)
                                                                         for k in masks.names}
     true_means = roi_series(clean, masks.masks)
-    corr_cov, corr_cov_held, indep_cov, comb_cov = {}, {}, {}, {}
+    corr_cov, corr_cov_held, corr_cov_train, indep_cov, comb_cov = {}, {}, {}, {}, {}
     for i, r in enumerate(masks.names):
         inside = (true_means[i] >= tr.mean_lo[r]) & (true_means[i] <= tr.mean_hi[r])
         corr_cov[r], corr_cov_held[r] = float(inside.mean()), float(inside[held].mean())
+        corr_cov_train[r] = float(inside[train_frames].mean())
         comb_cov[r] = float(np.mean((true_means[i] >= tr.mean_combined_lo[r]) & (true_means[i] <= tr.mean_combined_hi[r])))
         # what an independent standard error would claim
         se = np.sqrt((ours.uncertainty[:, masks.masks[i]].astype(np.float64) ** 2).sum(axis=1)) / masks.masks[i].sum()
@@ -302,6 +311,7 @@ def main(argv: list[str] | None = None) -> dict:
         "pixels, all frames": round(float(cover.mean()), 4), "pixels, held-out frames": round(float(cover[held].mean()), 4),
         "trace corridors, all frames (mean over ROIs)": round(float(np.mean(list(corr_cov.values()))), 4),
         "trace corridors, held-out frames": round(float(np.mean(list(corr_cov_held.values()))), 4),
+        "trace corridors, training frames": round(float(np.mean(list(corr_cov_train.values()))), 4),
         "trace corridors by ROI": {k: round(v, 3) for k, v in corr_cov.items()},
         "combined trace's corridors by ROI (raw and denoised means weighted by their variances)":
             {k: round(v, 3) for k, v in comb_cov.items()},

@@ -53,6 +53,30 @@ def test_the_noise_of_the_mean_image_prior_is_added_pixel_by_pixel():
     np.testing.assert_allclose(extra, cam.var(mu.astype(np.float64)) / 400, rtol=1e-3)
 
 
+def test_training_frames_get_their_own_size_measured_on_them():
+    from napari_micromotion.denoise.predict import Calibration
+
+    # held-out frames err with variance 0.06, the frames the network trained on with 0.015
+    raw_h, mu_h, clean_h = _held_out(error_var=0.06, noise_var=1.0, shape=(40, 64, 64), seed=4)
+    raw_t, mu_t, clean_t = _held_out(error_var=0.015, noise_var=1.0, shape=(40, 64, 64), seed=5)
+    raw, mu, clean = (np.concatenate(p) for p in ((raw_h, raw_t), (mu_h, mu_t), (clean_h, clean_t)))
+    var = np.full(mu.shape, 0.1, np.float32)
+    cam = CameraModel(0.0, 1.0, 1e-6)
+    held, train = np.arange(40), np.arange(40, 80)
+    cal = fit_calibration(raw, mu, var, held, cam, radius=4, in_sample_frames=train)
+    assert cal.in_sample_factor / cal.factors[0] == pytest.approx(0.25, rel=0.25), cal.to_dict()
+    sd_t = cal.sd(var[train], mu[train], cam, in_sample=True).astype(np.float64)
+    assert float(np.mean(sd_t ** 2)) == pytest.approx(0.015, rel=0.25)
+    assert 0.85 <= float(np.mean(np.abs(clean[train] - mu[train]) <= 1.6449 * sd_t)) <= 0.95
+    # held-out frames keep the out-of-sample size; without training frames there is no second factor
+    np.testing.assert_allclose(cal.sd(var[held], mu[held], cam), fit_calibration(raw, mu, var, held, cam, radius=4)
+                               .sd(var[held], mu[held], cam), rtol=1e-6)
+    assert fit_calibration(raw, mu, var, held, cam, radius=4).in_sample_factor is None
+    back = Calibration.from_dict(cal.to_dict(), cal.kernel)
+    assert back.in_sample_factor == pytest.approx(cal.in_sample_factor)
+    np.testing.assert_allclose(back.sd(var[train], mu[train], cam, in_sample=True), sd_t, rtol=1e-6)
+
+
 def test_timing_variance_is_that_of_a_value_spread_over_the_jump_between_the_neighbours():
     trace = np.r_[np.zeros(10), np.full(10, 6.0)]                     # a step between frames 9 and 10
     v = timing_var(trace)
@@ -145,3 +169,59 @@ def test_combined_estimate_weights_by_inverse_variance_and_beats_both():
     c, vc = combine_estimates(a, np.full(truth.size, 4.0), b, np.full(truth.size, 1.0))
     assert np.std(c - truth) < 0.92 * np.std(b - truth)
     assert abs(np.std(c - truth) - np.sqrt(vc[0])) < 0.02
+
+
+def test_corridor_terms_weigh_the_timing_term_by_the_residuals_and_fit_coverage_where_resolved():
+    from napari_micromotion.denoise.traces import corridor_terms
+
+    rng = np.random.default_rng(7)
+    n = 4000
+    raw_var = np.full(n, 0.01)
+    base = np.full(n, 1.0)
+    jump = np.where(rng.random(n) < 0.05, 20.0, 0.0)          # one frame in twenty is an upstroke
+    # the network errs by SD 0.2 on most frames and by SD 3 on the upstrokes: heavy-tailed, resolved
+    err = np.sqrt(0.04 + 0.45 * jump) * rng.standard_normal(n)
+    resid = err + 0.1 * rng.standard_normal(n)
+    a, b, how = corridor_terms(resid, base, jump, raw_var)
+    assert how == "mean square, coverage"
+    var = a * base + b * jump
+    assert 0.87 <= float(np.mean(np.abs(err) <= 1.6449 * np.sqrt(var))) <= 0.93
+    assert 0.8 <= float(np.mean(np.abs(err[jump > 0]) <= 1.6449 * np.sqrt(var[jump > 0]))) <= 0.97
+    assert 0.8 <= float(np.mean(np.abs(err[jump == 0]) <= 1.6449 * np.sqrt(var[jump == 0]))) <= 0.97
+    # one factor on the model's sum instead: far too wide where nothing happens, too narrow at the upstrokes
+    one = np.mean(err ** 2) / np.mean(base + jump) * (base + jump)
+    assert float(np.mean(np.abs(err[jump == 0]) <= 1.6449 * np.sqrt(one[jump == 0]))) > 0.99
+    assert float(np.mean(np.abs(err[jump > 0]) <= 1.6449 * np.sqrt(one[jump > 0]))) < 0.85
+    # a network that has learnt the upstrokes: no timing term; error below the raw mean's noise: the mean square
+    err = 0.05 * rng.standard_normal(n)
+    a, b, how = corridor_terms(err + 0.1 * rng.standard_normal(n), base, jump, raw_var)
+    assert how == "mean square" and a == pytest.approx(0.0025, abs=0.0012) and b < 2e-4
+
+
+def test_training_targets_get_narrower_corridors_sized_on_their_own_residuals():
+    """A network fitted to its training frames errs 5 x less there: both sets' corridors still cover ~90 %."""
+    from types import SimpleNamespace
+
+    from napari_micromotion.denoise.data import CameraModel
+
+    rng = np.random.default_rng(8)
+    n, size = 2000, 16
+    clean = np.full((n, size, size), 100.0)
+    raw = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
+    in_sample = (np.arange(n) // 10) % 5 != 2                       # every fifth block of 10 frames is held out
+    held = np.nonzero(~in_sample)[0]
+    shared = np.where(in_sample, 0.1, 0.5) * rng.standard_normal(n)   # ROI-wide error, SD 0.1 or 0.5
+    mu = (clean + shared[:, None, None]).astype(np.float32)
+    sd = np.full(mu.shape, 0.3, np.float32)                          # the model: one SD for every frame
+    mask = np.ones((1, size, size), bool)
+    masks = SimpleNamespace(names=["cell"], masks=mask)
+    cam = CameraModel(0.0, 1.0, 1e-6)
+    tr = roi_traces(raw, mu, sd, masks, np.ones((3, 3), np.float32), 50.0, n_samples=400, heldout=held, context=4,
+                    camera=cam, in_sample=in_sample)
+    inside = (clean[:, 0, 0] >= tr.mean_lo["cell"]) & (clean[:, 0, 0] <= tr.mean_hi["cell"])
+    for frames in (in_sample, ~in_sample):
+        assert 0.85 <= float(inside[frames].mean()) <= 0.95, (float(inside[frames].mean()), tr.factors)
+    width = tr.mean_hi["cell"] - tr.mean_lo["cell"]
+    assert np.median(width[in_sample]) < 0.4 * np.median(width[~in_sample])
+    assert set(tr.factors["cell"]) == {"out of sample", "in sample"}
+    assert tr.factors["cell"]["in sample"]["base"] < 0.2 * tr.factors["cell"]["out of sample"]["base"]

@@ -22,6 +22,9 @@
   (11 % and 2 % below, 4 % above), where the network's own variance had been 1.6-3.1 x too
   large on average and unrelated to where the error was.  The correlation of neighbouring standardised
   residuals is the spatial correlation kernel that ROI corridors need.
+  The frames the network trained on have a smaller error than the held-out ones (it has
+  fitted their signal): on them the same adjacent-product measurement, made on the training
+  frames themselves, sizes part (2) separately (:attr:`Calibration.in_sample_factor`).
 * :func:`guard_frames`: where the denoised frame departs from the raw frame by more than
   the camera noise and the stated uncertainty allow (tested on 5 x 5 px boxes, where
   camera noise averages down but a made-up or erased structure does not), pixels are
@@ -67,6 +70,7 @@ class Calibration:
     n_pixels: int = 0
     report: dict[str, Any] = field(default_factory=dict)
     prior_white: float = 0.0           # share of the camera variance the mean-image prior passes on, 1 / (K - 1)
+    in_sample_factor: float | None = None   # factor on the predicted variance of the frames the network trained on
 
     def factor(self, var: np.ndarray) -> np.ndarray:
         """The variance factor of each predicted variance (piecewise linear in log variance between bands)."""
@@ -76,9 +80,15 @@ class Calibration:
         lv = np.log(np.maximum(var, 1e-30))
         return np.interp(lv, np.log(np.maximum(centres, 1e-30)), self.factors).astype(np.float32)
 
-    def sd(self, var: np.ndarray, mu: np.ndarray | None = None, camera: CameraModel | None = None) -> np.ndarray:
-        """Calibrated SD of the clean signal from the predicted variance (and the denoised value *mu*)."""
+    def sd(self, var: np.ndarray, mu: np.ndarray | None = None, camera: CameraModel | None = None,
+           in_sample: bool = False) -> np.ndarray:
+        """Calibrated SD of the clean signal from the predicted variance (and the denoised value *mu*).
+
+        *in_sample*: the frames are training targets of the network (:attr:`in_sample_factor`).
+        """
         v = np.maximum(var, 0) * self.factor(var)
+        if in_sample and self.in_sample_factor is not None:
+            v = v * np.float32(self.in_sample_factor / max(float(np.mean(self.factors)), 1e-30))
         if self.prior_white > 0 and mu is not None and camera is not None:
             v = v + self.prior_white * camera.var(mu)
         return np.sqrt(v).astype(np.float32)
@@ -86,13 +96,17 @@ class Calibration:
     def to_dict(self) -> dict[str, Any]:
         return {"edges": [float(v) for v in self.edges], "factors": [float(v) for v in self.factors],
                 "kernel_radius": (self.kernel.shape[0] - 1) // 2 if self.kernel is not None else 0,
-                "n_pixels": self.n_pixels, "prior_white": float(self.prior_white), **self.report}
+                "n_pixels": self.n_pixels, "prior_white": float(self.prior_white),
+                "in_sample_factor": None if self.in_sample_factor is None else float(self.in_sample_factor),
+                **self.report}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], kernel: np.ndarray | None) -> "Calibration":
-        rep = {k: v for k, v in d.items() if k not in ("edges", "factors", "kernel_radius", "n_pixels", "prior_white")}
+        own = ("edges", "factors", "kernel_radius", "n_pixels", "prior_white", "in_sample_factor")
+        rep = {k: v for k, v in d.items() if k not in own}
+        ins = d.get("in_sample_factor")
         return cls(list(d["edges"]), list(d["factors"]), kernel, int(d.get("n_pixels", 0)), rep,
-                   float(d.get("prior_white", 0.0)))
+                   float(d.get("prior_white", 0.0)), None if ins is None else float(ins))
 
 
 def tiles(n: int, tile: int = TILE, margin: int = TILE_MARGIN) -> list[tuple[int, int, int, int]]:
@@ -208,21 +222,34 @@ def _residuals(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarray, 
         yield int(t), x - m, camera.var(m), var[int(t)].astype(np.float64)
 
 
+def _spread(frames: Sequence[int], max_frames: int) -> np.ndarray:
+    frames = np.asarray(list(frames), int)
+    if frames.size > max_frames:
+        frames = frames[np.linspace(0, frames.size - 1, max_frames).round().astype(int)]
+    return frames
+
+
+def adjacent_product(r: np.ndarray) -> tuple[float, int]:
+    """Sum and count of the products of horizontally and vertically adjacent values of *r* ``(Y, X)``."""
+    return (float((r[1:, :] * r[:-1, :]).sum() + (r[:, 1:] * r[:, :-1]).sum()),
+            int(r[1:, :].size + r[:, 1:].size))
+
+
 def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequence[int], camera: CameraModel, *,
                     prior_frames: int = 0, n_bands: int = 8, radius: int = 24, max_frames: int = 200,
-                    camera_accuracy: float = CAMERA_VAR_ACCURACY) -> Calibration:
+                    camera_accuracy: float = CAMERA_VAR_ACCURACY,
+                    in_sample_frames: Sequence[int] | None = None) -> Calibration:
     """Size the predicted variance on out-of-sample *frames* and measure the errors' spatial correlation.
 
     ``prior_frames`` is the count ``K`` of frames in the mean image the network was given
     (0: no prior): its noise, ``var_camera / (K - 1)`` per pixel, is added as it is.  The
     factor on the predicted variance makes its mean equal to the mean product of adjacent
     residuals (module docstring).  The report keeps what the residuals' mean square would
-    have said, with its resolution, for comparison.
+    have said, with its resolution, for comparison.  With *in_sample_frames* (the network's
+    training targets) the same measurement on them gives :attr:`Calibration.in_sample_factor`.
     """
-    frames = np.asarray(list(frames), int)
+    frames = _spread(frames, max_frames)
     check(frames.size >= 1, "no held-out frames to calibrate the uncertainty on.")
-    if frames.size > max_frames:
-        frames = frames[np.linspace(0, frames.size - 1, max_frames).round().astype(int)]
     white = 1.0 / (prior_frames - 1) if prior_frames > 1 else 0.0
     r2, nv, pv = [], [], []
     adj_sum = adj_n = 0.0
@@ -230,14 +257,28 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
         r2.append((r * r).ravel())
         nv.append(v_n.ravel())
         pv.append(p.ravel())
-        adj_sum += float((r[1:, :] * r[:-1, :]).sum() + (r[:, 1:] * r[:, :-1]).sum())
-        adj_n += r[1:, :].size + r[:, 1:].size
+        s_, n_ = adjacent_product(r)
+        adj_sum += s_
+        adj_n += n_
     r2, nv, pv = (np.concatenate(a) for a in (r2, nv, pv))
     d = r2 - nv
     mean_noise = float(np.mean(nv))
     mean_pred = max(float(np.mean(pv)), 1e-30)
     shared = max(adj_sum / max(adj_n, 1), 0.0)            # the error's covariance between adjacent pixels
     factor = max(shared / mean_pred, 1e-6)
+    in_sample: dict[str, Any] = {}
+    ins_factor = None
+    if in_sample_frames is not None and len(in_sample_frames):
+        fr = _spread(in_sample_frames, max_frames)
+        s_in = n_in = p_in = 0.0
+        for _, r, _, p in _residuals(video, mu, var, fr, camera):
+            s_, n_ = adjacent_product(r)
+            s_in += s_
+            n_in += n_
+            p_in += float(np.mean(p))
+        shared_in = max(s_in / max(n_in, 1), 0.0)
+        ins_factor = max(shared_in / max(p_in / fr.size, 1e-30), 1e-6)
+        in_sample = {"in_sample_shared_error_over_noise": shared_in / mean_noise, "in_sample_frames": int(fr.size)}
     # what the residuals' mean square says, and how well it can tell (camera model accuracy)
     excess = float(np.mean(d))
     eps = math.hypot(float(np.std(d)) / math.sqrt(d.size), camera_accuracy * mean_noise)
@@ -249,7 +290,7 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
               float(np.mean(pv[which == b])) / float(np.mean(nv[which == b])))
              for b in range(qs.size - 1) if np.any(which == b)]
     cal = Calibration(edges=[float(pv.min()), float(pv.max())], factors=[float(factor)], n_pixels=int(r2.size),
-                      prior_white=white,
+                      prior_white=white, in_sample_factor=ins_factor,
                       report={"overall_factor": float(factor), "adjacent_residual_product": shared,
                               "prior_noise_over_noise": white, "shared_error_over_noise": shared / mean_noise,
                               "error_over_noise_estimate": white + shared / mean_noise,
@@ -258,7 +299,8 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
                               "predicted_over_noise": mean_pred / mean_noise,
                               "mse_over_noise_by_band": [b[0] for b in bands],
                               "predicted_over_noise_by_band": [b[1] for b in bands],
-                              "camera_accuracy": camera_accuracy, "heldout_frames": int(frames.size)})
+                              "camera_accuracy": camera_accuracy, "heldout_frames": int(frames.size),
+                              **in_sample})
     cal.kernel = _error_kernel(video, mu, var, frames[: min(frames.size, 64)], camera, cal, radius)
     return cal
 

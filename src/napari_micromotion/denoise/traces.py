@@ -28,6 +28,20 @@ Two things the pixel calibration cannot see are added at the level of the ROI me
   every frame leaves in the mean image the others are predicted from, of the size of the
   error itself; at ROI level that bias is divided by the ROI's pixel count.)
 
+Sizing on the ROI's own residuals (with a camera model and held-out frames): the terms above
+are a model; the residual of the ROI mean, ``r_t = raw_t - denoised_t``, measures its error
+directly, because the camera noise of a mean over many pixels, ``v_t = sum_i var(mu_i) / N^2``,
+is small and known.  Per ROI, and separately for the frames the network did not train on
+(fitted on the held-out frames) and for its training targets (fitted on them), the variance
+becomes ``a B_t + b J_t``, ``B_t`` the kernel and slow terms, ``J_t`` the timing term:
+``a, b >= 0`` fit ``r_t^2 - v_t`` by non-negative least squares (``a`` at least its
+resolution on the frames without a jump), so a network that has learnt the upstrokes (of its training frames, or of a
+movie it denoises well) loses the timing term, and one that has not keeps it.  Where the
+residuals resolve the error (``mean(r^2 - v) > 2 mean(v)``) one more factor makes
+``|r_t| <= z sqrt(a B_t + b J_t + v_t)`` hold on the corridor's share of the frames: those
+errors are heavy-tailed, and a mean square alone would widen every frame's corridor for the
+sake of a few.
+
 Combined trace (with a camera model): the network never sees frame ``t`` (its input is the
 neighbouring frames and the leave-one-out prior), so the denoised ROI mean and the raw ROI
 mean are two estimates of the clean ROI mean of frame ``t`` with independent errors: the
@@ -49,7 +63,13 @@ import numpy as np
 from scipy import signal
 from scipy.stats import norm
 
-__all__ = ["RoiTraces", "combine_estimates", "roi_traces", "roi_mean_sd", "timing_var", "slow_error_var"]
+__all__ = ["RoiTraces", "combine_estimates", "roi_traces", "roi_mean_sd", "timing_var", "slow_error_var",
+           "corridor_terms", "MIN_CALIBRATION_FRAMES", "RESOLVED_OVER_NOISE"]
+
+#: fewest frames a corridor is fitted on; with fewer the model's variance is kept as it is
+MIN_CALIBRATION_FRAMES = 20
+#: residual excess (over the raw mean's camera noise) from which the corridor is also fitted by coverage
+RESOLVED_OVER_NOISE = 2.0
 
 
 @dataclass
@@ -75,6 +95,7 @@ class RoiTraces:
     mean_combined_hi: dict[str, np.ndarray] = field(default_factory=dict)
     raw_sd: dict[str, np.ndarray] = field(default_factory=dict)          # camera-noise SD of the raw ROI mean
     slow_pairs: int = 0                                                   # out-of-sample frame pairs it was measured on
+    factors: dict[str, dict[str, Any]] = field(default_factory=dict)     # corridor weights fitted on the residuals
 
 
 def roi_mean_sd(sd: np.ndarray, mask: np.ndarray, kernel: np.ndarray | None) -> np.ndarray:
@@ -140,10 +161,45 @@ def slow_error_var(resid: np.ndarray, frames: np.ndarray, lags: range,
     return (max(0.0, float(allp.mean())) if allp.size else 0.0), int(allp.size)
 
 
+def corridor_terms(resid: np.ndarray, base: np.ndarray, jump: np.ndarray, raw_var: np.ndarray, level: float = 0.9
+                   ) -> tuple[float, float, str]:
+    """Weights ``(a, b, how)`` of a ROI mean's error variance ``a base_t + b jump_t``, from its residuals.
+
+    ``resid`` = raw minus denoised ROI mean, ``base`` the kernel and slow terms, ``jump`` the
+    timing term, ``raw_var`` the raw mean's camera-noise variance, per frame (module
+    docstring).  *how* is ``"mean square"`` or ``"mean square, coverage"``.
+    """
+    from scipy.optimize import nnls
+
+    resid, base, jump, raw_var = (np.asarray(v, np.float64) for v in (resid, base, jump, raw_var))
+    ok = np.isfinite(resid) & np.isfinite(base) & np.isfinite(jump) & np.isfinite(raw_var)
+    resid, base, jump, raw_var = resid[ok], base[ok], jump[ok], raw_var[ok]
+    if resid.size < 2 or float(np.mean(base)) <= 0:
+        return 1.0, 1.0, "kept"
+    y = resid ** 2 - raw_var
+    (a, b), _ = nnls(np.stack([base, jump], axis=1), y)
+    calm = jump <= np.median(jump)             # a's resolution: from the frames the timing term leaves alone
+    a = max(float(a), 2.0 * float(np.std(y[calm])) / np.sqrt(calm.sum()) / float(np.mean(base[calm])))
+    b = float(b)
+    if float(np.mean(y)) <= RESOLVED_OVER_NOISE * float(np.mean(raw_var)):
+        return a, b, "mean square"
+    z = norm.ppf((1 + level) / 2)
+    var = a * base + b * jump
+    lo, hi = np.log(1e-4), np.log(1e4)
+    for _ in range(50):                        # coverage grows with the factor: bisect on its log
+        mid = 0.5 * (lo + hi)
+        if np.mean(np.abs(resid) <= z * np.sqrt(np.exp(mid) * var + raw_var)) < level:
+            lo = mid
+        else:
+            hi = mid
+    c = float(np.exp(hi))
+    return a * c, b * c, "mean square, coverage"
+
+
 def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.ndarray | None, fps: float, *,
                n_samples: int = 200, level: float = 0.9, seed: int = 0, baseline_s: float = 10.0,
                chunk: int = 256, heldout: Any = None, context: int = 4, groups: Any = None,
-               camera: Any = None) -> RoiTraces:
+               camera: Any = None, in_sample: Any = None) -> RoiTraces:
     """dF/F0 traces of every ROI of *masks* (:class:`~napari_micromotion.rois.RoiMasks`) with corridors.
 
     Parameters
@@ -162,7 +218,11 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         ``(T,)`` which network denoised each frame (cross-fitting): pairs count within one only.
     camera
         The camera model (:class:`~napari_micromotion.denoise.data.CameraModel`); with it the
-        combined trace of the raw and denoised ROI means is added (module docstring).
+        combined trace of the raw and denoised ROI means is added, and (with *heldout*) each
+        ROI's corridor is sized on its own residuals (module docstring).
+    in_sample
+        ``(T,)`` bool, the frames that were training targets of the network: their corridor
+        is fitted on their own residuals.
     """
     from ..filters import baseline
 
@@ -195,9 +255,24 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
             mr, md, _ = means[i]
             out.slow_var[name], out.slow_pairs = slow_error_var(mr - md, h, range(context + 1, 2 * context + 1),
                                                                 groups)
+    fitted = np.zeros(n, bool) if in_sample is None else np.asarray(in_sample, bool)
+    held_mask = np.zeros(n, bool)
+    if heldout is not None and len(heldout):
+        held_mask[np.asarray(list(heldout), int)] = True
     for i, name in enumerate(masks.names):
         mr, md, s = means[i]
-        s = np.sqrt(s ** 2 + out.slow_var.get(name, 0.0) + steps[i])
+        base = s ** 2 + out.slow_var.get(name, 0.0)
+        s2 = base + steps[i]
+        if camera is not None and held_mask.any():
+            rep: dict[str, Any] = {}
+            for label, frames, applies in (("out of sample", held_mask & ~fitted, ~fitted), ("in sample", fitted, fitted)):
+                if frames.sum() >= MIN_CALIBRATION_FRAMES:
+                    a, b, how = corridor_terms(mr[frames] - md[frames], base[frames], steps[i][frames],
+                                               out.raw_sd[name][frames] ** 2, level)
+                    s2 = np.where(applies, a * base + b * steps[i], s2)
+                    rep[label] = {"base": a, "timing": b, "how": how, "frames": int(frames.sum())}
+            out.factors[name] = rep
+        s = np.sqrt(s2)
         samples = md[None] + s[None] * rng.standard_normal((n_samples, n))
         f0_raw = baseline(mr, fps, baseline_s)
         f0 = baseline(md, fps, baseline_s)

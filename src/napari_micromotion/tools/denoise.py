@@ -8,7 +8,9 @@ leave-one-out mean and SD images (the prior); its loss is the Gaussian likelihoo
 noisy frame with the camera's noise (measured on the movie) plus a learned per-pixel SD of
 the clean signal.  Monte-Carlo dropout adds the network's own uncertainty; blocks of
 held-out frames (never a training target) calibrate the predicted SD and measure the
-spatial correlation of the errors, which the ROI corridors keep (:mod:`napari_micromotion.denoise`).
+spatial correlation of the errors, which the ROI corridors keep (:mod:`napari_micromotion.denoise`);
+the training targets, where the network's error is smaller, get their own size, measured
+the same way on them.
 
 Output folder (written atomically):
 
@@ -284,11 +286,19 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     if calibration is None:
         yield Progress("calibrate", 0.0, f"on {held.size} {'out-of-sample' if cross else 'held-out'} frames")
         calibration = fit_calibration(video, mu, var, held, model.camera,
-                                      prior_frames=prior.count if model.prior != "none" else 0)
+                                      prior_frames=prior.count if model.prior != "none" else 0,
+                                      in_sample_frames=None if cross else jobs[0][0])
         calibration.report["cross_fitted"] = bool(cross)
+    # the network's own training targets are sized by their own factor (it fitted their signal)
+    in_sample = np.zeros(n, bool)
+    if not cross and not params.model:
+        in_sample[jobs[0][0]] = True
     sd = var
     for a in range(0, n, 64):                         # in place: var becomes the calibrated SD
-        sd[a:a + 64] = calibration.sd(var[a:a + 64], mu[a:a + 64], model.camera)
+        for flag in (False, True):
+            idx = a + np.nonzero(in_sample[a:a + 64] == flag)[0]
+            if idx.size:
+                sd[idx] = calibration.sd(var[idx], mu[idx], model.camera, in_sample=flag)
     timings["calibrate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     flags = np.zeros((n, ny, nx), np.uint8)
@@ -303,7 +313,8 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
     tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
-                    heldout=held, context=model.context, groups=fold if cross else None, camera=model.camera)
+                    heldout=held, context=model.context, groups=fold if cross else None, camera=model.camera,
+                    in_sample=in_sample)
     traces = {r: {"raw": tr.raw[r], "denoised": tr.denoised[r], "lo90": tr.lo[r], "hi90": tr.hi[r],
                   "combined": tr.combined[r], "combined_lo90": tr.combined_lo[r], "combined_hi90": tr.combined_hi[r]}
               for r in tr.names}
@@ -322,7 +333,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
         "guard": {k: v for k, v in guard.items() if k != "flagged_per_frame"},
         "guard_flagged_per_frame": guard["flagged_per_frame"], "applied_saved_model": bool(params.model),
         "trace_slow_error_sd": {r: float(np.sqrt(v)) for r, v in tr.slow_var.items()},
-        "trace_slow_error_pairs": tr.slow_pairs,
+        "trace_slow_error_pairs": tr.slow_pairs, "trace_corridor_factors": tr.factors,
     }
     if not params.model:
         metrics["camera_fit"] = cam_report
