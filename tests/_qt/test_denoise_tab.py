@@ -67,6 +67,7 @@ def test_denoise_tab_trains_shows_layers_and_corridors(make_napari_viewer, qtbot
         rows = list(csv.DictReader(fh))
     assert len(rows) == sim.params.n_frames
     assert all(float(r["lo90"]) <= float(r["denoised"]) <= float(r["hi90"]) for r in rows)
+    assert all(float(r["combined_lo90"]) <= float(r["combined"]) <= float(r["combined_hi90"]) for r in rows)
     # export writes the command's folder
     export = tab.export(tmp_path / "denoise-out")
     wait_task(qtbot, export)

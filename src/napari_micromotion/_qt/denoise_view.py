@@ -1,9 +1,10 @@
-"""The denoiser's result in the inspector: a region's raw and denoised dF/F0 with the 90 % corridor.
+"""The denoiser's result in the inspector: a region's raw, denoised and combined dF/F0 with the 90 % corridors.
 
 The region follows the ROI selected in the viewer (or the combo box); a marker follows the
 denoised layer's frame under the time slider; beside the trace, the training loss per
 report and the held-out loss per epoch.  *Save figure* renders it at publication size on
-white; *Export CSV* writes the plotted numbers (``frame,time_s,raw,denoised,lo90,hi90``).
+white; *Export CSV* writes the plotted numbers (``frame,time_s,raw,denoised,lo90,hi90,combined,
+combined_lo90,combined_hi90``).
 Drawing is :func:`napari_micromotion.report_denoise.draw_denoise_panel` (no Qt).
 """
 
@@ -33,7 +34,7 @@ class DenoiseView(PlotView):
     def __init__(self, napari_viewer: "napari.Viewer", parent: QWidget | None = None) -> None:
         super().__init__(napari_viewer, parent, min_height=180,
                          region_tip="The region whose trace is shown (follows the ROI selected in the viewer).",
-                         csv_tip="The plotted trace, corridor and raw trace, one row per frame.")
+                         csv_tip="The plotted traces and corridors and the raw trace, one row per frame.")
         self.result: Any = None
         self.setLayout(self.plot_column())
         self.session.roi_selected.connect(self.show_region)
