@@ -253,16 +253,16 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
         if camera is not None:
             out.raw_sd[name] = np.sqrt(vr)
     steps = [timing_var(md) for _, md, _ in means]
+    held_mask = np.zeros(n, bool)
     if heldout is not None and len(heldout):
-        h = np.asarray(list(heldout), int)
+        held_mask[np.asarray(list(heldout), int)] = True
+    if held_mask.any():
+        h = np.nonzero(held_mask)[0]
         for i, name in enumerate(masks.names):
             mr, md, _ = means[i]
             out.slow_var[name], out.slow_pairs = slow_error_var(mr - md, h, range(context + 1, 2 * context + 1),
                                                                 groups)
     fitted = np.zeros(n, bool) if in_sample is None else np.asarray(in_sample, bool)
-    held_mask = np.zeros(n, bool)
-    if heldout is not None and len(heldout):
-        held_mask[np.asarray(list(heldout), int)] = True
     for i, name in enumerate(masks.names):
         mr, md, s = means[i]
         base = s ** 2 + out.slow_var.get(name, 0.0)

@@ -283,16 +283,16 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
     pred["mc_share_of_variance"] = float(np.mean(shares))
     timings["predict"] = pred["seconds"]
     t0 = time.perf_counter()
-    if calibration is None:
-        yield Progress("calibrate", 0.0, f"on {held.size} {'out-of-sample' if cross else 'held-out'} frames")
-        calibration = fit_calibration(video, mu, var, held, model.camera,
-                                      prior_frames=prior.count if model.prior != "none" else 0,
-                                      in_sample_frames=None if cross else jobs[0][0])
-        calibration.report["cross_fitted"] = bool(cross)
     # the network's own training targets are sized by their own factor (it fitted their signal)
     in_sample = np.zeros(n, bool)
     if not cross and not params.model:
         in_sample[jobs[0][0]] = True
+    if calibration is None:
+        yield Progress("calibrate", 0.0, f"on {held.size} {'out-of-sample' if cross else 'held-out'} frames")
+        calibration = fit_calibration(video, mu, var, held, model.camera,
+                                      prior_frames=prior.count if model.prior != "none" else 0,
+                                      in_sample_frames=np.nonzero(in_sample)[0])
+        calibration.report["cross_fitted"] = bool(cross)
     sd = var
     for a in range(0, n, 64):                         # in place: var becomes the calibrated SD
         for flag in (False, True):
