@@ -81,7 +81,7 @@ def test_motion_command_writes_its_folder_and_finds_every_contraction(motion_sim
     # every contraction of the cells that visibly contract is found once, its peak within a frame of the truth
     truth = _true_traces(sim, read_rois(folder / "rois.json"), ref)
     fps = sim.p.fps
-    for roi in ("strong", "other"):
+    for roi in ("strong", "other", "weak"):
         true_peaks = np.array([b.peak_time_s for b in find_contraction_beats(truth[roi], fps)])
         found = np.array([float(b["peak_time_s"]) for b in beats if b["roi"] == roi])
         assert len(true_peaks) >= 5 and len(found) == len(true_peaks), roi
@@ -105,14 +105,16 @@ def test_reference_frame_drift_and_no_rois(motion_sim, tmp_path, capsys):
 
     folder, sim = motion_sim
     rec = read_recording(folder / "transmission.tif")
-    res = TOOLS["motion"].run(rec, MotionParams(reference="12"))
+    # the fields as measured (no trace denoising, which would fill a one-frame dip from the other frames)
+    res = TOOLS["motion"].run(rec, MotionParams(reference="12", denoise_traces=False))
     assert res.reference_frame == 12 and res.regions == ["frame"]
     # the reference image averages 5 frames: the reference frame is no false dip in the trace ...
     assert res.displacement["frame"][12] > 0.5 * np.median(res.displacement["frame"])
     # ... which it is when it is compared with itself alone
     from napari_micromotion.kernels.flow import FlowParams
 
-    alone = TOOLS["motion"].run(rec, MotionParams(reference="12", flow=FlowParams(reference_frames=1)))
+    alone = TOOLS["motion"].run(rec, MotionParams(reference="12", flow=FlowParams(reference_frames=1),
+                                                  denoise_traces=False))
     assert alone.displacement["frame"][12] < 0.01 < alone.displacement["frame"].max()
     # the simulator's stage drift comes back as the removed drift (up to its value at the reference)
     true = sim.stage - sim.stage[12]
@@ -160,10 +162,23 @@ def test_save_flow_writes_every_field_and_leaves_no_scratch(motion_sim, tmp_path
     flow = zarr.open_array(str(out / "flow.zarr"), mode="r")
     assert flow.shape == (sim.p.n_frames, 2, sim.p.size, sim.p.size) and flow.dtype == np.float32
     back = TOOLS["motion"].read(out)
-    # the stored fields are the ones the contraction trace was computed from
-    np.testing.assert_allclose(np.hypot(flow[:, 0], flow[:, 1]).mean(axis=(1, 2)), back.displacement["frame"],
-                               rtol=1e-4, atol=1e-6)
+    # the stored fields are the ones the contraction trace was computed from: with the noise taken out ...
+    from napari_micromotion.kernels.region_motion import RegionFields
+
+    fields = np.asarray(flow[:])
+    region = RegionFields(np.ones((1, sim.p.size, sim.p.size), bool), fields.shape[0])
+    region.add(0, fields)
+    disp, _, kept = region.traces(sim.p.fps)
+    np.testing.assert_allclose(disp[0], back.displacement["frame"], rtol=1e-4, atol=1e-6)
+    assert json.loads((out / "motion.json").read_text())["result"]["trace_components"] == {"frame": kept[0].rank}
     assert back.flow_store == out / "flow.zarr"
+    # ... and as their plain mean magnitude without
+    plain = tmp_path / "plain"
+    assert main(["motion", str(folder / "transmission.tif"), "--save-flow", "--no-denoise-traces", "--out",
+                 str(plain), "-q"]) == 0, capsys.readouterr().err
+    flow = zarr.open_array(str(plain / "flow.zarr"), mode="r")
+    np.testing.assert_allclose(np.hypot(flow[:, 0], flow[:, 1]).mean(axis=(1, 2)),
+                               TOOLS["motion"].read(plain).displacement["frame"], rtol=1e-4, atol=1e-6)
     # a run that is never written does not leave its fields behind
     res = TOOLS["motion"].run(read_recording(folder / "transmission.tif"), MotionParams(save_flow=True))
     assert res.flow_store.is_dir() and scratch() > before

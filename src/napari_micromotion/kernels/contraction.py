@@ -8,7 +8,13 @@ BeatProfiler and mps_motion do:
 
 * onset: where the rise crosses ``onset_fraction`` (10 %) of the beat's amplitude above
   its own baseline (the 10th percentile since the previous beat), interpolated between frames;
-* peak: the maximum, refined by a parabola through the three frames around it;
+* peak: the maximum, refined by a cubic through the frames around it.  On noisy traces
+  (noise SD above ``align_noise`` of the median beat amplitude) the top of a beat is too
+  flat for that: a noise sample decides which frame is highest.  There every beat is
+  aligned (sub-frame, by cross-correlation) to the region's average beat, and its peak is
+  the average beat's peak at that alignment, so the whole beat, its steep rise above all,
+  places it (on the simulator's weak cell: 15 of 22 peaks within one frame of the truth
+  before, 22 of 22 after);
 * time to peak, relaxation time to 50 % and to 90 % (from the peak to where the trace
   falls to 50 % / 10 % of the amplitude above baseline), beat duration (onset to 90 %
   relaxation), maximum contraction and relaxation speed (from the region's speed trace);
@@ -45,6 +51,11 @@ class ContractionBeatParams:
                                flag="--beat-min-width", advanced=True, decimals=3,
                                help="A contraction must last at least this long at half its height; shorter peaks "
                                     "are noise (a single bright frame), not beats.")
+    align_noise: float = param(0.02, label="align noisy beats", min=0.0, max=10.0, flag="--beat-align-noise",
+                               advanced=True, decimals=3,
+                               help="When the trace's noise SD exceeds this fraction of the median beat amplitude, "
+                                    "peak times come from aligning every beat to the average beat (0: always; "
+                                    "10: never).")
     onset_fraction: float = param(0.1, label="onset level", min=0.01, max=0.9, flag="--onset-level", advanced=True,
                                   decimals=2,
                                   help="A beat starts where the rise crosses this fraction of its amplitude.")
@@ -98,6 +109,90 @@ def _peak_time(y: np.ndarray, p: int, base: float, amp: float, noise: float) -> 
     return p + float(grid[int(np.argmax(np.polyval(coef, grid)))])
 
 
+def _template_peak(template: np.ndarray) -> float:
+    """Sub-sample position of the maximum of an average beat (first 3 samples: its baseline).
+
+    A quartic through the samples above half the amplitude: the average beat has little noise,
+    so more of its top is used than on a single noisy beat, and a quartic follows a fast rise
+    and a slower decay with less bias than a cubic over that range.
+    """
+    base = float(template[:3].mean())
+    top = int(np.argmax(template))
+    level = base + 0.5 * (float(template[top]) - base)
+    lo = hi = top
+    while lo > 0 and template[lo - 1] >= level:
+        lo -= 1
+    while hi < template.size - 1 and template[hi + 1] >= level:
+        hi += 1
+    while hi - lo < 5 and (lo > 0 or hi < template.size - 1):
+        lo, hi = max(0, lo - 1), min(template.size - 1, hi + 1)
+    x = np.arange(lo, hi + 1, dtype=np.float64) - top
+    coef = np.polyfit(x, template[lo:hi + 1], min(4, hi - lo - 1))
+    grid = np.linspace(x[0], x[-1], 20 * (hi - lo) + 1)
+    return top + float(grid[int(np.argmax(np.polyval(coef, grid)))])
+
+
+def _aligned_peaks(y: np.ndarray, peaks: np.ndarray, onsets: np.ndarray, relax: np.ndarray,
+                   iterations: int = 3) -> np.ndarray:
+    """Peak times (frames) of beats aligned to their average beat (see the module docstring).
+
+    *peaks*: first estimates (frames); *onsets*, *relax*: onset and 90 % relaxation (frames,
+    NaN where unknown), which size the window: from 1.5 times the median rise before the
+    peak to the median relaxation after it, but shorter than the closest two beats are
+    apart.  The average beat is taken over the beats whose window lies in the trace; a beat
+    at either end is aligned on the part it has, and keeps its first estimate when its rise
+    or top is cut off.
+    """
+    from scipy.interpolate import CubicSpline
+
+    out = np.asarray(peaks, np.float64).copy()
+    if out.size < 3:
+        return out
+    n = y.size
+    rise = peaks - onsets
+    rise = float(np.nanmedian(rise)) if np.isfinite(rise).any() else 3.0
+    fall = relax - peaks
+    fall = float(np.nanmedian(fall)) if np.isfinite(fall).any() else 2.0 * rise
+    gap = float(np.min(np.diff(np.sort(out))))
+    pre = max(3.0, math.ceil(1.5 * rise))
+    post = max(3.0, math.ceil(fall))
+    if pre + post > gap - 1:                 # never reach into the neighbouring beats
+        post = max(2.0, gap - 1 - pre)
+        pre = min(pre, max(2.0, gap - 1 - post))
+    reach = max(2.0, 0.5 * rise)
+    rel = np.arange(-pre, post + 1.0)
+    # the average beat from the beats whose whole window lies in the trace; every beat whose rise and top do
+    # (the first and last beats may be cut off after their peak) is aligned to it on the frames it has
+    full = (out - pre - reach - 1 >= 0) & (out + post + reach + 1 <= n - 1)
+    usable = (out - pre - reach - 1 >= 0) & (out + 3 + reach + 1 <= n - 1)
+    if full.sum() < 3:
+        return out
+    f = CubicSpline(np.arange(n, dtype=np.float64), y)
+    shifts = np.linspace(-reach, reach, int(round(2 * reach / 0.05)) + 1)
+    fine = np.linspace(rel[0], rel[-1], 20 * (rel.size - 1) + 1)
+    def average(at: np.ndarray) -> np.ndarray:
+        win = f(at[full][:, None] + rel[None, :])                              # (beats, window)
+        return (win - win[:, :3].mean(axis=1, keepdims=True)).mean(axis=0)
+
+    at = out.copy()
+    for _ in range(iterations):
+        template = average(at)
+        for j in np.nonzero(usable)[0]:
+            pos = at[j] + shifts[:, None] + rel[None, :]                       # (shifts, window)
+            ok = (pos >= 0) & (pos <= n - 1)
+            vals = np.where(ok, f(np.clip(pos, 0, n - 1)), 0.0)
+            cnt = ok.sum(axis=1, keepdims=True)
+            tm = np.where(ok, template[None, :], 0.0)
+            score = (vals * tm).sum(axis=1) - vals.sum(axis=1) * tm.sum(axis=1) / cnt[:, 0]
+            at[j] += shifts[int(np.argmax(score))]
+        # keep the windows centred on the average beat's peak
+        at[usable] += fine[int(np.argmax(CubicSpline(rel, template)(fine)))]
+    # the peak: the maximum of the average of the aligned beats (1/sqrt(beats) of their noise)
+    at[usable] += _template_peak(average(at)) + rel[0]
+    out[usable] = at[usable]
+    return out
+
+
 def _crossing(y: np.ndarray, level: float, start: int, stop: int, step: int) -> float:
     """Sub-frame index where *y* crosses *level* walking from *start* towards *stop* (NaN if never)."""
     k = start
@@ -138,7 +233,7 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
     width = params.min_width_s * fps
     peaks, props = signal.find_peaks(y, prominence=height, distance=distance,
                                      width=(width, None) if width > 0 else None)
-    beats: list[ContractionBeat] = []
+    found: list[tuple[int, int, float, float, float]] = []
     prev = 0
     for i, p in enumerate(peaks):
         lo = int(props["left_bases"][i]) if "left_bases" in props else prev
@@ -149,11 +244,24 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
         amp = float(y[p] - base)
         if amp <= 0:
             continue
-        tp = _peak_time(y, p, base, amp, noise)
-        onset = _crossing(y, base + params.onset_fraction * amp, p, max(lo, 0), -1)
-        nxt = int(peaks[i + 1]) if i + 1 < len(peaks) else n - 1
-        r50 = _crossing(y, base + 0.5 * amp, p, nxt, 1)
-        r90 = _crossing(y, base + 0.1 * amp, p, nxt, 1)
+        found.append((int(p), lo, base, amp, _peak_time(y, p, base, amp, noise)))
+        prev = p
+    if not found:
+        return []
+    tps = np.array([f[4] for f in found])
+    amps = np.array([f[3] for f in found])
+    onsets, r50s, r90s = [], [], []
+    for i, (p, lo, base, amp, _) in enumerate(found):
+        nxt = found[i + 1][0] if i + 1 < len(found) else n - 1
+        onsets.append(_crossing(y, base + params.onset_fraction * amp, p, max(lo, 0), -1))
+        r50s.append(_crossing(y, base + 0.5 * amp, p, nxt, 1))
+        r90s.append(_crossing(y, base + 0.1 * amp, p, nxt, 1))
+    if noise > params.align_noise * float(np.median(amps)):
+        tps = _aligned_peaks(y, tps, np.array(onsets), np.array(r90s))
+    beats: list[ContractionBeat] = []
+    for i, (p, lo, base, amp, _) in enumerate(found):
+        tp, onset, r50, r90 = float(tps[i]), onsets[i], r50s[i], r90s[i]
+        nxt = found[i + 1][0] if i + 1 < len(found) else n - 1
         a, b = (int(math.floor(onset)) if math.isfinite(onset) else lo), p
         c = int(math.ceil(r90)) if math.isfinite(r90) else nxt
         beats.append(ContractionBeat(
@@ -163,5 +271,4 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
             max_contraction_speed=float(np.max(v[a:b + 1])) if b >= a else float("nan"),
             max_relaxation_speed=(float(-np.min(v[b:c + 1])) if signed else float(np.max(v[b:c + 1])))
             if c >= b else float("nan")))
-        prev = p
     return beats

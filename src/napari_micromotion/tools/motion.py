@@ -46,6 +46,7 @@ from ..beats import beat_stats
 from ..errors import check
 from ..kernels.contraction import ContractionBeatParams, find_contraction_beats
 from ..kernels.flow import FlowParams, FlowStream, most_relaxed_frame
+from ..kernels.region_motion import RegionFields
 from ..layout import Entry, ImageEntry, TableEntry, read_number_table, write_frame_table
 from ..progress import Progress
 from ..results import WHOLE_FIELD, BeatRateRow, BeatRow, Row
@@ -74,6 +75,11 @@ class MotionParams:
                              help="How displacement fields are estimated.")
     beats: ContractionBeatParams = param(default_factory=ContractionBeatParams, label="Beats",
                                          help="How beats are found in the contraction traces.")
+    denoise_traces: bool = param(True, label="take the noise out of the traces", flag="--denoise-traces",
+                                 help="Region traces from each region's field with its noise components removed "
+                                      "(principal components that do not stand out of the frame-to-frame noise): "
+                                      "no noise floor under small motions.  Off: the plain mean magnitude of the "
+                                      "fields as measured.")
     save_flow: bool = param(False, label="save every displacement field", flag="--save-flow",
                             help="Also write the displacement of every pixel in every frame (flow.zarr, T x 2 x Y x X; "
                                  "large).")
@@ -134,6 +140,7 @@ class MotionResult(ToolResult):
     flow_store: Any = None                                              # path of flow.zarr (scratch, then folder)
     reference_image: np.ndarray | None = None                           # the reference frame (maps/reference.tif)
     masks: Any = None                                                   # the ROIs' RoiMasks (not written)
+    trace_components: dict[str, int] = field(default_factory=dict)      # region -> components kept (denoise_traces)
     _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def time_s(self) -> np.ndarray:
@@ -240,6 +247,9 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     else:
         regions, kinds = [WHOLE_FIELD], ["other"]
         weights = None
+    collector = None
+    if params.denoise_traces:
+        collector = RegionFields(masks.masks if masks is not None else np.ones((1, ny, nx), bool), n)
     disp = np.zeros((len(regions), n))
     speed = np.zeros((len(regions), n))
     dmax = np.zeros(ny * nx, np.float32)
@@ -252,18 +262,22 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     done = 0
     for first, fields, previous, smooth in stream.blocks(smoothed=True):
         m = fields.shape[0]
-        flat = fields.reshape(m, 2, -1)
-        mag = np.sqrt(flat[:, 0] * flat[:, 0] + flat[:, 1] * flat[:, 1])                # (m, P)
-        prev = np.concatenate([(fields[:1] if previous is None else previous[None]), fields[:-1]]).reshape(m, 2, -1)
-        step_y, step_x = flat[:, 0] - prev[:, 0], flat[:, 1] - prev[:, 1]
-        vel = np.sqrt(step_y * step_y + step_x * step_x)
-        vel *= np.float32(fps)
-        if weights is None:
-            disp[0, first:first + m] = mag.mean(axis=1)
-            speed[0, first:first + m] = vel.mean(axis=1)
+        if collector is not None:
+            collector.add(first, fields)
         else:
-            disp[:, first:first + m] = (mag @ weights).T
-            speed[:, first:first + m] = (vel @ weights).T
+            flat = fields.reshape(m, 2, -1)
+            mag = np.sqrt(flat[:, 0] * flat[:, 0] + flat[:, 1] * flat[:, 1])                # (m, P)
+            prev = np.concatenate([(fields[:1] if previous is None else previous[None]), fields[:-1]]
+                                  ).reshape(m, 2, -1)
+            step_y, step_x = flat[:, 0] - prev[:, 0], flat[:, 1] - prev[:, 1]
+            vel = np.sqrt(step_y * step_y + step_x * step_x)
+            vel *= np.float32(fps)
+            if weights is None:
+                disp[0, first:first + m] = mag.mean(axis=1)
+                speed[0, first:first + m] = vel.mean(axis=1)
+            else:
+                disp[:, first:first + m] = (mag @ weights).T
+                speed[:, first:first + m] = (vel @ weights).T
         # the maps and arrows from the smoothed fields; region traces (above) and flow.zarr as measured
         sflat = smooth.reshape(m, 2, -1)
         smag = np.sqrt(sflat[:, 0] * sflat[:, 0] + sflat[:, 1] * sflat[:, 1])
@@ -278,7 +292,12 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         if flow_out is not None:   # as measured: the contraction traces are their region means
             flow_out[first:first + m] = fields
         done += m
-        yield Progress("motion", done / n, f"{done} of {n} frames")
+        yield Progress("motion", 0.97 * done / n, f"{done} of {n} frames")
+    components: dict[str, int] = {}
+    if collector is not None:
+        yield Progress("motion", 0.97, "taking the noise out of the region traces")
+        disp, speed, kept = collector.traces(fps)
+        components = {r: (lr.rank if lr is not None else 0) for r, lr in zip(regions, kept)}
     beats: list[BeatRow] = []
     beat_params: list[BeatParamRow] = []
     rates: list[BeatRateRow] = []
@@ -317,7 +336,8 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         speed={r: speed[k].astype(np.float32) for k, r in enumerate(regions)},
         beats=beats, beat_params=beat_params, beat_rates=rates,
         displacement_max=dmax.reshape(ny, nx), direction=angle.reshape(ny, nx), drift_px=stream.drift,
-        arrows=arrows, arrow_points=points, reference_image=stream.reference, masks=masks)
+        arrows=arrows, arrow_points=points, reference_image=stream.reference, masks=masks,
+        trace_components=components)
 
 
 def _beat_param_columns(result: MotionResult) -> list[str]:
@@ -388,7 +408,8 @@ class Motion(Tool):
         return {"fps": result.fps, "pixel_size_um": result.pixel_size_um,
                 "reference_frame": result.reference_frame, "kinds": result.kinds,
                 "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
-                "drift_px": result.drift_px.tolist() if result.drift_px is not None else None}
+                "drift_px": result.drift_px.tolist() if result.drift_px is not None else None,
+                "trace_components": dict(result.trace_components)}
 
     def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
         fields = {"fps": float(rec.get("fps", 1.0)), "pixel_size_um": rec.get("pixel_size_um"),
@@ -396,6 +417,8 @@ class Motion(Tool):
                   "frame_shape": tuple(rec.get("frame_shape", (0, 0)))}
         if rec.get("drift_px") is not None:
             fields["drift_px"] = np.asarray(rec["drift_px"], np.float32)
+        if rec.get("trace_components"):
+            fields["trace_components"] = {str(k): int(v) for k, v in rec["trace_components"].items()}
         return fields
 
     def write(self, result: MotionResult, out: Any, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
