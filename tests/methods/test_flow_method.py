@@ -68,6 +68,14 @@ def test_one_motion_beat_per_contraction(results, sim):
     # they replace the band-pass energy beats (contraction and relaxation can each give a burst) ...
     assert not [b for b in res.beats if b.source == "transmission"]
     assert {b.source for b in res.beats} == {"motion", "fluorescence"}
+    # ... and are the motion tool's on the same recording (the same fields and the same noise-free traces)
+    from napari_micromotion.tools import TOOLS
+    from napari_micromotion.tools.motion import MotionParams
+
+    tool = TOOLS["motion"].run(sim.recording(), MotionParams(), rois=sim.rois)
+    for roi in ("strong", "weak", "other", "silent"):
+        ours = [b.peak_time_s for b in res.beats if b.roi == roi and b.source == "motion"]
+        np.testing.assert_allclose(ours, [b.peak_time_s for b in tool.beats if b.roi == roi], atol=1e-6)
 
 
 def test_energy_beats_on_request(sim):

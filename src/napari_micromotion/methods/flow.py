@@ -28,6 +28,7 @@ import numpy as np
 from ..errors import check
 from ..kernels.contraction import ContractionBeatParams, find_contraction_beats
 from ..kernels.flow import FlowParams, FlowStream, most_relaxed_frame
+from ..kernels.region_motion import RegionFields
 from ..progress import Progress
 from ..results import WHOLE_FIELD, BeatRateRow, BeatRow
 from ..schema import param
@@ -52,16 +53,21 @@ class FlowMethodParams:
                              help="How displacement fields are estimated.")
     beats: ContractionBeatParams = param(default_factory=ContractionBeatParams, label="Contraction beats",
                                          help="How beats are found in the ROIs' displacement.")
+    denoise_traces: bool = param(True, label="take the noise out of the traces", flag="--flow-denoise-traces",
+                                 help="The ROIs' contraction traces (for beats) from each ROI's field with its noise "
+                                      "components removed, as the motion tool does; off: the plain mean magnitude.")
 
 
 @dataclass
 class FlowState:
-    """Where the magnitudes are (a scratch file), the reference frame, the whole field's mean displacement."""
+    """Where the magnitudes are (a scratch file), the reference frame, and the regions' contraction traces."""
 
     path: str
     shape: tuple[int, int]              # (T, Y*X)
     reference_frame: int
-    field_trace: np.ndarray
+    field_trace: np.ndarray             # (T,) the whole field's mean displacement
+    #: region name -> (T,) contraction trace with the noise components removed (``denoise_traces``)
+    region_traces: dict[str, np.ndarray] = field(default_factory=dict)
     _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def magnitudes(self) -> np.ndarray:
@@ -121,6 +127,10 @@ class FlowMagnitude(Method):
         n, (ny, nx) = ctx.n_frames, ctx.frame_shape
         text = str(params.reference).strip().lower()
         ref = most_relaxed_frame(video) if text in ("", "auto") else int(text)
+        names = list(ctx.masks.names) if ctx.masks is not None else [WHOLE_FIELD]
+        collector = None
+        if params.denoise_traces:
+            collector = RegionFields(ctx.masks.masks if ctx.masks is not None else np.ones((1, ny, nx), bool), n)
         fd, path = tempfile.mkstemp(prefix="micromotion-flow-", suffix=".f32", dir=scratch_dir())
         os.close(fd)
         try:
@@ -129,6 +139,8 @@ class FlowMagnitude(Method):
             done = 0
             smoothed = params.flow.smooth_px > 0
             for first, fields, _, *smooth in FlowStream(video, ref, params.flow, fps=ctx.fps).blocks(smoothed):
+                if collector is not None:          # the fields as measured, like the motion tool's traces
+                    collector.add(first, fields)
                 fields = smooth[0] if smoothed else fields
                 m = fields.shape[0]
                 mag = np.hypot(fields[:, 0], fields[:, 1]).reshape(m, -1)
@@ -141,7 +153,12 @@ class FlowMagnitude(Method):
         except BaseException:   # cancelled or failed: no scratch file stays behind
             _remove(path)
             raise
-        state = FlowState(path=path, shape=(n, ny * nx), reference_frame=ref, field_trace=trace.astype(np.float32))
+        traces: dict[str, np.ndarray] = {}
+        if collector is not None:
+            disp, _, _ = collector.traces(ctx.fps)
+            traces = {name: disp[k].astype(np.float32) for k, name in enumerate(names)}
+        state = FlowState(path=path, shape=(n, ny * nx), reference_frame=ref, field_trace=trace.astype(np.float32),
+                          region_traces=traces)
         state._cleanup = weakref.finalize(state, _remove, path)
         return state
 
@@ -157,12 +174,12 @@ class FlowMagnitude(Method):
         if state is None:
             return [], []
         if ctx.masks is not None:
-            means = state.region_means(ctx.masks)
+            means = state.region_means(ctx.masks) if not state.region_traces else None
             for i, (name, kind) in enumerate(zip(ctx.masks.names, ctx.masks.kinds)):
                 if name in ctx.roi_names():
-                    regions.append((name, kind, means[:, i]))
+                    regions.append((name, kind, state.region_traces[name] if means is None else means[:, i]))
         else:
-            regions.append((WHOLE_FIELD, "other", state.field_trace))
+            regions.append((WHOLE_FIELD, "other", state.region_traces.get(WHOLE_FIELD, state.field_trace)))
         beats: list[BeatRow] = []
         rates: list[BeatRateRow] = []
         for name, kind, trace in regions:

@@ -7,7 +7,11 @@ automatically, or a frame the user names) is estimated with
 :mod:`napari_micromotion.kernels.flow`, streamed in blocks on two threads (memory:
 two blocks of fields); stage drift is removed.  Per region (each ROI, or the whole
 field when there are none) the mean displacement magnitude is the *contraction trace*
-and the mean speed its rate of change; beats and their parameters come from
+and the mean speed its rate of change.  By default (``denoise_traces``) both are taken
+from the region's field with its noise components removed
+(:mod:`napari_micromotion.kernels.region_motion`): the plain mean magnitude of noisy
+fields sits on a floor of noise that hides sub-pixel contractions.  Beats and their
+parameters come from
 :mod:`napari_micromotion.kernels.contraction`, as MUSCLEMOTION, BeatProfiler and
 mps_motion report them.
 
