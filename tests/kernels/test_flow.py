@@ -125,3 +125,30 @@ def test_gated_smoothing_removes_noise_but_keeps_a_moving_cells_edge(texture):
     assert FlowEstimator(texture, FlowParams(smooth_px=0.0)).smooth(noisy) is noisy
     with pytest.raises(MicromotionError, match="gate"):
         FlowParams(smooth_gate_px=0.0).validate()
+
+
+def _disc_contraction(amp):
+    """A cell of radius 20 px contracting towards its centre, amp px at its rim, its still neighbours around it."""
+    yy, xx = np.mgrid[0:N, 0:N].astype(np.float64)
+    dy, dx = yy - N / 2, xx - N / 2
+    inside = np.hypot(dy, dx) <= 20
+    return -amp * np.stack([dy, dx]) / 20 * inside, inside
+
+
+def test_large_motion_is_refined_over_the_small_window_at_a_cells_outline(texture):
+    d, inside = _disc_contraction(3.0)
+    frame = _warp(texture, d) + np.random.default_rng(5).normal(0, 2.0, (N, N))
+    rim = inside & ~ndimage.binary_erosion(inside, iterations=4)            # the 4 px inside the outline
+    errs = {}
+    for fine in (1.5, 0.0):
+        est = FlowEstimator(texture, FlowParams(fine_window_px=fine, remove_drift=False))(frame)
+        errs[fine] = np.median(np.hypot(*(est - d))[rim] / np.hypot(*d)[rim])
+    assert errs[1.5] < 0.7 * errs[0.0]
+    # small motions are left to the large window: the same field with the refinement on or off
+    small, _ = _disc_contraction(0.4)
+    frame = _warp(texture, small)
+    on = FlowEstimator(texture, FlowParams(remove_drift=False))(frame)
+    off = FlowEstimator(texture, FlowParams(fine_window_px=0.0, remove_drift=False))(frame)
+    np.testing.assert_array_equal(on, off)
+    with pytest.raises(MicromotionError, match="large motion"):
+        FlowParams(fine_window_px=-1.0).validate()
