@@ -362,7 +362,8 @@ class FlowStream:
     frame's field.  :meth:`blocks` yields ``(first_frame, fields, previous)``: the
     fields ``(n, 2, Y, X)`` of frames ``first_frame .. first_frame + n - 1`` with the
     drift removed, and the field of the frame before them (``None`` at the start), so a
-    consumer can take time derivatives.  Memory: ``threads * block`` fields.
+    consumer can take time derivatives.  Memory: ``2 * threads * block`` fields (the next
+    round is estimated while the consumer works on the current one).
     """
 
     def __init__(self, video: Any, reference_frame: int, params: FlowParams = FlowParams(), *, fps: float = 1.0,
@@ -440,13 +441,21 @@ class FlowStream:
             self._measure_drift()
         cursors = [a for a, _ in self.parts]
         states: list[dict[str, Any]] = [{"smoothed": True} if smoothed else {} for _ in self.parts]
+
+        def submit(pool: ThreadPoolExecutor) -> list[Any]:
+            jobs = []
+            for k, (c, (_, b)) in enumerate(zip(cursors, self.parts)):
+                if c < b:
+                    stop = min(b, c + self.block)
+                    jobs.append(pool.submit(self._run, k, c, stop, states[k]))
+                    cursors[k] = stop
+            return jobs
+
         with ThreadPoolExecutor(max_workers=len(self.parts)) as pool:
-            while any(c < b for c, (_, b) in zip(cursors, self.parts)):
-                jobs = []
-                for k, (c, (_, b)) in enumerate(zip(cursors, self.parts)):
-                    if c < b:
-                        stop = min(b, c + self.block)
-                        jobs.append(pool.submit(self._run, k, c, stop, states[k]))
-                        cursors[k] = stop
-                for job in jobs:
-                    yield job.result()
+            jobs = submit(pool)
+            while jobs:
+                done = [job.result() for job in jobs]
+                # the next round starts before this one is handed over: the consumer's work on these
+                # blocks overlaps the estimation of the next ones (each part's state is up to date)
+                jobs = submit(pool)
+                yield from done

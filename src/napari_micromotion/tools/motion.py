@@ -5,8 +5,8 @@
 Every frame's displacement field against a reference frame (the most relaxed one, found
 automatically, or a frame the user names) is estimated with
 :mod:`napari_micromotion.kernels.flow`, streamed in blocks on two threads (memory:
-two blocks of fields); stage drift is removed.  Per region (each ROI, or the whole
-field when there are none) the mean displacement magnitude is the *contraction trace*
+four blocks of fields: two in work, two being read); stage drift is removed.  Per
+region (each ROI, or the whole field when there are none) the mean displacement magnitude is the *contraction trace*
 and the mean speed its rate of change.  By default (``denoise_traces``) both are taken
 from the region's field with its noise components removed
 (:mod:`napari_micromotion.kernels.region_motion`): the plain mean magnitude of noisy
@@ -90,7 +90,8 @@ class MotionParams:
     arrows: int = param(16, label="arrows across", min=2, max=128, flag="--arrows", advanced=True,
                         help="Arrows per image width in napari's displacement layer.")
     block_frames: int = param(32, label="frames per block", min=1, max=4096, flag="--block-frames", advanced=True,
-                              help="Frames processed at once (memory: two blocks of displacement fields).")
+                              help="Frames processed at once (memory: four blocks of displacement fields, two in "
+                                   "work and two being read).")
     threads: int = param(2, label="threads", min=1, max=64, flag="--threads", advanced=True,
                          help="Parts of the video processed side by side.")
 
