@@ -394,13 +394,23 @@ class FlowStream:
         k = max(1, min(ny, nx) // 64)
         small = (max(8, nx // k), max(8, ny // k))
         ref = cv2.resize(self.reference, small, interpolation=cv2.INTER_AREA)
-        est = FlowEstimator(ref, FlowParams(window_px=2.0, levels=2, remove_drift=False, smooth_px=0.0))
         med = np.zeros((self.n_frames, 2), np.float32)
-        for a in range(0, self.n_frames, 256):
-            block = np.asarray(self.video[a:a + 256], np.float32)
-            for i, frame in enumerate(block):
-                d = est(cv2.resize(frame, small, interpolation=cv2.INTER_AREA))
-                med[a + i] = np.median(d.reshape(2, -1), axis=1) * (nx / small[0], ny / small[1])[::-1]
+        scale = np.array([ny / small[1], nx / small[0]], np.float32)
+
+        def part(start: int, stop: int) -> None:
+            est = FlowEstimator(ref, FlowParams(window_px=2.0, levels=2, remove_drift=False, smooth_px=0.0,
+                                                fine_window_px=0.0))
+            for a in range(start, stop, 256):
+                block = np.asarray(self.video[a:min(a + 256, stop)], np.float32)
+                for i, frame in enumerate(block):
+                    d = est(cv2.resize(frame, small, interpolation=cv2.INTER_AREA))
+                    med[a + i] = np.median(d.reshape(2, -1), axis=1) * scale
+
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=len(self.parts)) as pool:   # the stream's parts, side by side
+            for job in [pool.submit(part, a, b) for a, b in self.parts]:
+                job.result()
         size = max(1, int(round(self.params.drift_window_s * self.fps)) | 1)
         self.drift = np.stack([ndimage.median_filter(med[:, c], size=size, mode="nearest") for c in (0, 1)],
                               axis=1).astype(np.float32)

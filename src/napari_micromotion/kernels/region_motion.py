@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-from scipy import sparse
 
 __all__ = ["RegionFields", "LowRank", "low_rank"]
 
@@ -142,24 +141,38 @@ class RegionFields:
             masks = masks[None]
         self.shape = masks.shape[1:]
         ny, nx = self.shape
-        self.pooling: list[sparse.csr_matrix] = []   # (Y*X, blocks): the block means of each region
-        self.counts: list[np.ndarray] = []           # pixels per block
+        self.counts: list[np.ndarray] = []           # pixels per kept block
         self.block_px: list[int] = []
         self.data: list[np.ndarray] = []
+        # per region: its bounding box on the block grid, the mask there (None: all pixels), the kept blocks
+        self._boxes: list[tuple[int, int, int, int]] = []
+        self._weights: list[np.ndarray | None] = []
+        self._keep: list[np.ndarray] = []
+        self._buffers: list[np.ndarray | None] = []
         for m in masks:
-            n_px = int(m.sum())
             b = max(1, int(block_px))
             # grow the block until the region keeps at most max_dims numbers per frame
             while 2 * self._n_blocks(m, b) > max_dims and b < max(ny, nx):
                 b += 1
             rows, cols = np.nonzero(m)
-            lab = (rows // b) * ((nx + b - 1) // b) + cols // b
-            uniq, inv, cnt = np.unique(lab, return_inverse=True, return_counts=True)
-            self.pooling.append(sparse.csr_matrix(((1.0 / cnt[inv]).astype(np.float32), (rows * nx + cols, inv)),
-                                                  shape=(ny * nx, uniq.size)))
-            self.counts.append(cnt.astype(np.float64) if n_px else np.zeros(0))
+            if not rows.size:
+                y0 = y1 = x0 = x1 = 0
+            else:
+                y0, x0 = (rows.min() // b) * b, (cols.min() // b) * b
+                y1, x1 = min(ny, -(-(rows.max() + 1) // b) * b), min(nx, -(-(cols.max() + 1) // b) * b)
+            h, w = -(-(y1 - y0) // b) * b, -(-(x1 - x0) // b) * b       # the box padded to whole blocks
+            inside = np.zeros((h, w), np.float32)
+            inside[:y1 - y0, :x1 - x0] = m[y0:y1, x0:x1]
+            cnt = inside.reshape(h // b, b, w // b, b).sum(axis=(1, 3)).ravel()
+            keep = np.nonzero(cnt > 0)[0]
+            self._boxes.append((int(y0), int(y1), int(x0), int(x1)))
+            full = (h, w) == (y1 - y0, x1 - x0) and bool(inside.all())
+            self._weights.append(None if full else inside)
+            self._buffers.append(None if full else np.zeros((h, w), np.float32))
+            self._keep.append(keep)
+            self.counts.append(cnt[keep].astype(np.float64))
             self.block_px.append(b)
-            self.data.append(np.zeros((int(n_frames), 2, uniq.size), np.float32))
+            self.data.append(np.zeros((int(n_frames), 2, keep.size), np.float32))
 
     @staticmethod
     def _n_blocks(mask: np.ndarray, b: int) -> int:
@@ -167,12 +180,28 @@ class RegionFields:
         return int(np.unique((rows // b) * 100003 + cols // b).size) if rows.size else 0
 
     def add(self, first: int, fields: np.ndarray) -> None:
-        """Add the fields ``(m, 2, Y, X)`` of frames ``first .. first + m - 1``."""
-        m = fields.shape[0]
-        flat = np.asarray(fields, np.float32).reshape(m * 2, -1)
-        for pool, cnt, out in zip(self.pooling, self.counts, self.data):
-            if cnt.size:
-                out[first:first + m] = np.asarray(pool.T @ flat.T).T.reshape(m, 2, -1)
+        """Add the fields ``(m, 2, Y, X)`` of frames ``first .. first + m - 1``.
+
+        Block sums by OpenCV's area resampling (an exact mean over whole ``b x b`` blocks) of
+        the region's box, masked and zero-padded to whole blocks where needed.
+        """
+        import cv2
+
+        fields = np.asarray(fields, np.float32)
+        for box, weight, buf, keep, cnt, b, out in zip(self._boxes, self._weights, self._buffers, self._keep,
+                                                       self.counts, self.block_px, self.data):
+            if not cnt.size:
+                continue
+            y0, y1, x0, x1 = box
+            area = float(b * b)
+            for i in range(fields.shape[0]):
+                for c in (0, 1):
+                    src = fields[i, c, y0:y1, x0:x1]
+                    if buf is not None:
+                        np.multiply(src, weight[:y1 - y0, :x1 - x0], out=buf[:y1 - y0, :x1 - x0])
+                        src = buf
+                    small = cv2.resize(src, (src.shape[1] // b, src.shape[0] // b), interpolation=cv2.INTER_AREA)
+                    out[first + i, c] = small.ravel()[keep] * (area / cnt)
 
     def traces(self, fps: float, *, denoise: bool = True, edge_factor: float = 1.2
                ) -> tuple[np.ndarray, np.ndarray, list[LowRank | None]]:

@@ -286,13 +286,11 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         # the maps and arrows from the smoothed fields; region traces (above) and flow.zarr as measured
         sflat = smooth.reshape(m, 2, -1)
         smag = np.sqrt(sflat[:, 0] * sflat[:, 0] + sflat[:, 1] * sflat[:, 1])
-        best = smag.argmax(axis=0)
-        top = smag[best, np.arange(smag.shape[1])]
-        better = top > dmax
-        dmax[better] = top[better]
-        dy = sflat[best, 0, np.arange(smag.shape[1])]
-        dx = sflat[best, 1, np.arange(smag.shape[1])]
-        angle[better] = np.degrees(np.arctan2(-dy, dx))[better]     # image rows point down: +y is up
+        for i in range(m):        # a running maximum frame by frame (an argmax across frames is a strided pass)
+            idx = np.flatnonzero(smag[i] > dmax)
+            if idx.size:
+                dmax[idx] = smag[i, idx]
+                angle[idx] = np.degrees(np.arctan2(-sflat[i, 0, idx], sflat[i, 1, idx]))   # rows point down: +y is up
         arrows[first:first + m] = smooth[:, :, points[:, 0], points[:, 1]].transpose(0, 2, 1)
         if flow_out is not None:   # as measured: the contraction traces are their region means
             flow_out[first:first + m] = fields
