@@ -17,6 +17,8 @@ principal components that stand out of the noise, and drops the rest:
   below three times the median: the upstrokes of a beat are left out).  Their covariance
   is the noise's covariance (white in time), so ``sqrt(T * largest eigenvalue)`` is where
   the noise's own components end;
+* the prediction is made again with the motion found so far projected out of the
+  differences (frequent strong beats would otherwise leak into the "quiet" ones);
 * components above ``edge_factor`` times that edge are kept (at least one: a region whose
   motion hides in the noise keeps its strongest pattern, as a matched filter would).
 
@@ -72,50 +74,50 @@ def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, ma
     t_len, two, n_blocks = x.shape
     if t_len < 3:
         return LowRank(np.asarray(x, np.float32), 0, np.zeros(0), float("nan"))
-    scale = np.sqrt(np.tile(np.asarray(weights, np.float64), two))
-    xs = x.reshape(t_len, -1).astype(np.float64) * scale
-    mean = xs.mean(axis=0)
+    scale = np.sqrt(np.tile(np.asarray(weights, np.float64), two)).astype(np.float32)
+    xs = x.reshape(t_len, -1).astype(np.float32) * scale         # float32 copies: long recordings stay in memory
+    mean = xs.mean(axis=0, dtype=np.float64).astype(np.float32)
     xc = xs - mean
     # the decomposition on the smaller side: (dims x dims) covariance or (T x T) Gram matrix
-    if xc.shape[1] <= t_len:
-        w, v = np.linalg.eigh(xc.T @ xc)
-        order = np.argsort(w)[::-1]
-        w, v = np.maximum(w[order], 0.0), v[:, order]
-        basis = "space"
-    else:
-        w, v = np.linalg.eigh(xc @ xc.T)
-        order = np.argsort(w)[::-1]
-        w, v = np.maximum(w[order], 0.0), v[:, order]
-        basis = "time"
+    basis = "space" if xc.shape[1] <= t_len else "time"
+    gram = (xc.T @ xc) if basis == "space" else (xc @ xc.T)
+    w, v = np.linalg.eigh(gram.astype(np.float64))
+    order = np.argsort(w)[::-1]
+    w, v = np.maximum(w[order], 0.0), v[:, order]
     s = np.sqrt(w)
-    n_pos = int(np.sum(s > 1e-12 * max(float(s[0]), 1e-300))) or 1
+    n_pos = int(np.sum(s > 1e-6 * max(float(s[0]), 1e-300))) or 1
 
     def patterns(k: int) -> np.ndarray:
         """(dims, k) orthonormal spatial patterns of the first k components."""
         if basis == "space":
-            return v[:, :k]
-        return (xc.T @ v[:, :k]) / s[:k]
+            return v[:, :k].astype(np.float32)
+        return ((xc.T @ v[:, :k].astype(np.float32)) / s[:k].astype(np.float32)).astype(np.float32)
 
-    diff = np.diff(xs, axis=0) / math.sqrt(2.0)
+    diff = np.diff(xs, axis=0) * np.float32(1.0 / math.sqrt(2.0))
     k, edge = 1, 0.0
-    for _ in range(4):
-        # the noise edge from the frame differences outside the motion found so far
-        rest = diff - (diff @ patterns(k)) @ patterns(k).T if edge else diff
+    for step in range(4):
+        # the noise edge from the frame differences outside the motion found so far (without that, frequent
+        # strong beats leak into the "quiet" differences and raise it)
+        if step:
+            found = patterns(k)
+            rest = diff - (diff @ found) @ found.T
+        else:
+            rest = diff
         energy = np.einsum("ij,ij->i", rest, rest)
         quiet = rest[energy <= 3.0 * np.median(energy)]
         if quiet.shape[0] < 2:
             break
         small = quiet.T @ quiet if quiet.shape[1] <= quiet.shape[0] else quiet @ quiet.T
-        edge = math.sqrt(t_len * float(np.linalg.eigvalsh(small)[-1]) / quiet.shape[0])
+        edge = math.sqrt(t_len * float(np.linalg.eigvalsh(small.astype(np.float64))[-1]) / quiet.shape[0])
         new_k = min(max(1, int(np.sum(s > edge_factor * edge))), n_pos)
         if max_rank is not None:
             new_k = min(new_k, int(max_rank))
-        if new_k == k and _ > 0:
+        if step and new_k == k:
             break
         k = new_k
     vk = patterns(k)
     kept = (xc @ vk) @ vk.T
-    out = ((kept + mean) / scale).reshape(t_len, two, n_blocks).astype(np.float32)
+    out = ((kept + mean) / scale).reshape(t_len, two, n_blocks)
     return LowRank(out, k, s[:8].copy(), float(edge))
 
 
@@ -150,8 +152,8 @@ class RegionFields:
         self._keep: list[np.ndarray] = []
         self._buffers: list[np.ndarray | None] = []
         for m in masks:
-            b = max(1, int(block_px))
-            # grow the block until the region keeps at most max_dims numbers per frame
+            # grow the block until the region keeps at most max_dims numbers per frame (from the size its area needs)
+            b = max(1, int(block_px), int(math.sqrt(2.0 * float(m.sum()) / max_dims)))
             while 2 * self._n_blocks(m, b) > max_dims and b < max(ny, nx):
                 b += 1
             rows, cols = np.nonzero(m)
