@@ -82,6 +82,24 @@ def _robust_sd(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2)) if d.size else 0.0
 
 
+def _span_above(y: np.ndarray, p: int, level: float) -> tuple[int, int]:
+    """First and last index of the run of samples at or above *level* around index *p*."""
+    lo = hi = p
+    while lo > 0 and y[lo - 1] >= level:
+        lo -= 1
+    while hi < y.size - 1 and y[hi + 1] >= level:
+        hi += 1
+    return lo, hi
+
+
+def _poly_max(y: np.ndarray, lo: int, hi: int, origin: int, degree: int, n_grid: int) -> float:
+    """Position of the maximum of a polynomial of *degree* fitted to ``y[lo:hi + 1]`` (searched on *n_grid* points)."""
+    x = np.arange(lo, hi + 1, dtype=np.float64) - origin
+    coef = np.polyfit(x, y[lo:hi + 1], degree)
+    grid = np.linspace(x[0], x[-1], n_grid)
+    return origin + float(grid[int(np.argmax(np.polyval(coef, grid)))])
+
+
 def _peak_time(y: np.ndarray, p: int, base: float, amp: float, noise: float) -> float:
     """Sub-frame time (in frames) of the maximum near frame *p*.
 
@@ -92,21 +110,13 @@ def _peak_time(y: np.ndarray, p: int, base: float, amp: float, noise: float) -> 
     """
     n = y.size
     frac = float(np.clip(1.0 - 4.0 * noise / amp, 0.5, 0.9)) if amp > 0 else 0.9
-    level = base + frac * amp
-    lo = hi = p
-    while lo > 0 and y[lo - 1] >= level:
-        lo -= 1
-    while hi < n - 1 and y[hi + 1] >= level:
-        hi += 1
+    lo, hi = _span_above(y, p, base + frac * amp)
     a, b = lo, hi + 1
     if b - a < 5:
         a, b = max(0, p - 2), min(n, p + 3)
     if b - a < 4:   # at the very ends of the recording
         return float(p)
-    x = np.arange(a, b, dtype=np.float64) - p
-    coef = np.polyfit(x, y[a:b], 3)
-    grid = np.linspace(x[0], x[-1], 8 * (b - a) + 1)
-    return p + float(grid[int(np.argmax(np.polyval(coef, grid)))])
+    return _poly_max(y, a, b - 1, p, 3, 8 * (b - a) + 1)
 
 
 def _template_peak(template: np.ndarray) -> float:
@@ -118,18 +128,10 @@ def _template_peak(template: np.ndarray) -> float:
     """
     base = float(template[:3].mean())
     top = int(np.argmax(template))
-    level = base + 0.5 * (float(template[top]) - base)
-    lo = hi = top
-    while lo > 0 and template[lo - 1] >= level:
-        lo -= 1
-    while hi < template.size - 1 and template[hi + 1] >= level:
-        hi += 1
+    lo, hi = _span_above(template, top, base + 0.5 * (float(template[top]) - base))
     while hi - lo < 5 and (lo > 0 or hi < template.size - 1):
         lo, hi = max(0, lo - 1), min(template.size - 1, hi + 1)
-    x = np.arange(lo, hi + 1, dtype=np.float64) - top
-    coef = np.polyfit(x, template[lo:hi + 1], min(4, hi - lo - 1))
-    grid = np.linspace(x[0], x[-1], 20 * (hi - lo) + 1)
-    return top + float(grid[int(np.argmax(np.polyval(coef, grid)))])
+    return _poly_max(template, lo, hi, top, min(4, hi - lo - 1), 20 * (hi - lo) + 1)
 
 
 def _aligned_peaks(y: np.ndarray, peaks: np.ndarray, onsets: np.ndarray, relax: np.ndarray,
@@ -250,18 +252,17 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
         return []
     tps = np.array([f[4] for f in found])
     amps = np.array([f[3] for f in found])
+    nexts = [f[0] for f in found[1:]] + [n - 1]           # each beat ends at the next one's peak
     onsets, r50s, r90s = [], [], []
-    for i, (p, lo, base, amp, _) in enumerate(found):
-        nxt = found[i + 1][0] if i + 1 < len(found) else n - 1
+    for (p, lo, base, amp, _), nxt in zip(found, nexts):
         onsets.append(_crossing(y, base + params.onset_fraction * amp, p, max(lo, 0), -1))
         r50s.append(_crossing(y, base + 0.5 * amp, p, nxt, 1))
         r90s.append(_crossing(y, base + 0.1 * amp, p, nxt, 1))
     if noise > params.align_noise * float(np.median(amps)):
         tps = _aligned_peaks(y, tps, np.array(onsets), np.array(r90s))
     beats: list[ContractionBeat] = []
-    for i, (p, lo, base, amp, _) in enumerate(found):
+    for i, ((p, lo, base, amp, _), nxt) in enumerate(zip(found, nexts)):
         tp, onset, r50, r90 = float(tps[i]), onsets[i], r50s[i], r90s[i]
-        nxt = found[i + 1][0] if i + 1 < len(found) else n - 1
         a, b = (int(math.floor(onset)) if math.isfinite(onset) else lo), p
         c = int(math.ceil(r90)) if math.isfinite(r90) else nxt
         beats.append(ContractionBeat(

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -175,6 +175,12 @@ class RegionFields:
             self.counts.append(cnt[keep].astype(np.float64))
             self.block_px.append(b)
             self.data.append(np.zeros((int(n_frames), 2, keep.size), np.float32))
+
+    @classmethod
+    def of_rois(cls, masks: Any, frame_shape: tuple[int, int], n_frames: int) -> "RegionFields":
+        """One region per ROI of *masks* (:class:`~napari_micromotion.rois.RoiMasks`), or the whole frame
+        when it is ``None`` (the tools' convention for "no ROIs")."""
+        return cls(masks.masks if masks is not None else np.ones((1, *frame_shape), bool), n_frames)
 
     @staticmethod
     def _n_blocks(mask: np.ndarray, b: int) -> int:

@@ -128,9 +128,7 @@ class FlowMagnitude(Method):
         text = str(params.reference).strip().lower()
         ref = most_relaxed_frame(video) if text in ("", "auto") else int(text)
         names = list(ctx.masks.names) if ctx.masks is not None else [WHOLE_FIELD]
-        collector = None
-        if params.denoise_traces:
-            collector = RegionFields(ctx.masks.masks if ctx.masks is not None else np.ones((1, ny, nx), bool), n)
+        collector = RegionFields.of_rois(ctx.masks, (ny, nx), n) if params.denoise_traces else None
         fd, path = tempfile.mkstemp(prefix="micromotion-flow-", suffix=".f32", dir=scratch_dir())
         os.close(fd)
         try:

@@ -244,17 +244,13 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         check(text.lstrip("-").isdigit(), f"the reference frame must be 'auto' or a frame number, got {text!r}.")
         ref = int(text)
         check(0 <= ref < n, f"reference frame {ref} lies outside the video's {n} frames (0 to {n - 1}).")
-    masks = None
-    if rois:
-        masks = rasterize(list(rois), (ny, nx))
-        regions, kinds = masks.names, masks.kinds
-        weights = masks.weight_matrix() / np.maximum(masks.n_pixels, 1).astype(np.float32)   # (P, R): means
-    else:
-        regions, kinds = [WHOLE_FIELD], ["other"]
-        weights = None
-    collector = None
+    masks = rasterize(list(rois), (ny, nx)) if rois else None
+    regions, kinds = (masks.names, masks.kinds) if masks is not None else ([WHOLE_FIELD], ["other"])
+    collector = weights = None
     if params.denoise_traces:
-        collector = RegionFields(masks.masks if masks is not None else np.ones((1, ny, nx), bool), n)
+        collector = RegionFields.of_rois(masks, (ny, nx), n)
+    elif masks is not None:          # the plain traces: region means of the pixel magnitudes
+        weights = masks.weight_matrix() / np.maximum(masks.n_pixels, 1).astype(np.float32)   # (P, R)
     disp = np.zeros((len(regions), n))
     speed = np.zeros((len(regions), n))
     dmax = np.zeros(ny * nx, np.float32)
