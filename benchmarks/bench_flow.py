@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
     sample = np.arange(0, n_sim, 2 if args.quick else 4)
     truth = simulator_truth(truth_sim, slice(a, a + k), sample)
     details["simulator: ours (lk) EPE by true displacement"] = sim_ours = binned(ours_total[sample], truth)
-    details["simulator: ours without the gated smoothing (the fields region traces average)"] = binned(
+    details["simulator: ours without the adaptive smoothing (the fields region traces average)"] = binned(
         raw[sample] + stream.drift[sample][:, :, None, None], truth)
     del raw
     sim_ok = goal_ok(sim_ours)

@@ -108,23 +108,63 @@ def test_stream_removes_slow_drift_but_keeps_a_brief_translation(texture):
     assert not still.drift.any()
 
 
-def test_gated_smoothing_removes_noise_but_keeps_a_moving_cells_edge(texture):
+def test_adaptive_smoothing_removes_noise_but_keeps_a_moving_cells_edge(texture):
     """A 3 px step (a cell that moved) plus 0.05 px noise: flat parts get quieter, the step stays sharp."""
     rng = np.random.default_rng(4)
     truth = np.zeros((2, N, N), np.float32)
     truth[1, :, N // 2:] = 3.0
     noisy = truth + rng.normal(0, 0.05, truth.shape).astype(np.float32)
-    est = FlowEstimator(texture, FlowParams(smooth_px=8.0, smooth_gate_px=0.25))
-    out = est.smooth(noisy)
+    est = FlowEstimator(texture, FlowParams(smooth_px=8.0))
+    out = est.smooth(noisy, 0.05)
     flat = (slice(8, -8), slice(4, N // 2 - 24))          # two smoothing widths from the step
     assert np.std(out[1][flat]) < 0.4 * np.std(noisy[1][flat])
     # across the step the field keeps its 3 px jump within two pixels of the edge
     row = out[1].mean(axis=0)
     assert row[N // 2 - 2] < 0.3 and row[N // 2 + 1] > 2.7
-    # off: the field itself
-    assert FlowEstimator(texture, FlowParams(smooth_px=0.0)).smooth(noisy) is noisy
-    with pytest.raises(MicromotionError, match="gate"):
-        FlowParams(smooth_gate_px=0.0).validate()
+    # off, or no noise to remove: the field itself
+    assert FlowEstimator(texture, FlowParams(smooth_px=0.0)).smooth(noisy, 0.05) is noisy
+    assert est.smooth(noisy, 0.0) is noisy
+    with pytest.raises(MicromotionError, match="confidence"):
+        FlowParams(smooth_confidence=0.0).validate()
+
+
+def test_adaptive_smoothing_quiets_still_and_slowly_varying_parts_but_keeps_a_contracting_cell(texture):
+    """Lucas-Kanade fields of a disc contracting by 0.6 px at its rim, in a noisy video."""
+    from napari_micromotion.kernels.flow import smoothing_scales
+
+    assert smoothing_scales(8.0) == [2.0, 4.0, 8.0] and smoothing_scales(1.5) == [1.5]
+    truth, inside = _disc_contraction(0.6)
+    rng = np.random.default_rng(6)
+    still = [texture + rng.normal(0, 20.0, (N, N)) for _ in range(6)]
+    video = np.stack(still + [_warp(texture, truth) + rng.normal(0, 20.0, (N, N))]).astype(np.float32)
+    stream = FlowStream(video, 0, FlowParams(remove_drift=False), fps=10.0)
+    est = stream.estimators[0]
+    measured = est(video[-1])
+    out = est.smooth(measured, stream.noise_px)
+    wide = ndimage.gaussian_filter(measured, (0, 8, 8))
+    rim = inside & ~ndimage.binary_erosion(inside, iterations=4)
+    core = ndimage.binary_erosion(inside, iterations=8)
+    away = ~ndimage.binary_dilation(inside, iterations=8) & np.pad(np.ones((N - 16, N - 16), bool), 8)
+
+    def err(f, where):
+        return float(np.median(np.hypot(*(f - truth))[where]))
+
+    assert err(out, away) < 0.7 * err(measured, away)        # still surroundings: the noise averaged away
+    assert err(out, core) < err(measured, core)               # inside the cell the field varies slowly
+    assert err(out, rim) < 1.3 * err(measured, rim)           # and the moving rim keeps its motion
+    assert err(wide, rim) > 1.5 * err(measured, rim)          # (which one 8 px average would flatten)
+
+
+def test_stream_measures_the_noise_of_its_fields(texture):
+    """The noise the smoothing assumes is the frame-to-frame scatter of the fields of a still, noisy video."""
+    rng = np.random.default_rng(7)
+    video = (texture[None] + rng.normal(0, 25.0, (24, N, N))).astype(np.float32)
+    stream = FlowStream(video, 0, FlowParams(remove_drift=False), fps=10.0, block=8)
+    fields = np.concatenate([f for _, f, _ in stream.blocks()])[:, :, 10:-10, 10:-10]
+    scatter = float(np.std(fields - fields.mean(axis=0)))      # per component, the reference's share removed
+    assert 0.7 * scatter < stream.noise_px < 1.3 * scatter
+    quiet = FlowStream(np.repeat(texture[None], 4, axis=0).astype(np.float32), 0, FlowParams(remove_drift=False))
+    assert quiet.noise_px < 1e-3
 
 
 def _disc_contraction(amp):

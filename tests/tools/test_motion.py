@@ -68,6 +68,7 @@ def test_motion_command_writes_its_folder_and_finds_every_contraction(motion_sim
         assert (out / name).is_file(), name
     rec = json.loads((out / "motion.json").read_text())
     ref = rec["result"]["reference_frame"]
+    assert 0.001 < rec["result"]["flow_noise_px"] < 0.2         # the noise the maps' smoothing assumed
     header = (out / "contraction.csv").read_text().splitlines()[0].split(",")
     assert header[:2] == ["frame", "time_s"]
     assert header[2:6] == ["strong/displacement_px", "strong/speed_px_s", "strong/displacement_um", "strong/speed_um_s"]

@@ -30,10 +30,10 @@ Output folder (written atomically):
 * ``maps/reference.tif``: the reference frame;
 * ``flow.zarr`` ``(T, 2, Y, X)`` (dy, dx) with ``save_flow``: the fields as measured (the
   contraction traces are their region means); the maps and napari's arrows come from the
-  fields after the gated smoothing of :meth:`~napari_micromotion.kernels.flow.FlowEstimator.smooth`
-  (``--flow-smooth``), less noisy pixel by pixel;
+  fields after the adaptive smoothing of :meth:`~napari_micromotion.kernels.flow.FlowEstimator.smooth`
+  (``--flow-smooth``, ``--flow-smooth-confidence``), less noisy pixel by pixel;
 * ``report.png``: the maps and every region's contraction trace with onsets and peaks;
-* ``motion.json``: parameters, reference frame, drift, timings.
+* ``motion.json``: parameters, reference frame, drift, the fields' measured noise (``flow_noise_px``), timings.
 """
 
 from __future__ import annotations
@@ -146,6 +146,7 @@ class MotionResult(ToolResult):
     reference_image: np.ndarray | None = None                           # the reference frame (maps/reference.tif)
     masks: Any = None                                                   # the ROIs' RoiMasks (not written)
     trace_components: dict[str, int] = field(default_factory=dict)      # region -> components kept (denoise_traces)
+    flow_noise_px: float | None = None                                  # measured noise of the fields (maps' smoothing)
     _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def time_s(self) -> np.ndarray:
@@ -336,7 +337,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         beats=beats, beat_params=beat_params, beat_rates=rates,
         displacement_max=dmax.reshape(ny, nx), direction=angle.reshape(ny, nx), drift_px=stream.drift,
         arrows=arrows, arrow_points=points, reference_image=stream.reference, masks=masks,
-        trace_components=components)
+        trace_components=components, flow_noise_px=stream.noise_px)
 
 
 def _beat_param_columns(result: MotionResult) -> list[str]:
@@ -372,7 +373,8 @@ class Motion(Tool):
         ImageEntry("maps/reference.tif", "reference_image", "the reference frame"),
         FlowEntry(),
         _ReportEntry(),
-        RecordEntry("motion.json", "parameters, reference frame, frame rate, pixel size, removed drift, timings"),
+        RecordEntry("motion.json", "parameters, reference frame, frame rate, pixel size, removed drift, the "
+                                  "fields' measured noise, timings"),
     ]
 
     def check(self, recording: Any, params: MotionParams) -> None:
@@ -408,7 +410,7 @@ class Motion(Tool):
                 "reference_frame": result.reference_frame, "kinds": result.kinds,
                 "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
                 "drift_px": result.drift_px.tolist() if result.drift_px is not None else None,
-                "trace_components": dict(result.trace_components)}
+                "trace_components": dict(result.trace_components), "flow_noise_px": result.flow_noise_px}
 
     def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
         fields = {"fps": float(rec.get("fps", 1.0)), "pixel_size_um": rec.get("pixel_size_um"),
@@ -418,6 +420,8 @@ class Motion(Tool):
             fields["drift_px"] = np.asarray(rec["drift_px"], np.float32)
         if rec.get("trace_components"):
             fields["trace_components"] = {str(k): int(v) for k, v in rec["trace_components"].items()}
+        if rec.get("flow_noise_px") is not None:
+            fields["flow_noise_px"] = float(rec["flow_noise_px"])
         return fields
 
     def write(self, result: MotionResult, out: Any, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
