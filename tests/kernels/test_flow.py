@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -165,6 +167,37 @@ def test_stream_measures_the_noise_of_its_fields(texture):
     assert 0.7 * scatter < stream.noise_px < 1.3 * scatter
     quiet = FlowStream(np.repeat(texture[None], 4, axis=0).astype(np.float32), 0, FlowParams(remove_drift=False))
     assert quiet.noise_px < 1e-3
+
+
+def test_a_failing_first_block_stops_the_stream_instead_of_hanging_it(texture):
+    """The other parts wait for the first block's noise; when reading that block fails, they are released."""
+    video = np.stack([texture] * 40).astype(np.float32)
+
+    class Failing:
+        shape, dtype = video.shape, video.dtype
+
+        def __getitem__(self, key):
+            if isinstance(key, slice) and (key.start or 0) == 0:
+                raise OSError("disk error")
+            return video[key]
+
+    stream = FlowStream(video, 0, FlowParams(remove_drift=False), fps=10.0, block=8, threads=2)
+    assert len(stream.parts) == 2
+    stream.video = Failing()
+    raised = []
+
+    def consume():
+        try:
+            for _ in stream.blocks(smoothed=True):
+                pass
+        except OSError as exc:
+            raised.append(str(exc))
+
+    worker = threading.Thread(target=consume, daemon=True)
+    worker.start()
+    worker.join(timeout=60)            # a hang would otherwise stall the whole test run
+    assert not worker.is_alive(), "the stream hung after its first block failed"
+    assert raised == ["disk error"]
 
 
 def _disc_contraction(amp):

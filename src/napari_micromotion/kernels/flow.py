@@ -26,9 +26,9 @@ intersection-of-confidence-intervals rule of Katkovnik's adaptive smoothing).  W
 motion is uniform the widest average wins; at a contracting cell's edge, or where the field
 bends, a smaller one does, whatever the size of the motion.  The noise is measured on the
 video (:meth:`FlowStream.noise_px`).  On the project's simulator the median error fell, against
-the earlier sigma filter with a fixed 0.25 px gate, from 0.025 to 0.021 px at 0.05-0.2 px and
-from 17.9 / 14.3 / 9.8 % to 12.8 / 10.5 / 7.2 % at 0.5-1 / 1-2 / 2-5 px; at 0.2-0.5 px it rose
-from 20.2 to 21.9 % (200 frames, seed 4).  It is for per-pixel
+the earlier sigma filter with a fixed 0.25 px gate, from 0.024 to 0.020 px at 0.05-0.2 px and
+from 19.1 / 18.1 / 14.2 / 10.8 % to 18.5 / 14.9 / 10.3 / 7.2 % at 0.2-0.5 / 0.5-1 / 1-2 / 2-5 px
+(``benchmarks/bench_flow.py``: 400 frames, seed 4).  It is for per-pixel
 products (maps, arrows): it also spreads a cell's small displacements onto its neighbours, so
 region averages (contraction traces) and per-pixel scores are taken from the fields as measured.
 
@@ -551,27 +551,29 @@ class FlowStream:
         return int(self.video.shape[0])
 
     def _run(self, k: int, a: int, b: int, state: dict[str, Any]) -> tuple[int, np.ndarray, np.ndarray | None]:
-        est = self.estimators[k]
-        if "raw" not in state and a > 0:   # a later part: start from the frame before it, for warm start and derivatives
-            raw = est(np.asarray(self.video[a - 1], np.float32))
-            state["raw"], state["field"] = raw, raw - self.drift[a - 1][:, None, None]
-        frames = np.asarray(self.video[a:b], np.float32)
-        out = np.empty((b - a, 2, *est.shape), np.float32)
-        raw = state.get("raw")
-        previous = state.get("field")
-        for i in range(b - a):
-            raw = est(frames[i], raw if self.warm_start else None)
-            out[i] = raw - self.drift[a + i][:, None, None]
-        state["raw"], state["field"] = raw, out[-1]
+        measures = state.get("smoothed") and k == 0 and self._noise is None   # the video's first block: the noise
+        try:
+            est = self.estimators[k]
+            if "raw" not in state and a > 0:   # a later part: start from the frame before it (warm start, derivatives)
+                raw = est(np.asarray(self.video[a - 1], np.float32))
+                state["raw"], state["field"] = raw, raw - self.drift[a - 1][:, None, None]
+            frames = np.asarray(self.video[a:b], np.float32)
+            out = np.empty((b - a, 2, *est.shape), np.float32)
+            raw = state.get("raw")
+            previous = state.get("field")
+            for i in range(b - a):
+                raw = est(frames[i], raw if self.warm_start else None)
+                out[i] = raw - self.drift[a + i][:, None, None]
+            state["raw"], state["field"] = raw, out[-1]
+            if measures:
+                if b - a >= 2:
+                    self._noise = float(np.median([self._pair_noise(out[i], out[i + 1]) for i in range(b - a - 1)]))
+                else:
+                    self._measure_noise()
+        finally:
+            if measures:          # the other parts wait for the noise: released even when this block failed
+                self._noise_ready.set()
         if state.get("smoothed"):
-            if k == 0 and self._noise is None:       # the first block of the video measures the noise
-                try:
-                    if b - a >= 2:
-                        self._noise = float(np.median([self._pair_noise(out[i], out[i + 1]) for i in range(b - a - 1)]))
-                    else:
-                        self._measure_noise()
-                finally:                            # the other parts wait for it (released even on an error)
-                    self._noise_ready.set()
             self._noise_ready.wait()
             noise = self._noise or 0.0
             return a, out, previous, np.stack([est.smooth(f, noise) for f in out])
