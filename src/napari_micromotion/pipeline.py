@@ -285,13 +285,41 @@ def _with_dependencies(names: Sequence[str]) -> list[str]:
     return out
 
 
+def measured_fps(rec: Recording) -> float | None:
+    """The rate of the measured frames of a video that holds synthesized (interpolated) ones, else ``None``.
+
+    From the interpolation factor ``K`` the marker records (``fps / K``), or, when only a
+    ``synthesized.csv`` marked the file, from the count of synthesized frames:
+    ``(N - 1) * K + 1`` frames hold ``N`` measured ones.
+    """
+    synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
+    if not synth:
+        return None
+    k = int(synth.get("factor") or 0)
+    if k < 2:
+        measured = rec.n_frames - int(synth.get("synthesized_frames") or 0)
+        if measured >= 2 and measured < rec.n_frames:
+            k = int(round((rec.n_frames - 1) / (measured - 1)))
+    return rec.fps / k if k >= 2 else None
+
+
 def _design(rec: Recording, params: AnalysisParams, warn: list[str]):
     fps = rec.fps
     nyq = fps / 2
     low = params.low_hz
     if params.high_hz is None:
         high = 15.0
-        if high >= 0.8 * nyq:
+        measured = measured_fps(rec)
+        if measured is not None and high >= 0.4 * measured:
+            # synthesized frames hold nothing above the measured frames' Nyquist frequency, only what the
+            # interpolator made up there: the automatic band stays where the measured recording's would be
+            high = round(0.4 * measured, 3)
+            warn.append(f"the measured frames of this video come at {measured:g} fps (the others are synthesized), so "
+                        f"the default high edge is {high:g} Hz, 80% of their Nyquist frequency: above it the "
+                        "synthesized frames carry nothing that was measured.")
+            check(low < high, f"at {measured:g} measured frames/s no band-pass above {low:g} Hz fits below their "
+                              "Nyquist frequency; choose a lower band-pass low edge.")
+        elif high >= 0.8 * nyq:
             high = round(0.8 * nyq, 3)
             warn.append(f"the default 15 Hz high edge is above 80% of Nyquist at {fps:g} fps; using {high:g} Hz.")
             check(low < high, f"at {fps:g} fps no band-pass above {low:g} Hz fits below the Nyquist frequency; "

@@ -149,3 +149,33 @@ def test_analysis_with_use_interpolated_says_so(outputs):
     measured = read_recording(folder.parent / "learned" / "interpolated.tif").with_(provenance={})
     assert not any("synthesized" in w for w in plan_analysis(measured, [], AnalysisParams(methods=("bandpass",)))
                    .ctx.warnings)
+
+
+def test_the_automatic_band_stays_below_the_measured_frames_nyquist(video, outputs, tmp_path):
+    """Synthesized frames hold nothing measured above the input's Nyquist: the default band ends where the input's would."""
+    from napari_micromotion.pipeline import AnalysisParams, measured_fps, plan_analysis
+
+    folder, factor = outputs["linear"]
+    rec = read_recording(folder / "interpolated.tif")
+    assert rec.fps == pytest.approx(FPS * factor) and measured_fps(rec) == pytest.approx(FPS)
+    plan = plan_analysis(rec, [], AnalysisParams(methods=("bandpass",), use_interpolated=True))
+    assert plan.ctx.design.high_hz == pytest.approx(0.4 * FPS)          # 10 Hz, not the 15 Hz default
+    assert any("measured frames" in w for w in plan.ctx.warnings)
+    # the measured recording at its own rate gets that band too
+    original = read_recording(video)
+    assert plan_analysis(original, [], AnalysisParams(methods=("bandpass",))).ctx.design.high_hz == pytest.approx(
+        0.4 * FPS)
+    # marked only by the synthesized.csv beside a copy (no factor recorded): the same from the frame counts
+    plain = tmp_path / "copy" / "interpolated.tif"
+    plain.parent.mkdir()
+    tifffile.imwrite(plain, tifffile.imread(folder / "interpolated.tif"))
+    (plain.parent / "synthesized.csv").write_text((folder / "synthesized.csv").read_text())
+    copy = read_recording(plain, fps=FPS * factor)
+    assert measured_fps(copy) == pytest.approx(FPS)
+    assert plan_analysis(copy, [], AnalysisParams(methods=("bandpass",), use_interpolated=True)).ctx.design.high_hz \
+        == pytest.approx(0.4 * FPS)
+    # a high edge the user chose is kept, and a measured video at the same rate keeps the 15 Hz default
+    chosen = plan_analysis(rec, [], AnalysisParams(methods=("bandpass",), use_interpolated=True, high_hz=14.0))
+    assert chosen.ctx.design.high_hz == pytest.approx(14.0)
+    measured = rec.with_(provenance={})
+    assert plan_analysis(measured, [], AnalysisParams(methods=("bandpass",))).ctx.design.high_hz == pytest.approx(15.0)
