@@ -528,22 +528,19 @@ class FlowStream:
         return float(np.median(_magnitude(diff))) / RAYLEIGH_MEDIAN
 
     def _measure_noise(self, n_pairs: int = 9) -> None:
+        """Up to *n_pairs* pairs of consecutive frames spread over the video, on an estimator of its own.
+
+        Its own estimator, not the stream's: this may run beside the parts (OpenCV's DIS
+        object is not to be shared between threads).
+        """
         n = self.n_frames
         if n < 2:
             self._noise = 0.0
             return
-        from concurrent.futures import ThreadPoolExecutor
-
+        est = FlowEstimator(self.reference, self.params)
         starts = np.unique(np.linspace(0, n - 2, min(n_pairs, n - 1)).round().astype(int))
-
-        def pair(k: int, t: int) -> float:
-            est = self.estimators[k % len(self.estimators)]
-            return self._pair_noise(*(est(np.asarray(self.video[int(i)], np.float32)) for i in (t, t + 1)))
-
-        with ThreadPoolExecutor(max_workers=len(self.estimators)) as pool:   # one estimator per thread
-            per_part = [pool.submit(lambda k: [pair(k, int(t)) for t in starts[k::len(self.estimators)]], k)
-                        for k in range(len(self.estimators))]
-            per_pair = [v for job in per_part for v in job.result()]
+        per_pair = [self._pair_noise(*(est(np.asarray(self.video[int(i)], np.float32)) for i in (t, t + 1)))
+                    for t in starts]
         self._noise = float(np.median(per_pair))
 
     @property
