@@ -47,8 +47,9 @@ class FlowMethodParams:
     reference: str = param("auto", label="reference frame", flag="--flow-reference", metavar="auto|N",
                            help="The frame displacements are measured against: auto picks the most relaxed frame, or "
                                 "give a frame number counted from 0.")
-    # no gated smoothing by default: it would spread a cell's small displacements onto its still neighbours,
-    # whose pixels are scored on their own here (measured: the silent cell of the simulator 0.37 -> 0.54)
+    # no smoothing by default: it would spread a cell's small displacements onto its still neighbours,
+    # whose pixels are scored on their own here (measured with the earlier sigma filter: the simulator's silent
+    # cell 0.37 -> 0.54)
     flow: FlowParams = param(default_factory=lambda: FlowParams(smooth_px=0.0), label="Optical flow",
                              help="How displacement fields are estimated.")
     beats: ContractionBeatParams = param(default_factory=ContractionBeatParams, label="Contraction beats",
