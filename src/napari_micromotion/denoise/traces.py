@@ -40,8 +40,9 @@ frame alike, so a few upstroke frames inflated ``a`` for all; the likelihood wei
 frame by its precision: on the saved arrays of five whole-benchmark runs the corridors then
 covered 90.8-94.5 % instead of 89.1-95.8 %, the combined trace's 90.8-92.7 % instead of
 89.9-93.1 %), with ``a`` at least 1.5 standard errors of the mean square of ``r_t^2 - v_t``
-on the frames without a jump, where the residuals cannot tell, so a network that has learnt the upstrokes (of its training frames, or of a movie it
-denoises well) loses the timing term, and one that has not keeps it.  Where the
+on the frames without a jump, where the residuals cannot tell.  So a network that has
+learnt the upstrokes (of its training frames, or of a movie it denoises well) loses the
+timing term, and one that has not keeps it.  Where the
 residuals resolve the error (``mean(r^2 - v) > 2 mean(v)``) one more factor makes
 ``|r_t| <= z sqrt(a B_t + b J_t + v_t)`` hold on the corridor's share of the frames: those
 errors are heavy-tailed, and a mean square alone would widen every frame's corridor for the
