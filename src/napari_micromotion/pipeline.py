@@ -305,24 +305,23 @@ def measured_fps(rec: Recording) -> float | None:
 
 def _design(rec: Recording, params: AnalysisParams, warn: list[str]):
     fps = rec.fps
-    nyq = fps / 2
     low = params.low_hz
     if params.high_hz is None:
         high = 15.0
+        # synthesized frames hold nothing above the measured frames' Nyquist frequency, only what the interpolator
+        # made up there: the automatic band stays where the measured recording's would be
         measured = measured_fps(rec)
-        if measured is not None and high >= 0.4 * measured:
-            # synthesized frames hold nothing above the measured frames' Nyquist frequency, only what the
-            # interpolator made up there: the automatic band stays where the measured recording's would be
-            high = round(0.4 * measured, 3)
-            warn.append(f"the measured frames of this video come at {measured:g} fps (the others are synthesized), so "
-                        f"the default high edge is {high:g} Hz, 80% of their Nyquist frequency: above it the "
-                        "synthesized frames carry nothing that was measured.")
-            check(low < high, f"at {measured:g} measured frames/s no band-pass above {low:g} Hz fits below their "
-                              "Nyquist frequency; choose a lower band-pass low edge.")
-        elif high >= 0.8 * nyq:
-            high = round(0.8 * nyq, 3)
-            warn.append(f"the default 15 Hz high edge is above 80% of Nyquist at {fps:g} fps; using {high:g} Hz.")
-            check(low < high, f"at {fps:g} fps no band-pass above {low:g} Hz fits below the Nyquist frequency; "
+        limit = 0.8 * (measured if measured is not None else fps) / 2
+        if high >= limit:
+            high = round(limit, 3)
+            if measured is not None:
+                warn.append(f"the measured frames of this video come at {measured:g} fps (the others are synthesized), "
+                            f"so the default high edge is {high:g} Hz, 80% of their Nyquist frequency: above it the "
+                            "synthesized frames carry nothing that was measured.")
+            else:
+                warn.append(f"the default 15 Hz high edge is above 80% of Nyquist at {fps:g} fps; using {high:g} Hz.")
+            rate = f"{measured:g} measured frames/s" if measured is not None else f"{fps:g} fps"
+            check(low < high, f"at {rate} no band-pass above {low:g} Hz fits below the Nyquist frequency; "
                               "choose a lower band-pass low edge.")
     else:
         high = params.high_hz

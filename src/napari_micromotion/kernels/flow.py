@@ -386,7 +386,7 @@ class FlowEstimator:
             avg = cv2.GaussianBlur(grids[f], (0, 0), s / f, borderType=cv2.BORDER_REFLECT)
             averages[k] = avg if f == 1 else cv2.resize(avg, (nx, ny), interpolation=cv2.INTER_LINEAR)
         p = self.params
-        fine = p.fine_window_px if p.engine == "lk" else 0.0
+        fine = self._fine[-1] if self._fine is not None else 0.0     # the small window _refine_large measured with
         out = np.empty_like(d, dtype=np.float32)
         _ici_kernel()(np.ascontiguousarray(d[0], np.float32), np.ascontiguousarray(d[1], np.float32), averages,
                       np.asarray(scales, np.float64), float(p.smooth_confidence * noise_px), float(p.window_px),
@@ -536,12 +536,14 @@ class FlowStream:
         n = self.n_frames
         if n < 2:
             self._noise = 0.0
+            self._noise_ready.set()
             return
         est = FlowEstimator(self.reference, self.params)
         starts = np.unique(np.linspace(0, n - 2, min(n_pairs, n - 1)).round().astype(int))
         per_pair = [self._pair_noise(*(est(np.asarray(self.video[int(i)], np.float32)) for i in (t, t + 1)))
                     for t in starts]
         self._noise = float(np.median(per_pair))
+        self._noise_ready.set()
 
     @property
     def n_frames(self) -> int:
@@ -588,8 +590,6 @@ class FlowStream:
 
         if not self._drift_done:
             self._measure_drift()
-        if smoothed and self._noise is not None:
-            self._noise_ready.set()
         cursors = [a for a, _ in self.parts]
         states: list[dict[str, Any]] = [{"smoothed": True} if smoothed else {} for _ in self.parts]
 
