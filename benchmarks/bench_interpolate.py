@@ -84,7 +84,13 @@ def protocol(video: np.ndarray, *, finetune_epochs: int, steps_per_epoch: int, t
     )
     from napari_micromotion.interpolate.files import load_default_interpolator
     from napari_micromotion.interpolate.flows import pair_flow
-    from napari_micromotion.interpolate.train import TrainSettings, finetune_windows, iter_train, make_samples
+    from napari_micromotion.interpolate.train import (
+        TrainSettings,
+        choose_windows,
+        finetune_windows,
+        iter_train,
+        make_samples,
+    )
     from napari_micromotion.progress import drive
 
     even = video[0::2]
@@ -92,9 +98,7 @@ def protocol(video: np.ndarray, *, finetune_epochs: int, steps_per_epoch: int, t
     net0, _ = load_default_interpolator()
     t0 = time.perf_counter()
     wins = finetune_windows(even.shape[0], [], (2,))
-    rng = np.random.default_rng(seed)
-    if len(wins) > 48:
-        wins = [wins[i] for i in np.sort(rng.choice(len(wins), 48, replace=False))]
+    wins = choose_windows(even, wins, 48, np.random.default_rng(seed))    # as the tool chooses them
     samples = drive(make_samples(even, wins, norm, engine=engine, crop_px=160, seed=seed))
     net = copy.deepcopy(net0)
     rec = drive(iter_train(net, samples, TrainSettings(steps=finetune_epochs * steps_per_epoch, batch=8, patch_px=64,

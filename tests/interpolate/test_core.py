@@ -24,7 +24,14 @@ from napari_micromotion.interpolate.files import (
     save_interpolator,
 )
 from napari_micromotion.interpolate.model import build_net
-from napari_micromotion.interpolate.train import TrainSettings, finetune_windows, iter_train, make_samples, mean_loss
+from napari_micromotion.interpolate.train import (
+    TrainSettings,
+    choose_windows,
+    finetune_windows,
+    iter_train,
+    make_samples,
+    mean_loss,
+)
 from napari_micromotion.progress import drive
 
 
@@ -118,6 +125,24 @@ def test_finetune_windows_never_touch_heldout_frames():
     wins = finetune_windows(40, held, spans=(2, 4))
     assert wins and all(not set(w.frames) & set(held.tolist()) for w in wins)
     assert {w.t for w in wins} == {0.25, 0.5, 0.75}
+
+
+def test_chosen_windows_keep_every_rare_fast_event():
+    # a quiet noisy movie with three one-frame flashes: a random draw of 12 of its 198 windows
+    # would usually miss them; the choice keeps the six windows whose ends straddle a flash
+    rng = np.random.default_rng(0)
+    video = rng.normal(100.0, 2.0, (200, 16, 16)).astype(np.float32)
+    flashes = (40, 90, 160)
+    video[list(flashes)] += 50.0
+    wins = finetune_windows(200, [], spans=(2,))
+    across = {w for w in wins if w.a in flashes or w.a + w.span in flashes}
+    assert len(across) == 6
+    got = choose_windows(video, wins, 12, np.random.default_rng(1))
+    assert len(got) == 12 and [w.a for w in got] == sorted(w.a for w in got)
+    assert across <= set(got)                                               # half: the largest changes
+    assert choose_windows(video, wins, 12, np.random.default_rng(1)) == got  # deterministic per generator seed
+    assert choose_windows(video, wins, 12, np.random.default_rng(2)) != got  # the other half drawn at random
+    assert choose_windows(video, wins[:5], 12, np.random.default_rng(1)) == wins[:5]
 
 
 def test_tiny_finetune_is_deterministic_and_lowers_the_loss(small_video):

@@ -303,7 +303,7 @@ def iter_interpolate(video: Any, fps: float, *, factor: int = 2, method: str = "
     seed, threads
         Seed of fine-tuning; CPU threads torch uses.
     """
-    from .train import TrainSettings, finetune_windows, iter_train, make_samples, mean_loss
+    from .train import TrainSettings, choose_windows, finetune_windows, iter_train, make_samples, mean_loss
 
     t_all = time.perf_counter()
     n, ny, nx = (int(v) for v in video.shape)
@@ -334,10 +334,7 @@ def iter_interpolate(video: Any, fps: float, *, factor: int = 2, method: str = "
             if not windows:
                 warnings.append("the video is too short to fine-tune on; the pretrained network is used as is.")
             else:
-                rng = np.random.default_rng(seed)
-                max_windows = 48
-                if len(windows) > max_windows:
-                    windows = [windows[i] for i in np.sort(rng.choice(len(windows), max_windows, replace=False))]
+                windows = choose_windows(video, windows, 48, np.random.default_rng(seed))
                 samples = yield from make_samples(video, windows, norm, engine=engine, crop_px=160, seed=seed)
                 net = copy.deepcopy(net0)
                 before = mean_loss(net, samples[:8])
