@@ -173,6 +173,7 @@ def downstream(quick: bool, threads: int) -> dict[str, Any]:
     from napari_micromotion.pipeline import AnalysisParams, iter_analysis
     from napari_micromotion.progress import drive
     from napari_micromotion.recording import Recording
+    from napari_micromotion.rois import polygon_mask
     from napari_micromotion.simulate import simulate
 
     n = 600 if quick else 1500
@@ -189,6 +190,36 @@ def downstream(quick: bool, threads: int) -> dict[str, Any]:
         return drive(iter_analysis(rec, sim.rois, replace(params, use_interpolated=True)))
 
     full = analyse(sim.transmission[: 2 * (n // 2) - 1], sim.fluorescence[: 2 * (n // 2) - 1])
+    masks = {roi.name: polygon_mask(roi.polygon, sim.transmission.shape[1:]) for roi in sim.rois}
+
+    def reference_scatter(key: tuple[str, str], ref: list[float]) -> float | None:
+        """SD (frames) of the full-rate beat times against the simulator's onsets, after their median offset."""
+        roi, source = key
+        role_moves = sim.truth["amplitude_px"].get(roi, 0.0) > 0
+        if source == "fluorescence":
+            if not sim.truth["has_calcium"].get(roi, False):
+                return None
+            truth = np.asarray(sim.truth["calcium_onsets_s"])
+        elif not role_moves:
+            return None
+        else:
+            truth = np.asarray(sim.truth["other_onsets_s" if roi == "other" else "calcium_onsets_s"])
+        e = [t - truth[np.argmin(np.abs(truth - t))] for t in ref if truth.size and np.min(np.abs(truth - t)) <= 0.3]
+        return round(float(np.std(np.asarray(e) - np.median(e)) * 50.0), 2) if len(e) >= 2 else None
+
+    def synthesized_error(chans: list[np.ndarray], method: str) -> dict[str, float] | None:
+        """RMS of each ROI's mean at the synthesized frames against the true odd frames (per channel)."""
+        if method.startswith("none"):
+            return None
+        out = {}
+        for name, got, truth in (("transmission", chans[0], sim.transmission), ("fluorescence", chans[1],
+                                                                                 sim.fluorescence)):
+            m = min(got.shape[0], truth.shape[0])
+            odd = np.arange(1, m, 2)
+            for roi, mk in masks.items():
+                d = got[odd][:, mk].astype(np.float64).mean(1) - truth[odd][:, mk].astype(np.float64).mean(1)
+                out[f"{roi}/{name}"] = round(float(np.sqrt(np.mean(d ** 2))), 2)
+        return out
     res: dict[str, Any] = {}
     for method in ("none (25 fps)", "linear", "learned"):
         chans = []
@@ -211,20 +242,27 @@ def downstream(quick: bool, threads: int) -> dict[str, Any]:
         diffs = {f"{roi}/{m}": round(s.score - sc_full[(roi, m)], 4)
                  for roi, m, s in ((s.roi, s.method, s) for s in r.roi_scores) if (roi, m) in sc_full
                  and np.isfinite(s.score) and np.isfinite(sc_full[(roi, m)])}
-        beat_err, missed, extra = [], 0, 0
-        for key in {(x.roi, x.source) for x in full.beats} | {(x.roi, x.source) for x in r.beats}:
+        beat_err, missed, extra, regions = [], 0, 0, {}
+        for key in sorted({(x.roi, x.source) for x in full.beats} | {(x.roi, x.source) for x in r.beats}):
             ref = sorted(x.time_s for x in full.beats if (x.roi, x.source) == key)
             got_t = sorted(x.time_s for x in r.beats if (x.roi, x.source) == key)
             used: set[int] = set()
+            errs, lost = [], 0
             for t in ref:                         # one-to-one: each full-rate beat takes the nearest unused one
                 cand = [(abs(g - t), j) for j, g in enumerate(got_t) if j not in used and abs(g - t) <= 0.2]
                 if cand:
                     e, j = min(cand)
                     used.add(j)
-                    beat_err.append(e * 50.0)
+                    errs.append(e * 50.0)
                 else:
-                    missed += 1
+                    lost += 1
+            beat_err += errs
+            missed += lost
             extra += len(got_t) - len(used)
+            regions[f"{key[0]}/{key[1]}"] = {
+                "full rate": len(ref), "matched": len(errs), "missed": lost, "extra": len(got_t) - len(used),
+                "worst |error| (frames)": round(max(errs), 2) if errs else None,
+                "full rate's own scatter against the truth (frames)": reference_scatter(key, ref)}
         res[method] = {"max |ROI score difference|": max(abs(v) for v in diffs.values()) if diffs else None,
                        "ROI score differences (this - full rate)": diffs,
                        "ROI scores": {f"{x.roi}/{x.method}": round(x.score, 4) for x in r.roi_scores},
@@ -234,6 +272,8 @@ def downstream(quick: bool, threads: int) -> dict[str, Any]:
                        "max |beat time error| of matched beats (frames at 50 fps)":
                            round(max(beat_err), 2) if beat_err else None,
                        "median |beat time error| (frames)": round(float(np.median(beat_err)), 2) if beat_err else None,
+                       "beats per region and source": regions,
+                       "ROI error at synthesized frames (RMS, ADU)": synthesized_error(chans, method),
                        "interpolation time (s, both channels)": round(seconds, 1)}
     return res
 
