@@ -110,9 +110,19 @@ def choose_windows(video: Any, windows: Sequence[Window], n: int, rng: np.random
     windows = list(windows)
     if len(windows) <= n:
         return windows
-    ends = sorted({f for w in windows for f in (w.a, w.a + w.span)})
-    small = {f: np.asarray(video[f], np.float32)[::step_px, ::step_px] for f in ends}
-    change = np.array([float(np.mean(np.abs(small[w.a + w.span] - small[w.a]))) for w in windows])
+    # one pass over the frames, keeping only the last max(span) + 1 subsampled ones (memory bounded)
+    by_end: dict[int, list[int]] = {}
+    for j, w in enumerate(windows):
+        by_end.setdefault(w.a + w.span, []).append(j)
+    keep = max(w.span for w in windows) + 1
+    first = min(w.a for w in windows)
+    recent: dict[int, np.ndarray] = {}
+    change = np.zeros(len(windows))
+    for f in range(first, max(by_end) + 1):
+        recent[f] = np.asarray(video[f], np.float32)[::step_px, ::step_px]
+        recent.pop(f - keep, None)
+        for j in by_end.get(f, ()):
+            change[j] = float(np.mean(np.abs(recent[f] - recent[windows[j].a])))
     top = np.argsort(-change, kind="stable")[: n // 2]
     rest = np.setdiff1d(np.arange(len(windows)), top)
     pick = np.sort(np.concatenate([top, rng.choice(rest, n - top.size, replace=False)]))
