@@ -169,6 +169,7 @@ def inference_fps(threads: int, n_pairs: int = 20) -> dict[str, float]:
 
 def downstream(quick: bool, threads: int) -> dict[str, Any]:
     """Analyse full rate vs half rate + x2 interpolation (linear and learned) of a simulated correlative recording."""
+    from napari_micromotion.beats import match_times
     from napari_micromotion.interpolate.core import iter_interpolate
     from napari_micromotion.pipeline import AnalysisParams, iter_analysis
     from napari_micromotion.progress import drive
@@ -216,8 +217,9 @@ def downstream(quick: bool, threads: int) -> dict[str, Any]:
                                                                                  sim.fluorescence)):
             m = min(got.shape[0], truth.shape[0])
             odd = np.arange(1, m, 2)
+            got_odd, truth_odd = got[odd].astype(np.float64), truth[odd].astype(np.float64)
             for roi, mk in masks.items():
-                d = got[odd][:, mk].astype(np.float64).mean(1) - truth[odd][:, mk].astype(np.float64).mean(1)
+                d = got_odd[:, mk].mean(1) - truth_odd[:, mk].mean(1)
                 out[f"{roi}/{name}"] = round(float(np.sqrt(np.mean(d ** 2))), 2)
         return out
     res: dict[str, Any] = {}
@@ -246,21 +248,15 @@ def downstream(quick: bool, threads: int) -> dict[str, Any]:
         for key in sorted({(x.roi, x.source) for x in full.beats} | {(x.roi, x.source) for x in r.beats}):
             ref = sorted(x.time_s for x in full.beats if (x.roi, x.source) == key)
             got_t = sorted(x.time_s for x in r.beats if (x.roi, x.source) == key)
-            used: set[int] = set()
-            errs, lost = [], 0
-            for t in ref:                         # one-to-one: each full-rate beat takes the nearest unused one
-                cand = [(abs(g - t), j) for j, g in enumerate(got_t) if j not in used and abs(g - t) <= 0.2]
-                if cand:
-                    e, j = min(cand)
-                    used.add(j)
-                    errs.append(e * 50.0)
-                else:
-                    lost += 1
+            # one-to-one: each full-rate beat takes the nearest unused one within 0.2 s
+            n_matched, signed = match_times(np.asarray(got_t), np.asarray(ref), 0.2)
+            errs = [abs(float(e)) * 50.0 for e in signed]
+            lost = len(ref) - n_matched
             beat_err += errs
             missed += lost
-            extra += len(got_t) - len(used)
+            extra += len(got_t) - n_matched
             regions[f"{key[0]}/{key[1]}"] = {
-                "full rate": len(ref), "matched": len(errs), "missed": lost, "extra": len(got_t) - len(used),
+                "full rate": len(ref), "matched": n_matched, "missed": lost, "extra": len(got_t) - n_matched,
                 "worst |error| (frames)": round(max(errs), 2) if errs else None,
                 "full rate's own scatter against the truth (frames)": reference_scatter(key, ref)}
         res[method] = {"max |ROI score difference|": max(abs(v) for v in diffs.values()) if diffs else None,
