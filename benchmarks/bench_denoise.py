@@ -13,7 +13,10 @@ rare single-cell events, a cell without dye) with its noise-free version as the 
   90 % trace corridors (all frames and held-out frames);
 * transients of every ROI and rare event: peak-time errors against the clean traces, and
   transients lost or invented (spikes found in the clean trace vs in each method's trace),
-  each lost one's size in SDs of the raw trace's noise; the cell without dye must stay flat;
+  each lost one's size in SDs of the raw trace's noise; the cell without dye must stay flat.
+  Beside this strict reading a detectable one: a lost transient counts only from 1 SD of the
+  raw trace's noise, and a peak within 1 frame of a clean peak's flat top (its frames within
+  0.1 raw-noise SDs of the maximum) is on time;
 * each region's dF/F0 trace error (RMS against the clean trace) for every method: the raw
   mean of a large ROI already averages thousands of pixels;
 * training time, inference frames/s at 256 x 256 (Monte-Carlo passes included), peak memory.
@@ -139,29 +142,59 @@ def roi_series(movie: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return (np.asarray(movie, np.float64).reshape(movie.shape[0], -1) @ w.T / w.sum(axis=1)).T
 
 
+#: a clean-trace transient smaller than this many SDs of the raw trace's noise is too small to call lost
+DETECTABLE_RAW_SD = 1.0
+#: frames around a clean peak within this many raw-noise SDs of its height are all "the peak" (a flat top)
+PEAK_TIE_RAW_SD = 0.1
+
+
 def transients(traces: dict[str, np.ndarray], clean: np.ndarray, fps: float) -> dict:
     """Spikes of each method's dF/F0 trace against those of the clean trace (peaks matched within 5 frames).
 
     Each method's entry also gives the size of every transient it lost, in SDs of the raw
     trace's noise (``traces["raw"]`` minus the clean trace, in dF/F0): the truth is detected on a
-    noise-free trace, so it can include blips far below what any recording shows.
+    noise-free trace, so it can include blips far below what any recording shows.  Two
+    readings are returned side by side:
+
+    * strict: every clean-trace spike, its peak the clean trace's maximum frame;
+    * detectable: only the clean-trace spikes at least ``DETECTABLE_RAW_SD`` raw-noise SDs
+      high count when lost, and a peak counts as found at the frames around the clean
+      maximum that are within ``PEAK_TIE_RAW_SD`` raw-noise SDs of it (a flat top has no
+      single peak frame: which of its frames is highest is decided by less than the noise).
     """
     from napari_micromotion.filters import detect_spikes, dff
 
     clean_dff = dff(clean, fps, window_s=5.0)
-    true_peaks = np.asarray(detect_spikes(clean_dff, fps, threshold_sd=8.0, refractory_s=0.4).peaks, float)
+    true_peaks = np.asarray(detect_spikes(clean_dff, fps, threshold_sd=8.0, refractory_s=0.4).peaks, int)
     raw_sd = float(np.std(dff(traces["raw"], fps, window_s=5.0) - clean_dff)) if "raw" in traces else float("nan")
+    med = float(np.median(clean_dff))
+    size_sd = np.array([(clean_dff[t] - med) / raw_sd for t in true_peaks])
+    detectable = size_sd >= DETECTABLE_RAW_SD
+    # each clean peak's flat top: the contiguous frames within PEAK_TIE_RAW_SD raw SDs of its height
+    tops = []
+    for t in true_peaks:
+        lo = hi = int(t)
+        floor = clean_dff[t] - PEAK_TIE_RAW_SD * raw_sd
+        while lo > 0 and clean_dff[lo - 1] >= floor:
+            lo -= 1
+        while hi < clean_dff.size - 1 and clean_dff[hi + 1] >= floor:
+            hi += 1
+        tops.append((lo, hi))
     out = {}
     for name, tr in traces.items():
         found = np.asarray(detect_spikes(dff(tr, fps, window_s=5.0), fps, threshold_sd=5.0, refractory_s=0.4).peaks,
                            float)
         err = [float(np.min(np.abs(found - t))) for t in true_peaks] if found.size else [np.inf] * true_peaks.size
+        err_top = ([float(np.min(np.maximum(0.0, np.maximum(lo - found, found - hi)))) for lo, hi in tops]
+                   if found.size else [np.inf] * true_peaks.size)
         matched = [e <= 5 for e in err]
         invented = int(sum(not np.any(np.abs(true_peaks - f) <= 5) for f in found))
-        lost_sd = [round(float(clean_dff[int(t)] - np.median(clean_dff)) / raw_sd, 2)
-                   for t, m in zip(true_peaks, matched) if not m]
+        lost_sd = [round(float(v), 2) for v, m in zip(size_sd, matched) if not m]
         out[name] = {"true": int(true_peaks.size), "lost": int(true_peaks.size - sum(matched)), "invented": invented,
-                     "peak_err_frames": [e for e in err if e <= 5], "lost_size_raw_sd": lost_sd}
+                     "peak_err_frames": [e for e in err if e <= 5], "lost_size_raw_sd": lost_sd,
+                     "true detectable": int(detectable.sum()),
+                     "lost detectable": int(sum(d and not m for d, m in zip(detectable, matched))),
+                     "peak_err_frames, flat tops": [e for e, m in zip(err_top, matched) if m]}
     return out
 
 
@@ -332,13 +365,19 @@ def main(argv: list[str] | None = None) -> dict:
     summary = {}
     for label in method_tr:
         errs = [e for r in trans for e in trans[r][label]["peak_err_frames"]]
+        tops = [e for r in trans for e in trans[r][label]["peak_err_frames, flat tops"]]
         summary[label] = {"true transients": int(sum(trans[r][label]["true"] for r in trans)),
                           "lost": int(sum(trans[r][label]["lost"] for r in trans)),
                           "invented": int(sum(trans[r][label]["invented"] for r in trans)),
                           "lost (region: sizes in raw-noise SDs)": {r: trans[r][label]["lost_size_raw_sd"]
                                                                     for r in trans if trans[r][label]["lost"]},
                           "peaks within 1 frame": f"{sum(e <= 1 for e in errs)} of {len(errs)}",
-                          "max |peak error| (frames)": int(max(errs)) if errs else None}
+                          "max |peak error| (frames)": int(max(errs)) if errs else None,
+                          "detectable reading": {
+                              "true transients >= 1 raw SD": int(sum(trans[r][label]["true detectable"] for r in trans)),
+                              "lost": int(sum(trans[r][label]["lost detectable"] for r in trans)),
+                              "peaks within 1 frame of the flat top": f"{sum(e <= 1 for e in tops)} of {len(tops)}",
+                              "max |peak error| to the flat top (frames)": max(tops) if tops else None}}
     details["transients"] = summary
     flat = {}
     for c in sim.truth["unloaded_centroids_yx"]:
@@ -374,6 +413,9 @@ def main(argv: list[str] | None = None) -> dict:
              "trace-corridor coverage 87-93 %": 0.87 <= cov["trace corridors, all frames (mean over ROIs)"] <= 0.93,
              "peaks within 1 frame": peak_ok,
              "no transient lost or invented": summary["ours"]["lost"] == 0 and summary["ours"]["invented"] == 0,
+             "detectable reading: peaks within 1 frame of the flat top, none >= 1 raw SD lost, none invented":
+                 (summary["ours"]["detectable reading"]["max |peak error| to the flat top (frames)"] or 0) <= 1
+                 and summary["ours"]["detectable reading"]["lost"] == 0 and summary["ours"]["invented"] == 0,
              "training <= 10 min": train_s <= 600, "inference >= 25 frames/s at 256x256": fps_256 >= 25}
     details["goals"] = {k: (None if v is None else bool(v)) for k, v in goals.items()}
     details["PSNR gains (dB)"] = {"over raw": round(p["ours"] - p["raw"], 2), "over best filter": round(p["ours"] - best_filt, 2),
