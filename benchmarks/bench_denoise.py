@@ -114,43 +114,6 @@ def run_n2v(py: Path, train: np.ndarray, video: np.ndarray, budget_s: float, thr
 
 
 # ---------------------------------------------------------------- measures
-class PeakRSS:
-    """Peak resident memory of this process (GiB) while a ``with`` block runs, polled every 20 ms.
-
-    ``ru_maxrss`` only ever grows over the whole process, so it cannot tell one method's
-    peak from the one before it; ``/proc/self/status`` gives the current resident size.
-    """
-
-    def __init__(self) -> None:
-        import threading
-
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self.gib = float("nan")
-
-    @staticmethod
-    def _rss_kib() -> int:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return 0
-
-    def _poll(self) -> None:
-        peak = self._rss_kib()
-        while not self._stop.wait(0.02):
-            peak = max(peak, self._rss_kib())
-        self.gib = max(peak, self._rss_kib()) / 2**20
-
-    def __enter__(self) -> "PeakRSS":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def psnr_db(x: np.ndarray, clean: np.ndarray, data_range: float) -> float:
     mse = float(np.mean((np.asarray(x, np.float64) - clean) ** 2))
     return 10 * np.log10(data_range ** 2 / mse)
@@ -290,12 +253,12 @@ def main(argv: list[str] | None = None) -> dict:
     movies: dict[str, np.ndarray] = {"raw": raw}
     rows["raw"] = {"psnr_db": psnr_db(raw, clean, dr)}
     for kind, label in (("gauss", "temporal Gaussian"), ("mean", "running mean")):
-        with PeakRSS() as mem:
+        with C.PeakMemory() as mem:
             s, f, p = best_filter(raw, clean, dr, kind)
         movies[label] = f
         rows[label] = {"psnr_db": p, "setting": f"{'sigma' if kind == 'gauss' else 'window'} {s} frames (best of "
                                                  f"{GAUSS_SIGMAS if kind == 'gauss' else MEAN_WINDOWS})",
-                       "peak_memory_gib": round(mem.gib, 2)}
+                       "peak_memory_gib": round(mem.peak_total / 2**30, 2)}
     # ours and the ablation, the same time budget
     common = dict(epochs=40, max_minutes=minutes, threads=args.threads, seed=0)
     if args.folds is not None:
@@ -304,7 +267,7 @@ def main(argv: list[str] | None = None) -> dict:
     variants = (("ours", "mean+sd"),) if args.no_ablation else (("ours", "mean+sd"), ("ours, no mean-image prior", "none"))
     for label, prior in variants:
         t0 = time.perf_counter()
-        with PeakRSS() as mem:
+        with C.PeakMemory() as mem:
             res = drive(iter_denoise(raw, fps, DenoiseParams(prior=prior, **common), sim.rois))
         wall = time.perf_counter() - t0
         results[label] = res
@@ -313,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows[label] = {"psnr_db": psnr_db(res.denoised, clean, dr), "train_s": res.timings_s["train"],
                        "steps": res.model.steps, "epochs_run": len(m["epoch_loss"]), "stopped": m["stopped_early"],
                        "predict_fps_incl_mc": m["inference_frames_per_s"], "whole_tool_s": round(wall, 1),
-                       "guard_flagged_fraction": m["guard"]["flagged_fraction"], "peak_memory_gib": round(mem.gib, 2)}
+                       "guard_flagged_fraction": m["guard"]["flagged_fraction"], "peak_memory_gib": round(mem.peak_total / 2**30, 2)}
     ours = results["ours"]
     train_s = float(ours.timings_s["train"])
     held = np.asarray(ours.metrics["heldout_frames"], int)
