@@ -419,7 +419,8 @@ def main(argv: list[str] | None = None) -> dict:
              "peaks within 1 frame": peak_ok,
              "no transient lost or invented": summary["ours"]["lost"] == 0 and summary["ours"]["invented"] == 0,
              "detectable reading: peaks within 1 frame of the flat top, none >= 1 raw SD lost, none invented":
-                 (summary["ours"]["detectable reading"]["max |peak error| to the flat top (frames)"] or 0) <= 1
+                 summary["ours"]["detectable reading"]["max |peak error| to the flat top (frames)"] is not None
+                 and summary["ours"]["detectable reading"]["max |peak error| to the flat top (frames)"] <= 1
                  and summary["ours"]["detectable reading"]["lost"] == 0 and summary["ours"]["invented"] == 0,
              "training <= 10 min": train_s <= 600, "inference >= 25 frames/s at 256x256": fps_256 >= 25}
     details["goals"] = {k: (None if v is None else bool(v)) for k, v in goals.items()}
