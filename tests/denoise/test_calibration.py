@@ -108,6 +108,34 @@ def test_slow_error_variance_comes_from_lagged_products_free_of_the_noise():
     assert white < 0.02 * 5.0                         # no slow error: (almost) nothing
 
 
+@pytest.mark.parametrize("scale", [0.4, 3.0])
+def test_corridors_sized_on_the_residuals_cover_a_gaussian_slow_bias_of_any_size(scale):
+    """With a camera model the corridor is sized on the ROI's residuals; a slow bias that is Gaussian over
+    time (0.6 or 5 times the ROI mean's noise SD) must be covered 87-93 %, on held-out and training frames.
+    (A corridor that assumes the slow error is an offset of fixed size, lighter-tailed than a Gaussian,
+    covers 77-85 % here.)"""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(5)
+    n, size = 3000, 24
+    clean = np.full((n, size, size), 100.0)
+    raw = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
+    bias = scale * _slow(n, 0.01, 60.0, rng)
+    mu = (clean + bias[:, None, None]).astype(np.float32)
+    sd = np.full(mu.shape, 0.005, np.float32)
+    mask = np.zeros((1, size, size), bool)
+    mask[0, 4:20, 4:20] = True
+    held = np.arange(0, n, 2)
+    in_sample = np.ones(n, bool)
+    in_sample[held] = False
+    tr = roi_traces(raw, mu, sd, SimpleNamespace(names=["cell"], masks=mask), None, 50.0, n_samples=400,
+                    heldout=held, context=4, camera=CameraModel(0.0, 1.0, 1e-6), in_sample=in_sample)
+    truth = clean[:, mask[0]].mean(axis=1)
+    coverage = float(np.mean((truth >= tr.mean_lo["cell"]) & (truth <= tr.mean_hi["cell"])))
+    assert set(tr.factors["cell"]) == {"out of sample", "in sample"}
+    assert 0.87 <= coverage <= 0.93, coverage
+
+
 def test_slow_error_variance_uses_only_pairs_of_out_of_sample_frames():
     resid = np.ones(40)
     resid[10:20] = 100.0                              # a training block: its residuals must not count
