@@ -108,30 +108,46 @@ def test_slow_error_variance_comes_from_lagged_products_free_of_the_noise():
     assert white < 0.02 * 5.0                         # no slow error: (almost) nothing
 
 
+def _slow_bias_movie(n, scale, seed=5):
+    """A flat 24 x 24 px movie with unit camera noise, denoised = truth + a slow AR(1) bias of SD ``0.1 scale``
+    shared by a 16 x 16 px ROI (the network's own SD, 0.005, misses it).
+
+    Returns ``raw, mu, sd, masks, truth, bias`` (``masks`` what roi_traces reads of RoiMasks, ``truth`` the
+    ROI's clean mean).
+    """
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(seed)
+    size = 24
+    clean = np.full((n, size, size), 100.0)
+    raw = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
+    bias = scale * _slow(n, 0.01, 60.0, rng)          # scale 1: SD ~0.1, far below one pixel's noise, ~1.6 x the ROI mean's
+    mu = (clean + bias[:, None, None]).astype(np.float32)
+    sd = np.full(mu.shape, 0.005, np.float32)
+    mask = np.zeros((1, size, size), bool)
+    mask[0, 4:20, 4:20] = True
+    return raw, mu, sd, SimpleNamespace(names=["cell"], masks=mask), clean[:, mask[0]].mean(axis=1), bias
+
+
+def _coverage(tr, truth):
+    """Share of frames whose clean ROI mean lies within the corridor."""
+    return float(np.mean((truth >= tr.mean_lo["cell"]) & (truth <= tr.mean_hi["cell"])))
+
+
 @pytest.mark.parametrize("scale", [0.4, 3.0])
 def test_corridors_sized_on_the_residuals_cover_a_gaussian_slow_bias_of_any_size(scale):
     """With a camera model the corridor is sized on the ROI's residuals; a slow bias that is Gaussian over
     time (0.6 or 5 times the ROI mean's noise SD) must be covered 87-93 %, on held-out and training frames.
     (A corridor that assumes the slow error is an offset of fixed size, lighter-tailed than a Gaussian,
     covers 77-85 % here.)"""
-    from types import SimpleNamespace
-
-    rng = np.random.default_rng(5)
-    n, size = 3000, 24
-    clean = np.full((n, size, size), 100.0)
-    raw = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
-    bias = scale * _slow(n, 0.01, 60.0, rng)
-    mu = (clean + bias[:, None, None]).astype(np.float32)
-    sd = np.full(mu.shape, 0.005, np.float32)
-    mask = np.zeros((1, size, size), bool)
-    mask[0, 4:20, 4:20] = True
+    n = 3000
+    raw, mu, sd, masks, truth, _ = _slow_bias_movie(n, scale)
     held = np.arange(0, n, 2)
     in_sample = np.ones(n, bool)
     in_sample[held] = False
-    tr = roi_traces(raw, mu, sd, SimpleNamespace(names=["cell"], masks=mask), None, 50.0, n_samples=400,
+    tr = roi_traces(raw, mu, sd, masks, None, 50.0, n_samples=400,
                     heldout=held, context=4, camera=CameraModel(0.0, 1.0, 1e-6), in_sample=in_sample)
-    truth = clean[:, mask[0]].mean(axis=1)
-    coverage = float(np.mean((truth >= tr.mean_lo["cell"]) & (truth <= tr.mean_hi["cell"])))
+    coverage = _coverage(tr, truth)
     assert set(tr.factors["cell"]) == {"out of sample", "in sample"}
     assert 0.87 <= coverage <= 0.93, coverage
 
@@ -146,23 +162,12 @@ def test_slow_error_variance_uses_only_pairs_of_out_of_sample_frames():
 
 def test_corridors_cover_a_slow_shared_bias_the_pixel_sd_does_not_show():
     """Denoised = truth + a slow bias shared by the ROI: the corridor must widen to cover ~90 % of it."""
-    from types import SimpleNamespace
-
-    rng = np.random.default_rng(5)
-    n, size = 6000, 24
-    clean = np.full((n, size, size), 100.0)
-    raw = (clean + rng.standard_normal(clean.shape)).astype(np.float32)
-    bias = _slow(n, 0.01, 60.0, rng)                  # SD ~0.1: far below one pixel's noise, ~1.6 x the ROI mean's
-    mu = (clean + bias[:, None, None]).astype(np.float32)
-    sd = np.full(mu.shape, 0.005, np.float32)         # the network's own SD misses the bias
-    mask = np.zeros((1, size, size), bool)
-    mask[0, 4:20, 4:20] = True
-    masks = SimpleNamespace(names=["cell"], masks=mask)            # what roi_traces reads of RoiMasks
-    truth = clean[:, mask[0]].mean(axis=1)
+    n = 6000
+    raw, mu, sd, masks, truth, bias = _slow_bias_movie(n, 1.0)
 
     def coverage(heldout):
         tr = roi_traces(raw, mu, sd, masks, None, 50.0, n_samples=400, heldout=heldout, context=4)
-        return float(np.mean((truth >= tr.mean_lo["cell"]) & (truth <= tr.mean_hi["cell"]))), tr
+        return _coverage(tr, truth), tr
 
     without, _ = coverage(None)
     with_slow, tr = coverage(np.arange(n))
