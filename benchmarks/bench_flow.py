@@ -12,9 +12,10 @@ Four measurements, all in one run:
 2. *Simulator*: the project's simulator (256 x 256 px, cells contracting by up to 4 px,
    stage drift, shot noise) with its exact displacement fields; EPE binned by the true
    displacement over the frames' moving pixels, ours (drift removal included) and
-   mps_motion's against the same reference image.  Also each engine on the simulator's
-   noise-free frames against the noise-free reference: the error that remains without any
-   noise, from the estimator's window meeting the field's jump at a contracting cell's rim.
+   mps_motion's against the same reference image; ours also without its strain correction
+   (the ablation).  Also each engine on the simulator's noise-free frames against the
+   noise-free reference: the error that remains without any noise, from the estimator's
+   window meeting the field's steep fall at a contracting cell's rim.
 3. *Speed* at 256 x 256: the whole motion tool (fields, traces, beats, maps) in frames
    per second, and mps_motion's ``OpticalFlow(...).get_displacements()`` on the same
    frames (fields only), best of two runs each, alternated.
@@ -33,6 +34,7 @@ Usage: ``python benchmarks/bench_flow.py [--quick]``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -289,12 +291,27 @@ def main(argv: list[str] | None = None) -> dict:
     details["simulator: ours without the adaptive smoothing (the fields region traces average)"] = binned(
         raw[sample] + stream.drift[sample][:, :, None, None], truth)
     del raw
+    # the same estimate without the strain correction (its ablation, in the same run)
+    plain = dataclasses.replace(fp, strain_correction=False)
+    plain_stream = FlowStream(video, ref, plain, fps=sp.fps)
+    keep = {int(i): j for j, i in enumerate(sample)}
+    plain_fields = np.zeros((len(sample), 2, 256, 256), np.float32)
+    for first, block, _, smooth in plain_stream.blocks(smoothed=True):
+        for i in range(len(block)):
+            if first + i in keep:
+                plain_fields[keep[first + i]] = smooth[i] + plain_stream.drift[first + i][:, None, None]
+    details["simulator: ours without the strain correction (--no-flow-strain-correction)"] = binned(plain_fields,
+                                                                                                   truth)
+    del plain_fields
     sim_ok = goal_ok(sim_ours)
     # the same frames without noise, against the noise-free reference: what each estimator's own bias leaves
     # (the simulated field jumps to zero at the rim of a contracting cell, which every windowed estimator blurs)
     clean_ref = sim_obj.transmission_clean[a:a + k].mean(axis=0)
     bound = {}
-    for label, kw in (("lk (ours, default window 4 px)", {}), ("lk, window 2 px", {"window_px": 2.0}),
+    for label, kw in (("lk (ours, default window 4 px)", {}),
+                      ("lk (ours) without the strain correction", {"strain_correction": False}),
+                      ("lk, window 2 px", {"window_px": 2.0}),
+                      ("lk, window 2 px, without the strain correction", {"window_px": 2.0, "strain_correction": False}),
                       ("lk, window 2 px, small window 1 px", {"window_px": 2.0, "fine_window_px": 1.0}),
                       ("farneback", {"engine": "farneback"}), ("dis", {"engine": "dis"})):
         est = FlowEstimator(clean_ref, FlowParams(smooth_px=0.0, remove_drift=False, **kw))

@@ -225,3 +225,65 @@ def test_large_motion_is_refined_over_the_small_window_at_a_cells_outline(textur
     np.testing.assert_array_equal(on, off)
     with pytest.raises(MicromotionError, match="large motion"):
         FlowParams(fine_window_px=-1.0).validate()
+
+
+def test_strain_correction_takes_out_the_bias_of_a_window_whose_texture_sits_on_one_side():
+    """One Lucas-Kanade step on a slow stretch: left of the middle textured, right of it nearly flat.
+
+    A window just right of the middle draws its gradient energy from the left, so without the
+    correction it reads the displacement a few pixels to the left (too small for a stretch
+    growing to the right).
+    """
+    rng = np.random.default_rng(0)
+    tex = 1000 + 200 * ndimage.gaussian_filter(rng.standard_normal((N, N)), 1.5)
+    tex[:, N // 2:] = 1000 + 2 * ndimage.gaussian_filter(rng.standard_normal((N, N // 2)), 1.5)
+    yy, xx = np.mgrid[0:N, 0:N].astype(np.float64)
+    eps = 0.002
+    frame = ndimage.map_coordinates(tex, [yy, xx - eps * (xx - N / 2)], order=3, mode="mirror")
+    truth_x = eps / (1 - eps) * (xx - N / 2)             # content at x in the reference is at x + truth_x
+    near = (slice(16, -16), slice(N // 2 + 1, N // 2 + 6))
+    bias = {}
+    for on in (False, True):
+        est = FlowEstimator(tex, FlowParams(strain_correction=on, remove_drift=False, levels=1, iterations=1,
+                                            fine_window_px=0.0))(frame)
+        bias[on] = float(np.abs(np.median((est[1] - truth_x)[near])))
+    assert bias[True] < 0.85 * bias[False]
+
+
+def test_strain_correction_lowers_the_error_on_the_simulators_contracting_cells():
+    """Noise-free simulated frames: the error at the cells' steep rims falls (0.23 -> 0.19 when written)."""
+    from napari_micromotion.simulate import SimulationParams, Simulator, simulate
+
+    sp = SimulationParams(n_frames=100, size=128, seed=4, strong_px=4.0)
+    clean = simulate(sp, clean=True).transmission_clean.astype(np.float32)
+    sim = Simulator(sp)
+
+    def field(i):
+        return np.tensordot(sim._courses[:, i], sim._fields, axes=(0, 0)) + sim.stage[i][:, None, None]
+
+    amp = np.array([np.abs(field(i) - sim.stage[i][:, None, None]).max() for i in range(sp.n_frames)])
+    r = int(np.argmin(amp))
+    assert amp[r] < 0.01 and amp.max() > 2.0
+    yy, xx = np.mgrid[0:128, 0:128].astype(np.float64)
+    d0 = field(r)
+    frames = [i for i in range(sp.n_frames) if amp[i] > 1.0][::3]
+    truths = []
+    for i in frames:                      # frame(x + d) = reference(x): d = D(x + d) - d0, by fixed point
+        D = field(i)
+        d = D - d0
+        for _ in range(5):
+            d = np.stack([ndimage.map_coordinates(D[c], [yy + d[0], xx + d[1]], order=1, mode="nearest")
+                          for c in (0, 1)]) - d0
+        truths.append(d)
+    inner = (slice(None), slice(8, -8), slice(8, -8))
+    errs = {}
+    for on in (False, True):
+        est = FlowEstimator(clean[r], FlowParams(strain_correction=on, remove_drift=False, smooth_px=0.0))
+        rel = []
+        for i, d in zip(frames, truths):
+            mag = np.hypot(*d[inner])
+            sel = (mag >= 0.5) & (mag < 2.0)
+            rel.append((np.hypot(*(est(clean[i]) - d)[inner]) / np.maximum(mag, 1e-9))[sel])
+        errs[on] = float(np.median(np.concatenate(rel)))
+    assert errs[True] < 0.9 * errs[False]
+    assert errs[True] < 0.22
