@@ -288,18 +288,10 @@ def _with_dependencies(names: Sequence[str]) -> list[str]:
 def measured_fps(rec: Recording) -> float | None:
     """The rate of the measured frames of a video that holds synthesized (interpolated) ones, else ``None``.
 
-    From the interpolation factor ``K`` the marker records (``fps / K``), or, when only a
-    ``synthesized.csv`` marked the file, from the count of synthesized frames:
-    ``(N - 1) * K + 1`` frames hold ``N`` measured ones.
+    ``fps / K`` with ``K`` = :attr:`Recording.measured_every` (the interpolation factor the
+    marker records, or one derived from the count of synthesized frames).
     """
-    synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
-    if not synth:
-        return None
-    k = int(synth.get("factor") or 0)
-    if k < 2:
-        measured = rec.n_frames - int(synth.get("synthesized_frames") or 0)
-        if measured >= 2 and measured < rec.n_frames:
-            k = int(round((rec.n_frames - 1) / (measured - 1)))
+    k = rec.measured_every
     return rec.fps / k if k >= 2 else None
 
 

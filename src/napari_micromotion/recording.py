@@ -149,6 +149,27 @@ class Recording:
         return self.n_frames / self.fps
 
     @property
+    def measured_every(self) -> int:
+        """``K`` when only every ``K``-th frame was measured (a video of the interpolate tool), else 1.
+
+        From the interpolation factor the provenance's ``synthesized_frames`` marker records,
+        or, when only a ``synthesized.csv`` marked the file, from the count of synthesized
+        frames: ``(N - 1) * K + 1`` frames hold ``N`` measured ones (frames ``0, K, 2K, ...``).
+        Noise measured from consecutive frames is to be measured on those frames only: a
+        synthesized frame is a blend of its measured neighbours, so the frame-to-frame
+        differences of an interpolated video understate the noise.
+        """
+        synth = self.provenance.get("synthesized_frames") if isinstance(self.provenance, dict) else None
+        if not synth:
+            return 1
+        k = int(synth.get("factor") or 0)
+        if k < 2:
+            measured = self.n_frames - int(synth.get("synthesized_frames") or 0)
+            if 2 <= measured < self.n_frames:
+                k = int(round((self.n_frames - 1) / (measured - 1)))
+        return k if k >= 2 else 1
+
+    @property
     def has_fluorescence(self) -> bool:
         """Whether a ground truth is available."""
         return self.fluorescence is not None

@@ -85,3 +85,25 @@ def test_noisy_flat_topped_beats_are_timed_by_their_average_beat():
     a = [b.peak_time_s for b in find_contraction_beats(clean, FPS)]
     b = [b.peak_time_s for b in find_contraction_beats(clean, FPS, ContractionBeatParams(align_noise=10.0))]
     np.testing.assert_array_equal(a, b)
+
+
+def _every_second_synthesized(y):
+    """*y* with a linearly interpolated sample between each two (as ``interpolate --factor 2 --method linear``)."""
+    out = np.empty(2 * y.size - 1)
+    out[0::2] = y
+    out[1::2] = 0.5 * (y[:-1] + y[1:])
+    return out
+
+
+def test_an_interpolated_trace_gives_the_beats_of_its_measured_frames():
+    """A synthesized sample halves its differences to its neighbours, which would halve the noise read from them."""
+    onsets = np.arange(1.0, 28.0, 2.0)
+    measured = _trace(onsets, n=1500, amp=0.2, noise=0.01, seed=4)[::2]     # 25 fps, beats ~10 noise SDs high
+    found = find_contraction_beats(measured, 25.0)
+    assert len(found) == len(onsets)
+    interp = _every_second_synthesized(measured)
+    fixed = find_contraction_beats(interp, 50.0, measured_every=2)
+    assert len(fixed) == len(found)
+    assert np.max(np.abs(np.array([b.onset_s for b in fixed]) - [b.onset_s for b in found])) < 0.1   # the same beats
+    # reading the noise from every frame lets noise through as beats
+    assert len(find_contraction_beats(interp, 50.0)) > len(onsets)

@@ -103,3 +103,15 @@ def test_large_regions_get_larger_blocks_and_bounded_memory():
     small.add(0, f)
     np.testing.assert_allclose(small.data[0][:, 0], 0.3, rtol=1e-6)
     np.testing.assert_allclose(small.data[0][:, 1], 0.0, atol=1e-7)
+
+
+def test_an_interpolated_fields_noise_edge_comes_from_its_measured_frames():
+    """Pure noise, every second frame synthesized (the mean of its neighbours): one component, as measured."""
+    x = np.random.default_rng(4).normal(0, 1, (400, 2, 30)).astype(np.float32)
+    interp = np.empty((799, 2, 30), np.float32)
+    interp[0::2] = x
+    interp[1::2] = 0.5 * (x[:-1] + x[1:])
+    w = np.ones(30)
+    assert low_rank(x, w).rank == 1
+    assert low_rank(interp, w, measured_every=2).rank == 1
+    assert low_rank(interp, w).rank > 10          # the synthesized frames' differences understate the noise

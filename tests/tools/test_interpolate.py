@@ -158,6 +158,7 @@ def test_the_automatic_band_stays_below_the_measured_frames_nyquist(video, outpu
     folder, factor = outputs["linear"]
     rec = read_recording(folder / "interpolated.tif")
     assert rec.fps == pytest.approx(FPS * factor) and measured_fps(rec) == pytest.approx(FPS)
+    assert rec.measured_every == factor and read_recording(video).measured_every == 1
     plan = plan_analysis(rec, [], AnalysisParams(methods=("bandpass",), use_interpolated=True))
     assert plan.ctx.design.high_hz == pytest.approx(0.4 * FPS)          # 10 Hz, not the 15 Hz default
     assert any("measured frames" in w for w in plan.ctx.warnings)
@@ -171,7 +172,7 @@ def test_the_automatic_band_stays_below_the_measured_frames_nyquist(video, outpu
     tifffile.imwrite(plain, tifffile.imread(folder / "interpolated.tif"))
     (plain.parent / "synthesized.csv").write_text((folder / "synthesized.csv").read_text())
     copy = read_recording(plain, fps=FPS * factor)
-    assert measured_fps(copy) == pytest.approx(FPS)
+    assert measured_fps(copy) == pytest.approx(FPS) and copy.measured_every == factor
     assert plan_analysis(copy, [], AnalysisParams(methods=("bandpass",), use_interpolated=True)).ctx.design.high_hz \
         == pytest.approx(0.4 * FPS)
     # a high edge the user chose is kept, and a measured video at the same rate keeps the 15 Hz default

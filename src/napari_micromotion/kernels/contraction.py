@@ -207,7 +207,7 @@ def _crossing(y: np.ndarray, level: float, start: int, stop: int, step: int) -> 
 
 
 def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBeatParams = ContractionBeatParams(),
-                           speed: np.ndarray | None = None) -> list[ContractionBeat]:
+                           speed: np.ndarray | None = None, measured_every: int = 1) -> list[ContractionBeat]:
     """Every contraction-relaxation cycle of a contraction *trace* ``(T,)`` (see the module docstring).
 
     Parameters
@@ -220,6 +220,11 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
         :class:`ContractionBeatParams`.
     speed
         ``(T,)`` the region's speed (displacement per second); default: the trace's derivative.
+    measured_every
+        ``K`` when only frames ``0, K, 2K, ...`` were measured (an interpolated video,
+        :attr:`~napari_micromotion.recording.Recording.measured_every`): the noise is measured
+        on those frames alone, since a synthesized frame halves its differences to its
+        neighbours and the threshold would fall with them.
     """
     y = np.asarray(trace, np.float64)
     n = y.size
@@ -228,7 +233,7 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
     signed = speed is None          # the derivative: rising is contraction, falling relaxation
     v = np.gradient(y) * fps if signed else np.asarray(speed, np.float64)
     rest = float(np.percentile(y, 20))
-    noise = _robust_sd(y)
+    noise = _robust_sd(y[::max(1, int(measured_every))])
     top = float(y.max() - rest)
     height = max(params.threshold_sd * noise, params.rel_prominence * top, 1e-12)
     distance = max(1, int(round(params.refractory_s * fps)))

@@ -55,7 +55,8 @@ class LowRank:
     noise_edge: float
 
 
-def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, max_rank: int | None = None) -> LowRank:
+def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, max_rank: int | None = None,
+             measured_every: int = 1) -> LowRank:
     """Keep the principal components of block fields *x* ``(T, 2, B)`` that stand out of the noise.
 
     Parameters
@@ -70,6 +71,10 @@ def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, ma
         Components whose singular value exceeds this multiple of the noise edge are kept.
     max_rank
         Keep at most this many (default: no limit).
+    measured_every
+        ``K`` when only frames ``0, K, 2K, ...`` were measured (an interpolated video): the
+        noise edge comes from the differences of those frames (a synthesized frame's
+        differences to its neighbours understate the noise).
     """
     t_len, two, n_blocks = x.shape
     if t_len < 3:
@@ -93,7 +98,7 @@ def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, ma
             return v[:, :k].astype(np.float32)
         return ((xc.T @ v[:, :k].astype(np.float32)) / s[:k].astype(np.float32)).astype(np.float32)
 
-    diff = np.diff(xs, axis=0) * np.float32(1.0 / math.sqrt(2.0))
+    diff = np.diff(xs[::max(1, int(measured_every))], axis=0) * np.float32(1.0 / math.sqrt(2.0))
     k, edge = 1, 0.0
     for step in range(4):
         # the noise edge from the frame differences outside the motion found so far (without that, frequent
@@ -211,10 +216,10 @@ class RegionFields:
                     small = cv2.resize(src, (src.shape[1] // b, src.shape[0] // b), interpolation=cv2.INTER_AREA)
                     out[first + i, c] = small.ravel()[keep] * (area / cnt)
 
-    def traces(self, fps: float, *, denoise: bool = True, edge_factor: float = 1.2
+    def traces(self, fps: float, *, denoise: bool = True, edge_factor: float = 1.2, measured_every: int = 1
                ) -> tuple[np.ndarray, np.ndarray, list[LowRank | None]]:
         """``(R, T)`` contraction traces (mean displacement magnitude, px), ``(R, T)`` speeds (px/s), and per region
-        the :class:`LowRank` it kept (``None`` without *denoise*)."""
+        the :class:`LowRank` it kept (``None`` without *denoise*; *measured_every*: see :func:`low_rank`)."""
         n_regions = len(self.data)
         t_len = self.data[0].shape[0] if n_regions else 0
         disp = np.zeros((n_regions, t_len))
@@ -224,7 +229,7 @@ class RegionFields:
             if not cnt.size:
                 kept.append(None)
                 continue
-            lr = low_rank(x, cnt, edge_factor=edge_factor) if denoise else None
+            lr = low_rank(x, cnt, edge_factor=edge_factor, measured_every=measured_every) if denoise else None
             f = lr.field if lr is not None else x
             kept.append(lr)
             w = cnt / cnt.sum()

@@ -154,7 +154,7 @@ class FlowMagnitude(Method):
             raise
         traces: dict[str, np.ndarray] = {}
         if collector is not None:
-            disp, _, _ = collector.traces(ctx.fps)
+            disp, _, _ = collector.traces(ctx.fps, measured_every=ctx.recording.measured_every)
             traces = {name: disp[k].astype(np.float32) for k, name in enumerate(names)}
         state = FlowState(path=path, shape=(n, ny * nx), reference_frame=ref, field_trace=trace.astype(np.float32),
                           region_traces=traces)
@@ -182,7 +182,8 @@ class FlowMagnitude(Method):
         beats: list[BeatRow] = []
         rates: list[BeatRateRow] = []
         for name, kind, trace in regions:
-            found = find_contraction_beats(np.asarray(trace, np.float64), ctx.fps, params.beats)
+            found = find_contraction_beats(np.asarray(trace, np.float64), ctx.fps, params.beats,
+                                           measured_every=ctx.recording.measured_every)
             peaks = np.array([b.peak_time_s for b in found])
             rr = np.diff(peaks)
             for k, b in enumerate(found):

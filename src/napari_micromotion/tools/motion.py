@@ -236,6 +236,8 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     video = recording.transmission
     n, (ny, nx) = recording.n_frames, recording.frame_shape
     fps = recording.fps
+    # an interpolated video (only every K-th frame measured): noise is read from the measured frames
+    every = int(getattr(recording, "measured_every", 1) or 1)
     check(n >= 3, f"the video has {n} frames; motion needs at least 3.")
     yield Progress("motion", 0.0, "choosing the reference frame")
     if str(params.reference).strip().lower() in ("", "auto"):
@@ -296,14 +298,14 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     components: dict[str, int] = {}
     if collector is not None:
         yield Progress("motion", 0.97, "taking the noise out of the region traces")
-        disp, speed, kept = collector.traces(fps)
+        disp, speed, kept = collector.traces(fps, measured_every=every)
         components = {r: (lr.rank if lr is not None else 0) for r, lr in zip(regions, kept)}
     beats: list[BeatRow] = []
     beat_params: list[BeatParamRow] = []
     rates: list[BeatRateRow] = []
     px = recording.pixel_size_um
     for k, (region, kind) in enumerate(zip(regions, kinds)):
-        found = find_contraction_beats(disp[k], fps, params.beats, speed=speed[k])
+        found = find_contraction_beats(disp[k], fps, params.beats, speed=speed[k], measured_every=every)
         peaks = np.array([b.peak_time_s for b in found])
         stats = beat_stats(peaks)
         rates.append(BeatRateRow(roi=region, kind=kind, source=MOTION_SOURCE, **stats))
