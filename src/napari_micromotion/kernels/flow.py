@@ -604,8 +604,9 @@ class FlowStream:
         scale = np.array([ny / small[1], nx / small[0]], np.float32)
 
         def part(start: int, stop: int) -> None:
+            # the drift is the field's median: the strain correction would change nothing there but the cost
             est = FlowEstimator(ref, FlowParams(window_px=2.0, levels=2, remove_drift=False, smooth_px=0.0,
-                                                fine_window_px=0.0))
+                                                fine_window_px=0.0, strain_correction=False))
             for a in range(start, stop, 256):
                 block = np.asarray(self.video[a:min(a + 256, stop)], np.float32)
                 for i, frame in enumerate(block):
