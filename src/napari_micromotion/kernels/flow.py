@@ -66,6 +66,9 @@ PRESMOOTH_PX = 1.0
 RAYLEIGH_MEDIAN = math.sqrt(4.0 * math.log(2.0))
 #: Gaussian SD (px) of the smoothing before the gradient of an update is read (strain correction)
 STRAIN_SMOOTH_PX = 1.0
+#: the strain correction blends in from this displacement (px), fully from twice it: below, its own noise
+#: outweighs the bias it removes (on the simulator it cost 0.5 points at 0.2-0.5 px and 0.0007 px below)
+STRAIN_FROM_PX = 0.3
 #: ratio of neighbouring smoothing scales
 SCALE_STEP = 2.0
 
@@ -104,11 +107,12 @@ _ICI_LOCK = threading.Lock()
 
 
 def _unstrain_kernel() -> Any:
-    """``ux -= A_x de/dx + A_y de/dy`` in place, per pixel (numba; see :meth:`FlowEstimator._unstrain`).
+    """``u -= w (A_x de/dx + A_y de/dy)`` in place, per pixel (numba; see :meth:`FlowEstimator._unstrain`).
 
     ``de/dx``, ``de/dy`` of the smoothed update ``(ex, ey)`` are central differences
     (edge pixels: one-sided); *strain* holds ``A_x``, ``A_y`` as
-    :meth:`FlowEstimator._strain_operator` returns them.
+    :meth:`FlowEstimator._strain_operator` returns them.  ``w`` is 0 where the field after
+    the update, ``(dx + ux, dy + uy)``, is at most *start* px long, 1 from twice that.
     """
     global _UNSTRAIN
     with _ICI_LOCK:
@@ -116,17 +120,24 @@ def _unstrain_kernel() -> Any:
             import numba
 
             @numba.njit(cache=True, nogil=True, fastmath=True)
-            def unstrain(ex, ey, strain, ux, uy):  # pragma: no cover
+            def unstrain(ex, ey, strain, ux, uy, dx, dy, start):  # pragma: no cover
                 ny, nx = ex.shape
                 half = np.float32(0.5)
+                inv = np.float32(1.0 / start)
+                start2 = np.float32(start * start)
                 for y in range(ny):
                     y0, y1 = max(y - 1, 0), min(y + 1, ny - 1)
                     hy = half if y1 - y0 == 2 else np.float32(1.0 if y1 > y0 else 0.0)
                     ax0, ax1, ax4, ax5 = strain[0, y], strain[1, y], strain[4, y], strain[5, y]
                     ay2, ay3, ay6, ay7 = strain[2, y], strain[3, y], strain[6, y], strain[7, y]
                     exr, eyr, exa, exb, eya, eyb = ex[y], ey[y], ex[y0], ex[y1], ey[y0], ey[y1]
-                    uxr, uyr = ux[y], uy[y]
+                    uxr, uyr, dxr, dyr = ux[y], uy[y], dx[y], dy[y]
                     for x in range(nx):
+                        tx, ty = dxr[x] + uxr[x], dyr[x] + uyr[x]
+                        m2 = tx * tx + ty * ty
+                        if m2 <= start2:
+                            continue          # small motion: left as measured (the correction carries noise)
+                        w = min(math.sqrt(m2) * inv - np.float32(1.0), np.float32(1.0))
                         if 0 < x < nx - 1:
                             exx = (exr[x + 1] - exr[x - 1]) * half
                             eyx = (eyr[x + 1] - eyr[x - 1]) * half
@@ -138,8 +149,8 @@ def _unstrain_kernel() -> Any:
                             exx = eyx = np.float32(0.0)
                         exy = (exb[x] - exa[x]) * hy
                         eyy = (eyb[x] - eya[x]) * hy
-                        uxr[x] -= ax0[x] * exx + ax1[x] * eyx + ax4[x] * exy + ax5[x] * eyy
-                        uyr[x] -= ay2[x] * exx + ay3[x] * eyx + ay6[x] * exy + ay7[x] * eyy
+                        uxr[x] -= w * (ax0[x] * exx + ax1[x] * eyx + ax4[x] * exy + ax5[x] * eyy)
+                        uyr[x] -= w * (ay2[x] * exx + ay3[x] * eyx + ay6[x] * exy + ay7[x] * eyy)
 
             _UNSTRAIN = unstrain
     return _UNSTRAIN
@@ -350,7 +361,13 @@ class FlowEstimator:
         return out
 
     def _lk_level(self, level: tuple[np.ndarray, ...], frame: np.ndarray, d: np.ndarray, iterations: int,
-                  final: bool = True) -> np.ndarray:
+                  final: bool = True, refine: bool = True) -> np.ndarray:
+        """*iterations* Gauss-Newton steps from *d* on one level; *final*: at full resolution.
+
+        *refine*: *d* is an estimate already (a coarser level's, the previous frame's, the
+        main window's), so the first step is a small correction and the strain correction
+        applies to it; not from zero, where one step's update is far from linear.
+        """
         cv2 = self.cv2
         ref, gx, gy, sxx_i, syy_i, sxy_i, gyy, gxx, s, strain = level
         for k in range(iterations):
@@ -362,13 +379,14 @@ class FlowEstimator:
             by = cv2.GaussianBlur(gy * err, (0, 0), s)
             ux = sxy_i * by - syy_i * bx
             uy = sxy_i * bx - sxx_i * by
-            if k == 0 and final and strain is not None:
-                ux, uy = self._unstrain(ux, uy, strain)
+            if k == 0 and final and refine and strain is not None:
+                ux, uy = self._unstrain(ux, uy, strain, d)
             d[1] += ux
             d[0] += uy
         return d
 
-    def _unstrain(self, ux: np.ndarray, uy: np.ndarray, strain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _unstrain(self, ux: np.ndarray, uy: np.ndarray, strain: np.ndarray, d: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray]:
         """An update with its first-order window bias taken out (see :meth:`_strain_operator`).
 
         The gradient of the displacement still to be found is read from the update itself
@@ -382,14 +400,19 @@ class FlowEstimator:
         works as a sharpening of the update weighted by the texture, beyond the first-order
         term it is derived from.  On the project's
         simulator (``benchmarks/bench_flow.py``, noisy frames) the median error went from
-        14.9 / 10.3 / 7.2 % to 12.6 / 8.8 / 6.5 % at 0.5-1 / 1-2 / 2-5 px (0.2-0.5 px:
-        18.5 -> 19.0 %; 0.05-0.2 px: 0.020 -> 0.021 px), and on its noise-free frames from
-        12.7 / 16.3 / 11.9 % to 10.5 / 12.5 / 9.4 % at 0.2-0.5 / 0.5-1 / 1-2 px.
+        14.9 / 10.3 / 7.2 % to 12.7 / 8.8 / 6.5 % at 0.5-1 / 1-2 / 2-5 px, 0.2-0.5 px and
+        below unchanged (the correction blends in from ``STRAIN_FROM_PX``: applied at every
+        displacement it cost 0.5 points at 0.2-0.5 px and 0.0007 px below), and on its
+        noise-free frames from 16.3 / 11.9 % to 12.8 / 9.5 % at 0.5-1 / 1-2 px.
         """
         cv2 = self.cv2
+        bound = math.sqrt(2.0) * (float(np.max(np.abs(d))) + max(float(np.max(np.abs(ux))), float(np.max(np.abs(uy)))))
+        if bound <= STRAIN_FROM_PX:
+            return ux, uy                   # nothing moves far enough anywhere: nothing to correct
         ex = cv2.GaussianBlur(ux, (0, 0), STRAIN_SMOOTH_PX)
         ey = cv2.GaussianBlur(uy, (0, 0), STRAIN_SMOOTH_PX)
-        _unstrain_kernel()(ex, ey, strain, ux, uy)
+        _unstrain_kernel()(ex, ey, strain, ux, uy, np.ascontiguousarray(d[1]), np.ascontiguousarray(d[0]),
+                           float(STRAIN_FROM_PX))
         return ux, uy
 
     def _lk(self, frame: np.ndarray, init: np.ndarray | None) -> np.ndarray:
@@ -424,7 +447,7 @@ class FlowEstimator:
             frames.append(cv2.pyrDown(frames[-1]))
         d = np.zeros((2, *frames[-1].shape), np.float32)
         for k in range(len(frames) - 1, -1, -1):
-            d = self._lk_level(self._levels[k], frames[k], d, it, final=k == 0)
+            d = self._lk_level(self._levels[k], frames[k], d, it, final=k == 0, refine=k < len(frames) - 1)
             if k:
                 shape = frames[k - 1].shape
                 d = np.stack([cv2.resize(c, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR) * 2 for c in d])
