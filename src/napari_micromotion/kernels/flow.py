@@ -220,7 +220,8 @@ class FlowParams:
                                     help="Correct the bias a window takes from a displacement that changes across it "
                                          "(a contracting cell is compressed, not shifted): the first refinement step "
                                          "at full resolution subtracts the part of its update that the field's local "
-                                         "gradient and the texture's uneven weight within the window explain.")
+                                         "gradient and the texture's uneven weight within the window explain (from "
+                                         "0.3 px of displacement on, fully from 0.6 px).")
     iterations: int = param(2, label="flow iterations", min=1, max=50, flag="--flow-iterations", advanced=True,
                             help="Refinement steps per frame.")
     levels: int = param(3, label="pyramid levels", min=1, max=6, flag="--flow-levels", advanced=True,
@@ -393,10 +394,11 @@ class FlowEstimator:
         (lightly smoothed: ``STRAIN_SMOOTH_PX``).  Only the first step at full resolution is
         corrected: it carries nearly all of the update, the later ones only its remainder.
         The gradient read from the update is itself biased (where the texture sits to
-        one side the update hardly changes), so a quarter to a third of the bias goes, not all of
-        it; a second pass or a wider smoothing gained little more.  At a simulated cell's
+        one side the update hardly changes), so a quarter to a half of the bias goes (a
+        one-sided texture, ``tests/kernels/test_flow.py``), not all of it; a second pass or a
+        wider smoothing gained little more.  At a simulated cell's
         rim, where the field bends within the window, the true field's gradient did not
-        help (0.5-1 px: 14.2 % against 12.8 % with the update's own): there the correction
+        help (0.5-1 px: 14.2 % against 12.8 % with the update's own, every 8th frame): there the correction
         works as a sharpening of the update weighted by the texture, beyond the first-order
         term it is derived from.  On the project's
         simulator (``benchmarks/bench_flow.py``, noisy frames) the median error went from
