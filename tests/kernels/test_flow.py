@@ -169,6 +169,23 @@ def test_stream_measures_the_noise_of_its_fields(texture):
     assert quiet.noise_px < 1e-3
 
 
+def test_an_interpolated_videos_field_noise_comes_from_its_measured_frames(texture):
+    """Every second frame the mean of its neighbours (x2 interpolation): their fields differ by less than the noise."""
+    rng = np.random.default_rng(7)
+    measured = (texture[None] + rng.normal(0, 25.0, (17, N, N))).astype(np.float32)
+    video = np.empty((33, N, N), np.float32)
+    video[0::2] = measured
+    video[1::2] = 0.5 * (measured[:-1] + measured[1:])
+    truth = FlowStream(measured, 0, FlowParams(remove_drift=False), fps=10.0).noise_px
+    asked = FlowStream(video, 0, FlowParams(remove_drift=False), fps=20.0, measured_every=2).noise_px
+    streamed = FlowStream(video, 0, FlowParams(remove_drift=False), fps=20.0, block=8, measured_every=2)
+    list(streamed.blocks(smoothed=True))                        # the first block measures it on the way
+    naive = FlowStream(video, 0, FlowParams(remove_drift=False), fps=20.0).noise_px
+    assert 0.8 * truth < asked < 1.25 * truth
+    assert 0.8 * truth < streamed.noise_px < 1.25 * truth
+    assert naive < 0.7 * truth
+
+
 def test_a_failing_first_block_stops_the_stream_instead_of_hanging_it(texture):
     """The other parts wait for the first block's noise; when reading that block fails, they are released."""
     video = np.stack([texture] * 40).astype(np.float32)

@@ -592,12 +592,16 @@ class FlowStream:
     fields ``(n, 2, Y, X)`` of frames ``first_frame .. first_frame + n - 1`` with the
     drift removed, and the field of the frame before them (``None`` at the start), so a
     consumer can take time derivatives.  Memory: ``2 * threads * block`` fields (the next
-    round is estimated while the consumer works on the current one).
+    round is estimated while the consumer works on the current one).  *measured_every*: ``K``
+    when only frames ``0, K, 2K, ...`` were measured (an interpolated video): the fields' noise
+    is measured on those frames (a synthesized frame is a blend of its neighbours, so its
+    field differs from theirs by less than the noise).
     """
 
     def __init__(self, video: Any, reference_frame: int, params: FlowParams = FlowParams(), *, fps: float = 1.0,
-                 block: int = 32, threads: int = 2, warm_start: bool = False) -> None:
+                 block: int = 32, threads: int = 2, warm_start: bool = False, measured_every: int = 1) -> None:
         self.warm_start = warm_start
+        self.measured_every = max(1, int(measured_every))
         self.fps = float(fps)
         n = int(video.shape[0])
         check(0 <= reference_frame < n, f"reference frame {reference_frame} lies outside the video's {n} frames.")
@@ -652,7 +656,8 @@ class FlowStream:
     def noise_px(self) -> float:
         """SD of each component's measurement noise in the fields (px), measured on the video once.
 
-        From consecutive frames: their fields differ by the noise of both (and by real motion
+        From consecutive frames (consecutive measured ones, see *measured_every*): their fields
+        differ by the noise of both (and by real motion
         where something moves between the two frames).  The difference of two fields with
         independent noise of SD ``sigma`` per component has a Rayleigh-distributed length with
         median ``1.665 sigma``; the median over the pixels ignores the few that move, and the
@@ -683,8 +688,9 @@ class FlowStream:
             self._noise_ready.set()
             return
         est = FlowEstimator(self.reference, self.params)
-        starts = np.unique(np.linspace(0, n - 2, min(n_pairs, n - 1)).round().astype(int))
-        per_pair = [self._pair_noise(*(est(np.asarray(self.video[int(i)], np.float32)) for i in (t, t + 1)))
+        k = self.measured_every if n > self.measured_every else 1
+        starts = np.unique(np.linspace(0, (n - 1 - k) // k, min(n_pairs, (n - 1) // k)).round().astype(int)) * k
+        per_pair = [self._pair_noise(*(est(np.asarray(self.video[int(i)], np.float32)) for i in (t, t + k)))
                     for t in starts]
         self._noise = float(np.median(per_pair))
         self._noise_ready.set()
@@ -708,9 +714,11 @@ class FlowStream:
                 raw = est(frames[i], raw if self.warm_start else None)
                 out[i] = raw - self.drift[a + i][:, None, None]
             state["raw"], state["field"] = raw, out[-1]
-            if measures:
-                if b - a >= 2:
-                    self._noise = float(np.median([self._pair_noise(out[i], out[i + 1]) for i in range(b - a - 1)]))
+            if measures:          # part 0 starts at frame 0, a measured one
+                step = self.measured_every
+                if b - a > step:
+                    self._noise = float(np.median([self._pair_noise(out[i], out[i + step])
+                                                   for i in range(0, b - a - step, step)]))
                 else:
                     self._measure_noise()
         finally:

@@ -137,7 +137,8 @@ class FlowMagnitude(Method):
             trace = np.zeros(n)
             done = 0
             smoothed = params.flow.smooth_px > 0
-            for first, fields, _, *smooth in FlowStream(video, ref, params.flow, fps=ctx.fps).blocks(smoothed):
+            stream = FlowStream(video, ref, params.flow, fps=ctx.fps, measured_every=ctx.recording.measured_every)
+            for first, fields, _, *smooth in stream.blocks(smoothed):
                 if collector is not None:          # the fields as measured, like the motion tool's traces
                     collector.add(first, fields)
                 fields = smooth[0] if smoothed else fields

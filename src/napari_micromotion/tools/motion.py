@@ -262,7 +262,8 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     pr, pc = np.meshgrid(np.arange(step // 2, ny, step), np.arange(step // 2, nx, step), indexing="ij")
     points = np.column_stack([pr.ravel(), pc.ravel()])
     arrows = np.zeros((n, len(points), 2), np.float32)
-    stream = FlowStream(video, ref, params.flow, fps=fps, block=params.block_frames, threads=params.threads)
+    stream = FlowStream(video, ref, params.flow, fps=fps, block=params.block_frames, threads=params.threads,
+                        measured_every=every)
     done = 0
     for first, fields, previous, smooth in stream.blocks(smoothed=True):
         m = fields.shape[0]
