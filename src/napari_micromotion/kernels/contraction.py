@@ -14,7 +14,8 @@ BeatProfiler and mps_motion do:
   aligned (sub-frame, by cross-correlation) to the region's average beat, and its peak is
   the average beat's peak at that alignment, so the whole beat, its steep rise above all,
   places it (on the simulator's weak cell: 15 of 22 peaks within one frame of the truth
-  before, 22 of 22 after);
+  before, 22 of 22 after); the onset of such a beat is likewise the average beat's onset
+  at its alignment;
 * time to peak, relaxation time to 50 % and to 90 % (from the peak to where the trace
   falls to 50 % / 10 % of the amplitude above baseline), beat duration (onset to 90 %
   relaxation), maximum contraction and relaxation speed (from the region's speed trace);
@@ -54,8 +55,8 @@ class ContractionBeatParams:
     align_noise: float = param(0.02, label="align noisy beats", min=0.0, max=10.0, flag="--beat-align-noise",
                                advanced=True, decimals=3,
                                help="When the trace's noise SD exceeds this fraction of the median beat amplitude, "
-                                    "peak times come from aligning every beat to the average beat (0: always; "
-                                    "10: never).")
+                                    "peak and onset times come from aligning every beat to the average beat (0: "
+                                    "always; 10: never).")
     onset_fraction: float = param(0.1, label="onset level", min=0.01, max=0.9, flag="--onset-level", advanced=True,
                                   decimals=2,
                                   help="A beat starts where the rise crosses this fraction of its amplitude.")
@@ -135,8 +136,12 @@ def _template_peak(template: np.ndarray) -> float:
 
 
 def _aligned_peaks(y: np.ndarray, peaks: np.ndarray, onsets: np.ndarray, relax: np.ndarray,
-                   iterations: int = 3) -> np.ndarray:
-    """Peak times (frames) of beats aligned to their average beat (see the module docstring).
+                   onset_fraction: float = 0.1, iterations: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    """Peak and onset times (frames) of beats aligned to their average beat (see the module docstring).
+
+    Returns the peaks (first estimates where a beat could not be aligned) and the onsets of
+    the aligned beats: where the average beat's rise crosses *onset_fraction* of its
+    amplitude, at each beat's alignment (NaN where a beat was not aligned).
 
     *peaks*: first estimates (frames); *onsets*, *relax*: onset and 90 % relaxation (frames,
     NaN where unknown), which size the window: from 1.5 times the median rise before the
@@ -148,8 +153,9 @@ def _aligned_peaks(y: np.ndarray, peaks: np.ndarray, onsets: np.ndarray, relax: 
     from scipy.interpolate import CubicSpline
 
     out = np.asarray(peaks, np.float64).copy()
+    aligned_onsets = np.full(out.size, np.nan)
     if out.size < 3:
-        return out
+        return out, aligned_onsets
     n = y.size
     rise = peaks - onsets
     rise = float(np.nanmedian(rise)) if np.isfinite(rise).any() else 3.0
@@ -168,7 +174,7 @@ def _aligned_peaks(y: np.ndarray, peaks: np.ndarray, onsets: np.ndarray, relax: 
     full = (out - pre - reach - 1 >= 0) & (out + post + reach + 1 <= n - 1)
     usable = (out - pre - reach - 1 >= 0) & (out + 3 + reach + 1 <= n - 1)
     if full.sum() < 3:
-        return out
+        return out, aligned_onsets
     f = CubicSpline(np.arange(n, dtype=np.float64), y)
     shifts = np.linspace(-reach, reach, int(round(2 * reach / 0.05)) + 1)
     fine = np.linspace(rel[0], rel[-1], 20 * (rel.size - 1) + 1)
@@ -189,10 +195,17 @@ def _aligned_peaks(y: np.ndarray, peaks: np.ndarray, onsets: np.ndarray, relax: 
             at[j] += shifts[int(np.argmax(score))]
         # keep the windows centred on the average beat's peak
         at[usable] += fine[int(np.argmax(CubicSpline(rel, template)(fine)))]
-    # the peak: the maximum of the average of the aligned beats (1/sqrt(beats) of their noise)
-    at[usable] += _template_peak(average(at)) + rel[0]
+    # the peak: the maximum of the average of the aligned beats (1/sqrt(beats) of their noise), and the onset
+    # where its rise crosses the onset level (the same for every beat, as their own crossings scatter with the noise)
+    template = average(at)
+    top = int(np.argmax(template))
+    base = float(template[:3].mean())
+    onset = _crossing(template, base + onset_fraction * (float(template[top]) - base), top, 0, -1)
+    if math.isfinite(onset):
+        aligned_onsets[usable] = at[usable] + onset + rel[0]
+    at[usable] += _template_peak(template) + rel[0]
     out[usable] = at[usable]
-    return out
+    return out, aligned_onsets
 
 
 def _crossing(y: np.ndarray, level: float, start: int, stop: int, step: int) -> float:
@@ -264,7 +277,8 @@ def find_contraction_beats(trace: np.ndarray, fps: float, params: ContractionBea
         r50s.append(_crossing(y, base + 0.5 * amp, p, nxt, 1))
         r90s.append(_crossing(y, base + 0.1 * amp, p, nxt, 1))
     if noise > params.align_noise * float(np.median(amps)):
-        tps = _aligned_peaks(y, tps, np.array(onsets), np.array(r90s))
+        tps, aligned = _aligned_peaks(y, tps, np.array(onsets), np.array(r90s), params.onset_fraction)
+        onsets = [float(a) if math.isfinite(a) else o for a, o in zip(aligned, onsets)]
     beats: list[ContractionBeat] = []
     for i, ((p, lo, base, amp, _), nxt) in enumerate(zip(found, nexts)):
         tp, onset, r50, r90 = float(tps[i]), onsets[i], r50s[i], r90s[i]
