@@ -237,7 +237,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     n, (ny, nx) = recording.n_frames, recording.frame_shape
     fps = recording.fps
     # an interpolated video (only every K-th frame measured): noise is read from the measured frames
-    every = int(getattr(recording, "measured_every", 1) or 1)
+    every = recording.measured_every
     check(n >= 3, f"the video has {n} frames; motion needs at least 3.")
     yield Progress("motion", 0.0, "choosing the reference frame")
     if str(params.reference).strip().lower() in ("", "auto"):
