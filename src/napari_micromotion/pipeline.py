@@ -162,8 +162,8 @@ class AnalysisParams:
                             help="Where beats in the transmission come from: contraction (the displacement of each "
                                  "region, one beat per contraction-relaxation cycle; costs an optical-flow pass), "
                                  "energy (bursts of band-pass energy: fast, but contraction and relaxation can each "
-                                 "give a burst), or auto: contraction when the flow method runs or the recording has "
-                                 "no fluorescence, else energy.")
+                                 "give a burst), or auto: contraction when the cells visibly contract (a quick look "
+                                 "at 64 pairs of frames decides whether the optical-flow pass runs), else energy.")
     beats: BeatParams = param(default_factory=BeatParams, label="Beats",
                               help="Finding beats in the motion and calcium traces.")
     denoise: str = param("none", label="denoise first", choices=DENOISE_CHANNELS, flag="--denoise",
@@ -320,13 +320,13 @@ def _design(rec: Recording, params: AnalysisParams, warn: list[str]):
     return design_bandpass(fps, low, high, params.filter_order, padtype=params.padtype)
 
 
-def contraction_beats_wanted(params: "AnalysisParams", has_fluorescence: bool, chosen: Sequence[str]) -> bool:
-    """Whether this analysis takes its transmission beats from contraction (see ``beats_from``)."""
-    if params.beats_from == "contraction":
-        return True
-    if params.beats_from == "energy":
-        return False
-    return CONTRACTION_METHOD in chosen or not has_fluorescence
+def contraction_beats_wanted(params: "AnalysisParams") -> bool:
+    """Whether this analysis measures contraction for its transmission beats (see ``beats_from``).
+
+    With ``auto`` it does, and keeps the band-pass energy beats when no region's contraction
+    shows a beat (:func:`_with_contraction_beats`).
+    """
+    return params.beats_from != "energy"
 
 
 def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, fitted: Mapping[str, Any] | None = None,
@@ -346,7 +346,7 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
         check(not unknown, f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS.names())}.")
         chosen = METHODS.order(chosen)
         active = _with_dependencies(chosen)
-        if (contraction_beats_wanted(params, rec.has_fluorescence, chosen) and CONTRACTION_METHOD in METHODS
+        if (contraction_beats_wanted(params) and CONTRACTION_METHOD in METHODS
                 and CONTRACTION_METHOD not in active):
             active = METHODS.order([*active, CONTRACTION_METHOD])   # measured for its beats, not scored
             for_beats = (CONTRACTION_METHOD,)
@@ -397,7 +397,8 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
         device = resolve_device(params.device)
     ctx = AnalysisContext(recording=rec, params=params, design=design, validation=(v0, v1), training=training,
                           masks=masks, device=device, max_lag=max_lag_frames(params.max_lag_s, rec.fps, v1 - v0),
-                          warnings=warn, only_rois=frozenset(only_rois) if only_rois is not None else None)
+                          warnings=warn, only_rois=frozenset(only_rois) if only_rois is not None else None,
+                          beats_only=frozenset(for_beats), probe_beats=params.beats_from == "auto")
     for name in active:
         method = METHODS[name]
         state = fitted.get(name)
@@ -597,13 +598,22 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
 
 
 def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[list, list]:
-    """Replace the band-pass energy beats by contraction beats in every region that has them."""
+    """Replace the band-pass energy beats by contraction beats in every region the contraction covers.
+
+    With ``beats_from`` auto the energy beats stay when no region's contraction shows a beat
+    (cells that do not contract, such as neurons' micromotion, give bursts of band-pass energy
+    but no displacement above its noise).
+    """
     ctx = plan.ctx
     more, more_rates = [], []
     for m in plan.active:
         b, r = METHODS[m].beat_rows(ctx, plan.method_params(m), ctx.states.get(m))
         more += b
         more_rates += r
+    if not more and ctx.params.beats_from == "auto":
+        ctx.warn("no region's displacement rose clearly above its noise, so the transmission's beats come from "
+                 "bursts of band-pass energy (choose contraction as the beats' source to use contraction anyway).")
+        return beats, beat_rates
     covered = {r.roi for r in more_rates}
     keep = [b for b in beats if not (b.source == "transmission" and b.roi in covered)]
     keep_rates = [r for r in beat_rates if not (r.source == "transmission" and r.roi in covered)]
@@ -650,7 +660,7 @@ def _stage_plan(plan: Plan) -> StagePlan:
     """Rough relative costs of the stages (a pass over every pixel = 3), for the whole-run progress."""
     active = [METHODS[m] for m in plan.active]
     fitting = [m for m in active if m.name not in plan.fitted]
-    weights = [("ground truth", 0.5 if plan.ctx.recording.has_fluorescence else 0.1), ("prepare", 0.2),
+    weights = [("ground truth", 0.5 if plan.ctx.recording.has_fluorescence else 0.1), ("prepare", 0.2 + sum(m.prepare_cost for m in active if m.name not in plan.fitted)),
                ("pass A", 3.0 + sum(m.predict_cost for m in active if m.name in plan.chosen and m.kind == "pixel"
                                     and m.name in plan.fitted) + sum(0.5 for m in fitting if m.kind == "pixel"))]
     weights += [(f"fit {m.name}", m.fit_cost) for m in fitting]
@@ -822,7 +832,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     still = rec.still_frame()
     beats, beat_rates, limits = beats_and_limits(ctx, still, acc.roi_energy, acc.roi_filtered, acc.frame_energy,
                                                  acc.frame_filtered)
-    if contraction_beats_wanted(params, rec.has_fluorescence, plan.chosen):
+    if contraction_beats_wanted(params):
         beats, beat_rates = _with_contraction_beats(plan, beats, beat_rates)
     timings["beats and limits"] = time.perf_counter() - t0
     timings.update({f"method {m}": v for m, v in acc.method_time.items()})

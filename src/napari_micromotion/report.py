@@ -188,7 +188,8 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
     field's when that is what the scores use ("calcium, whole field", dashed), and each
     method's prediction, all z-scored; the title gives ``r`` and ``p`` per method.  Bottom:
     the motion energy (band-pass RMS of the region) with the beats found in it, in the
-    region's displacement (contraction beats, with the ``flow`` method) and in the calcium.  Without fluorescence only the motion row is drawn.
+    region's displacement (contraction beats: when the cells contract, or as ``beats_from`` says) and in the
+    calcium.  Without fluorescence only the motion row is drawn.
     """
     c = {**LIGHT, **(colours or {})}
     sl = window if window is not None else slice(0, results.n_frames)

@@ -133,7 +133,8 @@ def test_bandpass_run_through_widgets(make_napari_viewer, qtbot, qt_sim, tmp_pat
     assert labels[:2] == ["calcium, roi1", "calcium, whole field"] and "band-pass (squared)" in labels
     assert top.get_ylabel() == "z-score" and motion.get_xlabel() == "time (s)"
     assert "r = " in top.get_title(loc="left") and "p \u2264 0.02" in top.get_title(loc="left")   # floor 1/50
-    assert "motion-energy beats" in motion.get_title(loc="left")
+    # the cells contract: the default (auto) takes the transmission's beats from contraction
+    assert "contraction beats" in motion.get_title(loc="left")
     # another region: the table row and the trace follow
     session.select_roi("roi2")
     assert traces.region == "roi2"

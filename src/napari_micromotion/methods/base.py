@@ -86,6 +86,10 @@ class AnalysisContext:
     states: dict[str, Any] = field(default_factory=dict)   # prepared / fitted method states
     warnings: list[str] = field(default_factory=list)
     only_rois: frozenset[str] | None = None                # re-tracing: the ROIs to (re)compute
+    #: methods measured for their beats alone (not scored: no per-pixel predictions needed)
+    beats_only: frozenset[str] = frozenset()
+    #: ``beats_from`` is auto: a method measured for its beats alone first checks, cheaply, that it will find any
+    probe_beats: bool = False
 
     @property
     def fps(self) -> float:
@@ -212,10 +216,10 @@ class Method:
         Colour of its traces in figures.
     default
         Chosen when the user chooses nothing.
-    predict_cost, fit_cost
-        Rough cost of predicting every pixel and of fitting (a band-pass pass over the
-        whole recording costs 3; a region method's fit_cost is for four ROIs), only to
-        report the progress of the whole run.
+    predict_cost, fit_cost, prepare_cost
+        Rough cost of predicting every pixel, of fitting and of preparing (a band-pass
+        pass over the whole recording costs 3; a region method's fit_cost is for four
+        ROIs), only to report the progress of the whole run.
     uses_device
         It runs networks on the analysis device (``auto``/``cpu``/``cuda``).
     model_flag, model_help
@@ -242,6 +246,7 @@ class Method:
     default: ClassVar[bool] = False
     predict_cost: ClassVar[float] = 0.3
     fit_cost: ClassVar[float] = 0.2
+    prepare_cost: ClassVar[float] = 0.0
 
     # ------------------------------------------------------------ planning
     def params_of(self, analysis_params: Any) -> Any:
