@@ -104,3 +104,27 @@ def test_retrace_refits_the_3d_network_of_edited_rois(sim):
     assert new.region_maps[("cnn3d", "strong")] is res.region_maps[("cnn3d", "strong")]
     assert new.region_maps[("cnn3d", "weak")].box != res.region_maps[("cnn3d", "weak")].box
     assert set(new.fits["cnn3d"]) == {"strong", "weak"}
+
+
+def test_edited_rois_take_their_beats_where_the_analysis_took_them(sim):
+    """Auto found contraction: a moved ROI's beats come from contraction again, as a fresh analysis gives them;
+    a traced pixel gets band-pass energy beats, without an optical-flow pass over the whole video."""
+    from napari_micromotion.retrace import iter_pixel_traces
+
+    rec = sim.recording()
+    params = AnalysisParams(methods=("bandpass",), n_surrogates=29)
+    res = run_analysis(rec, sim.rois, params)
+    assert {r.source for r in res.beat_rates} == {"motion", "fluorescence"}      # the cells contract
+    edited = [sim.rois[0], ROI("weak", "weak", sim.rois[1].polygon + [1.0, 1.0])]
+    new = drive(iter_retrace(rec, edited, res))
+    ref = run_analysis(rec, edited, params)
+
+    def beats(r, roi):
+        return [(b.source, round(b.time_s, 6), round(b.peak_time_s, 6)) for b in r.beats if b.roi == roi]
+
+    assert beats(new, "weak") == beats(ref, "weak") and {s for s, *_ in beats(new, "weak")} == {"motion",
+                                                                                                  "fluorescence"}
+    stages = []
+    pixel = drive(iter_pixel_traces(rec, res, 20, 20), progress=lambda p: stages.append(p.stage))
+    assert "optical flow" not in stages
+    assert {r.source for r in pixel.beat_rates} <= {"transmission", "fluorescence"}

@@ -15,7 +15,8 @@ from typing import Generator, Sequence
 import numpy as np
 
 from .methods import METHODS
-from .pipeline import iter_analysis
+from .methods.flow import SOURCE as CONTRACTION_SOURCE
+from .pipeline import CONTRACTION_METHOD, iter_analysis
 from .progress import Progress
 from .recording import Recording
 from .results import WHOLE_FIELD, Results
@@ -31,6 +32,17 @@ def changed_rois(results: Results, rois: Sequence[ROI], frame_shape: tuple[int, 
     if masks is None:
         return []
     return [n for i, n in enumerate(masks.names) if n not in old or not np.array_equal(old[n], masks.masks[i])]
+
+
+def _beats_from(results: Results) -> str:
+    """Where the analysis of *results* took its transmission beats (``auto`` resolved): a re-trace takes them there.
+
+    Auto looks at the whole recording once (does anything contract?); an edited ROI is
+    re-traced with the same answer, so its beats come from the same source as the others'.
+    """
+    if results.params.beats_from != "auto":
+        return results.params.beats_from
+    return "contraction" if any(r.source == CONTRACTION_SOURCE for r in results.beat_rates) else "energy"
 
 
 def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Generator[Progress, None, Results]:
@@ -50,7 +62,8 @@ def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Gener
               if s is not None and m in METHODS and METHODS[m].kind == "pixel"}
     sub = None
     if changed:
-        params = replace(results.params, methods=tuple(results.methods), validation=tuple(results.validation))
+        params = replace(results.params, methods=tuple(results.methods), validation=tuple(results.validation),
+                         beats_from=_beats_from(results))
         sub = yield from iter_analysis(rec, rois, params, fitted=fitted, only_rois=changed, maps=False)
 
     def pick(old: dict, new: dict | None) -> dict:
@@ -108,7 +121,9 @@ def iter_pixel_traces(rec: Recording, results: Results, row: int, col: int) -> G
     """Every pixel method's prediction for the one pixel ``(row, col)``, scored like an ROI (linked inspection).
 
     Region methods are left out (they need a region); the fitted states of *results* are
-    used, so the traces are those the analysis computed for that pixel.
+    used, so the traces are those the analysis computed for that pixel.  Its motion beats
+    come from band-pass energy unless the displacement was measured (scored) already: a
+    pixel is no region whose contraction would be worth a whole optical-flow pass.
     """
     from .errors import check
 
@@ -120,6 +135,7 @@ def iter_pixel_traces(rec: Recording, results: Results, row: int, col: int) -> G
     methods = tuple(m for m in results.methods if m in METHODS and METHODS[m].kind == "pixel")
     check(methods, "this result has no per-pixel method to trace a pixel with.")
     fitted = {m: s for m, s in results.fits.items() if s is not None and m in METHODS and METHODS[m].kind == "pixel"}
+    beats_from = _beats_from(results) if CONTRACTION_METHOD in fitted else "energy"
     params = replace(results.params, methods=methods, validation=tuple(results.validation),
-                     n_surrogates=min(results.params.n_surrogates, 199))
+                     n_surrogates=min(results.params.n_surrogates, 199), beats_from=beats_from)
     return (yield from iter_analysis(rec, [roi], params, fitted=fitted, only_rois=[name], maps=False))
