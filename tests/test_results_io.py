@@ -32,6 +32,10 @@ def test_output_folder_reads_back(small_sim, tmp_path):
     assert set(back.motion_traces) == set(res.motion_traces) == {*res.roi_names, "frame"}
     for key, tr in res.motion_traces.items():
         np.testing.assert_allclose(back.motion_traces[key], tr, rtol=1e-6)
+    # the cells contract: the traces the contraction beats were found in (px) come back too
+    assert set(back.contraction_traces) == set(res.contraction_traces) == set(res.roi_names)
+    for key, tr in res.contraction_traces.items():
+        np.testing.assert_allclose(back.contraction_traces[key], tr, rtol=1e-6)
     assert back.chance_scores == res.chance_scores and set(res.chance_scores) == {"bandpass", "matched"}
     assert "matched" in back.fits   # the matched filter's spikes are restored for re-tracing
     np.testing.assert_array_equal(back.fits["matched"].onsets, res.fits["matched"].onsets)

@@ -179,7 +179,8 @@ class TableEntry(Entry):
 
 class TracesEntry(Entry):
     """``traces.csv``: ``frame,time_s,fluorescence``, then per ROI ``<roi>/<method>``, ``<roi>/<method>_sd``,
-    ``<roi>/fluorescence``, ``<roi>/motion_energy``; last the whole field's ``motion_energy``."""
+    ``<roi>/fluorescence``, ``<roi>/motion_energy``, ``<roi>/displacement_px`` (the contraction trace, when
+    the beats come from contraction); last the whole field's ``motion_energy`` (and ``displacement_px``)."""
 
     path = "traces.csv"
     what = "ROI traces of every method and the ground truth, per frame"
@@ -207,9 +208,15 @@ class TracesEntry(Entry):
             if name in results.motion_traces:
                 cols.append(f"{name}/motion_energy")
                 data.append(np.asarray(results.motion_traces[name], dtype=np.float64))
+            if name in results.contraction_traces:
+                cols.append(f"{name}/displacement_px")
+                data.append(np.asarray(results.contraction_traces[name], dtype=np.float64))
         if WHOLE_FIELD in results.motion_traces:
             cols.append("motion_energy")
             data.append(np.asarray(results.motion_traces[WHOLE_FIELD], dtype=np.float64))
+        if WHOLE_FIELD in results.contraction_traces:
+            cols.append("displacement_px")
+            data.append(np.asarray(results.contraction_traces[WHOLE_FIELD], dtype=np.float64))
         return cols, np.column_stack(data)
 
     def write(self, results: Any, folder: Path) -> None:
@@ -231,23 +238,29 @@ class TracesEntry(Entry):
         sds: dict[tuple[str, str], np.ndarray] = {}
         roi_truth: dict[str, np.ndarray] = {}
         motion: dict[str, np.ndarray] = {}
+        contraction: dict[str, np.ndarray] = {}
         for j, col in enumerate(header):
             values = table[:, j].astype(np.float32)
             if col == "fluorescence":
                 fields["truth"] = None if np.isnan(values).all() else values
             elif col == "motion_energy":
                 motion[WHOLE_FIELD] = values
+            elif col == "displacement_px":
+                contraction[WHOLE_FIELD] = values
             elif "/" in col:
                 roi, series = col.split("/", 1)
                 if series == "fluorescence":
                     roi_truth[roi] = values
                 elif series == "motion_energy":
                     motion[roi] = values
+                elif series == "displacement_px":
+                    contraction[roi] = values
                 elif series.endswith("_sd") and (series[:-3] in methods or not methods):
                     sds[(roi, series[:-3])] = values
                 else:
                     traces[(roi, series)] = values
-        fields.update(roi_traces=traces, roi_sd=sds, roi_truth=roi_truth, motion_traces=motion)
+        fields.update(roi_traces=traces, roi_sd=sds, roi_truth=roi_truth, motion_traces=motion,
+                      contraction_traces=contraction)
         fields.setdefault("n_frames", table.shape[0])
 
 

@@ -597,27 +597,30 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
                 acc.roi_sums[m] += v
 
 
-def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[list, list]:
+def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[list, list, dict]:
     """Replace the band-pass energy beats by contraction beats in every region the contraction covers.
+
+    Returns the beats, the rates and ``{region: (T,)}`` the contraction traces they were found in.
 
     With ``beats_from`` auto the energy beats stay when no region's contraction shows a beat
     (cells that do not contract, such as neurons' micromotion, give bursts of band-pass energy
     but no displacement above its noise).
     """
     ctx = plan.ctx
-    more, more_rates = [], []
+    more, more_rates, traces = [], [], {}
     for m in plan.active:
         b, r = METHODS[m].beat_rows(ctx, plan.method_params(m), ctx.states.get(m))
         more += b
         more_rates += r
+        traces.update(METHODS[m].beat_traces(ctx, plan.method_params(m), ctx.states.get(m)))
     if not more and ctx.params.beats_from == "auto":
         ctx.warn("no region's displacement rose clearly above its noise, so the transmission's beats come from "
                  "bursts of band-pass energy (choose contraction as the beats' source to use contraction anyway).")
-        return beats, beat_rates
+        return beats, beat_rates, {}
     covered = {r.roi for r in more_rates}
     keep = [b for b in beats if not (b.source == "transmission" and b.roi in covered)]
     keep_rates = [r for r in beat_rates if not (r.source == "transmission" and r.roi in covered)]
-    return keep + more, keep_rates + more_rates
+    return keep + more, keep_rates + more_rates, traces
 
 
 def _fit(plan: Plan, timings: dict[str, float], acc: _Accumulators, stages: StagePlan | None = None
@@ -832,8 +835,9 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     still = rec.still_frame()
     beats, beat_rates, limits = beats_and_limits(ctx, still, acc.roi_energy, acc.roi_filtered, acc.frame_energy,
                                                  acc.frame_filtered)
+    contraction: dict[str, np.ndarray] = {}
     if contraction_beats_wanted(params):
-        beats, beat_rates = _with_contraction_beats(plan, beats, beat_rates)
+        beats, beat_rates, contraction = _with_contraction_beats(plan, beats, beat_rates)
     timings["beats and limits"] = time.perf_counter() - t0
     timings.update({f"method {m}": v for m, v in acc.method_time.items()})
     timings["total"] = time.perf_counter() - t_all
@@ -854,7 +858,7 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         rois=list(masks.rois) if masks is not None else [], roi_names=masks.names if masks is not None else [],
         roi_kinds=masks.kinds if masks is not None else [], roi_masks=masks.masks if masks is not None else None,
         roi_truth={k: v.astype(np.float32) for k, v in ctx.roi_truth.items()},
-        motion_traces=_motion_traces(ctx, acc),
+        motion_traces=_motion_traces(ctx, acc), contraction_traces=contraction,
         roi_traces=roi_traces, roi_sd=roi_sd, roi_scores=roi_scores, beats=beats, beat_rates=beat_rates,
         limits=limits, region_maps=region_maps, fits={m: ctx.states[m] for m in plan.active if m not in plan.for_beats},
         timings_s=timings, warnings=ctx.warnings, device=ctx.device,

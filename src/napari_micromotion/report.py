@@ -20,6 +20,8 @@ ROI_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "oth
 TRUTH_COLOUR = "#444444"
 MOTION_BEAT = "#d62728"
 CONTRACTION_BEAT = "#8c564b"
+#: the contraction trace: the beats' brown, lighter, so that it reads on dark (napari) and white (report) backgrounds
+CONTRACTION_LINE = "#c8875e"
 
 
 def method_colour(m: str) -> str:
@@ -188,8 +190,8 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
     field's when that is what the scores use ("calcium, whole field", dashed), and each
     method's prediction, all z-scored; the title gives ``r`` and ``p`` per method.  Bottom:
     the motion energy (band-pass RMS of the region) with the beats found in it, in the
-    region's displacement (contraction beats: when the cells contract, or as ``beats_from`` says) and in the
-    calcium.  Without fluorescence only the motion row is drawn.
+    region's displacement (contraction beats: when the cells contract, or as ``beats_from`` says; the
+    contraction trace then drawn on a second axis, in px) and in the calcium.  Without fluorescence only the motion row is drawn.
     """
     c = {**LIGHT, **(colours or {})}
     sl = window if window is not None else slice(0, results.n_frames)
@@ -261,8 +263,18 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
         else:
             n_px = int(np.prod(results.frame_shape))
         m_tr = np.sqrt(np.maximum(np.asarray(motion, np.float64)[sl], 0) / n_px)
-        ax.plot(t, m_tr, color=c["text"], lw=0.8)
+        disp = results.contraction_traces.get(region)
+        # under a contraction trace the energy steps back
+        ax.plot(t, m_tr, color=c["text"], lw=0.8, alpha=0.55 if disp is not None else 1.0)
         panel.columns[f"{region}/motion (band-pass RMS in grey levels)"] = m_tr
+        if disp is not None:            # the trace the contraction beats were found in, on its own scale
+            d = np.asarray(disp, np.float64)[sl]
+            twin = ax.twinx()
+            style_axes(twin, c, fontsize)
+            twin.patch.set_visible(False)
+            twin.plot(t, d, color=CONTRACTION_LINE, lw=1.4)
+            twin.set_ylabel("contraction (px)", fontsize=fontsize, color=CONTRACTION_LINE)
+            panel.columns[f"{region}/contraction (mean displacement in px)"] = d
         marks = {"transmission": ("v", MOTION_BEAT), "motion": ("v", CONTRACTION_BEAT),
                  "fluorescence": ("^", c["truth_field"])}
         for b in beats:

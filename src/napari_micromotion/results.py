@@ -168,8 +168,12 @@ class Results:
     truth, roi_truth
         Whole-frame and per-ROI ground truth (dF/F0 or raw sum).
     motion_traces
-        ``{region: (T,)}`` band-pass energy (the motion the beats are found in) of each ROI,
+        ``{region: (T,)}`` band-pass energy (the motion energy beats are found in) of each ROI,
         and of the whole field under :data:`WHOLE_FIELD`; needs no fluorescence.
+    contraction_traces
+        ``{region: (T,)}`` mean displacement (px) against the most relaxed frame of each ROI
+        (or of the whole field) whose transmission beats come from contraction: the trace
+        those beats were found in.  Empty when the beats come from band-pass energy.
     roi_traces, roi_sd
         ``{(roi, method): (T,)}`` ROI predictions and their uncertainty.
     roi_scores, beats, beat_rates, limits
@@ -203,6 +207,7 @@ class Results:
     roi_masks: np.ndarray | None = None
     roi_truth: dict[str, np.ndarray] = field(default_factory=dict)
     motion_traces: dict[str, np.ndarray] = field(default_factory=dict)
+    contraction_traces: dict[str, np.ndarray] = field(default_factory=dict)
     roi_traces: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     roi_sd: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
     roi_scores: list[ScoreRow] = field(default_factory=list)

@@ -85,11 +85,13 @@ def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Gener
     region_maps = {k: v for k, v in results.region_maps.items() if k[1] in keep}
     roi_truth = {k: v for k, v in results.roi_truth.items() if k in keep}
     motion = {k: v for k, v in results.motion_traces.items() if k in keep or k == WHOLE_FIELD}
+    contraction = {k: v for k, v in results.contraction_traces.items() if k in keep}
     fits = dict(results.fits)
     if sub is not None:
         region_maps.update({k: v for k, v in sub.region_maps.items() if k[1] in changed})
         roi_truth.update({k: v for k, v in sub.roi_truth.items() if k in changed})
         motion.update({k: v for k, v in sub.motion_traces.items() if k in changed})
+        contraction.update({k: v for k, v in sub.contraction_traces.items() if k in changed})
         for w in sub.warnings:
             if w not in warnings:
                 warnings.append(w)
@@ -101,7 +103,7 @@ def iter_retrace(rec: Recording, rois: Sequence[ROI], results: Results) -> Gener
         results,
         rois=rois, roi_names=names, roi_kinds=[kinds[n] for n in names],
         roi_masks=masks.masks if masks is not None else None,
-        roi_truth=roi_truth, motion_traces=motion,
+        roi_truth=roi_truth, motion_traces=motion, contraction_traces=contraction,
         roi_traces=pick(results.roi_traces, sub.roi_traces if sub else None),
         roi_sd=pick(results.roi_sd, sub.roi_sd if sub else None),
         roi_scores=rows_of(results.roi_scores, sub.roi_scores if sub else None),

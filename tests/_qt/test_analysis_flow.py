@@ -135,6 +135,10 @@ def test_bandpass_run_through_widgets(make_napari_viewer, qtbot, qt_sim, tmp_pat
     assert "r = " in top.get_title(loc="left") and "p \u2264 0.02" in top.get_title(loc="left")   # floor 1/50
     # the cells contract: the default (auto) takes the transmission's beats from contraction
     assert "contraction beats" in motion.get_title(loc="left")
+    # and the trace they were found in, on a second axis in px
+    np.testing.assert_allclose(cols["roi1/contraction (mean displacement in px)"], res.contraction_traces["roi1"],
+                               rtol=1e-6)
+    assert any(ax.get_ylabel() == "contraction (px)" for ax in motion.figure.axes)
     # another region: the table row and the trace follow
     session.select_roi("roi2")
     assert traces.region == "roi2"

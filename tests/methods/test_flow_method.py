@@ -76,6 +76,8 @@ def test_one_motion_beat_per_contraction(results, sim):
     for roi in ("strong", "weak", "other", "silent"):
         ours = [b.peak_time_s for b in res.beats if b.roi == roi and b.source == "motion"]
         np.testing.assert_allclose(ours, [b.peak_time_s for b in tool.beats if b.roi == roi], atol=1e-6)
+        # the results keep the trace those beats were found in: the motion tool's contraction trace
+        np.testing.assert_allclose(res.contraction_traces[roi], tool.displacement[roi], rtol=1e-5, atol=1e-7)
 
 
 def test_energy_beats_on_request(sim):
@@ -185,7 +187,7 @@ def test_auto_beats_stay_band_pass_energy_when_nothing_contracts(sim):
                                                                         "optical-flow pass needed")
     assert len(flow) == 2                                                         # no flow pass
     assert {b.source for b in res.beats} <= {"transmission", "fluorescence"}
-    assert any("band-pass energy" in w for w in res.warnings)
+    assert any("band-pass energy" in w for w in res.warnings) and res.contraction_traces == {}
     # asked for, contraction is measured all the same (and finds no beat in a cell that does not move)
     forced = run_analysis(sim.recording(), silent, AnalysisParams(methods=("bandpass",), n_surrogates=19,
                                                                   beats_from="contraction"))

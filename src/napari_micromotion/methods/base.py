@@ -308,6 +308,10 @@ class Method:
         """
         return [], []
 
+    def beat_traces(self, ctx: AnalysisContext, params: Any, state: Any) -> dict[str, np.ndarray]:
+        """``{region: (T,)}`` the traces :meth:`beat_rows` finds its beats in (contraction, px)."""
+        return {}
+
     # ------------------------------------------------------------ files
     def save(self, state: Any, folder: Path, results: Any) -> None:
         """Write the fitted state (models) into an output folder (``models/`` by convention)."""

@@ -195,19 +195,16 @@ class FlowMagnitude(Method):
     def predictor(self, state: FlowState | None, device: str = "cpu") -> _Read | None:
         return None if state is None or state.path is None else _Read(state.path, state.shape)
 
-    def beat_rows(self, ctx: AnalysisContext, params: FlowMethodParams, state: FlowState | None
-                  ) -> tuple[list[BeatRow], list[BeatRateRow]]:
-        """Contraction beats per ROI (from its mean displacement), or of the whole field without ROIs.
+    def _regions(self, ctx: AnalysisContext, state: FlowState | None) -> list[tuple[str, str, np.ndarray]]:
+        """``(name, kind, contraction trace)`` of every ROI to compute, or of the whole field without ROIs.
 
         ``None`` (the quick look found no contraction): none.  An ROI the state has no trace
         for (drawn after the flow was measured, when re-tracing) gets its plain mean
         displacement, read from the scratch file.
         """
-        from ..beats import beat_stats
-
         regions: list[tuple[str, str, np.ndarray]] = []
         if state is None:
-            return [], []
+            return regions
         if ctx.masks is not None:
             names = ctx.roi_names()
             new = any(n in names and n not in state.region_traces for n in ctx.masks.names)
@@ -218,9 +215,22 @@ class FlowMagnitude(Method):
                     if trace is None and means is not None:
                         trace = means[:, i]
                     if trace is not None:
-                        regions.append((name, kind, trace))
+                        regions.append((name, kind, np.asarray(trace, np.float32)))
         else:
-            regions.append((WHOLE_FIELD, "other", state.region_traces.get(WHOLE_FIELD, state.field_trace)))
+            trace = state.region_traces.get(WHOLE_FIELD, state.field_trace)
+            regions.append((WHOLE_FIELD, "other", np.asarray(trace, np.float32)))
+        return regions
+
+    def beat_traces(self, ctx: AnalysisContext, params: FlowMethodParams, state: FlowState | None
+                    ) -> dict[str, np.ndarray]:
+        return {name: trace for name, _, trace in self._regions(ctx, state)}
+
+    def beat_rows(self, ctx: AnalysisContext, params: FlowMethodParams, state: FlowState | None
+                  ) -> tuple[list[BeatRow], list[BeatRateRow]]:
+        """Contraction beats per ROI (from its mean displacement, :meth:`beat_traces`), or of the whole field."""
+        from ..beats import beat_stats
+
+        regions = self._regions(ctx, state)
         beats: list[BeatRow] = []
         rates: list[BeatRateRow] = []
         for name, kind, trace in regions:
