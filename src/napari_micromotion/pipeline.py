@@ -600,11 +600,10 @@ def _pass(plan: Plan, acc: _Accumulators, stage: str, *, predict: dict[str, Any]
 def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[list, list, dict]:
     """Replace the band-pass energy beats by contraction beats in every region the contraction covers.
 
-    Returns the beats, the rates and ``{region: (T,)}`` the contraction traces they were found in.
-
     With ``beats_from`` auto the energy beats stay when no region's contraction shows a beat
     (cells that do not contract, such as neurons' micromotion, give bursts of band-pass energy
-    but no displacement above its noise).
+    but no displacement above its noise).  Returns the beats, the rates and ``{region: (T,)}``
+    the contraction traces the beats were found in (empty when energy beats stay).
     """
     ctx = plan.ctx
     more, more_rates, traces = [], [], {}
@@ -663,7 +662,8 @@ def _stage_plan(plan: Plan) -> StagePlan:
     """Rough relative costs of the stages (a pass over every pixel = 3), for the whole-run progress."""
     active = [METHODS[m] for m in plan.active]
     fitting = [m for m in active if m.name not in plan.fitted]
-    weights = [("ground truth", 0.5 if plan.ctx.recording.has_fluorescence else 0.1), ("prepare", 0.2 + sum(m.prepare_cost for m in active if m.name not in plan.fitted)),
+    preparing = sum(m.prepare_cost for m in fitting)
+    weights = [("ground truth", 0.5 if plan.ctx.recording.has_fluorescence else 0.1), ("prepare", 0.2 + preparing),
                ("pass A", 3.0 + sum(m.predict_cost for m in active if m.name in plan.chosen and m.kind == "pixel"
                                     and m.name in plan.fitted) + sum(0.5 for m in fitting if m.kind == "pixel"))]
     weights += [(f"fit {m.name}", m.fit_cost) for m in fitting]

@@ -32,7 +32,7 @@ from scipy import signal
 
 from ..schema import param
 
-__all__ = ["ContractionBeatParams", "ContractionBeat", "find_contraction_beats"]
+__all__ = ["ContractionBeatParams", "ContractionBeat", "difference_sd", "find_contraction_beats"]
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,19 @@ class ContractionBeat:
     max_relaxation_speed: float
 
 
+def difference_sd(d: np.ndarray, axis: int | None = None) -> np.ndarray:
+    """Robust noise SD of a trace from differences *d* of pairs of its samples (each with its own noise).
+
+    The median absolute deviation of the differences, scaled to an SD and divided by
+    sqrt(2); the few differences taken across a beat do not move it.
+    """
+    d = np.asarray(d, np.float64)
+    return 1.4826 * np.median(np.abs(d - np.median(d, axis=axis, keepdims=True)), axis=axis) / math.sqrt(2)
+
+
 def _robust_sd(x: np.ndarray) -> float:
     d = np.diff(x)
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2)) if d.size else 0.0
+    return float(difference_sd(d)) if d.size else 0.0
 
 
 def _span_above(y: np.ndarray, p: int, level: float) -> tuple[int, int]:

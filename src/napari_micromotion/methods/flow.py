@@ -13,7 +13,7 @@ displacement (``source`` = ``motion`` in ``beats.csv``), which do not double-cou
 contraction and relaxation as bursts of band-pass energy can.  The analysis measures it
 for its beats alone (not scored, no scratch file) when ``beats_from`` asks for contraction
 beats.  With ``beats_from`` auto it first looks whether the cells contract at all
-(:func:`contraction_visible`: 64 pairs of frames, about 1.5 s at 256 x 256 px) and skips
+(:func:`contraction_visible`: 64 pairs of frames, 1-1.5 s at 256 x 256 px) and skips
 the full optical-flow pass when they do not.
 """
 
@@ -29,7 +29,7 @@ from typing import Any, Generator
 import numpy as np
 
 from ..errors import check
-from ..kernels.contraction import ContractionBeatParams, find_contraction_beats
+from ..kernels.contraction import ContractionBeatParams, difference_sd, find_contraction_beats
 from ..kernels.flow import FlowEstimator, FlowParams, FlowStream, most_relaxed_frame, reference_image
 from ..kernels.region_motion import RegionFields
 from ..progress import Progress
@@ -124,7 +124,7 @@ class FlowMagnitude(Method):
     Params = FlowMethodParams
     colour = "#8c564b"
     predict_cost = 3.0
-    prepare_cost = 12.0     # the optical-flow pass: on the demo ~5x the band-pass pass
+    prepare_cost = 12.0     # the optical-flow pass: on the demo 4-5x the band-pass pass (3)
 
     def check(self, ctx: AnalysisContext, params: FlowMethodParams, fitted: Any = None) -> None:
         params.flow.validate()
@@ -317,8 +317,7 @@ def contraction_visible(video: Any, reference_frame: int, params: FlowMethodPara
     with ThreadPoolExecutor(max_workers=len(parts)) as pool:
         for job in [pool.submit(measure, i) for i in range(len(parts))]:
             job.result()
-    diff = out[1] - out[0]
-    noise = 1.4826 * np.median(np.abs(diff - np.median(diff, axis=0)), axis=0) / np.sqrt(2)
+    noise = difference_sd(out[1] - out[0], axis=0)
     samples = out.reshape(-1, out.shape[2])
     rise = samples.max(axis=0) - np.percentile(samples, 20, axis=0)
     seen = bool(np.any(rise > min(PROBE_THRESHOLD_SD, params.beats.threshold_sd) * noise))
