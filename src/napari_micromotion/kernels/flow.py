@@ -547,6 +547,16 @@ class FlowEstimator:
         return d - med[:, None, None], med
 
 
+def pair_starts(n_frames: int, n_pairs: int, measured_every: int = 1) -> np.ndarray:
+    """First frames ``t`` of up to *n_pairs* pairs ``(t, t + K)`` spread evenly over *n_frames* frames.
+
+    ``K`` = *measured_every*; every ``t`` is a multiple of ``K``, so on an interpolated
+    video both frames of a pair were measured.  Needs ``n_frames > K``.
+    """
+    k = max(1, int(measured_every))
+    return np.unique(np.linspace(0, (n_frames - 1 - k) // k, min(n_pairs, (n_frames - 1) // k)).round().astype(int)) * k
+
+
 def most_relaxed_frame(video: Any, max_samples: int = 400, max_side_px: int = 96) -> int:
     """The frame closest to the temporal median image (cells spend most of the time relaxed).
 
@@ -689,7 +699,7 @@ class FlowStream:
             return
         est = FlowEstimator(self.reference, self.params)
         k = self.measured_every if n > self.measured_every else 1
-        starts = np.unique(np.linspace(0, (n - 1 - k) // k, min(n_pairs, (n - 1) // k)).round().astype(int)) * k
+        starts = pair_starts(n, n_pairs, k)
         per_pair = [self._pair_noise(*(est(np.asarray(self.video[int(i)], np.float32)) for i in (t, t + k)))
                     for t in starts]
         self._noise = float(np.median(per_pair))

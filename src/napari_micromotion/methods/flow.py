@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import check
 from ..kernels.contraction import ContractionBeatParams, difference_sd, find_contraction_beats
-from ..kernels.flow import FlowEstimator, FlowParams, FlowStream, most_relaxed_frame, reference_image
+from ..kernels.flow import FlowEstimator, FlowParams, FlowStream, most_relaxed_frame, pair_starts, reference_image
 from ..kernels.region_motion import RegionFields
 from ..progress import Progress
 from ..results import WHOLE_FIELD, BeatRateRow, BeatRow
@@ -297,7 +297,7 @@ def contraction_visible(video: Any, reference_frame: int, params: FlowMethodPara
     k = max(1, int(measured_every))
     if n <= k:
         return False
-    starts = np.unique(np.linspace(0, (n - 1 - k) // k, min(n_pairs, (n - 1) // k)).round().astype(int)) * k
+    starts = pair_starts(n, n_pairs, k)
     reference = reference_image(video, reference_frame, params.flow.reference_frames)
     weights = _region_weights(masks) if masks is not None else None
     parts = [p for p in np.array_split(starts, max(1, min(int(threads), starts.size))) if p.size]
