@@ -118,48 +118,39 @@ def test_a_bad_reference_frame_is_one_sentence(sim):
         run_analysis(sim.recording(), sim.rois, params)
 
 
-def _finish(gen):
-    """Run a progress generator to its end; its return value."""
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        return stop.value
-
-
 def test_the_quick_look_sees_the_contracting_cells_and_not_the_still_one(sim):
     """Each ROI alone: the strong, weak and other cells contract, the silent one does not move."""
     from napari_micromotion.kernels.flow import most_relaxed_frame
     from napari_micromotion.methods.flow import contraction_visible
+    from napari_micromotion.progress import drive
     from napari_micromotion.rois import rasterize
 
     video = sim.transmission
     ref = most_relaxed_frame(video)
-    seen = {roi.name: _finish(contraction_visible(video, ref, masks=rasterize([roi], video.shape[1:])))
+    seen = {roi.name: drive(contraction_visible(video, ref, masks=rasterize([roi], video.shape[1:])))
             for roi in sim.rois}
     assert seen == {"strong": True, "weak": True, "other": True, "silent": False}
     # a still recording (the reference frame again and again, with fresh camera noise) shows no contraction
     rng = np.random.default_rng(1)
     still = video[ref].astype(np.float32) + rng.normal(0, 0.02 * float(video.std()), (300, *video.shape[1:]))
-    assert not _finish(contraction_visible(still.astype(np.float32), 0))
+    assert not drive(contraction_visible(still.astype(np.float32), 0))
 
 
 def test_auto_beats_come_from_contraction_when_the_cells_contract(sim):
     """With fluorescence and band-pass alone: contraction beats, measured without a scratch file."""
-    before = _scratch_files()
-    stages = []
     from napari_micromotion.pipeline import iter_analysis
+    from napari_micromotion.progress import drive
 
-    gen = iter_analysis(sim.recording(), sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=19))
-    try:
-        while True:
-            p = next(gen)
-            stages.append((p.stage, p.message))
-            if p.stage == "optical flow":
-                assert _scratch_files() <= before       # for beats alone no pixel's magnitude is stored
-    except StopIteration as stop:
-        res = stop.value
-    flow = [m for s, m in stages if s == "optical flow"]
+    before = _scratch_files()
+    flow = []
+
+    def seen(p):
+        if p.stage == "optical flow":
+            flow.append(p.message)
+            assert _scratch_files() <= before           # for beats alone no pixel's magnitude is stored
+
+    res = drive(iter_analysis(sim.recording(), sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=19)),
+                progress=seen)
     assert flow[0].startswith("a quick look for contraction") and flow[-1] == "1200 of 1200 frames"
     assert {b.source for b in res.beats} == {"motion", "fluorescence"}
     assert "flow" not in res.fits and not any("band-pass energy" in w for w in res.warnings)
@@ -172,17 +163,12 @@ def test_auto_beats_come_from_contraction_when_the_cells_contract(sim):
 def test_auto_beats_stay_band_pass_energy_when_nothing_contracts(sim):
     """The silent cell alone (no motion): the quick look says no, no flow pass runs, energy beats stay."""
     from napari_micromotion.pipeline import iter_analysis
+    from napari_micromotion.progress import drive
 
     silent = [r for r in sim.rois if r.name == "silent"]
-    gen = iter_analysis(sim.recording(), silent, AnalysisParams(methods=("bandpass",), n_surrogates=19))
     flow = []
-    try:
-        while True:
-            p = next(gen)
-            if p.stage == "optical flow":
-                flow.append((p.fraction, p.message))
-    except StopIteration as stop:
-        res = stop.value
+    res = drive(iter_analysis(sim.recording(), silent, AnalysisParams(methods=("bandpass",), n_surrogates=19)),
+                progress=lambda p: flow.append((p.fraction, p.message)) if p.stage == "optical flow" else None)
     assert flow[0][1].startswith("a quick look") and flow[-1] == (1.0, "no contraction above the noise: no "
                                                                         "optical-flow pass needed")
     assert len(flow) == 2                                                         # no flow pass
