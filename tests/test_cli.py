@@ -88,6 +88,22 @@ def test_missing_input_and_usage_errors(tmp_path, capsys):
     assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
 
 
+def test_every_help_renders(capsys):
+    """``micromotion --help`` and every sub-command's ``--help`` print their text and exit 0 (no traceback)."""
+    from napari_micromotion.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and hasattr(a, "_name_parser_map"))
+    commands = list(sub.choices)
+    assert {"analyze", "motion", "denoise", "interpolate", "cells", "blur-flow"} <= set(commands)
+    for argv in [["--help"]] + [[c, "--help"] for c in commands]:
+        assert main(argv) == 0, argv
+        out = capsys.readouterr().out
+        assert out.startswith("usage: micromotion"), argv
+        if argv == ["--help"]:
+            assert all(c in out for c in commands)
+            assert "90 % corridors" in " ".join(out.split())   # the denoise tool's description, % and all
+
+
 def test_train_then_apply_the_saved_model(sim_dir, tmp_path, capsys):
     model = tmp_path / "cnn.safetensors"
     common = [str(sim_dir / "transmission.tif"), "-f", str(sim_dir / "fluorescence.tif")]

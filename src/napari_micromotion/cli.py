@@ -130,7 +130,9 @@ def _add_tool_parser(sub: Any, tool: Any) -> None:
     """``micromotion <tool>``: its input, its parameters (from the schema), ``--out``."""
     from . import schema
 
-    p = sub.add_parser(tool.command, help=tool.description, description=f"{tool.label}: {tool.description}.")
+    # argparse %-formats help strings ("90 % corridors" would break the top-level --help)
+    p = sub.add_parser(tool.command, help=tool.description.replace("%", "%%"),
+                       description=f"{tool.label}: {tool.description}.")
     if tool.input == "image":
         p.add_argument("image", help="image or stack (TIFF); a stack's frame is chosen with --frame")
         p.add_argument("--frame", type=int, default=0, help="frame of a stack to use (default 0)")
