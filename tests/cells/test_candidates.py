@@ -178,3 +178,9 @@ def test_bad_params():
         extract(movie, 50.0, CandidateParams(method="nmf"))
     with pytest.raises(MicromotionError, match="mu must be between"):
         extract(movie, 50.0, CandidateParams(mu=2.0))
+    # a diameter the frame cannot hold: one sentence, not a failure deep in the binning or the PCA
+    noisy = np.random.default_rng(0).poisson(50, (30, 32, 32)).astype(np.uint16)
+    for d in (33.0, 400.0, 1000.0):
+        with pytest.raises(MicromotionError, match=f"cell diameter of {d:.0f} px is larger than the 32 x 32 px"):
+            extract(noisy, 50.0, CandidateParams(diameter_px=d))
+    assert extract(noisy, 50.0, CandidateParams(diameter_px=32.0)).diameter_px == 32.0   # one cell filling the frame

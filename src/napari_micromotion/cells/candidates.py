@@ -672,6 +672,9 @@ def iter_extract(fluorescence: np.ndarray, fps: float, params: CandidateParams =
     # cell size from a few frames' mean, then bins: ~10 px cells, at most max_frames frames
     sub = np.asarray(fluorescence[:: max(1, n_t // 64)], np.float32).mean(axis=0)
     diameter = float(params.diameter_px) if params.diameter_px else estimate_diameter_px(sub)
+    check(diameter <= min(n_y, n_x),
+          f"a cell diameter of {diameter:.0f} px is larger than the {n_y} x {n_x} px frames"
+          + ("." if params.diameter_px else " (estimated from the mean image): set the cell diameter."))
     bin_px = max(1, int(diameter // 10))
     bin_frames = max(1, math.ceil(n_t / params.max_frames))
     stats_ = yield from _pass_stats(fluorescence, bin_px, bin_frames)
