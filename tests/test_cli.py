@@ -120,3 +120,26 @@ def test_train_then_apply_the_saved_model(sim_dir, tmp_path, capsys):
     # training again over an existing model needs --overwrite
     assert main(["train", *common, "--model", str(model), *tiny]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train-blur-flow", "train-interpolator", "train-cells"])
+@pytest.mark.parametrize("extra, message", [
+    ([], "is a folder"),                       # --out names a folder: no model written beside it
+    (["--seed", "-1"], "seed must be a non-negative integer"),
+])
+def test_train_commands_reject_bad_options_before_training(tmp_path, capsys, command, extra, message):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    out = folder if not extra else folder / "m.safetensors"
+    code = main([command, "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert message in err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["models"]
+
+
+def test_train_cells_rejects_negative_copies(tmp_path, capsys):
+    code = main(["train-cells", "--out", str(tmp_path / "m.safetensors"), "--copies", "-1"])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert "--copies must be at least 1" in err and not list(tmp_path.iterdir())

@@ -343,6 +343,7 @@ def run_training(args: argparse.Namespace) -> Path:
     Raises :class:`~napari_micromotion.errors.MicromotionError` (one sentence) on bad options,
     before any training.
     """
+    check(not Path(args.out).is_dir(), f"--out {args.out} is a folder; give the model's file name (.safetensors).")
     out = Path(args.out)
     out = out if out.suffix == ".safetensors" else out.with_name(out.name + ".safetensors")
     values = schema.values_from_args(args, train_specs())

@@ -150,6 +150,7 @@ def add_train_arguments(ap: argparse.ArgumentParser, *, out_required: bool = Tru
 
 def run_from_args(a: argparse.Namespace, command: str, progress: Callable[[Progress], None] | None = None) -> dict:
     """Train as *a* (from :func:`add_train_arguments`) says and save; returns the training summary."""
+    check(not Path(a.out).is_dir(), f"--out {a.out} is a folder; give the model's file name (.safetensors).")
     out = Path(a.out).with_suffix(".safetensors")
     check(a.overwrite or not out.exists() or out.resolve() == SHIPPED.resolve(),
           f"model file {out} exists; pass --overwrite to replace it.")
@@ -157,6 +158,8 @@ def run_from_args(a: argparse.Namespace, command: str, progress: Callable[[Progr
     check(1 <= a.n_recordings <= len(DEFAULT_TRAIN_SEEDS) and a.epochs >= 1 and a.threads >= 1,
           f"--n-recordings must be 1-{len(DEFAULT_TRAIN_SEEDS)}, --epochs and --threads at least 1.")
     check(0 <= a.extractions <= len(EXTRACTION_VARIANTS), f"--extractions must be 0-{len(EXTRACTION_VARIANTS)}.")
+    check(a.copies >= 1, f"--copies must be at least 1, got {a.copies}.")
+    check(a.seed >= 0, f"--seed must be a non-negative integer, got {a.seed}.")
     cfg = ClassifierConfig(arch=a.arch, encoding=a.encoding, epochs=a.epochs, seed=a.seed, threads=a.threads,
                            reference_cell_px=a.reference_cell_px, shape=bool(a.shape) and a.arch == "compact",
                            pool=a.pool if a.arch == "compact" else 1, scale_jitter=a.scale_jitter)

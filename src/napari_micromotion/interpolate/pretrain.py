@@ -167,6 +167,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_training(args: argparse.Namespace, progress: Any = None) -> Path:
     """``micromotion train-interpolator``: *args* from :func:`add_train_arguments`; *progress* receives the events."""
+    check(not Path(args.out).is_dir(), f"--out {args.out} is a folder; give the model's file name (.safetensors).")
+    check(args.seed >= 0, f"--seed must be a non-negative integer, got {args.seed}.")
     out = Path(args.out).with_suffix(".safetensors")
     check(args.overwrite or not out.exists(), f"model file {out} exists; pass --overwrite to replace it.")
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
