@@ -84,3 +84,15 @@ def test_batch_of_recordings(client, sim_dir, tmp_path):
     assert "pass --overwrite" in info.value.for_cli()
     with pytest.raises(MicromotionError, match="no recordings"):
         run_batch(str(recs / "*.nothing"), out, params, client=client, quiet=True)
+
+
+@pytest.mark.parametrize("params, message", [
+    (AnalysisParams(methods=("foo",)), "unknown method"),
+    (AnalysisParams(methods=("bandpass",), low_hz=10.0, high_hz=2.0), "must be below the high edge"),
+])
+def test_batch_checks_its_parameters_before_anything(sim_dir, tmp_path, params, message):
+    """A mistake every recording would repeat is one error up front: no workers, no output folder."""
+    out = tmp_path / "out"
+    with pytest.raises(MicromotionError, match=message):
+        run_batch(str(sim_dir / "transmission.tif"), out, params, client=object(), quiet=True)
+    assert not out.exists()

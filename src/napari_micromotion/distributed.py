@@ -140,6 +140,9 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     all of them to ``out_dir/batch_summary.csv``.
     """
     require("distributed")
+    from .pipeline import check_params
+
+    check_params(params)            # a mistake every recording would repeat stops here, before any folder is made
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")

@@ -51,6 +51,7 @@ from .scoring import max_lag_frames
 
 __all__ = [
     "AnalysisParams",
+    "check_params",
     "Results",
     "analysis_specs",
     "iter_analysis",
@@ -329,30 +330,43 @@ def contraction_beats_wanted(params: "AnalysisParams") -> bool:
     return params.beats_from != "energy"
 
 
+def _methods_to_run(params: AnalysisParams, fit_only: str | None) -> tuple[list[str], list[str], tuple[str, ...]]:
+    """``(chosen, active, for_beats)``: the scored methods, every method that runs, those run for the beats alone."""
+    if fit_only is not None:
+        check(fit_only in METHODS, f"unknown method {fit_only!r}; choose from {', '.join(METHODS.names())}.")
+        return [], _with_dependencies([fit_only]), ()
+    chosen = list(dict.fromkeys(params.methods))
+    check(chosen, "choose at least one method.")
+    unknown = [m for m in chosen if m not in METHODS]
+    check(not unknown, f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS.names())}.")
+    chosen = METHODS.order(chosen)
+    active = _with_dependencies(chosen)
+    if contraction_beats_wanted(params) and CONTRACTION_METHOD in METHODS and CONTRACTION_METHOD not in active:
+        return chosen, METHODS.order([*active, CONTRACTION_METHOD]), (CONTRACTION_METHOD,)   # for its beats only
+    return chosen, active, ()
+
+
+def check_params(params: AnalysisParams, fit_only: str | None = None) -> None:
+    """Check what can be checked without a recording: the methods, every value's range, the band's edges.
+
+    :func:`plan_analysis` runs it first; a batch runs it once before it creates anything.
+    """
+    _, active, _ = _methods_to_run(params, fit_only)
+    schema.check_ranges(params, schema.specs(AnalysisParams))
+    for name in active:
+        schema.check_ranges(params.method(name), schema.specs(METHODS[name].Params), METHODS[name].label)
+    if params.high_hz is not None:
+        check(params.low_hz < params.high_hz,
+              f"the band-pass low edge ({params.low_hz:g} Hz) must be below the high edge ({params.high_hz:g} Hz).")
+
+
 def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, fitted: Mapping[str, Any] | None = None,
                   *, only_rois: Sequence[str] | None = None, fit_only: str | None = None) -> Plan:
     """Check everything that can be checked before the long work and decide the stages."""
     warn: list[str] = []
     fitted = dict(fitted or {})
-    for_beats = ()
-    if fit_only is not None:
-        check(fit_only in METHODS, f"unknown method {fit_only!r}; choose from {', '.join(METHODS.names())}.")
-        chosen: list[str] = []
-        active = _with_dependencies([fit_only])
-    else:
-        chosen = list(dict.fromkeys(params.methods))
-        check(chosen, "choose at least one method.")
-        unknown = [m for m in chosen if m not in METHODS]
-        check(not unknown, f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS.names())}.")
-        chosen = METHODS.order(chosen)
-        active = _with_dependencies(chosen)
-        if (contraction_beats_wanted(params) and CONTRACTION_METHOD in METHODS
-                and CONTRACTION_METHOD not in active):
-            active = METHODS.order([*active, CONTRACTION_METHOD])   # measured for its beats, not scored
-            for_beats = (CONTRACTION_METHOD,)
-    schema.check_ranges(params, schema.specs(AnalysisParams))
-    for name in active:
-        schema.check_ranges(params.method(name), schema.specs(METHODS[name].Params), METHODS[name].label)
+    check_params(params, fit_only)
+    chosen, active, for_beats = _methods_to_run(params, fit_only)
     synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
     if synth:
         what = f"{synth.get('synthesized_frames') or 'some'} synthesized (interpolated) frames"
