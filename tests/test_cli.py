@@ -143,3 +143,26 @@ def test_train_cells_rejects_negative_copies(tmp_path, capsys):
     err = capsys.readouterr().err
     assert_one_line_error(err, code)
     assert "--copies must be at least 1" in err and not list(tmp_path.iterdir())
+
+
+def test_sigterm_cleans_up(tmp_path):
+    """``kill`` (or a cluster's time limit) mid-way: exit 143, one line, no output and no temporary folder left."""
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "from napari_micromotion.cli import main; raise SystemExit(main())",
+                             "simulate", str(tmp_path / "sim"), "--frames", "4000", "--size", "128"],
+                            stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:           # wait until frames are being written into the temporary folder
+        seen.append(line)
+        if "simulate" in line and "%" in line and " 0%" not in line:
+            break
+    assert any(p.name.startswith(".sim.tmp") for p in tmp_path.iterdir()), seen
+    proc.send_signal(signal.SIGTERM)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 143, rest
+    assert [ln for ln in rest.splitlines() if ln.strip()] == [
+        "error: terminated; no output was written and earlier results are untouched."]
+    assert list(tmp_path.iterdir()) == []

@@ -144,3 +144,40 @@ def test_bad_cell_options():
         simulate(n_frames=20, size=64, firing="random")
     with pytest.raises(MicromotionError, match="inactive cells must be a non-negative integer"):
         simulate(n_frames=20, size=64, inactive_cells=-1)
+
+
+@pytest.mark.parametrize("frames_before_full", [0, 3])
+@pytest.mark.parametrize("clean", [False, True])
+def test_write_simulation_on_a_full_disk(tmp_path, monkeypatch, frames_before_full, clean):
+    """A write that fails (disk full) ends in one sentence and leaves nothing; it used to hang its writer threads."""
+    import errno
+    import threading
+
+    from napari_micromotion import simulate as sim_module
+
+    real = tifffile.imwrite
+
+    def full_disk(path, data=None, **kw):
+        if str(path).endswith("transmission.tif"):
+            for k, _ in enumerate(data):
+                if k >= frames_before_full:
+                    break
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(tifffile, "imwrite", full_disk)
+    caught = []
+
+    def run():
+        try:
+            sim_module.write_simulation(tmp_path / "sim", n_frames=80, size=48, seed=1, clean=clean)
+        except BaseException as exc:  # noqa: BLE001 - examined below
+            caught.append(exc)
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(timeout=60)
+    assert not th.is_alive(), "write_simulation hung"
+    assert len(caught) == 1 and isinstance(caught[0], MicromotionError)
+    assert "could not write the simulation" in str(caught[0]) and "No space left" in str(caught[0])
+    assert list(tmp_path.iterdir()) == []          # no output and no temporary folder left behind

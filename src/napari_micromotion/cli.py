@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -562,6 +564,14 @@ def _cmd_train_cells(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a cluster's time limit) raised in the main thread, so that every cleanup runs."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``micromotion`` command; returns the exit status."""
     parser = build_parser()
@@ -569,6 +579,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (already printed as one line), --help, --version
         return int(exc.code or 0)
+    on_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
+    try:
+        return _run(args)
+    finally:
+        if on_main:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     commands = {"analyze": _cmd_analyze, "train": _cmd_train, "simulate": _cmd_simulate, "batch": _cmd_batch,
                 "view": _cmd_view, "methods": _cmd_methods, "train-blur-flow": _cmd_train_blur_flow,
                 "train-interpolator": _cmd_train_interpolator, "train-cells": _cmd_train_cells}
@@ -580,6 +600,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Cancelled:
         print("error: cancelled; no output was written.", file=sys.stderr)
         return 130
+    except Terminated:
+        print("\nerror: terminated; no output was written and earlier results are untouched.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("\nerror: interrupted; no output was written and earlier results are untouched.", file=sys.stderr)
         return 130

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 from scipy import ndimage, spatial
 
-from .errors import Cancelled, check
+from .errors import Cancelled, MicromotionError, check
 from .recording import MIN_FRAMES, Recording
 from .rois import ROI
 
@@ -672,30 +672,30 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
         queues = [queue.Queue(maxsize=32) for _ in others]
 
         def write_other(name: str, dtype: str, q: queue.Queue) -> None:
+            stopped = False
+
             def frames() -> Iterator[np.ndarray]:
+                nonlocal stopped
                 while (item := q.get()) is not stop:
                     yield item
+                stopped = True
 
             try:
                 tifffile.imwrite(tmp / name, frames(), shape=shape, dtype=dtype, imagej=True, metadata=meta,
                                  resolution=res)
             except BaseException as exc:  # re-raised in the main thread
                 errors.append(exc)
-                while q.get() is not stop:  # drain so the producer never blocks
+                while not stopped and q.get() is not stop:  # drain so the producer never blocks
                     pass
 
         def trans_frames() -> Iterator[np.ndarray]:
-            try:
-                for i, frames in enumerate(sim.frames(clean=clean)):
-                    # frames: transmission, fluorescence[, transmission_clean, fluorescence_clean]
-                    for q, frame in zip(queues, frames[1:]):
-                        q.put(frame)
-                    if progress is not None and i % 64 == 0:
-                        progress(i / params.n_frames)
-                    yield frames[0]
-            finally:
-                for q in queues:
-                    q.put(stop)
+            for i, frames in enumerate(sim.frames(clean=clean)):
+                # frames: transmission, fluorescence[, transmission_clean, fluorescence_clean]
+                for q, frame in zip(queues, frames[1:]):
+                    q.put(frame)
+                if progress is not None and i % 64 == 0:
+                    progress(i / params.n_frames)
+                yield frames[0]
 
         threads = [threading.Thread(target=write_other, args=(name, dtype, q), name=f"simulate-writer-{name}",
                                     daemon=True) for (name, dtype), q in zip(others, queues)]
@@ -705,6 +705,8 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
             tifffile.imwrite(tmp / "transmission.tif", trans_frames(), shape=shape, dtype="uint16",
                              imagej=True, metadata=meta, resolution=res)
         finally:
+            for q in queues:      # also when this write failed (disk full): the writers must not wait for more
+                q.put(stop)
             for th in threads:
                 th.join()
         if errors:
@@ -714,6 +716,9 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
         if labels or (labels is None and _uses_cell_options(params)):
             tifffile.imwrite(tmp / "labels.tif", sim.cell_labels)
         commit_output_dir(tmp, out)
+    except OSError as exc:              # disk full, quota, a vanished folder: one sentence, nothing left behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise MicromotionError(f"could not write the simulation to {out} ({exc.strerror or exc}).") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
