@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -186,6 +187,45 @@ def test_existing_output_is_refused_without_overwrite(sim_dir, tmp_path, capsys)
     code = main(["analyze", str(sim_dir / "transmission.tif"), "--out", str(out), "-q"])
     assert_one_line_error(capsys.readouterr().err, code)
     assert (out / "old.txt").read_text() == "keep"
+
+
+@pytest.mark.parametrize("command", ["analyze", "motion"])
+def test_overwrite_never_deletes_inputs_or_foreign_files(command, sim_dir, tmp_path, capsys, monkeypatch):
+    """--overwrite replaces only an output folder of ours: never one holding an input, the current folder or a
+    folder of other files (replacing a folder deletes everything in it)."""
+    data = tmp_path / "data"
+    shutil.copytree(sim_dir, data)
+    (data / "notes.txt").write_text("keep")
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "thesis.docx").write_text("keep")
+    video = str(data / "transmission.tif")
+    for out, message in ((data, "holds the input transmission.tif"), (tmp_path, "holds the input transmission.tif"),
+                         (other, "did not write")):
+        code = main([command, video, "--out", str(out), "--overwrite", "-q"])
+        err = capsys.readouterr().err
+        assert_one_line_error(err, code)
+        assert message in err
+    monkeypatch.chdir(other)
+    for out in (".", "", ".."):
+        code = main([command, video, "--out", out, "--overwrite", "-q"])
+        err = capsys.readouterr().err
+        assert_one_line_error(err, code)
+        assert "current folder" in err
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    assert (other / "thesis.docx").read_text() == "keep" and len(list(other.iterdir())) == 1
+    # an output folder of ours (and an empty one) may be replaced
+    for out in (tmp_path / "res", tmp_path / "res", tmp_path / "empty"):
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        assert main([command, video, "--out", str(out), "--overwrite", "-q", "--methods", "bandpass"]
+                    if command == "analyze" else [command, video, "--out", str(out), "--overwrite", "-q"]) == 0
+    # a result folder that holds a later step's input is kept: interpolate, then analyse what it wrote into it
+    interp = tmp_path / "interp"
+    assert main(["interpolate", video, "--factor", "2", "--method", "linear", "--out", str(interp), "-q"]) == 0
+    code = main([command, str(interp / "interpolated.tif"), "--out", str(interp), "--overwrite", "-q"])
+    assert_one_line_error(capsys.readouterr().err, code)
+    assert (interp / "interpolated.tif").is_file()
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -346,6 +346,12 @@ def _input_checksums(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _given_paths(args: argparse.Namespace) -> list[Path]:
+    """Every existing file or folder named on the command line except ``--out``: the inputs to protect."""
+    return [Path(v) for k, v in vars(args).items()
+            if k != "out" and isinstance(v, str) and v and os.path.lexists(v)]
+
+
 def _cmd_analyze(args: argparse.Namespace) -> int:
     from .export import prepare_output_dir, write_results
     from .methods import METHODS
@@ -354,7 +360,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     # refuse a bad output folder before any work
-    tmp = prepare_output_dir(out, args.overwrite)
+    tmp = prepare_output_dir(out, args.overwrite, _given_paths(args))
     tmp.rmdir()
     params = _analysis_params(args)
     rec, rois = _load_inputs(args)
@@ -513,7 +519,7 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     out = Path(args.out)
     from .export import prepare_output_dir
 
-    prepare_output_dir(out, args.overwrite).rmdir()   # refuse a bad output folder before any work
+    prepare_output_dir(out, args.overwrite, _given_paths(args)).rmdir()   # refuse a bad output folder before any work
     params = schema.replace_path(tool.Params(), schema.values_from_args(args, schema.specs(tool.Params)))
     schema.check_ranges(params)
     if tool.input == "image":

@@ -6,7 +6,9 @@ writes its models (``models/``); ``run.json`` records parameters, versions, inpu
 checksums, timings and warnings; ``report.png`` shows the score maps and ROI traces.
 
 Everything is written into a temporary sibling folder that is renamed into place
-only when complete; an existing folder is replaced only with ``overwrite``.
+only when complete; an existing folder is replaced only with ``overwrite``, and only if it
+is one this package wrote (or empty), holds none of the inputs and is not the current folder:
+replacing a folder deletes everything in it.
 """
 
 from __future__ import annotations
@@ -18,25 +20,76 @@ import sys
 import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 
 from .errors import MicromotionError, check
 
-__all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings"]
+__all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings",
+           "is_output_folder", "paths_in", "OUTPUT_MARKERS"]
+
+#: files by which a folder is known as one this package wrote: the analysis's run record, the simulator's
+#: truth, a batch's summary (a tool's run record ``<tool>.json`` is recognised by its content)
+OUTPUT_MARKERS = ("run.json", "truth.json", "batch_summary.csv")
 
 
-def prepare_output_dir(out: Path, overwrite: bool) -> Path:
+def is_output_folder(folder: Path) -> bool:
+    """Whether *folder* is an output folder of this package (so that replacing it loses only its results)."""
+    folder = Path(folder)
+    if any((folder / name).is_file() for name in OUTPUT_MARKERS):
+        return True
+    for record in folder.glob("*.json"):          # a tool's run record: {"tool": ..., "package_versions": ...}
+        try:
+            if record.stat().st_size > (1 << 20):
+                continue
+            obj = json.loads(record.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if isinstance(obj, dict) and "tool" in obj and "package_versions" in obj:
+            return True
+    return False
+
+
+def paths_in(record: Any) -> list[Path]:
+    """Every ``"path"`` string in a (nested) inputs or provenance record."""
+    found: list[Path] = []
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if key == "path" and isinstance(value, (str, os.PathLike)) and str(value):
+                found.append(Path(value))
+            else:
+                found += paths_in(value)
+    elif isinstance(record, (list, tuple)):
+        for value in record:
+            found += paths_in(value)
+    return found
+
+
+def prepare_output_dir(out: Path, overwrite: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
     """Check that *out* may be (re)written and return a fresh temporary sibling folder.
 
-    Nothing at *out* changes until :func:`commit_output_dir`.
+    Nothing at *out* changes until :func:`commit_output_dir`.  *inputs*: the paths the
+    results come from; a folder holding one of them is never replaced.
     """
     out = Path(out)
+    check(str(out) != "", "the output folder has no name.")
+    where = out.resolve()
+    here = Path.cwd().resolve()
+    check(where != here and where not in here.parents,
+          f"the output folder {out} is the current folder or holds it; name a new folder for the results.")
+    for path in inputs:
+        p = Path(path).resolve()
+        check(p != where and where not in p.parents,
+              f"the output folder {out} holds the input {Path(path).name}; replacing it would delete that: "
+              "name another folder for the results.")
     if out.exists() or out.is_symlink():
         check(overwrite, f"output folder {out} exists; choose another folder or allow replacing it.",
               cli=f"output folder {out} exists; pass --overwrite to replace it.")
         check(out.is_dir(), f"output path {out} exists and is not a folder.")
+        check(not any(out.iterdir()) or is_output_folder(out),
+              f"folder {out} holds files that micromotion did not write; replacing it would delete them: "
+              "name a new or empty folder for the results.")
     parent = out.absolute().parent
     check(parent.is_dir(), f"cannot create {out}: folder {parent} does not exist.")
     check(os.access(parent, os.W_OK | os.X_OK), f"cannot write into {parent} (permission denied).")
@@ -134,7 +187,7 @@ def write_results(results: Any, out: str | os.PathLike, *, overwrite: bool = Fal
     from .methods import METHODS
 
     out = Path(out)
-    tmp = prepare_output_dir(out, overwrite)
+    tmp = prepare_output_dir(out, overwrite, paths_in(inputs))
     try:
         for entry in ANALYSIS_LAYOUT:
             entry.write(results, tmp)

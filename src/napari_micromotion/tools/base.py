@@ -143,10 +143,10 @@ class Tool:
     def write(self, result: Any, out: str | os.PathLike, *, overwrite: bool = False,
               extra: dict[str, Any] | None = None) -> Path:
         """Write *result* into folder *out* atomically (its :attr:`layout` plus ``<name>.json``)."""
-        from ..export import commit_output_dir, prepare_output_dir
+        from ..export import commit_output_dir, paths_in, prepare_output_dir
 
         out = Path(out)
-        tmp = prepare_output_dir(out, overwrite)
+        tmp = prepare_output_dir(out, overwrite, paths_in([(extra or {}).get("inputs"), result.source]))
         try:
             for entry in self.layout:
                 entry.write(result, tmp)
