@@ -186,3 +186,23 @@ def test_save_flow_writes_every_field_and_leaves_no_scratch(motion_sim, tmp_path
     del res
     gc.collect()
     assert scratch() <= before
+
+
+def test_intensities_below_zero_are_not_matched_by_a_gain(motion_sim):
+    """Offset-subtracted frames (mean near zero): no brightness gain (it flipped frames and made 50 px of 'motion'),
+    a warning instead; a scaled or shifted positive copy gives the raw result."""
+    import tifffile
+
+    from napari_micromotion.recording import Recording
+
+    folder, _ = motion_sim
+    video = tifffile.imread(folder / "transmission.tif")[:300].astype(np.float32)
+    raw = TOOLS["motion"].run(Recording(video, 50.0), MotionParams())
+    assert not any("below zero" in w for w in raw.warnings)
+    for copy in (video * 0.01, video + 1000.0):
+        same = TOOLS["motion"].run(Recording(copy, 50.0), MotionParams())
+        np.testing.assert_allclose(same.displacement["frame"], raw.displacement["frame"], atol=2e-3)
+    centred = TOOLS["motion"].run(Recording(video - video.mean(), 50.0), MotionParams())
+    assert any("below zero" in w for w in centred.warnings)
+    d = centred.displacement["frame"]
+    assert np.all(np.isfinite(d)) and float(d.max()) < 4 * float(raw.displacement["frame"].max()) < 2.0

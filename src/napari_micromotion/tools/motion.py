@@ -327,6 +327,10 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
                 row.max_relaxation_speed_um_s = b.max_relaxation_speed * px
             beat_params.append(row)
     warnings = []
+    if not stream.estimators[0].gain_matched:
+        warnings.append("the frames' intensities go below zero (offset-subtracted data?), so changes in brightness "
+                        "between frames (lamp flicker) could not be told from motion; if you can, use the raw camera "
+                        "frames.")
     if not any(len([b for b in beats if b.roi == r]) for r in regions):
         warnings.append("no contraction stood out of the noise in any region; is the frame rate right, and does the "
                         "recording hold a beat?")
