@@ -96,3 +96,14 @@ def test_batch_checks_its_parameters_before_anything(sim_dir, tmp_path, params, 
     with pytest.raises(MicromotionError, match=message):
         run_batch(str(sim_dir / "transmission.tif"), out, params, client=object(), quiet=True)
     assert not out.exists()
+
+
+def test_batch_refuses_named_inputs_it_cannot_find(sim_dir, tmp_path):
+    """--rois and --fluorescence-suffix given by name but missing: one error up front, not a silent run without them."""
+    out = tmp_path / "out"
+    params = AnalysisParams(methods=("bandpass",))
+    with pytest.raises(MicromotionError, match="ROI file .*nope.json does not exist"):
+        run_batch(str(sim_dir / "transmission.tif"), out, params, client=object(), rois=str(tmp_path / "nope.json"))
+    with pytest.raises(MicromotionError, match="no fluorescence file named with 'calcium'.* 1 of 1 recordings"):
+        run_batch(str(sim_dir / "transmission.tif"), out, params, client=object(), fluorescence_suffix="calcium")
+    assert not out.exists()

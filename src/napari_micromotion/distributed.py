@@ -127,7 +127,7 @@ def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, 
                 "n_frames": rec.n_frames, "message": "", **{f"score:{k}": v for k, v in best.items()}}
     except _Err as exc:
         return {"recording": transmission, "status": "error", "seconds": time.perf_counter() - t0, "out": "",
-                "message": str(exc)}
+                "message": exc.for_cli()}      # the summary is read beside the command line: name its options
 
 
 def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
@@ -146,6 +146,11 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")
+    check(rois is None or Path(rois).is_file(), f"ROI file {rois} does not exist.")
+    if fluorescence_suffix is not None:      # asked for by name: every recording must have its fluorescence
+        missing = [f for f in files if find_inputs(f, fluorescence_suffix, rois)[0] is None]
+        check(not missing, f"no fluorescence file named with {fluorescence_suffix!r} in place of 'transmission' for "
+                           f"{len(missing)} of {len(files)} recordings (e.g. {missing[0].name if missing else ''}).")
     out_dir = Path(out_dir)
     if out_dir.exists():
         check(out_dir.is_dir(), f"output path {out_dir} exists and is not a folder.")
