@@ -255,6 +255,17 @@ def test_a_saved_model_applies_without_training(denoised, low_light, tmp_path, t
     assert rec["result"]["metrics"]["applied_saved_model"] and "train" not in rec["timings_s"]
     np.testing.assert_allclose(tifffile.imread(out / "denoised.tif"), tifffile.imread(denoised / "denoised.tif"),
                                rtol=1e-5, atol=1e-3)
+    # settings the saved model fixes: the record says what was used, and a warning what did not apply
+    trained = json.loads((denoised / "denoise.json").read_text())["parameters"]
+    other = tmp_path / "other"
+    assert main(["denoise", str(low_light / "fluorescence.tif"), "--model", str(denoised / "model.safetensors"),
+                 "--fps", str(FPS), "--threads", "1", "--mc-passes", "4", "--context", str(trained["context"] + 1),
+                 "--prior", "none", "--out", str(other), "-q"]) == 0
+    rec = json.loads((other / "denoise.json").read_text())
+    assert {k: rec["parameters"][k] for k in ("context", "prior", "width")} == \
+        {k: trained[k] for k in ("context", "prior", "width")}
+    assert any("did not apply" in w and "prior none" in w for w in rec["warnings"])
+    np.testing.assert_array_equal(tifffile.imread(other / "denoised.tif"), tifffile.imread(out / "denoised.tif"))
 
 
 def test_bad_input_is_refused_in_one_line_and_nothing_is_written(low_light, tmp_path, capsys):

@@ -32,7 +32,7 @@ Output folder (written atomically):
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generator, Sequence
 
@@ -242,6 +242,16 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[A
         if calibration is not None and calibration.prior_white > 0:    # the noise of this recording's mean image
             calibration.prior_white = 1.0 / max(prior.count - 1, 1)
         models = [model]
+        # the saved model fixes its context, prior and width: say so if other values were asked for, and record
+        # the ones used
+        defaults = DenoiseParams()
+        used = {"context": model.context, "prior": model.prior, "width": model.width}
+        asked = {k: getattr(params, k) for k in used if getattr(params, k) != getattr(defaults, k)}
+        ignored = [f"{k} {v}" for k, v in asked.items() if v != used[k]]
+        if ignored:
+            warnings.append(f"the saved model sets its own {', '.join(used)} ({', '.join(f'{k} {v}' for k, v in used.items())}); "
+                            f"{', '.join(ignored)} did not apply.")
+        params = replace(params, **used)
     else:
         t0 = time.perf_counter()
         yield Progress("denoise", 0.0, "measuring the camera noise")
