@@ -72,6 +72,7 @@ def test_existing_output_needs_overwrite(sim_dir, tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "keep.txt").write_text("previous results")
+    (out / "run.json").write_text("{}")          # an earlier analysis's folder: --overwrite may replace it
     code = main(["analyze", str(sim_dir / "transmission.tif"), "--out", str(out), "-q"])
     assert_one_line_error(capsys.readouterr().err, code)
     assert (out / "keep.txt").read_text() == "previous results"

@@ -138,7 +138,6 @@ def _add_tool_parser(sub: Any, tool: Any) -> None:
     if tool.input == "image":
         p.add_argument("image", help="image or stack (TIFF); a stack's frame is chosen with --frame")
         p.add_argument("--frame", type=int, default=0, help="frame of a stack to use (default 0)")
-        p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres")
     elif tool.input == "fluorescence":
         p.add_argument("fluorescence", metavar="FLUORESCENCE",
                        help="the fluorescence video: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or video")
@@ -337,12 +336,14 @@ def _input_checksums(args: argparse.Namespace) -> dict[str, Any]:
     from .io import file_checksum
 
     out = {}
-    keys = ["transmission", "fluorescence", "rois"] + [k for k in vars(args) if k.startswith("model__")]
+    keys = ["transmission", "fluorescence", "image", "rois"] + [k for k in vars(args) if k.startswith("model__")]
     for key in keys:
         path = getattr(args, key, None)
         if path:
             name = f"model_{key[len('model__'):]}" if key.startswith("model__") else key
             out[name] = {"path": str(Path(path).resolve()), "checksum": file_checksum(path)}
+    if "image" in out:
+        out["image"]["frame"] = args.frame
     return out
 
 

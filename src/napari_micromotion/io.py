@@ -691,7 +691,7 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
         try:
             info = read_stack(p)
             data, _ = select_channel(info, None)
-            check(-data.shape[0] <= frame < data.shape[0],
+            check(0 <= frame < data.shape[0],
                   f"frame {frame} does not exist; {p.name} has {data.shape[0]} frames (0 to {data.shape[0] - 1}).")
             return np.asarray(data[frame], np.float32)
         except MicromotionError as exc:
@@ -708,6 +708,8 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
         except Exception as exc:
             raise MicromotionError(f"{p.name} is not a readable image ({_short(exc)}).") from None
     check(frame == 0, f"{p.name} holds a single image; there is no frame {frame}.")
+    while img.ndim > 2 and img.shape[0] == 1:     # a stack of one frame
+        img = img[0]
     if img.ndim == 3 and img.shape[-1] in (3, 4):
         img = img[..., :3].mean(axis=-1)
     check(img.ndim == 2, f"{p.name} has shape {img.shape}; a grey-level image (Y, X) is needed.")

@@ -47,9 +47,34 @@ def test_blur_flow_command_writes_the_five_channels_and_reads_back(blurred, tmp_
     # the frame chosen is the one analysed: the same result as the tool run on that frame directly
     direct = TOOLS["blur_flow"].run(samples[1].image.astype(np.float32))
     np.testing.assert_allclose(direct.flow, flow, atol=1e-4)
+    assert rec["inputs"]["image"]["frame"] == 1 and rec["inputs"]["image"]["path"].endswith("stack.tif")
     back = TOOLS["blur_flow"].read(out)
     np.testing.assert_array_equal(back.flow, flow)
     assert back.summary == pytest.approx(rec["result"]["summary"]) and back.axial_unit_um == rec["result"]["axial_unit_um"]
+
+
+def test_pixel_size_resamples_to_the_model_and_back(blurred, tmp_path):
+    """--pixel-size: an image at half the model's pixel size is read at the model's (resampled 2x down) and its
+    maps come back at its own size, blur lengths in its own, twice as many pixels; a one-frame stack is an image."""
+    import cv2
+
+    _, samples = blurred
+    image = samples[0].image.astype(np.float32)
+    model_px = 0.65
+    plain = TOOLS["blur_flow"].run(image)
+    fine = cv2.resize(image, (320, 320), interpolation=cv2.INTER_LINEAR)
+    seen = TOOLS["blur_flow"].run(cv2.resize(fine, (160, 160), interpolation=cv2.INTER_AREA))   # what the model reads
+    res = TOOLS["blur_flow"].run(fine, BlurFlowToolParams(pixel_size_um=model_px / 2))
+    assert res.flow.shape == (5, 320, 320) and res.pixel_size_um == pytest.approx(model_px / 2)
+    back = cv2.resize(res.lateral_px, (160, 160), interpolation=cv2.INTER_AREA)
+    valid = seen.validity > 0.5
+    assert np.median(back[valid]) == pytest.approx(2 * np.median(seen.lateral_px[valid]), rel=0.05)
+    assert np.median(back[valid]) > 1.3 * np.median(plain.lateral_px[valid])   # not read as the unscaled image
+    same = TOOLS["blur_flow"].run(image, BlurFlowToolParams(pixel_size_um=model_px))
+    np.testing.assert_array_equal(same.flow, plain.flow)
+    tifffile.imwrite(tmp_path / "one.tif", image[None])
+    assert main(["blur-flow", str(tmp_path / "one.tif"), "--out", str(tmp_path / "bf"), "-q"]) == 0
+    np.testing.assert_allclose(tifffile.imread(tmp_path / "bf" / "blur_flow.tif"), plain.flow, atol=1e-4)
 
 
 @pytest.mark.parametrize("family", ["cells", "fibres", "beads"])
@@ -102,6 +127,8 @@ def test_bad_input_is_one_sentence_and_writes_nothing(blurred, tmp_path, capsys)
     before = (folder / "stack.tif").read_bytes()
     cases = [
         (["blur-flow", image, "--frame", "9", "--out", str(tmp_path / "a")], "frame 9 does not exist"),
+        (["blur-flow", image, "--frame", "-1", "--out", str(tmp_path / "a")], "frame -1 does not exist"),
+        (["blur-flow", image, "--pixel-size", "0.05", "--out", str(tmp_path / "a"), "-q"], "needs at least 16"),
         (["blur-flow", image, "--model", str(tmp_path / "none.safetensors"), "--out", str(tmp_path / "b")],
          "does not exist"),
         (["blur-flow", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "c")], "does not exist"),

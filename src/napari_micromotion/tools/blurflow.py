@@ -18,14 +18,15 @@ Output folder (written atomically):
   pixels), timings.
 
 The shipped model was trained for a 10x/0.3 objective, ~600 nm light and 0.65 um
-pixels; for other optics retrain it (``micromotion train-blur-flow``) or rescale the
-image so that the in-focus PSF spans about as many pixels (see ``docs/blurflow.md``).
+pixels; with ``--pixel-size`` the image is resampled to the model's pixel size before
+the network reads it and the maps back to the image's pixels (lateral blur then in the
+image's pixels).  For other optics retrain it (``micromotion train-blur-flow``).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generator, Sequence
 
@@ -66,6 +67,11 @@ class BlurFlowToolParams:
                                      "(elsewhere the texture is too poor to measure a blur).")
     arrows: int = param(24, label="arrows across", min=2, max=256, flag="--arrows", advanced=True,
                         help="Arrows per image width in napari's blur layer.")
+    pixel_size_um: float | None = param(None, label="pixel size", unit="um", min=0.01, max=100.0, decimals=3,
+                                        flag="--pixel-size", none_text="the model's",
+                                        help="The image's pixel size: it is resampled to the model's pixel size "
+                                             "(0.65 um for the shipped model) before the network reads it, and the "
+                                             "maps back; empty: the image is taken as it is.")
     prediction: BlurFlowParams = param(label="tiles and threads", default_factory=BlurFlowParams,
                                        help="How the network runs over the image: tiles and threads.")
 
@@ -154,14 +160,30 @@ class BlurFlow(Tool):
 
     def iter_run(self, image: Any, params: BlurFlowToolParams, *,
                  rois: Sequence[Any] = ()) -> Generator[Progress, None, BlurFlowToolResult]:
-        from ..blurflow.predict import iter_predict_blur_flow
+        from ..blurflow.predict import MIN_SIDE_PX, check_image, iter_predict_blur_flow
 
         self.check(image, params)
         t0 = time.perf_counter()
         yield Progress("blur flow", 0.0, "loading the model")
         model = _load_model(params.model)
         t_load = time.perf_counter() - t0
-        res = yield from iter_predict_blur_flow(np.asarray(image), model, params.prediction)
+        img = check_image(image)
+        model_px = float(model.optics.pixel_size_um)
+        zoom = 1.0 if params.pixel_size_um is None else float(params.pixel_size_um) / model_px
+        if abs(zoom - 1.0) > 0.01:           # resample to the model's pixels, predict, and map back
+            import cv2
+
+            ny, nx = img.shape
+            size = (max(1, round(nx * zoom)), max(1, round(ny * zoom)))
+            check(min(size) >= MIN_SIDE_PX, f"at {model_px:g} um per pixel (the model's) this image is only "
+                                            f"{size[1]} x {size[0]} px; blur flow needs at least {MIN_SIDE_PX}.")
+            small = cv2.resize(img, size, interpolation=cv2.INTER_AREA if zoom < 1 else cv2.INTER_LINEAR)
+            res = yield from iter_predict_blur_flow(small, model, params.prediction)
+            back = np.stack([cv2.resize(c, (nx, ny), interpolation=cv2.INTER_LINEAR) for c in res.flow])
+            back[:2] /= zoom                  # blur lengths from the model's pixels to the image's
+            res = replace(res, flow=back.astype(np.float32), pixel_size_um=float(params.pixel_size_um))
+        else:
+            res = yield from iter_predict_blur_flow(img, model, params.prediction)
         summary = summarise(res.flow, params.min_validity)
         warnings = []
         if params.model is None:
@@ -173,7 +195,8 @@ class BlurFlow(Tool):
         a = np.asarray(image)
         return BlurFlowToolResult(
             params=params, source={"shape": list(a.shape), "dtype": str(a.dtype),
-                                   "model": params.model or "shipped"},
+                                   "model": params.model or "shipped", "model_pixel_size_um": model_px,
+                                   "resampled_by": round(zoom, 6)},
             timings_s={"load_model": t_load, "predict": res.seconds}, warnings=warnings, flow=res.flow,
             pixel_size_um=res.pixel_size_um, axial_unit_um=res.axial_unit_um, blur_px_per_unit=res.blur_px_per_unit,
             model=res.model, summary=summary)
