@@ -206,3 +206,17 @@ def test_intensities_below_zero_are_not_matched_by_a_gain(motion_sim):
     assert any("below zero" in w for w in centred.warnings)
     d = centred.displacement["frame"]
     assert np.all(np.isfinite(d)) and float(d.max()) < 4 * float(raw.displacement["frame"].max()) < 2.0
+
+
+def test_a_still_video_gives_zero_motion_not_nan():
+    """A constant video: displacement and speed 0 everywhere (they were NaN, with a division warning)."""
+    import warnings
+
+    from napari_micromotion.recording import Recording
+
+    video = np.full((60, 48, 48), 1000, np.uint16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = TOOLS["motion"].run(Recording(video, 50.0), MotionParams())
+    assert np.array_equal(res.displacement["frame"], np.zeros(60)) and not res.beats
+    assert np.all(np.isfinite(res.speed["frame"])) and np.all(res.speed["frame"] == 0)

@@ -90,6 +90,8 @@ def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, ma
     order = np.argsort(w)[::-1]
     w, v = np.maximum(w[order], 0.0), v[:, order]
     s = np.sqrt(w)
+    if not s[0] > 0:                    # no block ever moved (a still or constant video): nothing to decompose
+        return LowRank(np.asarray(x, np.float32), 0, s[:8].copy(), 0.0)
     n_pos = int(np.sum(s > 1e-6 * max(float(s[0]), 1e-300))) or 1
 
     def patterns(k: int) -> np.ndarray:
