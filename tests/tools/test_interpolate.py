@@ -180,3 +180,24 @@ def test_the_automatic_band_stays_below_the_measured_frames_nyquist(video, outpu
     assert chosen.ctx.design.high_hz == pytest.approx(14.0)
     measured = rec.with_(provenance={})
     assert plan_analysis(measured, [], AnalysisParams(methods=("bandpass",))).ctx.design.high_hz == pytest.approx(15.0)
+
+
+def test_a_still_video_and_a_float64_one(tmp_path, capsys):
+    """A constant video reconstructs exactly: its PSNR (+inf) is null in strict JSON, without warnings on stderr;
+    a float64 video is written as float32 and says so."""
+    still = tmp_path / "still.tif"
+    tifffile.imwrite(still, np.full((40, 32, 32), 500, np.uint16))
+    assert main(["interpolate", str(still), "--fps", "20", "--factor", "2", "--method", "linear",
+                 "--out", str(tmp_path / "a"), "-q"]) == 0
+    assert "Warning" not in capsys.readouterr().err
+
+    def strict(c):
+        raise ValueError(c)
+
+    rec = json.loads((tmp_path / "a" / "interpolate.json").read_text(), parse_constant=strict)
+    assert rec["result"]["evaluation"]["methods"]["linear"]["psnr_db"] is None
+    wide = tmp_path / "wide.tif"
+    tifffile.imwrite(wide, np.random.default_rng(0).normal(100, 5, (40, 32, 32)))     # float64
+    assert main(["interpolate", str(wide), "--fps", "20", "--factor", "2", "--method", "linear",
+                 "--out", str(tmp_path / "b")]) == 0
+    assert "written as float32" in capsys.readouterr().err

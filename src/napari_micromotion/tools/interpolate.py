@@ -146,6 +146,17 @@ class SynthesizedEntry(Entry):
             fields["measured"] = got[1][:, 2] > 0.5
 
 
+def _finite_or_none(value: Any) -> Any:
+    """*value* with every non-finite float replaced by ``None`` (nested dicts and lists)."""
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
+
+
 @TOOLS.register
 class Interpolate(Tool):
     name = "interpolate"
@@ -193,19 +204,25 @@ class Interpolate(Tool):
             max_minutes=params.max_minutes, heldout_every=params.heldout_every, max_heldout=params.max_heldout,
             weights=params.weights, seed=params.seed, threads=params.threads)
         yield Progress("interpolate", 1.0, f"done in {got.timings_s['total']:.0f} s")
+        warnings = list(got.warnings)
+        dtype = np.dtype(got.frames.dtype)
+        if dtype not in (np.uint8, np.uint16, np.int8, np.int16, np.float32):     # what float32 cannot hold exactly
+            warnings.append(f"the {dtype} video is written as float32 (what interpolated.tif holds), so its measured "
+                            "frames are kept to float32 precision, not bit for bit.")
         return InterpolateResult(params=params, source=dict(recording.provenance), timings_s=got.timings_s,
-                                 warnings=got.warnings, fps=recording.fps * params.factor, factor=params.factor,
+                                 warnings=warnings, fps=recording.fps * params.factor, factor=params.factor,
                                  frames=got.frames, uncertainty=got.uncertainty, measured=got.measured,
                                  evaluation=got.evaluation, training=got.training,
                                  pixel_size_um=recording.pixel_size_um)
 
     def result_record(self, result: InterpolateResult) -> dict[str, Any]:
+        """(An exact reconstruction's PSNR, +inf, is written as null: strict JSON has no infinity.)"""
         m = result.measured
         return {"contains_synthesized_frames": True, "factor": result.factor, "fps": result.fps,
                 "fps_in": result.fps / result.factor, "frame_interval_s": 1.0 / result.fps,
                 "n_frames": int(m.size), "n_measured": int(m.sum()), "n_synthesized": int((~m).sum()),
                 "frame_shape": list(result.frames.shape[1:]) if result.frames is not None else None,
-                "evaluation": result.evaluation, "training": result.training,
+                "evaluation": _finite_or_none(result.evaluation), "training": result.training,
                 "note": "frames whose measured flag is 0 in synthesized.csv are synthesized, not measured; "
                         "analyze refuses this video unless --use-interpolated is given"}
 
