@@ -181,3 +181,10 @@ def test_write_simulation_on_a_full_disk(tmp_path, monkeypatch, frames_before_fu
     assert len(caught) == 1 and isinstance(caught[0], MicromotionError)
     assert "could not write the simulation" in str(caught[0]) and "No space left" in str(caught[0])
     assert list(tmp_path.iterdir()) == []          # no output and no temporary folder left behind
+
+
+def test_more_special_cells_than_the_frame_holds_is_one_sentence():
+    """Asking for more cells without dye (or that never fire) than there are free cells: an error, not a silent cut."""
+    for kw in ({"unloaded_cells": 1000}, {"inactive_cells": 1000}):
+        with pytest.raises(MicromotionError, match="interior cells"):
+            simulate(n_frames=20, size=64, seed=1, **kw)

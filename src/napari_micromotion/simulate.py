@@ -411,6 +411,8 @@ class Simulator:
         rng = np.random.default_rng([p.seed, 15485863])
         taken = set(self.roles.values()) | set(self.unloaded) | {e["cell"] for e in self.rare_events}
         free = [c for c in self._interior_cells() if c not in taken]
+        check(len(free) >= p.inactive_cells, f"only {len(free)} interior cells are left for {p.inactive_cells} cells "
+                                             "that never fire; ask for fewer, or for larger frames.")
         rng.shuffle(free)
         self.inactive = sorted(int(c) for c in free[:p.inactive_cells])
         self.calcium[self.inactive] = 0.0
@@ -435,6 +437,8 @@ class Simulator:
         rng = np.random.default_rng([p.seed, 7919])
         roles = set(self.roles.values())
         free = [c for c in self._interior_cells() if c not in roles]
+        check(len(free) >= p.unloaded_cells, f"only {len(free)} interior cells are free for {p.unloaded_cells} cells "
+                                             "without dye; ask for fewer, or for larger frames.")
         rng.shuffle(free)
         self.unloaded = sorted(int(c) for c in free[:p.unloaded_cells])
         self.loading = self.loading.copy()

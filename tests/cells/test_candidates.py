@@ -184,3 +184,8 @@ def test_bad_params():
         with pytest.raises(MicromotionError, match=f"cell diameter of {d:.0f} px is larger than the 32 x 32 px"):
             extract(noisy, 50.0, CandidateParams(diameter_px=d))
     assert extract(noisy, 50.0, CandidateParams(diameter_px=32.0)).diameter_px == 32.0   # one cell filling the frame
+
+
+def test_smallest_area_above_largest_is_refused():
+    with pytest.raises(MicromotionError, match="smallest candidate area"):
+        extract(np.zeros((30, 32, 32), np.uint16), 50.0, CandidateParams(min_area_px=100.0, max_area_px=10.0))

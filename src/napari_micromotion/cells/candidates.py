@@ -170,6 +170,9 @@ class CandidateParams:
         check(self.diameter_px is None or (math.isfinite(self.diameter_px) and self.diameter_px >= 3),
               f"the cell diameter must be at least 3 px, got {self.diameter_px!r}.")
         check(self.threshold_sd > 0, f"threshold_sd must be positive, got {self.threshold_sd!r}.")
+        if self.min_area_px is not None and self.max_area_px is not None:
+            check(self.min_area_px <= self.max_area_px, f"the smallest candidate area ({self.min_area_px:g} px) must "
+                                                        f"not exceed the largest ({self.max_area_px:g} px).")
         check(isinstance(self.seed, (int, np.integer)) and self.seed >= 0,
               f"seed must be a non-negative integer, got {self.seed!r}.")
         check(isinstance(self.max_frames, (int, np.integer)) and self.max_frames >= MIN_FRAMES_CANDIDATES,
