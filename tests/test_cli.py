@@ -139,11 +139,13 @@ def test_train_commands_reject_bad_options_before_training(tmp_path, capsys, com
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["models"]
 
 
-def test_train_cells_rejects_negative_copies(tmp_path, capsys):
-    code = main(["train-cells", "--out", str(tmp_path / "m.safetensors"), "--copies", "-1"])
+@pytest.mark.parametrize("option, value", [("--copies", "-1"), ("--scale-jitter", "5"), ("--scale-jitter", "-1"),
+                                           ("--reference-cell-px", "-5")])
+def test_train_cells_checks_its_options_before_building_the_training_set(tmp_path, capsys, option, value):
+    code = main(["train-cells", "--out", str(tmp_path / "m.safetensors"), option, value])
     err = capsys.readouterr().err
     assert_one_line_error(err, code)
-    assert "--copies must be at least 1" in err and not list(tmp_path.iterdir())
+    assert f"{option} must" in err and not list(tmp_path.iterdir())
 
 
 def test_sigterm_cleans_up(tmp_path):

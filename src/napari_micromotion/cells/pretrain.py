@@ -159,6 +159,9 @@ def run_from_args(a: argparse.Namespace, command: str, progress: Callable[[Progr
           f"--n-recordings must be 1-{len(DEFAULT_TRAIN_SEEDS)}, --epochs and --threads at least 1.")
     check(0 <= a.extractions <= len(EXTRACTION_VARIANTS), f"--extractions must be 0-{len(EXTRACTION_VARIANTS)}.")
     check(a.copies >= 1, f"--copies must be at least 1, got {a.copies}.")
+    check(0 <= a.scale_jitter < 1, f"--scale-jitter must be at least 0 and below 1, got {a.scale_jitter:g}.")
+    check(a.reference_cell_px >= 0, f"--reference-cell-px must be 0 (native scale) or positive, got "
+                                    f"{a.reference_cell_px:g}.")
     check(a.seed >= 0, f"--seed must be a non-negative integer, got {a.seed}.")
     cfg = ClassifierConfig(arch=a.arch, encoding=a.encoding, epochs=a.epochs, seed=a.seed, threads=a.threads,
                            reference_cell_px=a.reference_cell_px, shape=bool(a.shape) and a.arch == "compact",
