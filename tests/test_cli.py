@@ -169,3 +169,14 @@ def test_sigterm_cleans_up(tmp_path):
     assert [ln for ln in rest.splitlines() if ln.strip()] == [
         "error: terminated; no output was written and earlier results are untouched."]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["denoise", "interpolate", "motion"])
+def test_tools_refuse_an_roi_off_the_frames_before_any_work(sim_dir, tmp_path, capsys, command):
+    rois = tmp_path / "rois.json"
+    rois.write_text(json.dumps([{"name": "out", "kind": "other", "polygon": [[500, 500], [500, 520], [520, 520]]}]))
+    video = sim_dir / ("fluorescence.tif" if command == "denoise" else "transmission.tif")
+    code = main([command, str(video), "--rois", str(rois), "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert "lies outside" in err and not (tmp_path / "o").exists()

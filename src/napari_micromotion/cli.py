@@ -537,6 +537,10 @@ def _cmd_tool(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"recording: {source.describe()}", file=sys.stderr)
     tool.check(source, params)
+    if rois:                                   # an ROI off the frames: one sentence now, not after the work
+        from .rois import rasterize
+
+        rasterize(rois, tuple(source.frame_shape))
     result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
     for w in result.warnings:
         if not args.quiet:
