@@ -180,3 +180,14 @@ def test_tools_refuse_an_roi_off_the_frames_before_any_work(sim_dir, tmp_path, c
     err = capsys.readouterr().err
     assert_one_line_error(err, code)
     assert "lies outside" in err and not (tmp_path / "o").exists()
+
+
+def test_python_warnings_are_one_warning_line_each(shared_mp4, tmp_path, capsys):
+    """A lossy video's warning: one 'warning: ...' line (not a source line), not repeated by the command's own list."""
+    assert main(["motion", str(shared_mp4), "--out", str(tmp_path / "m")]) == 0
+    err = capsys.readouterr().err
+    lossy = [ln for ln in err.splitlines() if "lossy" in ln]
+    assert len(lossy) == 1 and lossy[0].startswith("warning: adult.mp4 is a compressed video")
+    assert "UserWarning" not in err and "read_stack(" not in err
+    assert main(["motion", str(shared_mp4), "--out", str(tmp_path / "q"), "-q"]) == 0
+    assert capsys.readouterr().err == ""

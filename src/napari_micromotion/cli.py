@@ -17,6 +17,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -374,7 +375,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
             print(f"device: {resolve_device(params.device)}", file=sys.stderr)
         for w in rec.provenance.get("warnings", []):
-            print(f"warning: {w}", file=sys.stderr)
+            _warn(args, w)
     stores: dict[str, Path] = {}
     kwargs: dict[str, Any] = {}
     client = None
@@ -405,8 +406,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
             kwargs["run_chunks"] = dask_chunks(client)
         results = drive(iter_analysis(rec, rois, params, fitted=fitted, **kwargs), progress=progress)
         for w in results.warnings:
-            if not args.quiet:
-                print(f"warning: {w}", file=sys.stderr)
+            _warn(args, w)
         write_results(results, out, overwrite=args.overwrite, inputs=_input_checksums(args),
                       extra={"recording_provenance": rec.provenance}, report=not args.no_report, move_in=stores)
     finally:
@@ -543,8 +543,7 @@ def _cmd_tool(args: argparse.Namespace) -> int:
         rasterize(rois, tuple(source.frame_shape))
     result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
     for w in result.warnings:
-        if not args.quiet:
-            print(f"warning: {w}", file=sys.stderr)
+        _warn(args, w)
     tool.write(result, out, overwrite=args.overwrite, extra={"inputs": _input_checksums(args)})
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
@@ -599,7 +598,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _warn(args: argparse.Namespace, text: str) -> None:
+    """One ``warning: ...`` line on stderr (not with --quiet), each text once per command."""
+    seen = args.__dict__.setdefault("_warned", set())
+    if text not in seen and not getattr(args, "quiet", False):
+        seen.add(text)
+        print(f"warning: {text}", file=sys.stderr)
+
+
 def _run(args: argparse.Namespace) -> int:
+    with warnings.catch_warnings():
+        # Python warnings (e.g. a lossy video codec) as the command's own one-line warnings, not source lines
+        warnings.showwarning = lambda message, *rest, **kw: _warn(args, str(message))
+        return _run_command(args)
+
+
+def _run_command(args: argparse.Namespace) -> int:
     commands = {"analyze": _cmd_analyze, "train": _cmd_train, "simulate": _cmd_simulate, "batch": _cmd_batch,
                 "view": _cmd_view, "methods": _cmd_methods, "train-blur-flow": _cmd_train_blur_flow,
                 "train-interpolator": _cmd_train_interpolator, "train-cells": _cmd_train_cells}
