@@ -191,3 +191,19 @@ def test_python_warnings_are_one_warning_line_each(shared_mp4, tmp_path, capsys)
     assert "UserWarning" not in err and "read_stack(" not in err
     assert main(["motion", str(shared_mp4), "--out", str(tmp_path / "q"), "-q"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_truncated_tiff_is_one_line(sim_dir, tmp_path, capsys):
+    """A TIFF cut short (a copy that did not finish): the reader's sentence only, not tifffile's log lines too."""
+    whole = (sim_dir / "transmission.tif").read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(whole[: len(whole) // 3])
+    import subprocess
+    import sys
+
+    # a real process: under pytest, tifffile's log records go to pytest's log capture, not to stderr
+    run = subprocess.run([sys.executable, "-c", "from napari_micromotion.cli import main; raise SystemExit(main())",
+                          "motion", str(cut), "--out", str(tmp_path / "o")], capture_output=True, text=True,
+                         timeout=120)
+    assert_one_line_error(run.stderr, run.returncode)
+    assert "truncated or corrupt" in run.stderr

@@ -589,6 +589,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (already printed as one line), --help, --version
         return int(exc.code or 0)
+    import logging
+
+    # tifffile logs what it finds wrong in a damaged file; the reader turns that into the command's own sentence
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
     on_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if on_main else None
     try:
