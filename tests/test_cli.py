@@ -207,3 +207,15 @@ def test_a_truncated_tiff_is_one_line(sim_dir, tmp_path, capsys):
                          timeout=120)
     assert_one_line_error(run.stderr, run.returncode)
     assert "truncated or corrupt" in run.stderr
+
+
+@pytest.mark.parametrize("command", ["denoise", "cells", "analyze"])
+def test_errors_about_a_video_name_its_file(tmp_path, capsys, command):
+    """A fluorescence video given to a tool is read into the recording's first slot: the error names the file,
+    not 'transmission'."""
+    short = tmp_path / "calcium.tif"
+    tifffile.imwrite(short, np.ones((5, 32, 32), np.uint16), photometric="minisblack")
+    code = main([command, str(short), "--fps", "20", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert_one_line_error(err, code)
+    assert err.startswith("error: calcium.tif has 5 frame(s)"), err

@@ -662,7 +662,15 @@ def read_recording(
         prov["warnings"].append(f"frame rate {float(fps):g} fps given; the file says {info.fps:g} fps.")
     prov["fps_source"] = "user" if fps is not None else "metadata"
     px = pixel_size_um if pixel_size_um is not None else info.pixel_size_um
-    return Recording(transmission=trans, fps=rate, fluorescence=fl, pixel_size_um=px, provenance=prov)
+    try:
+        return Recording(transmission=trans, fps=rate, fluorescence=fl, pixel_size_um=px, provenance=prov)
+    except MicromotionError as exc:
+        # name the file, not the slot: a tool reads a fluorescence video into the recording's first slot too
+        def named(text: str | None) -> str | None:
+            return f"{Path(transmission).name} {text[len('transmission '):]}" if text and text.startswith(
+                "transmission ") else text
+
+        raise MicromotionError(named(str(exc)), named(exc.cli)) from None
 
 
 def _is_number(tok: str) -> bool:
