@@ -170,3 +170,22 @@ def test_train_blur_flow_command_makes_a_model_that_blur_flow_applies(blurred, t
     err = capsys.readouterr().err
     assert_one_line_error(err, rc)
     assert "already exists" in err
+
+
+def test_a_blank_or_clipped_area_is_not_valid(blurred, tmp_path):
+    """No texture, no blur to read: a blank image is invalid everywhere (the network called it valid), its summary
+    is strict JSON; a clipped (flat) corner of a textured image is invalid too."""
+    blank = tmp_path / "blank.tif"
+    tifffile.imwrite(blank, np.full((96, 96), 700, np.uint16))
+    assert main(["blur-flow", str(blank), "--out", str(tmp_path / "b"), "-q"]) == 0
+
+    def strict(c):
+        raise ValueError(c)
+
+    rec = json.loads((tmp_path / "b" / "blur_flow.json").read_text(), parse_constant=strict)
+    assert rec["result"]["summary"]["valid_fraction"] == 0.0 and rec["result"]["summary"]["median_lateral_px"] is None
+    _, samples = blurred
+    image = samples[0].image.astype(np.float32).copy()
+    image[:60, :60] = image.max()                                  # saturated
+    res = TOOLS["blur_flow"].run(image)
+    assert res.validity[5:50, 5:50].max() == 0.0 and res.validity[80:, 80:].mean() > 0.3

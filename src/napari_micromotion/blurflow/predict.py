@@ -206,6 +206,22 @@ def _starts(n: int, tile: int, overlap: int) -> list[int]:
     return sorted(set(s))
 
 
+def _textured(img: np.ndarray, window_px: int = 7) -> np.ndarray:
+    """``(Y, X)`` float32, 0 where the image is flat over *window_px* (a blank or clipped area), else 1.
+
+    Flat means a local SD below 1e-4 of the image's 1-99 percentile range: no blur can be
+    read there, whatever the network says (it has never seen a perfectly flat patch).
+    """
+    from scipy import ndimage
+
+    a = np.asarray(img, np.float64)
+    lo, hi = np.percentile(a, [1, 99])
+    span = max(float(hi - lo), float(np.ptp(a)), 1e-12)
+    mean = ndimage.uniform_filter(a, window_px)
+    var = ndimage.uniform_filter(a * a, window_px) - mean * mean
+    return (np.sqrt(np.maximum(var, 0.0)) > 1e-4 * span).astype(np.float32)
+
+
 def iter_predict_blur_flow(image: np.ndarray, model: TrainedBlurFlow | None = None,
                            params: BlurFlowParams = BlurFlowParams()) -> Generator[Progress, None, BlurFlowResult]:
     """Predict the blur flow of one image; a generator of :class:`Progress` returning a :class:`BlurFlowResult`."""
@@ -248,6 +264,7 @@ def iter_predict_blur_flow(image: np.ndarray, model: TrainedBlurFlow | None = No
                 done += 1
                 yield Progress("blur flow", done / n_tiles, f"tile {done}/{n_tiles}")
     flow = decode_output(acc / np.maximum(wsum, 1e-12))
+    flow[4] *= _textured(img)                # no texture at all (blank or saturated): nothing to measure there
     ppu = float(model.optics.blur_px_per_unit)
     flow[:2] *= ppu
     from dataclasses import asdict

@@ -24,11 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Generator, Sequence
 
+import numpy as np
+
 from ..errors import MicromotionError
 from ..methods.base import NoParams
 from ..progress import Progress, drive
 
-__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default"]
+__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default", "finite_or_none"]
 
 
 @dataclass
@@ -53,6 +55,18 @@ class RecordEntry:
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         """Nothing: :meth:`Tool.read` reads it (:meth:`Tool.fields_from_record`)."""
+
+
+def finite_or_none(value: Any) -> Any:
+    """*value* with every non-finite float replaced by ``None`` (nested dicts and lists): strict JSON has no
+    NaN or infinity (a perfect reconstruction's PSNR, the median of no valid pixel)."""
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 class Tool:

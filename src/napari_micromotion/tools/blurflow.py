@@ -38,7 +38,7 @@ from ..layout import Entry, read_tif
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
-from .base import RecordEntry, Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult, finite_or_none
 
 __all__ = ["BlurFlow", "BlurFlowToolParams", "BlurFlowToolResult", "CHANNEL_UNITS"]
 
@@ -204,7 +204,7 @@ class BlurFlow(Tool):
     def result_record(self, result: BlurFlowToolResult) -> dict[str, Any]:
         return {"channels": CHANNEL_UNITS, "pixel_size_um": result.pixel_size_um,
                 "axial_unit_um": result.axial_unit_um, "blur_px_per_unit": result.blur_px_per_unit,
-                "model": result.model, "summary": result.summary}
+                "model": result.model, "summary": finite_or_none(result.summary)}
 
     def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
         fields: dict[str, Any] = {key: float(rec[key]) for key in ("pixel_size_um", "axial_unit_um", "blur_px_per_unit")

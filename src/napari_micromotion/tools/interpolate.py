@@ -36,7 +36,7 @@ from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
-from .base import RecordEntry, Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult, finite_or_none
 
 __all__ = ["Interpolate", "InterpolateParams", "InterpolateResult"]
 
@@ -146,17 +146,6 @@ class SynthesizedEntry(Entry):
             fields["measured"] = got[1][:, 2] > 0.5
 
 
-def _finite_or_none(value: Any) -> Any:
-    """*value* with every non-finite float replaced by ``None`` (nested dicts and lists)."""
-    if isinstance(value, dict):
-        return {k: _finite_or_none(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(v) for v in value]
-    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
-        return None
-    return value
-
-
 @TOOLS.register
 class Interpolate(Tool):
     name = "interpolate"
@@ -222,7 +211,7 @@ class Interpolate(Tool):
                 "fps_in": result.fps / result.factor, "frame_interval_s": 1.0 / result.fps,
                 "n_frames": int(m.size), "n_measured": int(m.sum()), "n_synthesized": int((~m).sum()),
                 "frame_shape": list(result.frames.shape[1:]) if result.frames is not None else None,
-                "evaluation": _finite_or_none(result.evaluation), "training": result.training,
+                "evaluation": finite_or_none(result.evaluation), "training": result.training,
                 "note": "frames whose measured flag is 0 in synthesized.csv are synthesized, not measured; "
                         "analyze refuses this video unless --use-interpolated is given"}
 
