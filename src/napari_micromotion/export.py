@@ -73,7 +73,6 @@ def prepare_output_dir(out: Path, overwrite: bool, inputs: Iterable[str | os.Pat
     results come from; a folder holding one of them is never replaced.
     """
     out = Path(out)
-    check(str(out) != "", "the output folder has no name.")
     where = out.resolve()
     here = Path.cwd().resolve()
     check(where != here and where not in here.parents,
