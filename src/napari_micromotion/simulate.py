@@ -641,6 +641,10 @@ def _params(params: SimulationParams | None, overrides: dict[str, Any]) -> Simul
     return params
 
 
+#: how often (s) a simulation writer thread waiting for frames checks whether the main write failed
+POLL_S = 0.2
+
+
 def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None = None, *, overwrite: bool = False,
                      progress: Callable[[float], None] | None = None, clean: bool = False,
                      labels: bool | None = None, **overrides: Any) -> Path:
@@ -675,12 +679,25 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
             others += [("transmission_clean.tif", "float32"), ("fluorescence_clean.tif", "float32")]
         queues = [queue.Queue(maxsize=32) for _ in others]
 
+        # a failed or interrupted main write sets *abort*: the writers then stop within POLL_S even if a stop
+        # marker never reached them (an exception raised by a signal handler inside a queue operation can lose
+        # a wake-up)
+        abort = threading.Event()
+
+        def next_item(q: queue.Queue) -> Any:
+            while True:
+                try:
+                    return q.get(timeout=POLL_S)
+                except queue.Empty:
+                    if abort.is_set():
+                        return stop
+
         def write_other(name: str, dtype: str, q: queue.Queue) -> None:
             stopped = False
 
             def frames() -> Iterator[np.ndarray]:
                 nonlocal stopped
-                while (item := q.get()) is not stop:
+                while (item := next_item(q)) is not stop:
                     yield item
                 stopped = True
 
@@ -689,7 +706,7 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
                                  resolution=res)
             except BaseException as exc:  # re-raised in the main thread
                 errors.append(exc)
-                while not stopped and q.get() is not stop:  # drain so the producer never blocks
+                while not stopped and next_item(q) is not stop:  # drain so the producer never blocks
                     pass
 
         def trans_frames() -> Iterator[np.ndarray]:
@@ -705,12 +722,22 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
                                     daemon=True) for (name, dtype), q in zip(others, queues)]
         for th in threads:
             th.start()
+        written = False
         try:
             tifffile.imwrite(tmp / "transmission.tif", trans_frames(), shape=shape, dtype="uint16",
                              imagej=True, metadata=meta, resolution=res)
+            written = True
         finally:
-            for q in queues:      # also when this write failed (disk full): the writers must not wait for more
-                q.put(stop)
+            if not written:       # this write failed (disk full) or was interrupted: the writers stop too
+                abort.set()
+            for q in queues:
+                if written:
+                    q.put(stop)   # after the frames still queued
+                else:
+                    try:
+                        q.put_nowait(stop)
+                    except queue.Full:
+                        pass      # the writer is aborting anyway
             for th in threads:
                 th.join()
         if errors:
