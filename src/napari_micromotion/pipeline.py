@@ -346,18 +346,22 @@ def _methods_to_run(params: AnalysisParams, fit_only: str | None) -> tuple[list[
     return chosen, active, ()
 
 
-def check_params(params: AnalysisParams, fit_only: str | None = None) -> None:
+def check_params(params: AnalysisParams, fit_only: str | None = None
+                 ) -> tuple[list[str], list[str], tuple[str, ...]]:
     """Check what can be checked without a recording: the methods, every value's range, the band's edges.
 
     :func:`plan_analysis` runs it first; a batch runs it once before it creates anything.
+    Returns ``(chosen, active, for_beats)``: the scored methods, every method that runs, and
+    those run for the beats alone.
     """
-    _, active, _ = _methods_to_run(params, fit_only)
+    chosen, active, for_beats = _methods_to_run(params, fit_only)
     schema.check_ranges(params, schema.specs(AnalysisParams))
     for name in active:
         schema.check_ranges(params.method(name), schema.specs(METHODS[name].Params), METHODS[name].label)
     if params.high_hz is not None:
         check(params.low_hz < params.high_hz,
               f"the band-pass low edge ({params.low_hz:g} Hz) must be below the high edge ({params.high_hz:g} Hz).")
+    return chosen, active, for_beats
 
 
 def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, fitted: Mapping[str, Any] | None = None,
@@ -365,8 +369,7 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
     """Check everything that can be checked before the long work and decide the stages."""
     warn: list[str] = []
     fitted = dict(fitted or {})
-    check_params(params, fit_only)
-    chosen, active, for_beats = _methods_to_run(params, fit_only)
+    chosen, active, for_beats = check_params(params, fit_only)
     synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
     if synth:
         what = f"{synth.get('synthesized_frames') or 'some'} synthesized (interpolated) frames"

@@ -281,10 +281,8 @@ class FlowEstimator:
         ref = self._smooth(ref)
         self.shape = ref.shape
         self.mean = float(ref.mean()) or 1.0
-        #: frames are brought to the reference's brightness (lamp flicker) by a gain, which means something only
-        #: for intensities above a dark level of zero: data that straddle zero (offset-subtracted) are left as
-        #: they are (a gain there would flip and blow up frames whose mean is near zero)
-        self.gain_matched = bool(self.mean > 0 and float(np.percentile(ref, 1.0)) >= -0.05 * self.mean)
+        #: frames are brought to the reference's brightness (lamp flicker) by a gain, if one applies (gain_applies)
+        self.gain_matched = gain_applies(ref)
         self.ref = ref
         ny, nx = ref.shape
         self.grid_y, self.grid_x = np.mgrid[0:ny, 0:nx].astype(np.float32)
@@ -487,7 +485,7 @@ class FlowEstimator:
         f = np.asarray(frame, np.float32)
         check(f.shape == self.shape, f"frame of {f.shape} px does not match the reference's {self.shape} px.")
         m = float(f.mean())
-        if self.gain_matched and m > 0 and 0.5 <= self.mean / m <= 2.0:
+        if self.gain_matched and m > 0 and GAIN_RANGE[0] <= self.mean / m <= GAIN_RANGE[1]:
             f = f * np.float32(self.mean / m)
         f = self._smooth(f)
         engine = self.params.engine
@@ -584,11 +582,23 @@ def most_relaxed_frame(video: Any, max_samples: int = 400, max_side_px: int = 96
     mm = float(med.mean()) or 1.0
     means = sample.reshape(len(idx), -1).mean(axis=1)
     scale = np.where(means != 0, mm / np.where(means != 0, means, 1), 1.0).astype(np.float32)
-    if not (mm > 0 and float(np.percentile(med, 1.0)) >= -0.05 * mm):   # no gain for data straddling zero
+    if not gain_applies(med):
         scale = np.ones_like(scale)
-    scale = np.where((scale >= 0.5) & (scale <= 2.0), scale, 1.0).astype(np.float32)
+    scale = np.where((scale >= GAIN_RANGE[0]) & (scale <= GAIN_RANGE[1]), scale, 1.0).astype(np.float32)
     err = (((sample * scale[:, None, None]) - med) ** 2).reshape(len(idx), -1).mean(axis=1)
     return int(idx[int(np.argmin(err))])
+
+
+#: a frame's brightness is matched to the reference's by a gain only within this range (lamp flicker is a few %)
+GAIN_RANGE = (0.5, 2.0)
+
+
+def gain_applies(image: np.ndarray) -> bool:
+    """Whether brightness can be matched by a gain: intensities above a dark level of zero (a few noisy pixels
+    below it allowed).  Data that straddle zero (offset-subtracted) have no such level: a gain there flips and
+    blows up frames whose mean is near zero."""
+    mean = float(np.mean(image))
+    return bool(mean > 0 and float(np.percentile(image, 1.0)) >= -0.05 * mean)
 
 
 def reference_image(video: Any, frame: int, n_frames: int = 1) -> np.ndarray:
