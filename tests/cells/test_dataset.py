@@ -11,6 +11,7 @@ from napari_micromotion.cells.dataset import (
     NEGATIVE_KINDS,
     encode_recording,
     iter_recording,
+    iter_training_set,
     make_candidates,
     simulate_recording,
 )
@@ -26,9 +27,26 @@ def sim():
 
 
 @pytest.fixture(scope="module")
-def rec():
-    return drive(iter_recording(SIZE, SEED, FRAMES, firing="independent", inactive_cells=2,
-                                extracted=len(EXTRACTION_VARIANTS)))
+def built():
+    """The recording with every extraction, made as a one-recording training set; and its progress."""
+    events = []
+    recs = drive(iter_training_set([SEED], [SIZE], [FRAMES], firing="independent", inactive_cells=2,
+                                   extracted=len(EXTRACTION_VARIANTS)), progress=events.append)
+    return recs[0], events
+
+
+@pytest.fixture(scope="module")
+def rec(built):
+    return built[0]
+
+
+def test_training_set_progress_never_steps_back(built):
+    # the rendering and each extraction's stages (statistics, candidates, traces) each count from 0
+    fractions = [e.fraction for e in built[1] if e.stage == "training set"]
+    assert len(fractions) > 20 and fractions[-1] == 1.0
+    assert all(b >= a for a, b in zip(fractions, fractions[1:]))
+    # spread over the run: the rendering fills the first half, the extractions the second
+    assert fractions[0] < 0.5 and any(0.2 < f < 0.5 for f in fractions) and any(0.6 < f < 0.95 for f in fractions)
 
 
 def test_cells_cut_by_the_frame_edge_are_cells(sim):

@@ -49,7 +49,7 @@ from typing import Generator, Sequence
 import numpy as np
 
 from ..errors import check
-from ..progress import Progress
+from ..progress import Progress, scaled
 from .candidate import Candidate
 
 __all__ = ["Recording", "NEGATIVE_KINDS", "EXTRACTION_VARIANTS", "simulate_recording", "make_candidates", "iter_training_set",
@@ -314,13 +314,14 @@ def _extracted(sim, movie: np.ndarray, seed: int, n_variants: int = 1
     kept: list[np.ndarray] = []
     diameter = float("nan")
     method = "auto"
-    for v, (which, factor) in enumerate(EXTRACTION_VARIANTS[:max(1, int(n_variants))]):
+    variants = EXTRACTION_VARIANTS[:max(1, int(n_variants))]
+    for v, (which, factor) in enumerate(variants):
         if v == 0:
             params = CandidateParams()
         else:
             m = method if which is None else ("ica" if method == "segment" else "segment")
             params = CandidateParams(method=m, diameter_px=factor * diameter)
-        ex = yield from iter_extract(movie, sim.p.fps, params)
+        ex = yield from scaled(iter_extract(movie, sim.p.fps, params), v / len(variants), (v + 1) / len(variants))
         if v == 0:
             diameter, method = float(ex.diameter_px), ex.method
         if len(ex.candidates) == 0 or active.size == 0:
@@ -352,7 +353,9 @@ def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchr
     sim = simulate_recording(size, seed, n_frames, firing=firing, inactive_cells=inactive_cells, sim_params=sim_params)
     rng = np.random.default_rng([int(seed), int(size), int(n_frames), 17])
     masks, kinds = make_candidates(sim, rng, negatives_per_cell=negatives_per_cell, copies=copies)
-    traces, image, movie = yield from _render(sim, masks, rng, keep_movie=bool(extracted))
+    # one fraction for the recording: the rendering, then the extractions (each restarts its stages)
+    traces, image, movie = yield from scaled(_render(sim, masks, rng, keep_movie=bool(extracted)),
+                                             0.0, 0.5 if extracted else 1.0)
     cands = []
     for k, (m, kind) in enumerate(zip(masks, kinds)):
         box, sub = _box(m)
@@ -362,7 +365,7 @@ def iter_recording(size: int, seed: int, n_frames: int, *, firing: str = "synchr
             "cell_diameter_px": float(sim.p.cell_diameter_px),
             "inactive_cells": int(inactive_cells), "copies": int(copies), **({"sim_params": dict(sim_params)} if sim_params else {})}
     if movie is not None:
-        ex_cands, ex_kinds, diameter = yield from _extracted(sim, movie, seed, int(extracted))
+        ex_cands, ex_kinds, diameter = yield from scaled(_extracted(sim, movie, seed, int(extracted)), 0.5, 1.0)
         del movie
         cands += ex_cands
         kinds += ex_kinds
@@ -441,6 +444,7 @@ def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequ
     seeds = list(seeds)
     check(len(seeds) > 0, "a training set needs at least one seed.")
     out = []
+    done = 0.0
     for i, s in enumerate(seeds):
         gen = iter_recording(int(cyc(sizes, i)), int(s), int(cyc(n_frames, i)), firing=str(cyc(firing, i)),
                              inactive_cells=inactive_cells, negatives_per_cell=negatives_per_cell, copies=copies,
@@ -451,7 +455,8 @@ def iter_training_set(seeds: Sequence[int], sizes: Sequence[int], n_frames: Sequ
             except StopIteration as stop:
                 out.append(stop.value)
                 break
-            yield Progress("training set", (i + ev.fraction) / len(seeds), f"recording {i + 1} of {len(seeds)}")
+            done = max(done, (i + ev.fraction) / len(seeds))  # an extraction's stages each restart at 0
+            yield Progress("training set", done, f"recording {i + 1} of {len(seeds)}")
     return out
 
 
