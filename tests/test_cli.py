@@ -57,6 +57,7 @@ def test_simulate_then_analyze(tmp_path, capsys):
     (["--methods", "wavelets"], "unknown method"),
     (["--fps", "-3"], "positive"),
     (["--rois", "/nonexistent/rois.json"], "does not exist"),
+    (["--workers", "0"], "at least 1"),
 ])
 def test_analyze_errors_are_one_line(sim_dir, tmp_path, capsys, argv_tail, msg):
     out = tmp_path / "o"

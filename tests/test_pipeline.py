@@ -111,6 +111,14 @@ def test_bad_parameters_are_refused_before_work(small_sim, params, msg):
         run_analysis(small_sim.recording(), small_sim.rois, params)
 
 
+@pytest.mark.parametrize("device, warned", [("cuda", True), ("cpu", False)])
+def test_a_device_that_no_method_uses_is_named_in_a_warning(small_sim, device, warned):
+    res = run_analysis(small_sim.recording(), [], AnalysisParams(methods=("bandpass",), device=device))
+    said = [w for w in res.warnings if "device" in w]
+    assert bool(said) == warned
+    assert all("cuda" in w and "ignored" in w for w in said)
+
+
 def test_slow_camera_lowers_the_default_high_edge(small_sim):
     rec = Recording(small_sim.transmission[:400], 18.0, small_sim.fluorescence[:400])
     res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",)))

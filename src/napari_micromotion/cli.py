@@ -72,6 +72,16 @@ def _positive_float(text: str) -> float:
     return v
 
 
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return v
+
+
 def _float(text: str) -> float:
     try:
         v = float(text)
@@ -175,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write per-pixel predictions to predictions/<method>.zarr")
     a.add_argument("--scheduler", help="split the recording into pixel-chunk tasks on this dask scheduler "
                    "(tcp://HOST:PORT, or 'local' for a LocalCluster)")
-    a.add_argument("--workers", type=int, default=2, help="LocalCluster workers with --scheduler local (default 2)")
+    a.add_argument("--workers", type=_positive_int, default=2, help="LocalCluster workers with --scheduler local (default 2)")
     a.add_argument("--quiet", "-q", action="store_true", help="no progress on stderr")
 
     from .methods import METHODS
@@ -226,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("pattern", help="glob of transmission files, e.g. 'recordings/*.tif' (quote it)")
     b.add_argument("--out", "-o", required=True, help="output folder: one sub-folder per recording")
     b.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT (default: a LocalCluster)")
-    b.add_argument("--workers", type=int, default=2, help="LocalCluster workers (default 2)")
+    b.add_argument("--workers", type=_positive_int, default=2, help="LocalCluster workers (default 2)")
     b.add_argument("--fluorescence-suffix", default=None,
                    help="find each fluorescence file by replacing 'transmission' with this in the name")
     b.add_argument("--fps", type=_positive_float)

@@ -412,6 +412,9 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
         from .device import resolve_device
 
         device = resolve_device(params.device)
+    elif params.device not in (None, "", "auto", "cpu"):
+        nets = " and ".join(m.label for m in METHODS if getattr(m, "uses_device", False))
+        warn.append(f"the device ({params.device}) applies only to the {nets}; none of them runs here, so it was ignored.")
     ctx = AnalysisContext(recording=rec, params=params, design=design, validation=(v0, v1), training=training,
                           masks=masks, device=device, max_lag=max_lag_frames(params.max_lag_s, rec.fps, v1 - v0),
                           warnings=warn, only_rois=frozenset(only_rois) if only_rois is not None else None,
