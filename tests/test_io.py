@@ -4,7 +4,7 @@ import pytest
 import tifffile
 
 from napari_micromotion.errors import MicromotionError
-from napari_micromotion.io import file_checksum, natural_key, read_recording, read_stack
+from napari_micromotion.io import file_checksum, natural_key, read_image, read_recording, read_stack
 
 
 def _stack(t=20, y=6, x=7, seed=0):
@@ -155,3 +155,23 @@ def test_read_stack_reports_axes(tmp_path):
     tifffile.imwrite(path, np.zeros((20, 2, 4, 4), np.uint16), imagej=True, metadata={"axes": "TCYX"})
     info = read_stack(path)
     assert info.axes == "TCYX" and info.n_channels == 2
+
+
+def test_read_image_takes_colour_tiffs_as_it_takes_colour_pngs(tmp_path):
+    """A single image in colour (blur-flow's input) is averaged over its channels, whatever the format."""
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(0)
+    rgb = (rng.random((40, 50, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", rgb, photometric="rgb")
+    iio.imwrite(tmp_path / "rgba.png", np.dstack([rgb, np.full((40, 50), 255, np.uint8)]))
+    grey = rgb.mean(axis=-1)
+    np.testing.assert_allclose(read_image(tmp_path / "rgb.tif"), grey, atol=1e-4)
+    np.testing.assert_allclose(read_image(tmp_path / "rgba.png"), grey, atol=1e-4)
+    frames = (rng.random((3, 40, 50, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "rgb_stack.tif", frames, photometric="rgb")
+    np.testing.assert_allclose(read_image(tmp_path / "rgb_stack.tif", frame=2), frames[2].mean(axis=-1), atol=1e-4)
+    with pytest.raises(MicromotionError, match=r"frame 3 does not exist; rgb_stack.tif has 3 frames"):
+        read_image(tmp_path / "rgb_stack.tif", frame=3)
+    with pytest.raises(MicromotionError, match="single image; there is no frame 1"):
+        read_image(tmp_path / "rgb.tif", frame=1)

@@ -703,11 +703,16 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
                   f"frame {frame} does not exist; {p.name} has {data.shape[0]} frames (0 to {data.shape[0] - 1}).")
             return np.asarray(data[frame], np.float32)
         except MicromotionError as exc:
-            if "single image" not in str(exc) or not name.endswith(TIFF_SUFFIXES):
+            # a single grey image, or colour (RGB) pixels, which a video may not have but an image may
+            if not any(k in str(exc) for k in ("single image", "RGB/multi-sample")) or not name.endswith(TIFF_SUFFIXES):
                 raise
             import tifffile
 
             img = np.asarray(tifffile.imread(p))
+            if img.ndim == 4 and img.shape[-1] in (3, 4):     # a stack of colour frames
+                check(0 <= frame < img.shape[0],
+                      f"frame {frame} does not exist; {p.name} has {img.shape[0]} frames (0 to {img.shape[0] - 1}).")
+                img, frame = img[frame], 0
     else:
         try:
             import imageio.v3 as iio
