@@ -306,7 +306,7 @@ def figures(runs: dict[str, Any], setting: str, out: Path, dpi: int) -> list[Pat
         res.region_maps = {k: v for k, v in res.region_maps.items() if k[1] in rois} or res.region_maps
         fig = Figure(figsize=(9, 2.6 * len(res.region_maps)), layout="constrained")
         FigureCanvasAgg(fig)
-        draw_weights(fig, res)
+        draw_weights(fig, res, per_row=1)
         fig.suptitle(f"Fig. 5 equivalent ({setting} settings): 3D network dense weights over the still frame")
         paths.append(out / "fig5_weights.png")
         fig.savefig(paths[-1], dpi=dpi)

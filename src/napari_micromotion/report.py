@@ -314,14 +314,28 @@ def _squared(m: str) -> bool:
     return bool(method is not None and method.squared)
 
 
-def draw_weights(fig: Any, results: Any, gs: Any = None) -> list[Any]:
-    """Fig. 5: region maps (the 3D network's dense weights) per ROI over the still frame, one colour scale per ROI."""
-    keys = list(results.region_maps)
+def weights_per_row(n_regions: int, n_features: int) -> int:
+    """How many regions' weight maps share a row of the report: about six maps across the page."""
+    return max(1, min(n_regions, 6 // max(1, n_features)))
+
+
+def draw_weights(fig: Any, results: Any, gs: Any = None, per_row: int | None = None) -> list[Any]:
+    """Fig. 5: region maps (the 3D network's dense weights) per ROI over the still frame, one colour scale per ROI.
+
+    The regions are laid out side by side, *per_row* of them in a row (default:
+    :func:`weights_per_row`), each with its features in a row and its own colour bar, so that
+    the maps fill the page's width.
+    """
+    order = {name: k for k, name in enumerate(getattr(results, "roi_names", []) or [])}
+    keys = sorted(results.region_maps, key=lambda k: (order.get(k[1], len(order)), k[1], k[0]))  # the traces' order
     if not keys:
         return []
     n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
-    sub = gs.subgridspec(len(keys), n_feat, hspace=0.25, wspace=0.05) if gs is not None else \
-        fig.add_gridspec(len(keys), n_feat, hspace=0.25, wspace=0.05)
+    per_row = max(1, min(len(keys), int(per_row))) if per_row else weights_per_row(len(keys), n_feat)
+    n_rows = -(-len(keys) // per_row)
+    outer = gs.subgridspec(n_rows, per_row, hspace=0.15, wspace=0.12) if gs is not None else \
+        fig.add_gridspec(n_rows, per_row, hspace=0.15, wspace=0.12)
+    several_methods = len({k[0] for k in keys}) > 1
     axes = []
     for i, (method, name) in enumerate(keys):
         rm = results.region_maps[(method, name)]
@@ -329,19 +343,29 @@ def draw_weights(fig: Any, results: Any, gs: Any = None) -> list[Any]:
         still = results.still[r0:r1, c0:c1]
         vmax = float(np.abs(w).max()) or 1.0
         lo, hi = np.percentile(still, [1, 99])
+        block = outer[i // per_row, i % per_row].subgridspec(1, n_feat, wspace=0.05)
         for f in range(w.shape[0]):
-            ax = fig.add_subplot(sub[i, f])
+            ax = fig.add_subplot(block[0, f])
             ax.imshow(still, cmap="gray", vmin=lo, vmax=hi)
             im = ax.imshow(w[f], cmap="RdBu_r", vmin=-vmax, vmax=vmax, alpha=0.75)
             ax.set_xticks([])
             ax.set_yticks([])
-            if f == 0:
-                ax.set_ylabel(f"{name}\n{_label(method)}" if len({k[0] for k in keys}) > 1 else name, fontsize=8)
-            if i == 0:
+            if f == 0:   # the region's name in its colour, as over its traces
+                what = _label(method) if several_methods else "3D network"
+                ax.set_title(f"{name}: {what} weights, feature 1", fontsize=8, loc="left",
+                             color=ROI_COLOURS.get(_kind_of(results, name), "black"))
+            else:
                 ax.set_title(f"feature {f + 1}", fontsize=8)
             axes.append(ax)
-        fig.colorbar(im, ax=axes[-w.shape[0]:], fraction=0.03, pad=0.01, label=f"max {vmax:.2g}")
+        fig.colorbar(im, ax=axes[-w.shape[0]:], fraction=0.05, pad=0.02, label=f"max {vmax:.2g}")
     return axes
+
+
+def _kind_of(results: Any, name: str) -> str:
+    """The ROI's kind (strong, weak, ...) for its colour, or ``""``."""
+    names = list(getattr(results, "roi_names", []) or [])
+    kinds = list(getattr(results, "roi_kinds", []) or [])
+    return kinds[names.index(name)] if name in names and names.index(name) < len(kinds) else ""
 
 
 def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
@@ -352,10 +376,13 @@ def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
     n_rois = max(1, len(results.roi_names))
     has_w = bool(results.region_maps)
     n_methods = max(1, len({m for (_, m) in results.roi_traces}))
-    height = 3.2 + 1.1 * n_methods + (1.6 * len(results.region_maps) if has_w else 0)
+    if has_w:
+        n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
+        w_rows = -(-len(results.region_maps) // weights_per_row(len(results.region_maps), n_feat))
+    height = 3.2 + 1.1 * n_methods + (2.0 * w_rows if has_w else 0)
     fig = Figure(figsize=(max(12, 3.2 * n_rois), height), layout="constrained")
     FigureCanvasAgg(fig)
-    ratios = [3.2, 1.1 * n_methods] + ([1.6 * len(results.region_maps)] if has_w else [])
+    ratios = [3.2, 1.1 * n_methods] + ([2.0 * w_rows] if has_w else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     top = gs[0].subgridspec(1, 1 + (results.activity_map is not None) + max(1, len(results.score_maps)))
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])

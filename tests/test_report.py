@@ -1,0 +1,41 @@
+"""The one-page report's layout: what a reader sees on the page."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from napari_micromotion.report import draw_weights, weights_per_row
+
+
+def _results(names, n_feat=3):
+    rng = np.random.default_rng(0)
+    maps = {("cnn3d", n): SimpleNamespace(box=(4 * k, 4 * k + 30, 10, 40), data=rng.normal(size=(n_feat, 30, 30)))
+            for k, n in enumerate(sorted(names))}          # stored in another order than the ROIs'
+    return SimpleNamespace(region_maps=maps, still=rng.random((64, 64)), roi_names=list(names),
+                           roi_kinds=list(names))
+
+
+def test_weight_maps_fill_the_page_width_in_the_rois_order():
+    names = ["strong", "weak", "silent", "other"]
+    assert weights_per_row(4, 3) == 2 and weights_per_row(4, 1) == 4 and weights_per_row(1, 3) == 1
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = draw_weights(fig, _results(names))
+    fig.canvas.draw()
+    assert len(axes) == 12
+    boxes = [ax.get_position() for ax in axes]
+    # two regions side by side: the maps span most of the width, in two rows, not four
+    assert min(b.x0 for b in boxes) < 0.1 and max(b.x1 for b in boxes) > 0.8
+    assert len({round(b.y0, 2) for b in boxes}) == 2
+    # each region's first map is titled with its name, in the order of the ROIs (the traces' order)
+    firsts = [ax.get_title(loc="left").split(":")[0] for ax in axes[::3]]
+    assert firsts == names
+    one = Figure(figsize=(9, 8), layout="constrained")
+    FigureCanvasAgg(one)
+    axes = draw_weights(one, _results(names[:3]), per_row=1)
+    one.canvas.draw()
+    assert len({round(ax.get_position().y0, 2) for ax in axes}) == 3     # one region per row when asked
