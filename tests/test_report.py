@@ -39,3 +39,19 @@ def test_weight_maps_fill_the_page_width_in_the_rois_order():
     axes = draw_weights(one, _results(names[:3]), per_row=1)
     one.canvas.draw()
     assert len({round(ax.get_position().y0, 2) for ax in axes}) == 3     # one region per row when asked
+
+
+def test_direction_key_reads_as_the_motion_maps_angle():
+    """The wheel's colour on each side is the hue the direction map gives a pixel moving that way."""
+    from matplotlib.colors import rgb_to_hsv
+
+    from napari_micromotion.report_motion import direction_wheel
+
+    w = direction_wheel(65)
+    hue = rgb_to_hsv(w[..., :3])[..., 0]
+    mid = 32
+    # angle = atan2(-dy, dx) with rows pointing down: right 0, up 90, left 180, down 270 degrees
+    for (r, c), deg in {(mid, 62): 0, (2, mid): 90, (mid, 2): 180, (62, mid): 270}.items():
+        assert min(abs(hue[r, c] * 360 - deg), 360 - abs(hue[r, c] * 360 - deg)) < 3, (r, c)
+    assert w[0, 0, 3] == 0 and w[mid, mid, 3] == 1          # clear outside the disc
+    assert w[mid, mid, :3].max() < 0.1 < w[mid, 62, :3].max()   # dark at the centre: no displacement

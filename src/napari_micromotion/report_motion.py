@@ -112,6 +112,29 @@ def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | N
     return panel
 
 
+def direction_wheel(n_px: int = 64) -> np.ndarray:
+    """The direction map's colour key ``(n, n, 4)`` RGBA: hue = direction as the map encodes it, brightness = length.
+
+    It uses the map's angle (``atan2(-dy, dx)``, rows pointing down), so that a colour on the
+    map is the colour of the wheel on the side the pixel moved to; outside the disc it is clear.
+    """
+    from matplotlib.colors import hsv_to_rgb
+
+    r = np.arange(n_px) - (n_px - 1) / 2
+    dy, dx = np.meshgrid(r, r, indexing="ij")
+    radius = np.hypot(dy, dx) / (n_px / 2)
+    hue = (np.degrees(np.arctan2(-dy, dx)) % 360) / 360
+    rgb = hsv_to_rgb(np.stack([hue, np.ones_like(hue), np.clip(radius, 0, 1)], axis=-1))
+    return np.concatenate([rgb, (radius <= 1)[..., None].astype(float)], axis=-1)
+
+
+def _direction_key(ax: Any) -> None:
+    """The colour wheel beside the direction map's lower-right corner (outside the data)."""
+    key = ax.inset_axes([1.03, 0.0, 0.22, 0.22])
+    key.imshow(direction_wheel())
+    key.set_axis_off()
+
+
 def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, masks: Any = None,
                      axes: Any = None) -> list[Any]:
     """Largest displacement per pixel and its direction (hue), with the ROIs outlined."""
@@ -138,6 +161,7 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
     val = np.clip(dmax / (float(np.percentile(dmax, 99.5)) or 1.0), 0, 1)
     axes[k + 1].imshow(hsv_to_rgb(np.stack([hue, np.ones_like(hue), val], axis=-1)))
     axes[k + 1].set_title("direction at the largest displacement (hue)", fontsize=8)
+    _direction_key(axes[k + 1])
     if masks is not None:
         for i, name in enumerate(masks.names):
             for ax in axes[: k + 2]:
