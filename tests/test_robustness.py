@@ -228,6 +228,27 @@ def test_overwrite_never_deletes_inputs_or_foreign_files(command, sim_dir, tmp_p
     assert (interp / "interpolated.tif").is_file()
 
 
+def test_python_write_results_never_replaces_the_folder_of_its_recording(sim_dir, tmp_path):
+    """``write_results(res, folder, overwrite=True)`` from a script knows the inputs from the recording itself."""
+    from napari_micromotion.export import write_results
+    from napari_micromotion.io import read_recording
+    from napari_micromotion.pipeline import AnalysisParams, run_analysis
+
+    data = tmp_path / "project" / "data"
+    shutil.copytree(sim_dir, data)            # a simulation's folder: truth.json marks it as micromotion's
+    before = {p.name: p.read_bytes() for p in data.iterdir()}
+    rec = read_recording(data / "transmission.tif", data / "fluorescence.tif")
+    res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",), n_surrogates=19))
+    assert res.inputs["transmission"]["path"] == str(data / "transmission.tif")
+    (tmp_path / "project" / "run.json").write_text("{}")       # an old analysis written over the project
+    for out in (data, tmp_path / "project"):
+        with pytest.raises(MicromotionError, match="holds the input transmission.tif"):
+            write_results(res, out, overwrite=True, report=False)
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == before
+    out = write_results(res, tmp_path / "res", report=False)
+    assert json.loads((out / "run.json").read_text())["inputs"]["fluorescence"]["path"].endswith("fluorescence.tif")
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     shape=st.lists(st.integers(0, 40), min_size=1, max_size=4),

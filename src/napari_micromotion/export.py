@@ -156,7 +156,7 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv[:],
         "package_versions": package_versions(),
-        "inputs": inputs or {},
+        "inputs": inputs or dict(getattr(results, "inputs", None) or {}),
         "recording": {"n_frames": results.n_frames, "frame_shape": list(results.frame_shape), "fps": results.fps,
                       "pixel_size_um": results.pixel_size_um},
         "parameters": results.params.to_dict(),
@@ -186,7 +186,9 @@ def write_results(results: Any, out: str | os.PathLike, *, overwrite: bool = Fal
     from .methods import METHODS
 
     out = Path(out)
-    tmp = prepare_output_dir(out, overwrite, paths_in(inputs))
+    # the files the results come from, however they were given: never in a folder this replaces
+    sources = paths_in(inputs) + paths_in(getattr(results, "inputs", None)) + paths_in(extra)
+    tmp = prepare_output_dir(out, overwrite, sources)
     try:
         for entry in ANALYSIS_LAYOUT:
             entry.write(results, tmp)

@@ -881,8 +881,16 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         motion_traces=_motion_traces(ctx, acc), contraction_traces=contraction,
         roi_traces=roi_traces, roi_sd=roi_sd, roi_scores=roi_scores, beats=beats, beat_rates=beat_rates,
         limits=limits, region_maps=region_maps, fits={m: ctx.states[m] for m in plan.active if m not in plan.for_beats},
-        timings_s=timings, warnings=ctx.warnings, device=ctx.device,
+        timings_s=timings, warnings=ctx.warnings, device=ctx.device, inputs=recording_sources(rec),
     )
+
+
+def recording_sources(rec: Recording) -> dict[str, Any]:
+    """``{channel: {"path": ...}}`` of the files a recording was read from (its provenance), for ``run.json``
+    and so that writing results never replaces a folder that holds them."""
+    prov = rec.provenance if isinstance(rec.provenance, dict) else {}
+    return {key: {"path": str(prov[key]["path"])} for key in ("transmission", "fluorescence")
+            if isinstance(prov.get(key), dict) and prov[key].get("path")}
 
 
 def _motion_traces(ctx: AnalysisContext, acc: _Accumulators) -> dict[str, np.ndarray]:
