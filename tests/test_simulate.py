@@ -1,4 +1,5 @@
 import json
+import re
 
 import numpy as np
 import pytest
@@ -137,6 +138,24 @@ def test_labels_tif_written_with_cell_options(tmp_path):
     assert lab.dtype == np.int32 and lab.shape == (64, 64)
     np.testing.assert_array_equal(lab, tifffile.imread(forced / "labels.tif"))
     assert "active_cells" in json.loads((cells / "truth.json").read_text())
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"spike_period_s": 0}, "spike period (s) must be a positive number"),       # looped for ever
+    ({"spike_period_s": 0.01}, "at least two frames"),
+    ({"fps": "50"}, "fps must be a positive number"),
+    ({"contraction_rise_s": 0}, "contraction rise (s) must be a positive number"),  # divided by zero
+    ({"bleach_tau_s": 0}, "bleach tau (s)"),
+    ({"dff_amplitude": float("nan")}, "dff amplitude must be a non-negative number"),
+    ({"background_px": (0.8, 0.2)}, "low <= high"),
+    ({"cells_across": 100}, "less than the 8 px a cell needs"),
+    ({"read_noise_e": -3}, "read noise (electrons)"),
+    ({"cell_diameter_um": 0}, "cell diameter (um)"),
+    ({"spike_jitter": True}, "spike jitter must be a number from 0 to 1"),
+])
+def test_every_number_is_checked_before_any_work(overrides, message):
+    with pytest.raises(MicromotionError, match=re.escape(message)):
+        simulate(n_frames=400, size=48, **overrides)
 
 
 def test_bad_cell_options():

@@ -49,6 +49,27 @@ FIRING_MODES = ("synchronous", "independent")
 __all__ = ["FIRING_MODES", "SimulationParams", "Simulation", "Simulator", "simulate", "iter_simulate", "write_simulation"]
 
 
+#: parameters that must be finite and positive, non-negative, or within 0-1 (:meth:`SimulationParams.validate`)
+_POSITIVE = ("fps", "cell_diameter_um", "full_well_e", "spike_period_s", "calcium_rise_s", "calcium_decay_s",
+             "contraction_rise_s", "contraction_decay_s", "other_period_s", "bleach_tau_s")
+_NON_NEGATIVE = ("offset_adu", "read_noise_e", "fluorescence_e", "fluorescence_background_e", "dff_amplitude",
+                 "contraction_delay_s", "strong_px", "weak_px", "other_px", "illumination_drift", "stage_drift_px")
+_FRACTIONS = ("spike_jitter", "background_moving_fraction", "transmission_level")
+
+
+def _label(name: str) -> str:
+    """``contraction_rise_s`` -> ``contraction rise (s)``: a parameter's name with its unit, for messages."""
+    for suffix, unit in (("_s", "s"), ("_px", "px"), ("_um", "um"), ("_e", "electrons"), ("_adu", "ADU")):
+        if name.endswith(suffix):
+            return f"{name[:-len(suffix)].replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
+
+
+def _is_real(v: Any) -> bool:
+    """A real number (not a bool, not a string)."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class SimulationParams:
     """Parameters of a simulated recording (all times in seconds, lengths in pixels unless named).
@@ -108,11 +129,27 @@ class SimulationParams:
     inactive_cells: int = 0
 
     def validate(self) -> None:
+        """Refuse, in one sentence, any value the simulator cannot use (before any work)."""
         check(isinstance(self.n_frames, (int, np.integer)) and self.n_frames >= MIN_FRAMES,
               f"a simulation needs at least {MIN_FRAMES} frames, got {self.n_frames!r}.")
         check(isinstance(self.size, (int, np.integer)) and 48 <= self.size <= 4096,
               f"simulated frames must be 48-4096 px wide (room for four ROI cells), got {self.size!r}.")
-        check(self.fps > 0 and math.isfinite(self.fps), f"fps must be positive, got {self.fps!r}.")
+        for names, ok, what in ((_POSITIVE, lambda v: v > 0, "a positive number"),
+                                (_NON_NEGATIVE, lambda v: v >= 0, "a non-negative number"),
+                                (_FRACTIONS, lambda v: 0 <= v <= 1, "a number from 0 to 1")):
+            for name in names:
+                v = getattr(self, name)
+                check(_is_real(v) and math.isfinite(v) and ok(v), f"{_label(name)} must be {what}, got {v!r}.")
+        bg = self.background_px
+        check(isinstance(bg, (tuple, list)) and len(bg) == 2 and all(_is_real(v) and math.isfinite(v) and v >= 0
+                                                                      for v in bg) and bg[0] <= bg[1],
+              f"background (px) must be (low, high) contraction amplitudes with 0 <= low <= high, got {bg!r}.")
+        for name in ("spike_period_s", "other_period_s"):
+            check(getattr(self, name) >= 2 / self.fps, f"{_label(name)} must span at least two frames "
+                  f"({2 / self.fps:g} s at {self.fps:g} fps), got {getattr(self, name)!r}.")
+        c = self.cells_across
+        check(c is None or (_is_real(c) and math.isfinite(c) and c >= 3),
+              f"cells across must be at least 3 (room for the four ROI cells), got {c!r}.")
         check(isinstance(self.seed, (int, np.integer)) and self.seed >= 0, f"seed must be a non-negative integer, got {self.seed!r}.")
         check(self.full_well_e > 0 and 0 < self.transmission_level <= 1, "full well and transmission level must be positive.")
         for name in ("photons_per_pixel", "transmission_photons_per_pixel"):
@@ -124,6 +161,10 @@ class SimulationParams:
             v = getattr(self, name)
             check(isinstance(v, (int, np.integer)) and v >= 0,
                   f"{name.replace('_', ' ')} must be a non-negative integer, got {v!r}.")
+
+        check(self.cell_diameter_px >= 8,
+              f"simulated cells would be {self.cell_diameter_px:.1f} px wide; {self.n_cells_across:g} cells across "
+              f"{self.size} px leave less than the 8 px a cell needs.")
 
     @property
     def n_cells_across(self) -> float:
