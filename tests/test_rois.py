@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from napari_micromotion.errors import MicromotionError
-from napari_micromotion.rois import ROI, parse_rois, polygon_mask, rasterize, read_rois, write_rois
+from napari_micromotion.rois import ROI, as_rois, parse_rois, polygon_mask, rasterize, read_rois, write_rois
 
 
 def test_rectangle_mask_counts_pixel_centres():
@@ -89,3 +89,33 @@ def test_imagej_roiset_round_trip(tmp_path):
 def test_parse_accepts_wrapped_list():
     rois = parse_rois({"rois": [{"name": "a", "kind": "weak", "polygon": [[0, 0], [0, 3], [3, 3]]}]})
     assert rois[0].kind == "weak"
+
+
+def test_imagej_files_keep_the_kind_whatever_the_name(tmp_path):
+    rois = [ROI("cell 1", "strong", [[2, 3], [2, 7], [5, 7]]), ROI("cell 2", "silent", [[0, 0], [0, 4], [4, 0]])]
+    for name in ("RoiSet.zip", "one.roi"):
+        given = rois if name.endswith(".zip") else rois[:1]
+        back = read_rois(write_rois(given, tmp_path / name))
+        assert [(r.name, r.kind) for r in back] == [(r.name, r.kind) for r in given]
+
+
+def test_a_vertex_given_twice_in_a_row_is_one_vertex():
+    """napari's double-click that closes a polygon repeats its last vertex."""
+    roi = ROI("a", "weak", [[0, 0], [0, 10], [0, 10], [10, 10], [10, 0], [10, 0], [0, 0]])
+    assert roi.polygon.tolist() == [[0, 0], [0, 10], [10, 10], [10, 0]]
+    with pytest.raises(MicromotionError, match="2 vertices"):
+        ROI("b", "weak", [[0, 0], [0, 10], [0, 10]])
+
+
+def test_nothing_to_save_and_rois_as_dicts(tmp_path):
+    for name in ("e.zip", "e.json"):
+        with pytest.raises(MicromotionError, match="no ROIs to save"):
+            write_rois([], tmp_path / name)
+        assert not (tmp_path / name).exists()
+    rois = as_rois([{"name": "a", "kind": "weak", "polygon": [[0, 0], [0, 3], [3, 3]]},
+                    ROI("b", "other", [[5, 5], [5, 8], [8, 8]])])
+    assert [(r.name, r.kind) for r in rois] == [("a", "weak"), ("b", "other")]
+    with pytest.raises(MicromotionError, match="read them with read_rois"):
+        as_rois("rois.json")
+    with pytest.raises(MicromotionError, match="ROI objects or of"):
+        as_rois([1, 2])

@@ -27,7 +27,7 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import MicromotionError, check
 
-__all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "parse_rois"]
+__all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "parse_rois", "as_rois"]
 
 #: Allowed ROI kinds: test regions of the paper (Fig. 3f) plus anything else.
 KINDS = ("strong", "weak", "silent", "other")
@@ -53,17 +53,19 @@ class ROI:
     polygon: np.ndarray
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and self.name.strip() != "", "every ROI needs a non-empty name.")
-        check("/" not in self.name and "," not in self.name and "\n" not in self.name,
-              f"ROI name {self.name!r} may not contain '/', ',' or line breaks (they separate CSV columns).")
+        check_roi_name(self.name)
         check(self.kind in KINDS, f"ROI {self.name!r} has unknown kind {self.kind!r}; use one of {', '.join(KINDS)}.")
         try:
             poly = np.asarray(self.polygon, dtype=np.float64)
         except (TypeError, ValueError):
             raise MicromotionError(f"ROI {self.name!r}: polygon must be a list of [row, col] pairs.") from None
         check(poly.ndim == 2 and poly.shape[1] == 2, f"ROI {self.name!r}: polygon must be a list of [row, col] pairs.")
-        if len(poly) > 3 and np.allclose(poly[0], poly[-1]):
-            poly = poly[:-1]  # closed ring written with a repeated first vertex
+        if len(poly) > 1 and np.isfinite(poly).all():
+            # a vertex given twice in a row (napari's double-click that ends a polygon adds one), and a
+            # closed ring written with its first vertex repeated at the end
+            poly = poly[np.r_[True, np.abs(np.diff(poly, axis=0)).max(axis=1) > 1e-9]]
+            if len(poly) > 3 and np.abs(poly[0] - poly[-1]).max() <= 1e-9:
+                poly = poly[:-1]
         check(len(poly) >= 3, f"ROI {self.name!r} has {len(poly)} vertices; a polygon needs at least 3.")
         check(np.isfinite(poly).all(), f"ROI {self.name!r} has non-finite coordinates.")
         check(not self_intersects(poly), f"ROI {self.name!r} is self-intersecting; draw its outline without crossings.")
@@ -78,6 +80,13 @@ class ROI:
         """``(row_min, col_min, row_max, col_max)`` of the polygon."""
         r, c = self.polygon[:, 0], self.polygon[:, 1]
         return float(r.min()), float(c.min()), float(r.max()), float(c.max())
+
+
+def check_roi_name(name: Any) -> None:
+    """Refuse a name that cannot label an ROI: empty, or with '/', ',' or a line break (they separate CSV columns)."""
+    check(isinstance(name, str) and name.strip() != "", "every ROI needs a non-empty name.")
+    check(not any(ch in name for ch in "/,\n\r"),
+          f"ROI name {name!r} may not contain '/', ',' or line breaks (they separate CSV columns).")
 
 
 def polygon_area(poly: np.ndarray) -> float:
@@ -236,6 +245,32 @@ def parse_rois(obj: Any, source: str = "ROI data") -> list[ROI]:
     return rois
 
 
+#: the ImageJ ROI property that holds an ROI's kind (strong, weak, ...) in ``.roi`` and ``RoiSet.zip`` files
+KIND_PROPERTY = "micromotion_kind"
+
+
+def as_rois(rois: Any) -> list[ROI]:
+    """ROIs given to the Python API: :class:`ROI` objects, or the file format's dicts
+    (``{"name", "kind", "polygon"}``, or ``{"rois": [...]}``); one sentence for anything else."""
+    if rois is None:
+        return []
+    if isinstance(rois, ROI):
+        return [rois]
+    if isinstance(rois, dict):
+        return parse_rois(rois, "the ROIs")
+    check(not isinstance(rois, (str, bytes, os.PathLike)),
+          f"ROIs must be ROI objects or dicts, got a path ({rois!s}); read them with read_rois first.")
+    try:
+        items = list(rois)
+    except TypeError:
+        raise MicromotionError(f"ROIs must be a list of ROI objects, got {type(rois).__name__}.") from None
+    if all(isinstance(r, ROI) for r in items):
+        return items
+    check(all(isinstance(r, (ROI, dict)) for r in items),
+          "ROIs must be a list of ROI objects or of {name, kind, polygon} dicts.")
+    return [r if isinstance(r, ROI) else parse_rois([r], "the ROIs")[0] for r in items]
+
+
 def _kind_from_name(name: str) -> str:
     low = name.lower()
     for kind in KINDS:
@@ -260,9 +295,10 @@ def _read_imagej(path: Path) -> list[ROI]:
         xy = np.asarray(item.coordinates(), dtype=float)
         check(xy.ndim == 2 and len(xy) >= 3, f"{path.name}: ImageJ ROI {k} is not an area (line or point ROI).")
         name = item.name or f"roi{k}"
+        kind = (item.properties or {}).get(KIND_PROPERTY) if isinstance(item.properties, dict) else None
         # ImageJ: integer coordinates are pixel corners; ours are pixel centres
         poly = np.column_stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5])
-        rois.append(ROI(name=name, kind=_kind_from_name(name), polygon=poly))
+        rois.append(ROI(name=name, kind=kind if kind in KINDS else _kind_from_name(name), polygon=poly))
     return rois
 
 
@@ -283,7 +319,8 @@ def read_rois(path: str | os.PathLike) -> list[ROI]:
 def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:
     """Write ROIs as JSON (or ImageJ ``.zip``/``.roi``), atomically."""
     p = Path(path)
-    rois = list(rois)
+    rois = as_rois(rois)
+    check(rois, f"there are no ROIs to save in {p.name}; draw or load some first.")
     if p.suffix.lower() in (".zip", ".roi"):
         import roifile
 
@@ -296,6 +333,7 @@ def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:
                 ij = roifile.ImagejRoi.frompoints(xy)
                 ij.roitype = roifile.ROI_TYPE.POLYGON
                 ij.name = roi.name
+                ij.properties = {KIND_PROPERTY: roi.kind}     # ImageJ keeps it (Roi.getProperty) and so do we
                 ij.tofile(tmp, name=roi.name) if p.suffix.lower() == ".zip" else ij.tofile(tmp)
 
         return atomic_write(p, write)

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from .._layers import KIND_COLOURS, META_KEY, rois_layer
 from ..errors import MicromotionError, check
-from ..rois import KINDS
+from ..rois import KINDS, check_roi_name
 from ._state import get_session, plugin_meta, spatial_transform, unwrap_viewer
 from ._tasks import notify_error
 
@@ -294,7 +294,7 @@ class RoisWidget(QWidget):
             check(layer is not None and len(sel) == 1, "select exactly one ROI to rename.")
             name = name.strip()
             check(name != "", "an ROI name cannot be empty.")
-            check("/" not in name and "," not in name, "ROI names may not contain '/' or ','.")
+            check_roi_name(name)          # the rule every ROI obeys: a name Run would refuse is refused now
             others = [str(v) for i, v in enumerate(layer.features["name"]) if i != sel[0]]
             check(name not in others, f"another ROI is already called {name!r}.")
         except MicromotionError as exc:
