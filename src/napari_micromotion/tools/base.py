@@ -7,7 +7,9 @@ analysis' conventions:
   :func:`napari_micromotion.schema.param` (the ``micromotion <name>`` options and the
   napari form are generated from it);
 * :meth:`Tool.iter_run` is a generator of :class:`~napari_micromotion.progress.Progress`
-  returning a :class:`ToolResult`; :meth:`Tool.run` is its synchronous wrapper;
+  returning a :class:`ToolResult`: it checks the input (:meth:`Tool.validate`, as the command
+  line and the napari tab do) and runs the tool's :meth:`Tool.compute`; :meth:`Tool.run` is its
+  synchronous wrapper;
 * its output folder is described once by :attr:`Tool.layout` (entries of
   :mod:`napari_micromotion.layout`), written atomically by :meth:`Tool.write` and read
   back by :meth:`Tool.read`; the run record ``<name>.json`` carries the parameters and,
@@ -116,14 +118,49 @@ class Tool:
     def check(self, recording: Any, params: Any) -> None:
         """Refuse impossible input before long work (one sentence)."""
 
-    def iter_run(self, recording: Any, params: Any, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
-        """The computation; yields progress, returns a :attr:`result_type` instance."""
+    def validate(self, recording: Any, params: Any, rois: Sequence[Any] = ()) -> list[Any]:
+        """Everything the command line and the napari tab check before the work, for scripts too.
+
+        The input's type, every parameter's range and choice (:func:`~napari_micromotion.schema.check_ranges`),
+        :meth:`check`, and the ROIs (objects or the file format's dicts), which must lie on the frames.
+        Returns the ROIs as :class:`~napari_micromotion.rois.ROI` objects.
+        """
+        from ..errors import check
+        from ..recording import Recording
+        from ..rois import as_rois, rasterize
+        from ..schema import check_ranges
+
+        if self.input != "image":
+            check(isinstance(recording, Recording),
+                  f"the {self.label} works on a Recording (napari_micromotion.Recording(video, fps)), "
+                  f"got {type(recording).__name__}.")
+        check(isinstance(params, self.Params),
+              f"the {self.label}'s parameters must be a {self.Params.__name__}, got {type(params).__name__}.")
+        check_ranges(params)
+        self.check(recording, params)
+        rois = as_rois(rois)
+        if rois:        # an ROI off the frames: one sentence now, not after the work
+            shape = recording.frame_shape if self.input != "image" else np.shape(recording)[-2:]
+            rasterize(rois, tuple(shape))
+        return rois
+
+    def iter_run(self, recording: Any, params: Any = None, *, rois: Sequence[Any] = ()
+                 ) -> Generator[Progress, None, Any]:
+        """The computation; yields progress, returns a :attr:`result_type` instance.
+
+        It checks its input first (:meth:`validate`), then runs :meth:`compute`.
+        """
+        params = self.Params() if params is None else params
+        rois = self.validate(recording, params, rois)
+        return (yield from self.compute(recording, params, rois=rois))
+
+    def compute(self, recording: Any, params: Any, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
+        """The tool's own work on checked input (subclasses implement it)."""
         raise NotImplementedError
 
     def run(self, recording: Any, params: Any = None, *, rois: Sequence[Any] = (),
             progress: Callable[[Progress], None] | None = None, cancel: Callable[[], bool] | None = None) -> Any:
         """Synchronous :meth:`iter_run`."""
-        params = self.Params() if params is None else params
         return drive(self.iter_run(recording, params, rois=rois), progress=progress, cancel=cancel)
 
     def layer_data(self, result: Any) -> list[tuple[Any, dict[str, Any], str]]:

@@ -158,11 +158,10 @@ class BlurFlow(Tool):
             check(p.exists() or p.with_suffix(".safetensors").exists(),
                   f"the blur-flow model {p} does not exist.")
 
-    def iter_run(self, image: Any, params: BlurFlowToolParams, *,
+    def compute(self, image: Any, params: BlurFlowToolParams, *,
                  rois: Sequence[Any] = ()) -> Generator[Progress, None, BlurFlowToolResult]:
         from ..blurflow.predict import MIN_SIDE_PX, check_image, iter_predict_blur_flow
 
-        self.check(image, params)
         t0 = time.perf_counter()
         yield Progress("blur flow", 0.0, "loading the model")
         model = _load_model(params.model)

@@ -298,7 +298,7 @@ class Cells(Tool):
             check((Path(params.kinds_from) / "roi_scores.csv").is_file(),
                   f"{params.kinds_from} is not an analysis output folder (no roi_scores.csv).")
 
-    def iter_run(self, recording: Any, params: CellsParams, *, rois: Sequence[Any] = ()
+    def compute(self, recording: Any, params: CellsParams, *, rois: Sequence[Any] = ()
                  ) -> Generator[Progress, None, Any]:
         from ..cells.candidates import iter_extract
         from ..cells.train import CellClassifier

@@ -386,7 +386,7 @@ class Denoise(Tool):
             check(n >= 2 * model.context + 2, f"the video has {n} frames; the model's {model.context} context "
                                               f"frames on either side need at least {2 * model.context + 2}.")
 
-    def iter_run(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
+    def compute(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
         result = yield from iter_denoise(recording.transmission, recording.fps, params, rois)
         result.source = dict(recording.provenance)
         return result

@@ -388,7 +388,7 @@ class Motion(Tool):
         params.flow.validate()
         check(recording.n_frames >= 3, f"the video has {recording.n_frames} frames; motion needs at least 3.")
 
-    def iter_run(self, recording: Any, params: MotionParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
+    def compute(self, recording: Any, params: MotionParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
         if not params.save_flow:
             return (yield from iter_motion(recording, params, rois))
         import shutil
