@@ -111,6 +111,25 @@ def test_bad_parameters_are_refused_before_work(small_sim, params, msg):
         run_analysis(small_sim.recording(), small_sim.rois, params)
 
 
+def test_what_a_script_passes_is_taken_or_refused_in_one_sentence(small_sim):
+    rec = small_sim.recording()
+    dicts = [r.to_dict() for r in small_sim.rois]
+    res = run_analysis(rec, dicts, AnalysisParams(methods="bandpass", n_surrogates=19), only_rois="weak",
+                       fitted={"cnn1d": None})       # None: fit it; a string is one method, one ROI
+    assert res.methods == ["bandpass"] and [r.roi for r in res.roi_scores] == ["weak"]
+    # a Results' fits of the 3D network (one network per ROI) are trained again, with a word, not applied
+    from napari_micromotion.pipeline import plan_analysis
+
+    plan = plan_analysis(rec, dicts, AnalysisParams(methods=("bandpass", "cnn3d")), fitted={"cnn3d": {"weak": 1}})
+    assert "cnn3d" not in plan.fitted and any("not reused" in w for w in plan.ctx.warnings)
+    with pytest.raises(MicromotionError, match="no ROI named 'wek'"):
+        run_analysis(rec, dicts, AnalysisParams(methods="bandpass"), only_rois=["wek"])
+    with pytest.raises(MicromotionError, match="must be an AnalysisParams"):
+        run_analysis(rec, dicts, None)
+    with pytest.raises(MicromotionError, match="needs a Recording"):
+        run_analysis(small_sim.transmission, dicts, AnalysisParams(methods="bandpass"))
+
+
 @pytest.mark.parametrize("device, warned", [("cuda", True), ("cpu", False)])
 def test_a_device_that_no_method_uses_is_named_in_a_warning(small_sim, device, warned):
     res = run_analysis(small_sim.recording(), [], AnalysisParams(methods=("bandpass",), device=device))

@@ -45,7 +45,7 @@ from .progress import Progress, StagePlan, drive
 from .recording import Recording
 from .results import WHOLE_FIELD, RegionMap, Results
 from .roi_stats import beats_and_limits, iter_score_rois
-from .rois import ROI, RoiMasks, rasterize
+from .rois import ROI, RoiMasks, as_rois, rasterize
 from .schema import param
 from .scoring import max_lag_frames
 
@@ -183,7 +183,10 @@ class AnalysisParams:
     method_params: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "methods", tuple(self.methods))
+        methods = self.methods
+        if isinstance(methods, str):      # "bandpass" or "bandpass,cnn1d", as on the command line
+            methods = [m.strip() for m in methods.split(",") if m.strip()]
+        object.__setattr__(self, "methods", tuple(methods))
         mp = dict(self.method_params or {})
         for name, p in mp.items():
             m = METHODS.get(name)
@@ -368,7 +371,23 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
                   *, only_rois: Sequence[str] | None = None, fit_only: str | None = None) -> Plan:
     """Check everything that can be checked before the long work and decide the stages."""
     warn: list[str] = []
-    fitted = dict(fitted or {})
+    check(isinstance(rec, Recording), f"the analysis needs a Recording (napari_micromotion.Recording(video, fps)), "
+                                      f"got {type(rec).__name__}.")
+    check(isinstance(params, AnalysisParams), f"the analysis' parameters must be an AnalysisParams, "
+                                              f"got {type(params).__name__}.")
+    rois = as_rois(rois)
+    check(fitted is None or isinstance(fitted, Mapping), "fitted must be a dict {method: fitted state or model}.")
+    fitted = {k: v for k, v in (fitted or {}).items() if v is not None}     # None: fit it
+    for name in [k for k in fitted if k in METHODS and METHODS[k].kind == "region"]:
+        del fitted[name]    # trained on this run's ROIs each time (Results.fits holds one network per ROI)
+        warn.append(f"the {METHODS[name].label} trains on each analysis' ROIs; the fitted one given was not reused.")
+    if isinstance(only_rois, str):
+        only_rois = [only_rois]
+    if only_rois is not None:
+        names = {r.name for r in rois}
+        missing = [n for n in only_rois if n not in names]
+        check(not missing, f"no ROI named {', '.join(map(repr, missing))}; the ROIs are "
+                           f"{', '.join(sorted(names)) or 'none'}.")
     chosen, active, for_beats = check_params(params, fit_only)
     synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
     if synth:
