@@ -100,6 +100,8 @@ class Session(QObject):
     pixel_inspected = Signal(object)
     #: progress of whatever long task runs (analysis or tool), for the workbench's footer
     progressed = Signal(object)
+    #: a long task failed or was cancelled: the sentence the footer shows instead of its last progress
+    task_ended = Signal(str)
 
     def __init__(self, viewer: "napari.Viewer") -> None:
         super().__init__()

@@ -58,6 +58,15 @@ def error_message(exc: BaseException, what: str = "the task") -> str:
     else:
         detail = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         msg = f"{what} failed unexpectedly ({type(exc).__name__}{': ' + detail if detail else ''}); details are in the log."
+    return capitalised(msg)
+
+
+def capitalised(msg: str) -> str:
+    """*msg* with a capital first letter, unless it starts with a file or folder name (``one.tif``, ``/data``,
+    ``run_2``): a name keeps its case, or it would name another file."""
+    first = msg.split(" ", 1)[0]
+    if any(ch in first for ch in "./\\_-~0123456789") or first.startswith("'"):
+        return msg
     return msg[:1].upper() + msg[1:]
 
 
@@ -211,7 +220,8 @@ class Task(QObject):
         self._show(event)  # last: creating a napari progress bar may process queued events
 
     def _on_returned(self, value: Any) -> None:
-        if self.cancel_requested:  # quit() raced with the last step: a cancelled run changes nothing
+        if self.cancel_requested:  # quit() raced with the last step: a cancelled run changes nothing, and says so
+            self.cancelled.emit()
             return
         self.result = value
         self.succeeded.emit(value)
@@ -264,8 +274,8 @@ class TaskHost:
         """Start *task*: progress, loss and status go to this panel; *on_success* gets its result."""
         task.progressed.connect(self._task_progressed)
         task.succeeded.connect(on_success)
-        task.failed.connect(lambda msg: self.status.setText(f"{failed}: {msg}"))
-        task.cancelled.connect(lambda: self.status.setText(cancelled))
+        task.failed.connect(lambda msg: self._task_ended(f"{failed}: {msg}"))
+        task.cancelled.connect(lambda: self._task_ended(cancelled))
         task.finished.connect(self._task_finished)
         self.task, self._task_button = task, button
         button.setEnabled(False)
@@ -287,6 +297,13 @@ class TaskHost:
         if event.values and "loss" in event.values and getattr(self, "loss_plot", None) is not None:
             self.loss_plot.add(event.stage, float(event.values["loss"]))
         self.session.progressed.emit(event)
+
+    def _task_ended(self, text: str) -> None:
+        """A failed or cancelled run: the panel and the workbench's footer say so, the bars start again."""
+        self.status.setText(text)
+        if getattr(self, "progress", None) is not None:
+            self.progress.setValue(0)
+        self.session.task_ended.emit(text)
 
     def _task_finished(self) -> None:
         if self._task_button is not None:

@@ -164,6 +164,11 @@ class ResultsWidget(QWidget):
 
             notify_error(MicromotionError("there is no result to export; run an analysis first."))
             return None
+        if self.export_task is not None and self.export_task.running:
+            from ._tasks import notify_error
+
+            notify_error(MicromotionError("an export is already being written; wait for it to finish."))
+            return None
         prov = self.session.provenance_dict()
         rec = self.session.recording
         inputs = dict(rec.provenance) if rec is not None else {}

@@ -56,6 +56,7 @@ class ToolTab(TaskHost, QWidget):
         self.tool = tool
         self.task: Task | None = None
         self.result: Any = None
+        self.export_task: Task | None = None
         self.view: Any = None            # the tool's page in the inspector, once it has a result
         self.frame: int | None = None    # the frame an image tool last ran on
         self._inspector: Any = None
@@ -266,6 +267,9 @@ class ToolTab(TaskHost, QWidget):
         if self.result is None:
             notify_error(MicromotionError(f"run the {self.tool.label} first; there is nothing to export."))
             return None
+        if self.export_task is not None and self.export_task.running:
+            notify_error(MicromotionError("an export is already being written; wait for it to finish."))
+            return None
         result, tool = self.result, self.tool
 
         def work():
@@ -276,7 +280,9 @@ class ToolTab(TaskHost, QWidget):
 
         task = Task(work, what="the export", title="micromotion", parent=self)
         task.succeeded.connect(lambda out: self.status.setText(f"Written to {out}."))
+        task.failed.connect(lambda msg: self.status.setText(f"Not exported: {msg}"))
         self.export_task = task
+        self.status.setText(f"Writing {path}...")
         return task.start()
 
 

@@ -83,6 +83,7 @@ class Workbench(QWidget):
         lay.addWidget(self.footer)
         self.setMinimumWidth(380)
         self.session.progressed.connect(self._on_progress)
+        self.session.task_ended.connect(self._on_task_ended)
         self.analysis.finished_run.connect(lambda *_: self.tabs.setCurrentWidget(self.tabs.widget(3)))
         self.inspector = dock_inspector(napari_viewer) if dock_bottom else None
         napari_viewer.mouse_drag_callbacks.append(self._on_click)
@@ -114,6 +115,10 @@ class Workbench(QWidget):
         if not (0 <= row < ny and 0 <= col < nx):
             return None
         return self.session.inspect_pixel(row, col)
+
+    def _on_task_ended(self, text: str) -> None:
+        self.overall.setValue(0)
+        self.footer.setText(text)
 
     def _on_progress(self, event: Any) -> None:
         whole = event.overall if event.overall is not None else event.fraction
