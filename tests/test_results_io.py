@@ -1,5 +1,10 @@
-import numpy as np
+import json
+import shutil
 
+import numpy as np
+import pytest
+
+from napari_micromotion.errors import MicromotionError
 from napari_micromotion.export import write_results
 from napari_micromotion.pipeline import AnalysisParams, run_analysis
 from napari_micromotion.results_io import read_results
@@ -49,3 +54,25 @@ def test_chance_level_separates_moving_cells_from_noise(small_sim):
     assert 0 < chance < 0.5
     assert np.mean(smap[strong] > chance) > 0.3          # a moving, calcium-active cell: many pixels above chance
     assert np.mean(smap > chance) < 0.5                   # most of the field is not
+
+
+def test_a_damaged_folder_opens_with_what_is_left_and_says_what_is_not(small_sim, tmp_path):
+    res = run_analysis(small_sim.recording(), small_sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=19))
+    good = write_results(res, tmp_path / "good", report=False)
+    bad = tmp_path / "bad"
+    shutil.copytree(good, bad)
+    (bad / "traces.csv").write_text("garbage,\n1,2,3\n")          # edited in a spreadsheet
+    (bad / "scores" / "bandpass.tif").unlink()
+    (bad / "maps" / "still.tif").write_bytes(b"II*\x00garbage")      # truncated copy
+    run = json.loads((bad / "run.json").read_text())
+    run["validation_frames"] = [5]
+    (bad / "run.json").write_text(json.dumps(run))
+    back = read_results(bad)
+    said = " | ".join(back.warnings)
+    assert "could not read traces.csv" in said and "scores/bandpass.tif) is missing" in said
+    assert "validation frames" in said and "still" in said
+    assert back.still.shape == res.still.shape and back.validation == (0, res.n_frames)
+    assert back.roi_scores and not back.roi_traces
+    (bad / "run.json").write_text("[1, 2]")
+    with pytest.raises(MicromotionError, match="not an analysis record"):
+        read_results(bad)

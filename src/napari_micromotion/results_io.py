@@ -34,9 +34,11 @@ def read_run_json(folder: Path) -> dict[str, Any]:
     run_path = out / "run.json"
     check(run_path.is_file(), f"{out} is not an analysis output folder (it has no run.json).")
     try:
-        return json.loads(run_path.read_text())
+        run = json.loads(run_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
         raise MicromotionError(f"{run_path} is not readable JSON ({str(exc)[:80]}).") from None
+    check(isinstance(run, dict), f"{run_path} is not an analysis record (a JSON object with the run's settings).")
+    return run
 
 
 def read_results(folder: str | Path) -> Any:
@@ -58,13 +60,26 @@ def read_results(folder: str | Path) -> Any:
     recd = run.get("recording", {})
     fields: dict[str, Any] = {"methods": list(run.get("methods", [])), "warnings": warnings}
     for entry in ANALYSIS_LAYOUT:
-        entry.read(out, fields)
+        try:
+            entry.read(out, fields)
+        except MicromotionError:
+            raise
+        except Exception as exc:   # a damaged file (edited, truncated): show the rest, and say which
+            detail = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
+            warnings.append(f"could not read {entry.path} in {out.name} ({detail}); it is left out.")
+            for name in (entry.field,) if isinstance(getattr(entry, "field", None), str) else ():
+                fields.pop(name, None)
+    for name in ("still", "energy_map", "activity_map"):
+        img = fields.get(name)
+        if img is not None and np.ndim(img) != 2:
+            warnings.append(f"the {name.replace('_', ' ')} in {out.name} is damaged; it is left out.")
+            fields.pop(name)
     score_maps = fields.get("score_maps", {})
     if not fields["methods"]:
         fields["methods"] = METHODS.order(score_maps)
     still = fields.get("still")
     any_map = still if still is not None else next(iter(score_maps.values()), None)
-    check(any_map is not None, f"{out} holds no maps (maps/still.tif or scores/*.tif).")
+    check(any_map is not None or recd.get("frame_shape"), f"{out} holds no maps (maps/still.tif or scores/*.tif).")
     frame_shape = tuple(int(v) for v in (recd.get("frame_shape") or any_map.shape))
     if still is None:
         fields["still"] = np.zeros(frame_shape, np.float32)
@@ -86,6 +101,12 @@ def read_results(folder: str | Path) -> Any:
     n_frames = int(recd.get("n_frames") or fields.pop("n_frames", 0) or 0)
     fields.pop("n_frames", None)
     validation = tuple(run.get("validation_frames") or (0, n_frames))
+    if len(validation) != 2 or not all(isinstance(v, int) for v in validation):
+        warnings.append(f"the validation frames in run.json ({validation!r}) are damaged; all frames are shown.")
+        validation = (0, n_frames)
+    for m in fields["methods"]:
+        if m in METHODS and METHODS[m].kind == "pixel" and m in (run.get("chance_scores") or {}) and m not in score_maps:
+            warnings.append(f"the {METHODS[m].label}'s score map (scores/{m}.tif) is missing; it is not shown.")
     results = Results(
         params=params, fps=float(recd.get("fps") or 1.0), n_frames=n_frames, frame_shape=frame_shape,
         pixel_size_um=recd.get("pixel_size_um"), validation=(int(validation[0]), int(validation[1])),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from napari_micromotion.progress import Progress
 
-from .conftest import add_recording, dock_all, wait_task
+from .conftest import add_recording, dock_all, n_notifications, notifications_since, wait_task
 
 
 def test_a_cancel_that_comes_too_late_still_says_cancelled(qtbot):
@@ -65,3 +65,20 @@ def test_cancel_export_failure_and_rename_say_what_happened(make_napari_viewer, 
     before = list(layer.features["name"])
     rois.rename_selected("two\nlines")
     assert list(layer.features["name"]) == before
+
+
+def test_opening_a_damaged_results_folder_warns_instead_of_a_traceback(make_napari_viewer, qt_sim, tmp_path):
+    from napari_micromotion.export import write_results
+    from napari_micromotion.pipeline import AnalysisParams, run_analysis
+
+    res = run_analysis(qt_sim.recording(), qt_sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=9))
+    out = write_results(res, tmp_path / "out", report=False)
+    (out / "traces.csv").write_text("garbage,\n1,2,3\n")
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim)
+    widgets = dock_all(viewer)
+    n0 = n_notifications()
+    back = widgets["Results"].open_results(out)
+    assert back is not None and "score: band-pass" in [la.name for la in viewer.layers]
+    said = notifications_since(n0)
+    assert len(said) == 1 and said[0][1].startswith("Could not read traces.csv in out (")

@@ -211,4 +211,13 @@ class ResultsWidget(QWidget):
             return None
         self.session.adopt_results(results, source=str(Path(path).resolve()))
         add_zarr_stacks(self.viewer, path, results)
+        from napari.utils.notifications import show_warning
+
+        from ..results_io import read_run_json
+        from ._tasks import capitalised
+
+        of_the_run = set(read_run_json(path).get("warnings", []))
+        for text in results.warnings:          # what reading the folder found (damaged or missing files)
+            if text not in of_the_run:
+                show_warning(capitalised(text))
         return results
