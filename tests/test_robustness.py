@@ -394,3 +394,20 @@ def test_larger_than_the_memory_budget_is_processed_from_scratch(tmp_path, monke
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10, 10, 1000))
     with pytest.raises(MicromotionError, match="scratch folder"):
         read_recording(path)
+
+
+def test_paths_of_the_wrong_kind_are_named_as_such(tmp_path):
+    """A file where a model, a folder where a file, a file where a folder: never 'does not exist'."""
+    from napari_micromotion.atomic import atomic_write
+    from napari_micromotion.detectors.models import read_pair
+    from napari_micromotion.results_io import read_results
+
+    notes = tmp_path / "passwd"
+    notes.write_text("root:x:0:0")
+    with pytest.raises(MicromotionError, match="passwd is not a safetensors model file"):
+        read_pair(notes, "rinner2020-cnn1d")          # not 'passwd.safetensors does not exist'
+    with pytest.raises(MicromotionError, match="is a file, not a folder"):
+        atomic_write(notes / "x.json", lambda tmp: tmp.write_text("{}"))
+    with pytest.raises(MicromotionError, match="results folder .*passwd is a file, not a folder"):
+        read_results(notes)
+    assert notes.read_text() == "root:x:0:0"

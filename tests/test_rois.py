@@ -119,3 +119,33 @@ def test_nothing_to_save_and_rois_as_dicts(tmp_path):
         as_rois("rois.json")
     with pytest.raises(MicromotionError, match="ROI objects or of"):
         as_rois([1, 2])
+
+
+def test_roi_files_that_are_folders_empty_damaged_or_repeat_names(tmp_path):
+    import zipfile
+
+    with pytest.raises(MicromotionError, match="is a folder, not a file"):
+        read_rois(tmp_path)
+    (tmp_path / "notes").write_text("x")
+    with pytest.raises(MicromotionError, match="cannot exist: .*notes is a file, not a folder"):
+        read_rois(tmp_path / "notes" / "rois.json")
+    (tmp_path / "empty.json").write_text("[]")
+    with pytest.raises(MicromotionError, match="holds no ROIs"):
+        read_rois(tmp_path / "empty.json")
+    # a RoiSet with one damaged member: the others are read, the damaged one is named
+    rois = [ROI("a", "strong", [[2, 3], [2, 7], [5, 7]]), ROI("b", "weak", [[0, 0], [0, 4], [4, 0]])]
+    good = write_rois(rois, tmp_path / "RoiSet.zip")
+    with zipfile.ZipFile(good) as zf, zipfile.ZipFile(tmp_path / "mixed.zip", "w") as out:
+        for name in zf.namelist():
+            out.writestr(name, zf.read(name))
+        out.writestr("c.roi", b"Iout" + b"\x00" * 10)
+    with pytest.warns(UserWarning, match=r"1 damaged ROI\(s\) left out \(c.roi\); 2 read"):
+        back = read_rois(tmp_path / "mixed.zip")
+    assert [r.name for r in back] == ["a", "b"]
+    with zipfile.ZipFile(tmp_path / "none.zip", "w") as out:
+        out.writestr("c.roi", b"Iout")
+    with pytest.raises(MicromotionError, match="holds no readable ImageJ ROIs"):
+        read_rois(tmp_path / "none.zip")
+    (tmp_path / "twice.json").write_text(json.dumps([r.to_dict() for r in rois + rois[:1]]))
+    with pytest.warns(UserWarning, match=r"ROI names repeat \(a\)"):
+        assert len(read_rois(tmp_path / "twice.json")) == 3

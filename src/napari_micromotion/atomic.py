@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from .errors import MicromotionError, check
+from .errors import MicromotionError, check, check_folder
 
 __all__ = ["atomic_write", "safe_name"]
 
@@ -20,7 +20,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     p = Path(path)
     check(str(p.name) != "", "choose a file name.")
     parent = p.absolute().parent
-    check(parent.is_dir(), f"folder {parent} does not exist.")
+    check_folder(parent)
     check(not p.is_dir(), f"{p} is a folder; choose a file name.")
     try:
         fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=p.suffix, dir=parent)

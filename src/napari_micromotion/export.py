@@ -24,7 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .errors import MicromotionError, check
+from .errors import MicromotionError, check, check_folder
 
 __all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings",
            "is_output_folder", "paths_in", "OUTPUT_MARKERS"]
@@ -90,7 +90,7 @@ def prepare_output_dir(out: Path, overwrite: bool, inputs: Iterable[str | os.Pat
               f"folder {out} holds files that micromotion did not write; replacing it would delete them: "
               "name a new or empty folder for the results.")
     parent = out.absolute().parent
-    check(parent.is_dir(), f"cannot create {out}: folder {parent} does not exist.")
+    check_folder(parent)
     check(os.access(parent, os.W_OK | os.X_OK), f"cannot write into {parent} (permission denied).")
     remove_stale_siblings(out)
     try:

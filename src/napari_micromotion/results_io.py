@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MicromotionError, check
+from .errors import MicromotionError, check, check_folder
 
 __all__ = ["read_results", "params_from_dict", "read_run_json", "results_mismatch"]
 
@@ -30,7 +30,7 @@ def params_from_dict(d: dict[str, Any]) -> Any:
 def read_run_json(folder: Path) -> dict[str, Any]:
     """``run.json`` of an output folder (one-sentence errors when it is missing or unreadable)."""
     out = Path(folder)
-    check(out.is_dir(), f"results folder {out} does not exist.")
+    check_folder(out, "results folder")
     run_path = out / "run.json"
     check(run_path.is_file(), f"{out} is not an analysis output folder (it has no run.json).")
     try:

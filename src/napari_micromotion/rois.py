@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import MicromotionError, check
+from .errors import MicromotionError, check, check_file
 
 __all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "parse_rois", "as_rois"]
 
@@ -284,12 +285,13 @@ def _read_imagej(path: Path) -> list[ROI]:
         import roifile
     except ImportError:  # pragma: no cover - roifile is a dependency
         raise MicromotionError("reading ImageJ ROIs needs the 'roifile' package.") from None
-    try:
-        items = roifile.ImagejRoi.fromfile(path)
-    except Exception as exc:
-        raise MicromotionError(f"{path.name} is not a readable ImageJ ROI file ({str(exc)[:120]}).") from None
-    if not isinstance(items, list):
-        items = [items]
+    if path.suffix.lower() == ".zip":
+        items = _read_roiset(path, roifile)
+    else:
+        try:
+            items = [roifile.ImagejRoi.fromfile(path)]
+        except Exception as exc:
+            raise MicromotionError(f"{path.name} is not a readable ImageJ ROI file ({str(exc)[:120]}).") from None
     rois = []
     for k, item in enumerate(items, start=1):
         xy = np.asarray(item.coordinates(), dtype=float)
@@ -302,18 +304,53 @@ def _read_imagej(path: Path) -> list[ROI]:
     return rois
 
 
-def read_rois(path: str | os.PathLike) -> list[ROI]:
-    """Read ROIs from JSON, an ImageJ ``.roi`` or an ImageJ ``RoiSet.zip``."""
-    p = Path(path)
-    check(p.is_file(), f"ROI file {p} does not exist.")
-    if p.suffix.lower() in (".roi", ".zip"):
-        return _read_imagej(p)
-    check(p.stat().st_size <= _MAX_ROI_FILE_BYTES, f"ROI file {p.name} is too large to be an ROI list.")
+def _read_roiset(path: Path, roifile: Any) -> list[Any]:
+    """The members of an ImageJ ``RoiSet.zip`` that can be read; a warning names those that cannot."""
+    import zipfile
+
     try:
-        obj = json.loads(p.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MicromotionError(f"ROI file {p.name} is not valid JSON ({str(exc)[:100]}).") from None
-    return parse_rois(obj, f"ROI file {p.name}")
+        with zipfile.ZipFile(path) as zf:
+            members = [(n, zf.read(n)) for n in zf.namelist() if n.lower().endswith(".roi")]
+    except (OSError, zipfile.BadZipFile, RuntimeError) as exc:
+        raise MicromotionError(f"{path.name} is not a readable ImageJ ROI set ({str(exc)[:120]}).") from None
+    items, bad = [], []
+    for name, data in members:
+        try:
+            items.append(roifile.ImagejRoi.frombytes(data))
+        except Exception:
+            bad.append(name)
+    check(items, f"{path.name} holds no readable ImageJ ROIs" + (f" ({', '.join(bad[:5])} are damaged)." if bad
+                                                                   else "."))
+    if bad:
+        warnings.warn(f"{path.name}: {len(bad)} damaged ROI(s) left out ({', '.join(bad[:5])}); "
+                      f"{len(items)} read.", UserWarning, stacklevel=3)
+    return items
+
+
+def read_rois(path: str | os.PathLike) -> list[ROI]:
+    """Read ROIs from JSON, an ImageJ ``.roi`` or an ImageJ ``RoiSet.zip``.
+
+    A file that holds no ROI is refused; repeated names are named in a warning (rename them
+    before an analysis, which needs unique names).
+    """
+    p = Path(path)
+    check_file(p, "ROI file")
+    if p.suffix.lower() in (".roi", ".zip"):
+        rois = _read_imagej(p)
+    else:
+        check(p.stat().st_size <= _MAX_ROI_FILE_BYTES, f"ROI file {p.name} is too large to be an ROI list.")
+        try:
+            obj = json.loads(p.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            raise MicromotionError(f"ROI file {p.name} is not valid JSON ({str(exc)[:100]}).") from None
+        rois = parse_rois(obj, f"ROI file {p.name}")
+    check(rois, f"ROI file {p.name} holds no ROIs.")
+    names = [r.name for r in rois]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        warnings.warn(f"{p.name}: ROI names repeat ({', '.join(repeated[:5])}); rename them before an analysis.",
+                      UserWarning, stacklevel=2)
+    return rois
 
 
 def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:

@@ -82,3 +82,37 @@ def test_opening_a_damaged_results_folder_warns_instead_of_a_traceback(make_napa
     assert back is not None and "score: band-pass" in [la.name for la in viewer.layers]
     said = notifications_since(n0)
     assert len(said) == 1 and said[0][1].startswith("Could not read traces.csv in out (")
+
+
+def test_the_roi_writer_and_the_rois_tab_say_why(make_napari_viewer, qt_sim, tmp_path):
+    import zipfile
+
+    import numpy as np
+
+    from napari_micromotion._writer import write_rois as napari_writer
+    from napari_micromotion.rois import write_rois
+
+    n0 = n_notifications()
+    # napari's File > Save: its own message would only be "not a valid writer"
+    line = [np.array([[0.0, 0.0], [5.0, 5.0]])]
+    assert napari_writer(str(tmp_path / "x.json"), line, {"shape_type": ["line"]}) == []
+    assert napari_writer(str(tmp_path / "e.zip"), [], {"shape_type": []}) == []
+    said = [m for _, m in notifications_since(n0)]
+    assert said == ["Shape 1 is a line; ROIs must be polygons, rectangles or ellipses.",
+                    "There are no ROIs to save in e.zip; draw or load some first."]
+    assert not list(tmp_path.iterdir())
+    # ROIs > Load of a set with a damaged member: the good ROIs, and a warning naming the bad one
+    good = write_rois(qt_sim.rois, tmp_path / "RoiSet.zip")
+    with zipfile.ZipFile(good) as zf, zipfile.ZipFile(tmp_path / "mixed.zip", "w") as out:
+        for name in zf.namelist():
+            out.writestr(name, zf.read(name))
+        out.writestr("bad.roi", b"Iout")
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim, rois=False)
+    rois_tab = dock_all(viewer)["ROIs"]
+    n0 = n_notifications()
+    layer = rois_tab.load(tmp_path / "mixed.zip")
+    assert layer is not None and len(layer.data) == len(qt_sim.rois)
+    assert any("bad.roi" in m for _, m in notifications_since(n0))
+    assert rois_tab.save(tmp_path) is None                  # a folder: refused, nothing written beside it
+    assert not (tmp_path.parent / f"{tmp_path.name}.json").exists()

@@ -31,7 +31,7 @@ from .._layers import KIND_COLOURS, META_KEY, rois_layer
 from ..errors import MicromotionError, check
 from ..rois import KINDS, check_roi_name
 from ._state import get_session, plugin_meta, spatial_transform, unwrap_viewer
-from ._tasks import notify_error
+from ._tasks import capitalised, notify_error
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -327,13 +327,21 @@ class RoisWidget(QWidget):
 
     def load(self, path: str | Path) -> Any:
         """Add the ROIs of a file as a new ROI layer (errors become a notification)."""
+        import warnings
+
+        from napari.utils.notifications import show_warning
+
         from ..rois import read_rois
 
         try:
-            rois = read_rois(path)
+            with warnings.catch_warnings(record=True) as caught:   # damaged members, repeated names
+                warnings.simplefilter("always")
+                rois = read_rois(path)
         except MicromotionError as exc:
             notify_error(exc)
             return None
+        for w in caught:
+            show_warning(capitalised(str(w.message)))
         layer = add_rois_layer(self.viewer, rois, name=Path(path).stem.split(".")[0] or "ROIs",
                                transmission=self.session.transmission_layer())
         self._refresh_layers()
@@ -349,6 +357,7 @@ class RoisWidget(QWidget):
         try:
             check(self._layer is not None and len(self._layer.data) > 0, "there are no ROIs to save.")
             p = Path(path)
+            check(not p.is_dir(), f"{p} is a folder; give the ROI file a name (.json, .zip or .roi).")
             if p.suffix.lower() not in (".json", ".zip", ".roi"):
                 p = p.with_name(p.name + ".json")
             out = write_rois(self.session.build_rois(self._layer), p)

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MicromotionError, check
+from ..errors import MicromotionError, check, check_folder
 
 __all__ = [
     "ARCHITECTURE",
@@ -455,7 +455,7 @@ def save_blur_flow(model: TrainedBlurFlow, path: str | os.PathLike) -> Path:
 
     path = Path(path)
     path = path if path.suffix == ".safetensors" else path.with_name(path.name + ".safetensors")
-    check(path.parent.is_dir(), f"folder {path.parent} does not exist.")
+    check_folder(path.parent)
     tensors = {k: v.detach().cpu().numpy() for k, v in model.net.state_dict().items()}
     meta = {
         "architecture": ARCHITECTURE,

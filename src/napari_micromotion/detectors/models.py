@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MicromotionError, check
+from ..errors import MicromotionError, check, check_file, check_folder
 from .cnn1d import ARCHITECTURE, ARCHITECTURE_VERSION, Normalisation, TrainedCNN1D, build_cnn1d, count_parameters
 
 __all__ = ["save_cnn1d", "load_cnn1d", "save_cnn3d", "load_cnn3d_weights", "package_versions", "ARCH_3D",
@@ -47,7 +47,7 @@ def _sidecar(path: Path) -> Path:
 
 def _check_safetensors(path: Path) -> None:
     """Refuse anything that is not a well-formed safetensors file (pickles included)."""
-    check(path.is_file(), f"model file {path} does not exist.")
+    check_file(path, "model file")
     with open(path, "rb") as fh:
         head = fh.read(8)
         if len(head) < 8:
@@ -68,7 +68,7 @@ def _write_pair(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    check(path.parent.is_dir(), f"folder {path.parent} does not exist.")
+    check_folder(path.parent)
     tmp_w = path.with_name(f".{path.name}.tmp")
     tmp_j = path.with_name(f".{_sidecar(path).name}.tmp")
     try:
@@ -106,7 +106,7 @@ def read_pair(path: str | os.PathLike, architecture: str, version: int = ARCHITE
     from safetensors.numpy import load_file
 
     path = Path(path)
-    if path.suffix in (".json", ""):
+    if path.suffix == ".json" or (path.suffix == "" and not path.is_file()):   # the sidecar or the common stem
         path = path.with_suffix(".safetensors")
     _check_safetensors(path)
     side = _sidecar(path)

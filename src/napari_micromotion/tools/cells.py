@@ -39,7 +39,7 @@ import numpy as np
 
 from ..cells.candidate import LABELS, Candidate, from_roi
 from ..cells.candidates import CandidateParams
-from ..errors import MicromotionError, check
+from ..errors import MicromotionError, check, check_file
 from ..layout import Entry, ImageEntry, read_tif, write_csv
 from ..progress import Progress
 from ..schema import param
@@ -233,7 +233,7 @@ def read_candidates(path: str | Path, frame_shape: tuple[int, int] | None, *, tr
     from ..rois import parse_rois
 
     path = Path(path)
-    check(path.is_file(), f"candidates file {path} does not exist.")
+    check_file(path, "candidates file")
     try:
         obj = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
