@@ -130,6 +130,16 @@ def test_what_a_script_passes_is_taken_or_refused_in_one_sentence(small_sim):
         run_analysis(small_sim.transmission, dicts, AnalysisParams(methods="bandpass"))
 
 
+def test_frames_too_small_for_optical_flow_take_energy_beats_with_auto(small_sim):
+    rec = Recording(small_sim.transmission[:400, :5, :5], 50.0, small_sim.fluorescence[:400, :5, :5])
+    res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",), n_surrogates=9))     # beats_from auto
+    assert res.warnings == ["frames of 5 x 5 px are too small to measure contraction; the beats come from "
+                            "band-pass energy."]
+    assert not res.contraction_traces
+    with pytest.raises(MicromotionError, match="at least 8 x 8 px"):   # asked for explicitly: refused
+        run_analysis(rec, [], AnalysisParams(methods=("bandpass",), beats_from="contraction"))
+
+
 @pytest.mark.parametrize("device, warned", [("cuda", True), ("cpu", False)])
 def test_a_device_that_no_method_uses_is_named_in_a_warning(small_sim, device, warned):
     res = run_analysis(small_sim.recording(), [], AnalysisParams(methods=("bandpass",), device=device))

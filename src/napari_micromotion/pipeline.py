@@ -389,6 +389,14 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
         check(not missing, f"no ROI named {', '.join(map(repr, missing))}; the ROIs are "
                            f"{', '.join(sorted(names)) or 'none'}.")
     chosen, active, for_beats = check_params(params, fit_only)
+    if CONTRACTION_METHOD in for_beats and params.beats_from == "auto":
+        from .kernels.flow import MIN_FRAME_PX
+
+        if min(rec.frame_shape) < MIN_FRAME_PX:     # too small to measure contraction: energy beats, as asked by auto
+            active = [m for m in active if m != CONTRACTION_METHOD]
+            for_beats = ()
+            warn.append(f"frames of {rec.frame_shape[0]} x {rec.frame_shape[1]} px are too small to measure "
+                        "contraction; the beats come from band-pass energy.")
     synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
     if synth:
         what = f"{synth.get('synthesized_frames') or 'some'} synthesized (interpolated) frames"
@@ -651,7 +659,7 @@ def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[
         more += b
         more_rates += r
         traces.update(METHODS[m].beat_traces(ctx, plan.method_params(m), ctx.states.get(m)))
-    if not more and ctx.params.beats_from == "auto":
+    if not more and ctx.params.beats_from == "auto" and CONTRACTION_METHOD in plan.active:
         ctx.warn("no region's displacement rose clearly above its noise, so the transmission's beats come from "
                  "bursts of band-pass energy (choose contraction as the beats' source to use contraction anyway).")
         return beats, beat_rates, {}

@@ -60,6 +60,8 @@ __all__ = ["FlowParams", "FlowEstimator", "ENGINES", "most_relaxed_frame", "requ
            "smoothing_scales"]
 
 ENGINES = ("lk", "farneback", "dis")
+#: the smallest frame side (px) optical flow measures on
+MIN_FRAME_PX = 8
 #: Gaussian pre-smoothing of the frames for the ``lk`` engine, in pixels
 PRESMOOTH_PX = 1.0
 #: median length of the difference of two 2D vectors with independent unit-SD Gaussian components, sqrt(4 ln 2)
@@ -277,7 +279,8 @@ class FlowEstimator:
         self.cv2 = cv2
         self.params = params
         ref = np.asarray(reference, np.float32)
-        check(ref.ndim == 2 and min(ref.shape) >= 8, "optical flow needs frames of at least 8 x 8 px.")
+        check(ref.ndim == 2 and min(ref.shape) >= MIN_FRAME_PX,
+              f"optical flow needs frames of at least {MIN_FRAME_PX} x {MIN_FRAME_PX} px.")
         ref = self._smooth(ref)
         self.shape = ref.shape
         self.mean = float(ref.mean()) or 1.0
