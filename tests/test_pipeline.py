@@ -97,7 +97,10 @@ def test_generator_can_be_cancelled(small_sim):
 
 @pytest.mark.parametrize("params,msg", [
     (AnalysisParams(methods=("bandpass",), validation=(0, 5000)), "outside the recording"),
-    (AnalysisParams(methods=("bandpass",), validation=(100, 50)), "outside the recording"),
+    (AnalysisParams(methods=("bandpass",), validation=(100, 50)), "100:50 are reversed"),
+    (AnalysisParams(methods=("bandpass",), validation=(10, 10)), "10:10 are empty"),
+    (AnalysisParams(methods=("bandpass",), validation=5), r"\(start, stop\) frame numbers, got 5"),
+    (AnalysisParams(methods=("bandpass",), validation=(0.5, 200.7)), "frame numbers"),
     (AnalysisParams(methods=("bandpass",), validation=(0, 10)), "too short to score"),
     (AnalysisParams(methods=("matched",), validation=(0, 1500)), "training frames"),
     (AnalysisParams(methods=("bandpass",), low_hz=2, high_hz=30), "Nyquist"),

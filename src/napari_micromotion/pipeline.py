@@ -413,9 +413,13 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
     need = min_frames_for(design)
     check(n >= need, f"the recording has {n} frames; the {design.low_hz:g}-{design.high_hz:g} Hz band-pass "
                      f"needs at least {need}.")
-    validation = tuple(params.validation) if params.validation is not None else default_validation(n)
-    check(len(validation) == 2, "validation must be (start, stop).")
+    validation = params.validation if params.validation is not None else default_validation(n)
+    check(isinstance(validation, (tuple, list)) and len(validation) == 2
+          and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in validation),
+          f"validation must be (start, stop) frame numbers, got {validation!r}.")
     v0, v1 = int(validation[0]), int(validation[1])
+    check(v0 < v1, f"validation frames {v0}:{v1} are {'empty' if v0 == v1 else 'reversed'}; the first frame "
+                   "must come before the stop.")
     check(0 <= v0 < v1 <= n, f"validation frames {v0}:{v1} lie outside the recording's {n} frames (0:{n}).")
     if rec.has_fluorescence:  # without a ground truth nothing is scored, so any range will do
         check(v1 - v0 >= 16, f"validation range {v0}:{v1} is too short to score (needs at least 16 frames).")
