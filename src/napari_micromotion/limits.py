@@ -50,7 +50,7 @@ class CameraParams:
     """
 
     gain_e_per_adu: float | None = param(None, label="camera gain", unit="e-/grey level", min=1e-9, flag="--gain",
-                                         none_text="assume full well", decimals=4,
+                                         none_text="assume full well",
                                          help="Photo-electrons per grey level of the camera (from its data sheet); "
                                               "unknown: every pixel is assumed at full well.")
     offset_adu: float = param(0.0, label="dark offset", unit="grey levels", min=-1e9, max=1e9, flag="--offset",

@@ -116,3 +116,27 @@ def test_the_roi_writer_and_the_rois_tab_say_why(make_napari_viewer, qt_sim, tmp
     assert any("bad.roi" in m for _, m in notifications_since(n0))
     assert rois_tab.save(tmp_path) is None                  # a folder: refused, nothing written beside it
     assert not (tmp_path.parent / f"{tmp_path.name}.json").exists()
+
+
+def test_camera_gain_takes_small_gains_and_refuses_zero(make_napari_viewer, qt_sim):
+    """The gain was a 4-decimal spin box: 0.0000 was offered (and refused at Run), 5e-5 became 1e-4."""
+    import pytest
+
+    from napari_micromotion.errors import MicromotionError
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim)
+    analysis = dock_all(viewer)["Analysis"]
+    editor = analysis.editors["camera.gain_e_per_adu"]
+    assert analysis.params().camera.gain_e_per_adu is None          # empty: assume full well
+    editor.widget.setText("5e-5")
+    assert analysis.params().camera.gain_e_per_adu == 5e-5
+    editor.widget.setText("0.23")
+    assert analysis.params().camera.gain_e_per_adu == 0.23
+    editor.widget.setText("0")
+    with pytest.raises(MicromotionError, match="camera gain must be at least"):
+        analysis.params()
+    assert analysis.run() is None and "camera gain must be at least" in analysis.status.text()
+    with pytest.raises(MicromotionError, match="must be a number"):
+        editor.widget.setText("fast")
+        analysis.params()
