@@ -140,3 +140,23 @@ def test_camera_gain_takes_small_gains_and_refuses_zero(make_napari_viewer, qt_s
     with pytest.raises(MicromotionError, match="must be a number"):
         editor.widget.setText("fast")
         analysis.params()
+
+
+def test_an_image_tool_takes_the_frame_and_channel_under_the_sliders(make_napari_viewer):
+    import numpy as np
+    import pytest
+
+    from napari_micromotion._qt._state import get_session
+    from napari_micromotion.errors import MicromotionError
+
+    viewer = make_napari_viewer()
+    data = np.random.default_rng(0).random((4, 3, 32, 32)).astype(np.float32)
+    layer = viewer.add_image(data, name="tczyx")
+    viewer.dims.set_point(0, 2)
+    viewer.dims.set_point(1, 1)
+    session = get_session(viewer)
+    img, frame = session.image_from_layer(layer)
+    assert frame == 2 and np.array_equal(img, data[2, 1])          # not channel 0
+    mask = viewer.add_image(np.zeros((32, 32), bool), name="mask")
+    with pytest.raises(MicromotionError, match="true/false values"):
+        session.image_from_layer(mask)

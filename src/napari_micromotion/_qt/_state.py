@@ -273,14 +273,24 @@ class Session(QObject):
     def image_from_layer(self, layer: Any) -> tuple[np.ndarray, int]:
         """The frame of *layer* under napari's time slider, as ``(Y, X)`` float32, and its index (an image tool's input)."""
         check(layer is not None, "choose an image layer first.")
-        data = self.channel_view(layer, None, "input")
+        data = _layer_array(layer)
+        check(data.dtype.kind in "iuf", f"{layer.name!r} holds {'true/false values (a mask)' if data.dtype.kind == 'b' else data.dtype}, "
+                                        "not an image's intensities.")
         if data.ndim == 2:
             return np.asarray(data, np.float32), 0
-        check(data.ndim == 3, f"{layer.name!r} is not a single-channel image or stack.")
-        world = self.viewer.dims.point[0] if self.viewer.dims.ndim >= 3 else 0.0
-        frame = int(round((world - float(layer.translate[0])) / (float(layer.scale[0]) or 1.0)))
-        frame = int(np.clip(frame, 0, data.shape[0] - 1))
+        check(data.ndim in (3, 4), f"{layer.name!r} is not an image, a stack or a (T, C, Y, X) stack.")
+        if data.ndim == 4:       # the channel under napari's slider for axis 1, as the canvas shows it
+            data = data[:, self._slider_index(layer, 1, data.shape[1])]
+        frame = self._slider_index(layer, 0, data.shape[0])
         return np.asarray(data[frame], np.float32), frame
+
+    def _slider_index(self, layer: Any, axis: int, n: int) -> int:
+        """The index along *layer*'s *axis* at napari's current slider position (clipped to ``0..n-1``)."""
+        dims = self.viewer.dims
+        world_axis = dims.ndim - layer.ndim + axis
+        world = dims.point[world_axis] if 0 <= world_axis < dims.ndim else 0.0
+        idx = int(round((world - float(layer.translate[axis])) / (float(layer.scale[axis]) or 1.0)))
+        return int(np.clip(idx, 0, n - 1))
 
     def rois_to_pixels(self, layer: Any) -> list[np.ndarray]:
         """Vertices of every shape of *layer* as (row, col) pixels of the transmission layer."""

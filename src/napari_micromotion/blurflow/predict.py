@@ -178,7 +178,8 @@ def check_image(image: Any) -> np.ndarray:
         a = a[0]
     check(a.ndim == 2, f"blur flow needs one 2D image (Y, X), got an array of shape {tuple(a.shape)}; "
                        "pick a single frame and channel first.")
-    check(a.dtype.kind in "biuf", f"the image must hold real numbers, got dtype {a.dtype}.")
+    check(a.dtype.kind in "iuf", "the image holds true/false values (a mask), not intensities." if a.dtype.kind == "b"
+          else f"the image must hold real numbers, got dtype {a.dtype}.")
     check(min(a.shape) >= MIN_SIDE_PX, f"the image is {a.shape[0]} x {a.shape[1]} px; blur flow needs at least "
                                        f"{MIN_SIDE_PX} x {MIN_SIDE_PX} px.")
     a = a.astype(np.float32, copy=False)
