@@ -160,3 +160,18 @@ def test_an_image_tool_takes_the_frame_and_channel_under_the_sliders(make_napari
     mask = viewer.add_image(np.zeros((32, 32), bool), name="mask")
     with pytest.raises(MicromotionError, match="true/false values"):
         session.image_from_layer(mask)
+
+
+def test_the_sample_opened_twice_leaves_no_placeholder(make_napari_viewer, qtbot, monkeypatch):
+    from napari_micromotion import _sample_data
+    from napari_micromotion._qt.sample import PLACEHOLDER_KEY
+
+    monkeypatch.setitem(_sample_data.SAMPLE, "n_frames", 300)
+    monkeypatch.setitem(_sample_data.SAMPLE, "size", 48)
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-micromotion", "simulated")
+    viewer.open_sample("napari-micromotion", "simulated")      # while the first is still simulating
+    qtbot.waitUntil(lambda: sum(la.name.startswith("fluorescence") for la in viewer.layers) == 2, timeout=120_000)
+    qtbot.wait(50)
+    assert not [la.name for la in viewer.layers if PLACEHOLDER_KEY in la.metadata or "simulating" in la.name]
+    assert all(la.data.shape[0] == 300 for la in viewer.layers if la.name.startswith("transmission"))

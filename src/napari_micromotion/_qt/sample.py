@@ -24,10 +24,24 @@ def _layers(sim: Any) -> list:
 PLACEHOLDER = "transmission (simulating...)"
 
 
-def load_sample(viewer: Any, n_frames: int | None = None, size: int | None = None, seed: int | None = None) -> Any:
+#: metadata key that ties a placeholder layer to the simulation that replaces it
+PLACEHOLDER_KEY = "micromotion_sample_placeholder"
+
+
+def _placeholders(viewer: Any, tag: str | None) -> list:
+    """The placeholder layers of simulation *tag* (napari may have renamed them ``... [1]``), or named
+    :data:`PLACEHOLDER` when *tag* is ``None``."""
+    if tag is None:
+        return [la for la in viewer.layers if la.name == PLACEHOLDER]
+    return [la for la in viewer.layers if la.metadata.get(PLACEHOLDER_KEY) == tag]
+
+
+def load_sample(viewer: Any, n_frames: int | None = None, size: int | None = None, seed: int | None = None,
+                tag: str | None = None) -> Any:
     """Simulate the sample in a worker and add its layers to *viewer* when done; returns the task.
 
-    A layer named :data:`PLACEHOLDER` in *viewer* is replaced by the transmission layer.
+    The placeholder layer of this simulation (metadata :data:`PLACEHOLDER_KEY` = *tag*, or named
+    :data:`PLACEHOLDER` without a tag) is replaced by the transmission layer.
     """
     from .._sample_data import SAMPLE
     from ..simulate import iter_simulate
@@ -42,10 +56,11 @@ def load_sample(viewer: Any, n_frames: int | None = None, size: int | None = Non
 
     def add(sim: Any) -> None:
         layers = _layers(sim)
-        placeholder = next((la for la in viewer.layers if la.name == PLACEHOLDER), None)
+        placeholder = next(iter(_placeholders(viewer, tag)), None)
         if placeholder is not None:
             data, kwargs, _ = layers.pop(0)
             placeholder.data = data
+            placeholder.metadata.pop(PLACEHOLDER_KEY, None)
             for key in ("scale", "contrast_limits", "metadata", "colormap"):
                 if key in kwargs:
                     setattr(placeholder, key, kwargs[key])
@@ -58,7 +73,7 @@ def load_sample(viewer: Any, n_frames: int | None = None, size: int | None = Non
 
     def dropped() -> None:  # cancelled or failed: remove the placeholder
         if task.result is None:
-            for la in [la for la in viewer.layers if la.name == PLACEHOLDER]:
+            for la in _placeholders(viewer, tag):
                 viewer.layers.remove(la)
 
     task.succeeded.connect(add)
@@ -76,10 +91,14 @@ def open_sample_async() -> list:
         from .._sample_data import make_sample_data
 
         return make_sample_data()
+    import uuid
+
     import numpy as np
 
     from .._sample_data import SAMPLE
 
-    load_sample(viewer)
+    tag = uuid.uuid4().hex      # each request replaces its own placeholder, however napari names it
+    load_sample(viewer, tag=tag)
     blank = np.zeros((1, SAMPLE["size"], SAMPLE["size"]), np.uint16)
-    return [(blank, {"name": PLACEHOLDER, "colormap": "gray", "contrast_limits": (0, 1)}, "image")]
+    return [(blank, {"name": PLACEHOLDER, "colormap": "gray", "contrast_limits": (0, 1),
+                     "metadata": {PLACEHOLDER_KEY: tag}}, "image")]
