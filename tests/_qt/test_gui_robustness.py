@@ -175,3 +175,22 @@ def test_the_sample_opened_twice_leaves_no_placeholder(make_napari_viewer, qtbot
     qtbot.wait(50)
     assert not [la.name for la in viewer.layers if PLACEHOLDER_KEY in la.metadata or "simulating" in la.name]
     assert all(la.data.shape[0] == 300 for la in viewer.layers if la.name.startswith("transmission"))
+
+
+def test_a_result_layer_the_user_renamed_is_kept_and_the_list_follows(make_napari_viewer, qtbot, qt_sim):
+    from .conftest import run_analysis_widget
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim)
+    widgets = dock_all(viewer)
+    analysis, results = widgets["Analysis"], widgets["Results"]
+    analysis.set_value("n_surrogates", 9)
+    run_analysis_widget(qtbot, analysis)
+    viewer.layers["score: band-pass"].name = "score run 1 (keep)"
+    run_analysis_widget(qtbot, analysis)
+    names = [la.name for la in viewer.layers]
+    assert "score run 1 (keep)" in names and "score: band-pass" in names
+    listed = lambda: [results.layer_list.item(i).text() for i in range(results.layer_list.count())]  # noqa: E731
+    assert "still frame" in listed()
+    viewer.layers.remove("still frame")
+    assert "still frame" not in listed() and "score: band-pass" in listed()

@@ -130,7 +130,9 @@ def result_layer_names(results: "Results") -> list[str]:
 
 def _upsert(viewer: "napari.Viewer", name: str, data: np.ndarray, *, meta: dict[str, Any],
             contrast_limits: tuple[float, float], scale: np.ndarray, translate: np.ndarray, **new_kwargs: Any) -> Any:
-    """Update the plugin's layer called *name* in place, or add it."""
+    """Update the plugin's layer called *name* in place, or add it (its metadata remembers the name it was
+    given: a layer the user renames is theirs, and a later run leaves it alone)."""
+    meta = {**meta, "layer_name": name}
     for layer in viewer.layers:
         if layer.name == name and plugin_meta(layer).get("role") == "result":
             layer.data = data
@@ -225,6 +227,8 @@ def apply_results(viewer: "napari.Viewer", results: "Results", provenance: dict[
     for layer in list(viewer.layers):
         meta = plugin_meta(layer)
         if meta.get("role") != "result" or layer.name in keep:
+            continue
+        if meta.get("layer_name", layer.name) != layer.name:   # renamed by the user to keep it
             continue
         if layer.name == BANDPASSED and (keep_bandpassed or meta.get("passband") == dict(results.passband)):
             continue

@@ -81,6 +81,12 @@ class ResultsWidget(QWidget):
         lay.addWidget(self.open_button)
         lay.addStretch(1)
         self.session.results_changed.connect(self.refresh)
+        layers = napari_viewer.layers          # the list follows layers the user removes or renames
+        layers.events.inserted.connect(self._refresh_list)
+        layers.events.removed.connect(self._refresh_list)
+        layers.events.inserted.connect(lambda e: e.value.events.name.connect(self._refresh_list))
+        for layer in layers:
+            layer.events.name.connect(self._refresh_list)
         self.refresh(self.session.results)
 
     # ------------------------------------------------------------ view
@@ -105,6 +111,13 @@ class ResultsWidget(QWidget):
             f"{results.fps:g} fps; {band}; {scored}; {len(results.roi_names)} ROI(s)"
             + (f"; {results.timings_s['total']:.1f} s" if "total" in results.timings_s else "") + ".")
         self.warnings.setText("\n".join(f"- {w}" for w in results.warnings))
+        self._refresh_list()
+
+    def _refresh_list(self, event: Any = None) -> None:
+        """The result layers in the viewer now."""
+        self.layer_list.clear()
+        if self.session.results is None:
+            return
         for layer in self.viewer.layers:
             if plugin_meta(layer).get("role") == "result":
                 self.layer_list.addItem(layer.name)
