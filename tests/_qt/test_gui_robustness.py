@@ -194,3 +194,23 @@ def test_a_result_layer_the_user_renamed_is_kept_and_the_list_follows(make_napar
     assert "still frame" in listed()
     viewer.layers.remove("still frame")
     assert "still frame" not in listed() and "score: band-pass" in listed()
+
+
+def test_the_data_tab_says_why_a_layer_is_no_recording(make_napari_viewer, qt_sim):
+    import numpy as np
+    import pytest
+
+    from napari_micromotion._qt._state import get_session
+    from napari_micromotion.errors import MicromotionError
+
+    viewer = make_napari_viewer()
+    session = get_session(viewer)
+    viewer.add_image(np.zeros((32, 32), np.float32), name="one frame")
+    with pytest.raises(MicromotionError, match="'one frame' is a single 2D image, not a video"):
+        session.build_recording()
+    add_recording(viewer, qt_sim, rois=False)
+    session.choice.channel = 3                       # a channel the (T, Y, X) layer does not have
+    with pytest.raises(MicromotionError, match="has one channel; channel 3 does not exist"):
+        session.build_recording()
+    session.choice.channel = None
+    assert session.build_recording().n_frames == qt_sim.transmission.shape[0]

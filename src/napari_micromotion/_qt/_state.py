@@ -148,6 +148,18 @@ class Session(QObject):
         return [la for la in self._layers() if isinstance(la, Image) and not la.rgb
                 and plugin_meta(la).get("role") != "result" and la.ndim >= min_ndim]
 
+    def _why_no_video(self) -> str:
+        """Why the image layers that are open cannot be a recording (``"; 'x' is ..."``), or ``""``."""
+        from napari.layers import Image
+
+        for la in self._layers():
+            if isinstance(la, Image) and plugin_meta(la).get("role") != "result":
+                if la.rgb:
+                    return f" ({la.name!r} is a colour (RGB) image; a grey-level video is needed)"
+                if la.ndim < 3:
+                    return f" ({la.name!r} is a single 2D image, not a video)"
+        return ""
+
     def shapes_layers(self) -> list[Any]:
         """Shapes layers that can hold ROIs: not a tool's result (the cell finder's candidates)."""
         from napari.layers import Shapes
@@ -233,6 +245,8 @@ class Session(QObject):
             c = 0 if channel is None else int(channel)
             check(-n <= c < n, f"the {what} layer {layer.name!r} has {n} channels (axis 1); channel {c} does not exist.")
             return data[:, c]
+        check(channel in (None, 0), f"the {what} layer {layer.name!r} has one channel; channel {channel} does not "
+                                    "exist (set the channel to auto).")
         return data
 
     def build_recording(self) -> "Recording":
@@ -240,7 +254,8 @@ class Session(QObject):
         from ..recording import Recording
 
         trans = self.transmission_layer()
-        check(trans is not None, "open a recording first: no (T, Y, X) image layer to use as transmission.")
+        check(trans is not None, "open a recording first: no (T, Y, X) image layer to use as transmission"
+                                 + self._why_no_video() + ".")
         fl_layer = self.fluorescence_layer()
         check(fl_layer is not trans, "transmission and fluorescence must be different layers.")
         fps = self.choice.fps or self.layer_fps(trans)
