@@ -175,3 +175,24 @@ def test_read_image_takes_colour_tiffs_as_it_takes_colour_pngs(tmp_path):
         read_image(tmp_path / "rgb_stack.tif", frame=3)
     with pytest.raises(MicromotionError, match="single image; there is no frame 1"):
         read_image(tmp_path / "rgb.tif", frame=1)
+
+
+def test_malformed_sidecars_traces_and_rates_are_one_sentence(tmp_path):
+    import json
+
+    tifffile.imwrite(tmp_path / "p.tif", np.zeros((32, 16, 16), np.uint16))
+    for side, message in (({"fps": "fast"}, "fps = 'fast'; it must be a positive number"),
+                          ({"fps": 30, "pixel_size_um": [1, 2]}, "pixel_size_um = \\[1, 2\\]")):
+        (tmp_path / "p.tif.json").write_text(json.dumps(side))
+        with pytest.raises(MicromotionError, match=message):
+            read_recording(tmp_path / "p.tif")
+    (tmp_path / "p.tif.json").write_text(json.dumps({"fps": None, "pixel_size_um": 0.5}))   # null: not recorded
+    rec = read_recording(tmp_path / "p.tif", fps=20)
+    assert rec.fps == 20 and rec.pixel_size_um == 0.5
+    with pytest.raises(MicromotionError, match="fps must be a positive number, got 'abc'"):
+        read_recording(tmp_path / "p.tif", fps="abc")
+    with pytest.raises(MicromotionError, match="takes a file or folder path"):
+        read_recording(np.zeros((20, 8, 8)))
+    (tmp_path / "trace.csv").write_bytes(b"\xff\xfe1\n2\n")
+    with pytest.raises(MicromotionError, match="is not text"):
+        read_recording(tmp_path / "p.tif", tmp_path / "trace.csv", fps=20)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import math
 import os
 import re
 import warnings
@@ -156,14 +157,20 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
         if not isinstance(info, dict):
             continue
         out: dict[str, Any] = {"sidecar": str(cand)}
-        for key in ("fps", "frame_rate", "framerate"):
-            if key in info:
-                out["fps"] = float(info[key])
-                break
-        for key in ("pixel_size_um", "microns_per_pixel", "um_per_px"):
-            if key in info:
-                out["pixel_size_um"] = float(info[key])
-                break
+        for name, keys in (("fps", ("fps", "frame_rate", "framerate")),
+                           ("pixel_size_um", ("pixel_size_um", "microns_per_pixel", "um_per_px"))):
+            key = next((k for k in keys if info.get(k) is not None), None)     # null: not recorded
+            if key is None:
+                continue
+            value = info[key]
+            ok = isinstance(value, (int, float, str)) and not isinstance(value, bool)
+            try:
+                number = float(value) if ok else math.nan
+            except ValueError:
+                number = math.nan
+            check(math.isfinite(number) and number > 0,
+                  f"sidecar {cand.name} gives {key} = {value!r}; it must be a positive number (fix or remove the file).")
+            out[name] = number
         return out
     return {}
 
@@ -557,6 +564,8 @@ def read_trace(path: str | os.PathLike) -> np.ndarray:
         lines = [ln for ln in p.read_text().splitlines() if ln.strip()]
     except OSError as exc:
         raise MicromotionError(f"could not read trace {p.name} ({_short(exc)}).") from None
+    except UnicodeDecodeError:
+        raise MicromotionError(f"trace file {p.name} is not text (one number per line, or CSV).") from None
     check(lines, f"trace file {p.name} is empty.")
     delim = "," if "," in lines[0] else ("\t" if "\t" in lines[0] else None)
     header = lines[0].split(delim)
@@ -608,6 +617,16 @@ def read_recording(
     -------
     Recording
     """
+    check(isinstance(transmission, (str, os.PathLike)),
+          f"read_recording takes a file or folder path, got {type(transmission).__name__}; wrap arrays in "
+          "Recording(video, fps) instead.")
+    for name, value in (("fps", fps), ("pixel size (um)", pixel_size_um)):
+        if value is not None:
+            try:
+                ok = not isinstance(value, bool) and math.isfinite(float(value)) and float(value) > 0
+            except (TypeError, ValueError):
+                ok = False
+            check(ok, f"{name} must be a positive number, got {value!r}.")
     info = read_stack(transmission, max_bytes)
     trans, t_idx = select_channel(info, channel, "transmission")
     prov: dict[str, Any] = {
