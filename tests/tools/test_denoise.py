@@ -282,3 +282,19 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(low_light, tmp_
     assert_one_line_error(text, code)
     assert "pickle" in text and not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]     # no scratch left behind
+
+
+def test_iter_denoise_checks_its_input_first():
+    from napari_micromotion.errors import MicromotionError
+    from napari_micromotion.tools.denoise import DenoiseParams, iter_denoise
+
+    video = np.random.default_rng(0).random((40, 24, 24)).astype(np.float32)
+    bad = video.copy()
+    bad[5, 0, 0] = np.nan
+    for args, kwargs, message in (((video[0], 20.0), {}, "time series of images"),
+                                  ((video, 0), {}, "frame rate must be a positive number"),
+                                  ((bad, 20.0), {}, "NaN or infinite values"),
+                                  ((video, 20.0, DenoiseParams(prior="median")), {}, "prior must be one of"),
+                                  ((video, 20.0), {"train_frames": [38, 39, 40]}, "frame numbers from 0 to 39")):
+        with pytest.raises(MicromotionError, match=message):
+            next(iter_denoise(*args, **kwargs))

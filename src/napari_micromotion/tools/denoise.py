@@ -193,15 +193,31 @@ def cross_fit_folds(n_frames: int, context: int) -> np.ndarray:
     return (np.arange(n_frames) // _block_frames(context)) % 2
 
 
-def iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
+def iter_denoise(video: Any, fps: float, params: DenoiseParams | None = None, rois: Sequence[Any] = (), *,
                  train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
     """Denoise *video* ``(T, Y, X)``; *train_frames* limits training targets (and the prior) to these frames.
 
     With ``params.folds == 2`` (cross-fitting) two networks train on alternating blocks of
     frames, each denoises the other's frames, and every frame calibrates the uncertainty;
     the first network is the one saved.  Returns a :class:`DenoiseResult`; progress:
-    ``values={"loss": ...}`` while training.
+    ``values={"loss": ...}`` while training.  Everything is checked first, as the tool does
+    (one-sentence :class:`~napari_micromotion.errors.MicromotionError`).
     """
+    from ..recording import Recording
+
+    params = DenoiseParams() if params is None else params
+    rec = Recording(video, fps)                  # a (T, Y, X) video of finite numbers and a positive frame rate
+    rois = Denoise().validate(rec, params, rois)
+    if train_frames is not None:
+        frames = np.asarray(list(train_frames))
+        check(frames.size > 0 and frames.dtype.kind in "iu" and frames.min() >= 0 and frames.max() < rec.n_frames,
+              f"training frames must be frame numbers from 0 to {rec.n_frames - 1}.")
+    return (yield from _iter_denoise(rec.transmission, rec.fps, params, rois, train_frames=train_frames))
+
+
+def _iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
+                  train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
+    """:func:`iter_denoise` on checked input."""
     from ..denoise.data import Normaliser, Prior, fit_camera_model
     from ..denoise.files import load_denoiser
     from ..denoise.predict import fit_calibration, guard_frames, iter_predict
@@ -387,7 +403,7 @@ class Denoise(Tool):
                                               f"frames on either side need at least {2 * model.context + 2}.")
 
     def compute(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
-        result = yield from iter_denoise(recording.transmission, recording.fps, params, rois)
+        result = yield from _iter_denoise(recording.transmission, recording.fps, params, rois)
         result.source = dict(recording.provenance)
         return result
 
