@@ -89,3 +89,18 @@ def test_detection_limit_follows_the_shot_noise_formula(small_sim):
     assert lim["noise_excess"] == pytest.approx(1.0, abs=0.25)
     assert 0 < lim["min_displacement_nm"] < 50
     assert 0 < noise_bandwidth_fraction(d) < 1
+
+
+def test_beat_functions_refuse_a_rate_that_is_no_rate():
+    from napari_micromotion.beats import beats_from_energy, beats_from_fluorescence
+    from napari_micromotion.errors import MicromotionError
+
+    trace = np.abs(np.random.default_rng(0).normal(size=500))
+    assert beats_from_energy(trace, 50.0).ndim == 1
+    for fps in (0, -1.0, float("nan"), "50", True):
+        with pytest.raises(MicromotionError, match="frame rate must be a positive number"):
+            beats_from_energy(trace, fps)
+        with pytest.raises(MicromotionError, match="frame rate must be a positive number"):
+            beats_from_fluorescence(trace + 1, fps)
+    with pytest.raises(MicromotionError, match=r"one trace \(T,\)"):
+        beats_from_energy(trace.reshape(50, 10), 50.0)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from .errors import MicromotionError, check
 from .filters import detect_spikes, dff
 from .schema import param
 
@@ -48,6 +49,18 @@ class BeatParams:
                                        "relaxation after a contraction does not count as a second beat.")
 
 
+def _trace_and_rate(trace: Any, fps: Any, what: str) -> np.ndarray:
+    """*trace* as a ``(T,)`` float64 array, after checking its shape and the frame rate (one sentence each)."""
+    ok = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
+    check(ok and math.isfinite(fps) and fps > 0, f"the frame rate must be a positive number, got {fps!r}.")
+    try:
+        y = np.asarray(trace, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MicromotionError(f"the {what} must be a sequence of numbers.") from None
+    check(y.ndim == 1 and y.size >= 3, f"the {what} must be one trace (T,) of at least 3 values, got shape {y.shape}.")
+    return y
+
+
 def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatParams()) -> np.ndarray:
     """Beat times in seconds from a band-pass energy trace (``(T,)``, >= 0)."""
     return energy_beats(energy, fps, params)[0]
@@ -55,7 +68,7 @@ def beats_from_energy(energy: np.ndarray, fps: float, params: BeatParams = BeatP
 
 def energy_beats(energy: np.ndarray, fps: float, params: BeatParams = BeatParams()) -> tuple[np.ndarray, np.ndarray]:
     """Beat onsets and peak times in seconds from a band-pass energy trace."""
-    e = np.asarray(energy, dtype=np.float64)
+    e = _trace_and_rate(energy, fps, "energy trace")
     win = max(1, int(round(params.smooth_s * fps)))
     sm = ndimage.uniform_filter1d(e, size=win, mode="nearest")
     # energy is chi-square-like; the square root makes bursts and noise more symmetric
@@ -74,7 +87,8 @@ def beats_from_fluorescence(trace: np.ndarray, fps: float, params: BeatParams = 
 def fluorescence_beats(trace: np.ndarray, fps: float, params: BeatParams = BeatParams(), *,
                        baseline_window_s: float = 10.0, already_dff: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Calcium transient onsets and peak times in seconds from a fluorescence trace."""
-    y = np.asarray(trace, dtype=np.float64) if already_dff else dff(trace, fps, baseline_window_s)
+    y = _trace_and_rate(trace, fps, "fluorescence trace")
+    y = y if already_dff else dff(y, fps, baseline_window_s)
     spikes = detect_spikes(y, fps, threshold_sd=params.threshold_sd, refractory_s=params.refractory_s)
     return spikes.onsets / fps, spikes.peaks / fps
 
