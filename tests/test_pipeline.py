@@ -133,6 +133,20 @@ def test_what_a_script_passes_is_taken_or_refused_in_one_sentence(small_sim):
         run_analysis(small_sim.transmission, dicts, AnalysisParams(methods="bandpass"))
 
 
+def test_output_arrays_are_checked_before_the_long_work(small_sim):
+    rec = small_sim.recording()
+    shape = (rec.n_frames, *rec.frame_shape)
+    ro = np.zeros(shape, np.float32)
+    ro.setflags(write=False)
+    for kwargs, message in (({"filtered_out": np.zeros((3, 4, 5), np.float32)}, "must have the recording's shape"),
+                            ({"filtered_out": np.zeros(shape, np.int16)}, "integers would truncate"),
+                            ({"filtered_out": ro}, "is read-only"),
+                            ({"predictions_out": {"cnn1d": np.zeros(shape, np.float32)}}, "not among the chosen")):
+        gen = iter_analysis(rec, [], AnalysisParams(methods=("bandpass",)), **kwargs)
+        with pytest.raises(MicromotionError, match=message):
+            next(gen)               # the first step: before any pass over the video
+
+
 def test_frames_too_small_for_optical_flow_take_energy_beats_with_auto(small_sim):
     rec = Recording(small_sim.transmission[:400, :5, :5], 50.0, small_sim.fluorescence[:400, :5, :5])
     res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",), n_surrogates=9))     # beats_from auto

@@ -808,6 +808,13 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
     t_all = time.perf_counter()
     timings: dict[str, float] = {}
     plan = plan_analysis(recording, rois, params, fitted, only_rois=only_rois)
+    shape = (recording.n_frames, *recording.frame_shape)
+    _check_output_array(filtered_out, shape, "filtered_out")
+    check(predictions_out is None or isinstance(predictions_out, Mapping),
+          "predictions_out must be a dict {method: (T, Y, X) array}.")
+    for m, arr in (predictions_out or {}).items():
+        check(m in plan.chosen, f"predictions_out names {m!r}, which is not among the chosen methods.")
+        _check_output_array(arr, shape, f"predictions_out[{m!r}]")
     if params.denoise != "none":
         t0 = time.perf_counter()
         recording, note = yield from _denoise_channel(recording, params, plan.ctx.training)
@@ -914,6 +921,19 @@ def iter_analysis(recording: Recording, rois: Sequence[ROI] = (), params: Analys
         limits=limits, region_maps=region_maps, fits={m: ctx.states[m] for m in plan.active if m not in plan.for_beats},
         timings_s=timings, warnings=ctx.warnings, device=ctx.device, inputs=recording_sources(rec),
     )
+
+
+def _check_output_array(arr: Any, shape: tuple[int, ...], name: str) -> None:
+    """Refuse, before the long work, an array that cannot receive a ``(T, Y, X)`` float video."""
+    if arr is None:
+        return
+    got = tuple(getattr(arr, "shape", ()))
+    check(got == tuple(shape), f"{name} must have the recording's shape {tuple(shape)}, got {got}.")
+    dtype = np.dtype(getattr(arr, "dtype", np.float64))
+    check(dtype.kind == "f", f"{name} must hold floats (e.g. float32), got {dtype}: integers would truncate the video.")
+    flags = getattr(arr, "flags", None)
+    check(flags is None or getattr(flags, "writeable", True), f"{name} is read-only.")
+    check(not hasattr(arr, "read_only") or not arr.read_only, f"{name} is read-only.")
 
 
 def recording_sources(rec: Recording) -> dict[str, Any]:
