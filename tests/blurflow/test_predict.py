@@ -38,7 +38,7 @@ def test_any_size_and_dtype(random_model, shape, dtype):
     np.testing.assert_allclose(r.normalised[:2] * r.blur_px_per_unit, r.flow[:2], rtol=1e-6)
 
 
-def test_tiles_blend_without_seams(random_model):
+def test_tiles_blend_without_seams_and_give_the_whole_images_maps(random_model):
     img = np.random.default_rng(1).poisson(100, (200, 230)).astype(np.float32)
     whole = predict_blur_flow(img, random_model, tile_px=512).flow
     tiled = predict_blur_flow(img, random_model, tile_px=128, overlap_px=32).flow
@@ -49,7 +49,9 @@ def test_tiles_blend_without_seams(random_model):
         typical = np.percentile(jumps, 99)
         for seam in (96, 128, 192):
             assert jumps[:, seam - 2:seam + 2].max() <= 3 * typical + 1e-6
-        assert np.corrcoef(whole[c].ravel(), tiled[c].ravel())[0, 1] > 0.3   # same model, other context
+    # each tile reads its context on the network's grid: the tile size changes memory, not the maps
+    # (without the context and the grid the lateral blur moved by 0.4 px on average and up to 2 px)
+    np.testing.assert_allclose(tiled, whole, atol=5e-3)
 
 
 @pytest.mark.parametrize("bad,match", [
