@@ -38,3 +38,15 @@ def test_nan_is_located():
     t[7, 2, 3] = np.nan
     with pytest.raises(MicromotionError, match=r"frame 7, pixel \(2, 3\)"):
         Recording(t, 50)
+
+
+def test_a_bool_rate_and_a_damaged_interpolation_marker():
+    from napari_micromotion.pipeline import AnalysisParams
+
+    video = np.random.default_rng(0).random((20, 8, 8))
+    with pytest.raises(MicromotionError, match="frame rate True is not a number"):
+        Recording(video, True)
+    for marker, k in ((True, 1), ({"factor": "x"}, 1), ({"factor": 2}, 2)):
+        assert Recording(video, 10, provenance={"synthesized_frames": marker}).measured_every == k
+    with pytest.raises(MicromotionError, match="unknown parameter 'epochz' for CNN1DParams"):
+        AnalysisParams().replace_values({"cnn1d.epochz": 3})

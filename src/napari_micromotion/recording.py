@@ -100,6 +100,7 @@ class Recording:
         trans = as_time_series(self.transmission, "transmission")
         object.__setattr__(self, "transmission", trans)
         try:
+            check(not isinstance(self.fps, (bool, np.bool_)), f"frame rate {self.fps!r} is not a number.")
             fps = float(self.fps)
         except (TypeError, ValueError):
             raise MicromotionError(f"frame rate {self.fps!r} is not a number.") from None
@@ -160,11 +161,18 @@ class Recording:
         differences of an interpolated video understate the noise.
         """
         synth = self.provenance.get("synthesized_frames") if isinstance(self.provenance, dict) else None
-        if not synth:
+        if not synth or not isinstance(synth, dict):
             return 1
-        k = int(synth.get("factor") or 0)
+
+        def whole(key: str) -> int:      # a hand-made or damaged marker counts as unknown
+            try:
+                return int(synth.get(key) or 0)
+            except (TypeError, ValueError):
+                return 0
+
+        k = whole("factor")
         if k < 2:
-            measured = self.n_frames - int(synth.get("synthesized_frames") or 0)
+            measured = self.n_frames - whole("synthesized_frames")
             if 2 <= measured < self.n_frames:
                 k = int(round((self.n_frames - 1) / (measured - 1)))
         return k if k >= 2 else 1

@@ -372,11 +372,13 @@ def values_from_args(args: argparse.Namespace, param_specs: Sequence[ParamSpec])
 
 # ---------------------------------------------------------------- building and checking
 def replace_path(obj: Any, values: dict[str, Any]) -> Any:
-    """*obj* with dotted *values* replaced (nested frozen dataclasses rebuilt)."""
+    """*obj* with dotted *values* replaced (nested frozen dataclasses rebuilt); unknown names in one sentence."""
     top: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
+    known = {f.name for f in fields(obj)} if dataclasses.is_dataclass(obj) else set()
     for path, v in values.items():
         head, _, rest = path.partition(".")
+        check(head in known, f"unknown parameter {path!r} for {type(obj).__name__}; known: {', '.join(sorted(known))}.")
         if rest:
             nested.setdefault(head, {})[rest] = v
         else:
