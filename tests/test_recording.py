@@ -50,3 +50,11 @@ def test_a_bool_rate_and_a_damaged_interpolation_marker():
         assert Recording(video, 10, provenance={"synthesized_frames": marker}).measured_every == k
     with pytest.raises(MicromotionError, match="unknown parameter 'epochz' for CNN1DParams"):
         AnalysisParams().replace_values({"cnn1d.epochz": 3})
+
+
+def test_values_whose_squares_overflow_are_refused():
+    """Data scaled by 1e30 gave NaN displacement traces and a non-finite denoised movie without a word."""
+    video = np.random.default_rng(0).random((20, 8, 8)).astype(np.float32)
+    assert Recording(video * 1e10, 10).n_frames == 20
+    with pytest.raises(MicromotionError, match="overflow the float32 arithmetic"):
+        Recording(video * 1e30, 10)

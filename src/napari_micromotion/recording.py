@@ -57,8 +57,13 @@ def as_time_series(array: Any, what: str) -> np.ndarray:
     return arr
 
 
+#: the largest magnitude a float video may hold: its squares (energies, variances) must fit in float32
+MAX_ABS_VALUE = 1e15
+
+
 def _check_finite(arr: np.ndarray, what: str, chunk_frames: int = 256) -> None:
-    """Refuse NaN/Inf in float data, scanning in chunks so memory maps stay cheap."""
+    """Refuse NaN/Inf (and magnitudes whose squares overflow float32) in float data, scanning in chunks so
+    memory maps stay cheap."""
     if arr.dtype.kind != "f":
         return
     for start in range(0, arr.shape[0], chunk_frames):
@@ -70,6 +75,9 @@ def _check_finite(arr: np.ndarray, what: str, chunk_frames: int = 256) -> None:
             if arr.ndim == 3:
                 where += f", pixel ({flat // arr.shape[2]}, {flat % arr.shape[2]})"
             raise MicromotionError(f"{what} contains NaN or infinite values (first at {where}).")
+        peak = float(np.abs(block).max()) if block.size else 0.0
+        check(peak <= MAX_ABS_VALUE, f"{what} holds values up to {peak:.3g}; beyond {MAX_ABS_VALUE:.0e} their squares "
+                                     "overflow the float32 arithmetic of the analysis: rescale the data.")
 
 
 @dataclass(frozen=True)
