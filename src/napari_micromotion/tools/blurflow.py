@@ -159,7 +159,7 @@ class BlurFlow(Tool):
                   f"the blur-flow model {p} does not exist.")
 
     def compute(self, image: Any, params: BlurFlowToolParams, *,
-                 rois: Sequence[Any] = ()) -> Generator[Progress, None, BlurFlowToolResult]:
+                rois: Sequence[Any] = ()) -> Generator[Progress, None, BlurFlowToolResult]:
         from ..blurflow.predict import MIN_SIDE_PX, check_image, iter_predict_blur_flow
 
         t0 = time.perf_counter()

@@ -299,7 +299,7 @@ class Cells(Tool):
                   f"{params.kinds_from} is not an analysis output folder (no roi_scores.csv).")
 
     def compute(self, recording: Any, params: CellsParams, *, rois: Sequence[Any] = ()
-                 ) -> Generator[Progress, None, Any]:
+                ) -> Generator[Progress, None, Any]:
         from ..cells.candidates import iter_extract
         from ..cells.train import CellClassifier
 

@@ -184,7 +184,7 @@ class Interpolate(Tool):
             load_interpolator(params.weights)   # refuses a missing, foreign or pickled file in one sentence
 
     def compute(self, recording: Any, params: InterpolateParams, *, rois: Sequence[Any] = ()
-                 ) -> Generator[Progress, None, Any]:
+                ) -> Generator[Progress, None, Any]:
         from ..interpolate.core import iter_interpolate
 
         got = yield from iter_interpolate(
