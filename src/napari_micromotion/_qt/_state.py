@@ -149,7 +149,7 @@ class Session(QObject):
                 and plugin_meta(la).get("role") != "result" and la.ndim >= min_ndim]
 
     def _why_no_video(self) -> str:
-        """Why the image layers that are open cannot be a recording (``"; 'x' is ..."``), or ``""``."""
+        """Why the image layer that is open cannot be a recording (``" ('x' is ...)"``), or ``""``."""
         from napari.layers import Image
 
         for la in self._layers():

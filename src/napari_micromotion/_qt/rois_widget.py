@@ -341,7 +341,8 @@ class RoisWidget(QWidget):
             notify_error(exc)
             return None
         for w in caught:
-            show_warning(capitalised(str(w.message)))
+            if issubclass(w.category, UserWarning):     # what the reader says, not a library's deprecations
+                show_warning(capitalised(str(w.message)))
         layer = add_rois_layer(self.viewer, rois, name=Path(path).stem.split(".")[0] or "ROIs",
                                transmission=self.session.transmission_layer())
         self._refresh_layers()
