@@ -740,7 +740,7 @@ def _denoise_channel(rec: Recording, params: AnalysisParams, training: Sequence[
     """The recording with one channel denoised (the denoiser trained on the *training* frames only) and a note."""
     import torch
 
-    from .tools.denoise import DenoiseParams, _iter_denoise
+    from .tools.denoise import DenoiseParams, iter_denoise_checked
 
     which = params.denoise
     video = rec.fluorescence if which == "fluorescence" else rec.transmission
@@ -751,7 +751,7 @@ def _denoise_channel(rec: Recording, params: AnalysisParams, training: Sequence[
                              f"got {len(frames)}.")
     dp = DenoiseParams(epochs=params.denoise_epochs, seed=params.seed, threads=min(2, torch.get_num_threads()),
                        mc_passes=1, samples=20)     # the analysis uses the denoised movie, not its uncertainty
-    res = yield from _iter_denoise(video, rec.fps, dp, train_frames=frames)   # the recording is checked
+    res = yield from iter_denoise_checked(video, rec.fps, dp, train_frames=frames)   # the recording is checked
     m = res.metrics
     stats = (f"trained on {m['training_frames']} training frames in {res.timings_s.get('train', 0):.0f} s, held-out "
              f"residual / noise {m['heldout_residual_over_noise']:.3f}")

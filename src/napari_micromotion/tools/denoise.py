@@ -46,7 +46,7 @@ from ..schema import param
 from . import TOOLS
 from .base import RecordEntry, Tool, ToolResult
 
-__all__ = ["Denoise", "DenoiseParams", "DenoiseResult", "split_frames", "iter_denoise"]
+__all__ = ["Denoise", "DenoiseParams", "DenoiseResult", "split_frames", "iter_denoise", "iter_denoise_checked"]
 
 
 @dataclass(frozen=True)
@@ -212,12 +212,13 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams | None = None, ro
         frames = np.asarray(list(train_frames))
         check(frames.size > 0 and frames.dtype.kind in "iu" and frames.min() >= 0 and frames.max() < rec.n_frames,
               f"training frames must be frame numbers from 0 to {rec.n_frames - 1}.")
-    return (yield from _iter_denoise(rec.transmission, rec.fps, params, rois, train_frames=train_frames))
+    return (yield from iter_denoise_checked(rec.transmission, rec.fps, params, rois, train_frames=train_frames))
 
 
-def _iter_denoise(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
+def iter_denoise_checked(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
                   train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
-    """:func:`iter_denoise` on checked input."""
+    """:func:`iter_denoise` on input the caller has checked (a :class:`~napari_micromotion.Recording`'s channel,
+    parameters and ROIs checked by :meth:`Denoise.validate`): what the tool and the analysis run."""
     from ..denoise.data import Normaliser, Prior, fit_camera_model
     from ..denoise.files import load_denoiser
     from ..denoise.predict import fit_calibration, guard_frames, iter_predict
@@ -403,7 +404,7 @@ class Denoise(Tool):
                                               f"frames on either side need at least {2 * model.context + 2}.")
 
     def compute(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
-        result = yield from _iter_denoise(recording.transmission, recording.fps, params, rois)
+        result = yield from iter_denoise_checked(recording.transmission, recording.fps, params, rois)
         result.source = dict(recording.provenance)
         return result
 
