@@ -175,6 +175,8 @@ def test_read_image_takes_colour_tiffs_as_it_takes_colour_pngs(tmp_path):
         read_image(tmp_path / "rgb_stack.tif", frame=3)
     with pytest.raises(MicromotionError, match="single image; there is no frame 1"):
         read_image(tmp_path / "rgb.tif", frame=1)
+    with pytest.raises(MicromotionError, match="whole number, got 1.5"):
+        read_image(tmp_path / "rgb_stack.tif", frame=1.5)
 
 
 def test_malformed_sidecars_traces_and_rates_are_one_sentence(tmp_path):

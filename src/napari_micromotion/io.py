@@ -711,6 +711,8 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
     Colour images are averaged over their channels.
     """
     p = Path(path)
+    check(isinstance(frame, (int, np.integer)) and not isinstance(frame, bool),
+          f"the frame must be a whole number, got {frame!r}.")
     check(p.exists(), f"{p} does not exist.")
     check(os.access(p, os.R_OK), f"{p} is not readable (permission denied).")
     name = p.name.lower()
