@@ -110,6 +110,23 @@ def test_stream_removes_slow_drift_but_keeps_a_brief_translation(texture):
     assert not still.drift.any()
 
 
+def test_a_drift_window_longer_than_the_video_is_cut_to_it(texture):
+    """At 1e6 fps the 2 s drift window is 2e6 frames: the median filter cost that per frame (40 s for 300 frames).
+    It is cut to 2n + 1 frames, which gives the same drift (a shorter cut would not: this guards the cut)."""
+    n = 40
+    drift = np.stack([np.linspace(0, 1.0, n), np.zeros(n)], axis=1)
+    video = np.stack([_warp(texture, drift[i]) for i in range(n)]).astype(np.float32)
+
+    def drift_at(fps, window_s):
+        stream = FlowStream(video, 0, FlowParams(drift_window_s=window_s), fps=fps)
+        for _ in stream.blocks():
+            pass
+        return stream.drift
+
+    capped = drift_at(1.0, 2 * n + 1.0)       # a window of exactly 2n + 1 frames
+    np.testing.assert_array_equal(drift_at(1e6, 2.0), capped)
+
+
 def test_adaptive_smoothing_removes_noise_but_keeps_a_moving_cells_edge(texture):
     """A 3 px step (a cell that moved) plus 0.05 px noise: flat parts get quieter, the step stays sharp."""
     rng = np.random.default_rng(4)

@@ -678,6 +678,8 @@ class FlowStream:
             for job in [pool.submit(part, a, b) for a, b in self.parts]:
                 job.result()
         size = max(1, int(round(self.params.drift_window_s * self.fps)) | 1)
+        # a window far longer than the video (a huge frame rate) costs its length per frame and means nothing more
+        size = min(size, 2 * self.n_frames + 1)
         self.drift = np.stack([ndimage.median_filter(med[:, c], size=size, mode="nearest") for c in (0, 1)],
                               axis=1).astype(np.float32)
         self._drift_done = True
