@@ -105,7 +105,29 @@ class Candidate:
         p = self.probability
         d.update({"probability": None if not np.isfinite(p) else round(float(p), 5), "label": self.label,
                   "labelled_by": self.labelled_by, "source": self.source, "area_px": self.area_px})
+        if self.footprint is not None:     # the ICA filter the classifier weights the patch with: keep it
+            d["footprint"] = {"box": list(self.box),
+                              "weights": np.round(np.asarray(self.footprint, np.float64), 6).tolist()}
         return d
+
+    def set_footprint(self, record: Any) -> None:
+        """The :attr:`footprint` from :meth:`to_dict`'s ``footprint`` record, placed in this candidate's box."""
+        if not isinstance(record, dict) or "box" not in record or "weights" not in record:
+            return
+        try:
+            w = np.asarray(record["weights"], np.float32)
+            b0, b1, _, _ = (int(v) for v in record["box"])
+        except (TypeError, ValueError):
+            return
+        if w.ndim != 2 or not np.isfinite(w).all():
+            return
+        r0, c0, r1, c1 = self.box
+        out = np.zeros((r1 - r0, c1 - c0), np.float32)
+        rr0, cc0 = max(r0, b0), max(c0, b1)
+        rr1, cc1 = min(r1, b0 + w.shape[0]), min(c1, b1 + w.shape[1])
+        if rr1 > rr0 and cc1 > cc0:
+            out[rr0 - r0:rr1 - r0, cc0 - c0:cc1 - c0] = w[rr0 - b0:rr1 - b0, cc0 - b1:cc1 - b1]
+            self.footprint = out
 
 
 def mask_polygon(mask: np.ndarray, tolerance_px: float = 0.35) -> np.ndarray:

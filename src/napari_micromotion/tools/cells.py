@@ -14,7 +14,9 @@ analysis' micromotion scores.
 Output folder (written atomically):
 
 * ``candidates.json``: every candidate in the ROI format plus ``probability``, ``label``
-  (``cell``/``not_cell``), ``labelled_by`` (``classifier``/``user``/``suite2p``), ``source``, ``area_px``;
+  (``cell``/``not_cell``), ``labelled_by`` (``classifier``/``user``/``suite2p``), ``source``, ``area_px``
+  and, for independent components, ``footprint`` (``box`` and ``weights``: the spatial filter the
+  classifier weights the patch with, so re-classifying the file gives the same probabilities);
 * ``cells.json``: the accepted cells (label ``cell``) in the ROI format, for ``analyze --rois``;
 * ``cells.csv``: one row per candidate: name, area_px, centroid_row, centroid_col, probability,
   label, labelled_by, source, kind;
@@ -255,6 +257,7 @@ def read_candidates(path: str | Path, frame_shape: tuple[int, int] | None, *, tr
         check(label in LABELS, f"{path.name}: candidate {roi.name!r} has unknown label {label!r}.")
         c.label = label
         c.labelled_by = str(entry.get("labelled_by", "user" if label else ""))
+        c.set_footprint(entry.get("footprint"))
         out.append(c)
     return out
 
