@@ -66,10 +66,12 @@ def test_a_damaged_folder_opens_with_what_is_left_and_says_what_is_not(small_sim
     (bad / "maps" / "still.tif").write_bytes(b"II*\x00garbage")      # truncated copy
     run = json.loads((bad / "run.json").read_text())
     run["validation_frames"] = [5]
+    run["parameters"]["low_hz"] = "abc"
     (bad / "run.json").write_text(json.dumps(run))
     back = read_results(bad)
     said = " | ".join(back.warnings)
     assert "could not read traces.csv" in said and "scores/bandpass.tif) is missing" in said
+    assert "low edge must be a number, got 'abc'" in said and back.params == AnalysisParams()
     assert "validation frames" in said and "still" in said
     assert back.still.shape == res.still.shape and back.validation == (0, res.n_frames)
     assert back.roi_scores and not back.roi_traces

@@ -54,6 +54,10 @@ def read_results(folder: str | Path) -> Any:
     warnings = list(run.get("warnings", []))
     try:
         params = params_from_dict(run.get("parameters", {}))
+        from .pipeline import analysis_specs
+        from .schema import check_ranges
+
+        check_ranges(params, analysis_specs())      # an edited run.json: its values as the analysis would check them
     except (TypeError, ValueError) as exc:
         params = AnalysisParams()
         warnings.append(f"parameters in run.json could not be read back ({str(exc)[:80]}); defaults shown.")
