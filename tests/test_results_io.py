@@ -63,6 +63,8 @@ def test_a_damaged_folder_opens_with_what_is_left_and_says_what_is_not(small_sim
     shutil.copytree(good, bad)
     (bad / "traces.csv").write_text("garbage,\n1,2,3\n")          # edited in a spreadsheet
     (bad / "scores" / "bandpass.tif").unlink()
+    (bad / "beats.csv").write_text("")                                   # emptied
+    (bad / "limits.csv").write_text("a;b\n1;2\n")                      # another program's table
     (bad / "maps" / "still.tif").write_bytes(b"II*\x00garbage")      # truncated copy
     run = json.loads((bad / "run.json").read_text())
     run["validation_frames"] = [5]
@@ -72,6 +74,8 @@ def test_a_damaged_folder_opens_with_what_is_left_and_says_what_is_not(small_sim
     said = " | ".join(back.warnings)
     assert "could not read traces.csv" in said and "scores/bandpass.tif) is missing" in said
     assert "low edge must be a number, got 'abc'" in said and back.params == AnalysisParams()
+    assert "beats.csv is empty" in said and "limits.csv has no 'roi' column" in said
+    assert not back.beats and not back.limits and back.beat_rates
     assert "validation frames" in said and "still" in said
     assert back.still.shape == res.still.shape and back.validation == (0, res.n_frames)
     assert back.roi_scores and not back.roi_traces

@@ -174,7 +174,10 @@ class TableEntry(Entry):
         if not p.is_file():
             return
         header, rows = read_csv(p)
-        fields[self.field] = [self.row.from_text(dict(zip(header, r))) for r in rows]
+        key = self.row.column_names()[0]
+        check(key in header, f"{p.name} has no {key!r} column; it is not a table micromotion wrote.")
+        k = header.index(key)
+        fields[self.field] = [self.row.from_text(dict(zip(header, r))) for r in rows if len(r) > k and r[k].strip()]
 
 
 class TracesEntry(Entry):

@@ -66,9 +66,7 @@ def read_results(folder: str | Path) -> Any:
     for entry in ANALYSIS_LAYOUT:
         try:
             entry.read(out, fields)
-        except MicromotionError:
-            raise
-        except Exception as exc:   # a damaged file (edited, truncated): show the rest, and say which
+        except Exception as exc:   # a damaged file (edited, truncated, emptied): show the rest, and say which
             detail = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
             warnings.append(f"could not read {entry.path} in {out.name} ({detail}); it is left out.")
             for name in (entry.field,) if isinstance(getattr(entry, "field", None), str) else ():
