@@ -68,14 +68,14 @@ def _check_finite(arr: np.ndarray, what: str, chunk_frames: int = 256) -> None:
         return
     for start in range(0, arr.shape[0], chunk_frames):
         block = np.asarray(arr[start : start + chunk_frames])
-        if not np.isfinite(block).all():
+        peak = float(np.abs(block).max()) if block.size else 0.0     # NaN or inf if any value is (one pass)
+        if not math.isfinite(peak):
             bad = np.argwhere(~np.isfinite(block.reshape(block.shape[0], -1)))[0]
             frame, flat = int(bad[0]) + start, int(bad[1])
             where = f"frame {frame}"
             if arr.ndim == 3:
                 where += f", pixel ({flat // arr.shape[2]}, {flat % arr.shape[2]})"
             raise MicromotionError(f"{what} contains NaN or infinite values (first at {where}).")
-        peak = float(np.abs(block).max()) if block.size else 0.0
         check(peak <= MAX_ABS_VALUE, f"{what} holds values up to {peak:.3g}; beyond {MAX_ABS_VALUE:.0e} their squares "
                                      "overflow the float32 arithmetic of the analysis: rescale the data.")
 
