@@ -214,3 +214,36 @@ def test_the_data_tab_says_why_a_layer_is_no_recording(make_napari_viewer, qt_si
         session.build_recording()
     session.choice.channel = None
     assert session.build_recording().n_frames == qt_sim.transmission.shape[0]
+
+
+def test_a_tool_rerun_shows_its_own_layers_placed_like_its_input(make_napari_viewer, qtbot):
+    """Motion on a still video, then on a moving one placed in seconds with an offset: the second run's layers
+    carry its own contrast and arrow length, sit on the input in space and time, and nothing of the first
+    run's is left."""
+    import numpy as np
+
+    from napari_micromotion.simulate import simulate
+
+    viewer = make_napari_viewer()
+    trans, rois = add_recording(viewer, simulate(n_frames=300, size=48, seed=3))
+    px = float(trans.scale[1])
+    data = np.asarray(trans.data)
+    still = data[:1].repeat(100, axis=0) + np.random.default_rng(0).normal(0, 0.5, (100, *data.shape[1:]))
+    viewer.add_image(still, name="still", metadata={"napari_micromotion": {"fps": 50.0}})
+    tab = dock_all(viewer)["Workbench"].tools["motion"]
+    tab.form.set_values({"threads": 1})
+    tab.layer_combo.setCurrentText("still")
+    wait_task(qtbot, tab.run())
+    for la in (viewer.layers["transmission"], viewer.layers["fluorescence"]):
+        la.scale, la.translate = (0.02, px, px), (5.0, 30.0, 40.0)
+    rois.translate = (30.0, 40.0)
+    tab.layer_combo.setCurrentText("transmission")
+    wait_task(qtbot, tab.run())
+    fresh = {kw["name"]: kw for _, kw, _ in tab.tool.layer_data(tab.result)}
+    img = viewer.layers["motion: largest displacement (px)"]
+    vec = viewer.layers["motion: displacement arrows"]
+    np.testing.assert_allclose(img.contrast_limits, fresh[img.name]["contrast_limits"], rtol=1e-3)
+    assert np.isclose(vec.length, fresh[vec.name]["length"], rtol=1e-3)
+    np.testing.assert_allclose(img.translate, (30, 40))
+    assert np.isclose(vec.scale[0], 0.02) and np.isclose(vec.translate[0], 5.0)
+    assert sum(la.name.startswith("motion:") for la in viewer.layers) == 2

@@ -214,28 +214,44 @@ class ToolTab(TaskHost, QWidget):
         show_info(f"{self.tool.label} finished.")
 
     def show_result(self, result: Any, source_layer: Any = None) -> list[Any]:
-        """Add or update the tool's layers (placed like the input layer)."""
+        """Add or update the tool's layers (placed like the input layer, in space and time).
+
+        A layer of an earlier run is updated with every property the tool asks for (not only its
+        data); earlier layers this run does not make are removed, except those the user renamed.
+        """
         made = []
         for data, kwargs, kind in self.tool.layer_data(result):
             kwargs = dict(kwargs)
-            meta = {**(kwargs.pop("metadata", {}) or {}).get(META_KEY, {}), "role": "result", "tool": self.tool.name}
+            name = kwargs.get("name")
+            meta = {**(kwargs.pop("metadata", {}) or {}).get(META_KEY, {}), "role": "result", "tool": self.tool.name,
+                    "layer_name": name}
             stretch = float(kwargs.pop("time_stretch", 1) or 1)   # K frames per input frame interval
             nd = _layer_ndim(data, kind)
-            if source_layer is not None and "scale" not in kwargs and 0 < nd <= source_layer.ndim:
-                # placed like the input layer (an image tool's 2D result: like its last two axes)
+            if source_layer is not None and 0 < nd <= source_layer.ndim:
+                # placed like the input layer (an image tool's 2D result: like its last two axes); the tool's own
+                # scale (its pixel size) only places it when there is no input layer to follow
                 kwargs["scale"], kwargs["translate"] = source_layer.scale[-nd:], source_layer.translate[-nd:]
                 if stretch != 1 and nd == source_layer.ndim:   # a faster video: frames line up in time
                     kwargs["scale"] = [source_layer.scale[0] / stretch, *kwargs["scale"][1:]]
-            name = kwargs.get("name")
             existing = [la for la in self.viewer.layers if la.name == name and plugin_meta(la).get("tool") == self.tool.name]
             if existing:
-                existing[0].data = data
-                if "scale" in kwargs:
-                    existing[0].scale = kwargs["scale"]
-                existing[0].metadata = {**existing[0].metadata, META_KEY: meta}
-                made.append(existing[0])
+                layer = existing[0]
+                layer.data = data
+                for key, value in kwargs.items():
+                    if key == "name":
+                        continue
+                    if key == "contrast_limits":
+                        layer.contrast_limits_range = value
+                    setattr(layer, key, value)
+                layer.metadata = {**layer.metadata, META_KEY: meta}
+                made.append(layer)
             else:
                 made.append(getattr(self.viewer, f"add_{kind}")(data, metadata={META_KEY: meta}, **kwargs))
+        for layer in list(self.viewer.layers):     # what an earlier run showed and this one does not (no arrows now)
+            m = plugin_meta(layer)
+            if (m.get("tool") == self.tool.name and m.get("role") == "result" and layer not in made
+                    and m.get("layer_name", layer.name) == layer.name):
+                self.viewer.layers.remove(layer)
         return made
 
     def show_view(self, result: Any) -> Any:
