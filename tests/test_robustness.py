@@ -411,3 +411,20 @@ def test_paths_of_the_wrong_kind_are_named_as_such(tmp_path):
     with pytest.raises(MicromotionError, match="results folder .*passwd is a file, not a folder"):
         read_results(notes)
     assert notes.read_text() == "root:x:0:0"
+
+
+def test_files_written_atomically_have_ordinary_permissions(tmp_path):
+    """Exports were written 0600 (mkstemp's mode), and overwriting a 0644 file made it 0600."""
+    from napari_micromotion.atomic import atomic_write
+
+    mask = os.umask(0o022)
+    try:
+        new = atomic_write(tmp_path / "new.csv", lambda t: t.write_text("a\n"))
+        assert new.stat().st_mode & 0o777 == 0o644
+        old = tmp_path / "shared.csv"
+        old.write_text("x\n")
+        os.chmod(old, 0o640)
+        atomic_write(old, lambda t: t.write_text("y\n"))
+        assert old.stat().st_mode & 0o777 == 0o640 and old.read_text() == "y\n"
+    finally:
+        os.umask(mask)

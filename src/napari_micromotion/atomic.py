@@ -30,6 +30,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     tmp = Path(name)
     try:
         write(tmp)
+        if tmp.exists():     # mkstemp makes it 0600: give it the mode of the file it replaces, or the umask's
+            os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~_umask())
         os.replace(tmp, p)
     except OSError as exc:
         raise MicromotionError(f"could not write {p} ({exc.strerror or exc}).") from None
@@ -37,6 +39,12 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         if tmp.exists():
             tmp.unlink()
     return p
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def safe_name(name: str) -> str:
