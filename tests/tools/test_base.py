@@ -50,3 +50,11 @@ def test_rois_as_the_files_dicts_are_taken(rec):
         n_frames=120, size=48, seed=2).rois]
     res = TOOLS["motion"].run(rec, MotionParams(denoise_traces=False), rois=rois)
     assert set(res.regions) >= {r["name"] for r in rois}
+
+
+def test_motion_on_an_interpolated_video_says_what_it_measured(rec):
+    marked = rec.with_(provenance={"synthesized_frames": {"factor": 2, "synthesized_frames": 59}})
+    res = TOOLS["motion"].run(marked, MotionParams(denoise_traces=False))
+    assert any("synthesized (interpolated) frames" in w and "one frame in 2" in w for w in res.warnings)
+    plain = TOOLS["motion"].run(rec, MotionParams(denoise_traces=False))
+    assert not any("synthesized" in w for w in plain.warnings)
