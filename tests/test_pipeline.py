@@ -147,6 +147,17 @@ def test_output_arrays_are_checked_before_the_long_work(small_sim):
             next(gen)               # the first step: before any pass over the video
 
 
+def test_a_short_validation_range_says_how_small_a_p_value_can_be(small_sim):
+    from napari_micromotion.cells.kinds import p_value_floor
+
+    rec = Recording(small_sim.transmission[:400], 50.0, small_sim.fluorescence[:400])
+    res = run_analysis(rec, small_sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=199))
+    said = [w for w in res.warnings if "distinct time shifts" in w]
+    assert len(said) == 1 and "not 1/200" in said[0]
+    floor = p_value_floor(res)
+    assert 0.005 < floor < 1 and min(r.p_value for r in res.roi_scores) >= floor - 1e-12
+
+
 def test_frames_too_small_for_optical_flow_take_energy_beats_with_auto(small_sim):
     rec = Recording(small_sim.transmission[:400, :5, :5], 50.0, small_sim.fluorescence[:400, :5, :5])
     res = run_analysis(rec, [], AnalysisParams(methods=("bandpass",), n_surrogates=9))     # beats_from auto

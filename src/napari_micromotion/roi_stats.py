@@ -20,7 +20,7 @@ from .limits import detection_limit
 from .methods import AnalysisContext
 from .progress import Progress
 from .results import WHOLE_FIELD, BeatRateRow, BeatRow, LimitRow, ScoreRow
-from .scoring import score_columns, surrogate_p_value
+from .scoring import n_surrogates_used, score_columns, surrogate_p_value
 
 __all__ = ["iter_score_rois", "beats_and_limits"]
 
@@ -38,6 +38,11 @@ def iter_score_rois(ctx: AnalysisContext, roi_traces: dict[tuple[str, str], np.n
         return rows
     params = ctx.params
     v0, v1 = ctx.validation
+    used = n_surrogates_used(v1 - v0, ctx.max_lag, params.n_surrogates)
+    if ctx.truth is not None and used < params.n_surrogates:
+        ctx.warn(f"only {used} distinct time shifts fit in the {v1 - v0} validation frames, so no p-value can be "
+                 f"below 1/{used + 1} = {1 / (used + 1):.2g} (not 1/{params.n_surrogates + 1}); a longer validation "
+                 "range gives finer p-values.")
     todo = ctx.roi_names()
     n_jobs = max(len(todo) * len(methods), 1)
     done = 0

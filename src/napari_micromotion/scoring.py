@@ -147,6 +147,21 @@ def score_columns(pred: np.ndarray, fluo: np.ndarray, max_lag: int, *, method: s
     return scores, lags
 
 
+def shift_range(n: int, max_lag: int, min_shift: int | None = None) -> tuple[int, int]:
+    """The admissible circular shifts ``lo..hi`` of :func:`surrogate_p_value` for *n* frames."""
+    lo = max_lag + 1 if min_shift is None else int(min_shift)
+    hi = n - lo
+    if hi <= lo:  # segment too short for shifts outside the lag window
+        lo, hi = 1, n - 1
+    return lo, hi
+
+
+def n_surrogates_used(n: int, max_lag: int, n_surrogates: int, min_shift: int | None = None) -> int:
+    """How many distinct shifts :func:`surrogate_p_value` uses: the smallest p-value is ``1 / (1 + that)``."""
+    lo, hi = shift_range(n, max_lag, min_shift)
+    return int(min(max(hi - lo + 1, 0), n_surrogates))
+
+
 def surrogate_p_value(pred: np.ndarray, fluo: np.ndarray, max_lag: int, *, n_surrogates: int = 999,
                       min_shift: int | None = None, seed: int = 0) -> tuple[float, float]:
     """Significance of a score by circular-shift surrogates.
@@ -167,10 +182,7 @@ def surrogate_p_value(pred: np.ndarray, fluo: np.ndarray, max_lag: int, *, n_sur
     n = pred.size
     check(n_surrogates >= 1, "n_surrogates must be at least 1.")
     obs, _ = score_columns(pred[:, None], fluo, max_lag, method="auto")
-    lo = max_lag + 1 if min_shift is None else int(min_shift)
-    hi = n - lo
-    if hi <= lo:  # segment too short for shifts outside the lag window
-        lo, hi = 1, n - 1
+    lo, hi = shift_range(n, max_lag, min_shift)
     rng = np.random.default_rng(seed)
     candidates = np.arange(lo, hi + 1)
     # every admissible shift once when there are few (an exact test), else a random subset

@@ -41,3 +41,12 @@ def test_read_scores(tmp_path):
     assert read_scores(tmp_path) == {"cnn1d": {"a": (0.9, 0.001), "b": (0.3, 0.01)}}
     with pytest.raises(MicromotionError, match="not an analysis output folder"):
         read_scores(tmp_path / "nope")
+
+
+def test_a_significance_level_no_p_value_can_reach_is_refused():
+    """With 15 shifts every p >= 1/16: at p < 0.05 every cell, the strongly moving one too, was typed silent."""
+    from napari_micromotion.errors import MicromotionError
+
+    with pytest.raises(MicromotionError, match="no p-value of this analysis can be below 0.062"):
+        propose_kinds([_cell("b")], SCORES, KindRule(significance=0.05), p_floor=1 / 16)
+    assert propose_kinds([_cell("b")], SCORES, KindRule(significance=0.05), p_floor=1 / 1000)

@@ -745,7 +745,7 @@ class CellsView(TaskHost, QWidget):
 
     def propose_kinds(self) -> dict[str, str] | None:
         """Strong / weak / silent for the accepted cells from the analysis in the session; returns them."""
-        from ..cells.kinds import KindRule, propose_kinds, scores_from_results
+        from ..cells.kinds import KindRule, p_value_floor, propose_kinds, scores_from_results
 
         try:
             check(self.result is not None, "run the cell finder first; there are no cells to type.")
@@ -756,7 +756,7 @@ class CellsView(TaskHost, QWidget):
                                 "run the analysis (Analyze tab), then propose kinds.")
             rule = KindRule(self.kind_method.currentText(), float(self.significance.value()),
                             float(self.strong_score.value()))
-            proposed = propose_kinds(cells, scores, rule)
+            proposed = propose_kinds(cells, scores, rule, p_floor=p_value_floor(self.session.results))
             check(bool(proposed), "the analysis scored none of the accepted cells: put them into the ROIs "
                                   "(Accepted cells → ROIs) and run the analysis again.")
         except MicromotionError as exc:

@@ -366,9 +366,14 @@ class ScoresTable(_Table):
         elif not results.has_fluorescence:
             self.note.setText("No fluorescence: nothing to score against; see the beats.")
         else:
-            n = results.params.n_surrogates
-            self.note.setText(f"p-values from {n} circular time shifts of each prediction: the smallest possible "
-                              f"is 1/{n + 1} = {1 / (n + 1):.2g}.")
+            from ..scoring import max_lag_frames, n_surrogates_used
+
+            v0, v1 = results.validation
+            asked = results.params.n_surrogates
+            n = n_surrogates_used(v1 - v0, max_lag_frames(results.params.max_lag_s, results.fps, v1 - v0), asked)
+            fewer = f" (all that fit in the {v1 - v0} validation frames; {asked} were asked for)" if n < asked else ""
+            self.note.setText(f"p-values from {n} circular time shifts of each prediction{fewer}: the smallest "
+                              f"possible is 1/{n + 1} = {1 / (n + 1):.2g}.")
 
 
 class BeatsTable(_Table):

@@ -91,8 +91,20 @@ def pick_method(scores: dict[str, dict[str, tuple[float, float]]], method: str =
     return sorted(scores)[0]
 
 
+def p_value_floor(results: Any) -> float | None:
+    """The smallest p-value an analysis' ROI scores can have: ``1 / (1 + distinct time shifts)`` (``None``: unknown)."""
+    from ..scoring import max_lag_frames, n_surrogates_used
+
+    if results is None or not getattr(results, "validation", None):
+        return None
+    v0, v1 = results.validation
+    params = results.params
+    n = n_surrogates_used(v1 - v0, max_lag_frames(params.max_lag_s, results.fps, v1 - v0), params.n_surrogates)
+    return 1.0 / (1 + n) if n > 0 else None
+
+
 def propose_kinds(cells: Sequence[Candidate], scores: dict[str, dict[str, tuple[float, float]]],
-                  rule: KindRule = KindRule()) -> dict[str, str]:
+                  rule: KindRule = KindRule(), *, p_floor: float | None = None) -> dict[str, str]:
     """``{cell name: kind}`` for the *cells* the analysis scored (others are left out); sets ``cell.kind``.
 
     Parameters
@@ -103,8 +115,15 @@ def propose_kinds(cells: Sequence[Candidate], scores: dict[str, dict[str, tuple[
         :func:`read_scores` of the analysis.
     rule
         Method and thresholds.
+    p_floor
+        The smallest p-value the analysis could give (``1 / (1 + shifts)``); a significance level
+        at or below it would type every cell silent, and is refused.
     """
     check(0 < rule.significance < 1, f"the significance level must lie in (0, 1), got {rule.significance}.")
+    check(p_floor is None or p_floor < rule.significance,
+          f"no p-value of this analysis can be below {p_floor:.2g} (its validation frames fit too few time shifts), "
+          f"so at p < {rule.significance:g} every cell would be silent: raise the significance level above "
+          f"{p_floor:.2g} or analyse with a longer validation range.")
     method = pick_method(scores, rule.method)
     table = scores[method]
     out: dict[str, str] = {}
