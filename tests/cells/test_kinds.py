@@ -50,3 +50,22 @@ def test_a_significance_level_no_p_value_can_reach_is_refused():
     with pytest.raises(MicromotionError, match="no p-value of this analysis can be below 0.062"):
         propose_kinds([_cell("b")], SCORES, KindRule(significance=0.05), p_floor=1 / 16)
     assert propose_kinds([_cell("b")], SCORES, KindRule(significance=0.05), p_floor=1 / 1000)
+
+
+def test_the_users_decisions_follow_the_same_cells_into_a_new_run():
+    """Running the cell finder again threw away every accept/reject without a word."""
+    import numpy as np
+
+    from napari_micromotion.cells.candidate import Candidate
+    from napari_micromotion.cells.candidates import carry_labels
+
+    def cand(name, r, c, label="", by=""):
+        sub = np.ones((6, 6), bool)
+        return Candidate(name, (r, c, r + 6, c + 6), sub, np.zeros(20, np.float32), label=label, labelled_by=by)
+
+    old = [cand("a", 0, 0, "cell", "user"), cand("b", 20, 20, "not_cell", "user"), cand("c", 40, 40, "cell", "classifier"),
+           cand("d", 50, 0, "cell", "user")]
+    new = [cand("x", 21, 21), cand("y", 1, 0), cand("z", 40, 40)]      # a and b moved by a pixel; d is gone
+    assert carry_labels(old, new, (64, 64)) == (2, 1)
+    assert [(c.name, c.label, c.labelled_by) for c in new] == [("x", "not_cell", "user"), ("y", "cell", "user"),
+                                                              ("z", "", "")]

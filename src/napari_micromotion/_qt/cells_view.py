@@ -347,6 +347,16 @@ class CellsView(TaskHost, QWidget):
         """Curate *result* (a :class:`~napari_micromotion.tools.cells.CellsResult`)."""
         if self.task is not None and self.task.running:
             self.task.cancel()
+        carried_note = ""
+        previous = self.result
+        if previous is not None and previous is not result and previous.candidates is not result.candidates:
+            # a new run of the cell finder: the user's decisions follow the cells they were made on
+            from ..cells.candidates import carry_labels
+
+            carried, lost = carry_labels(previous.candidates, result.candidates, tuple(result.frame_shape))
+            if carried or lost:
+                carried_note = (f" {carried} of your decisions carried over to the same cells"
+                                + (f"; {lost} matched no new candidate and were dropped" if lost else "") + ".")
         self.result = result
         self._x = None
         self.current = None
@@ -360,9 +370,13 @@ class CellsView(TaskHost, QWidget):
         self.fill_table()
         order = self.uncertain_order()
         n = len(result.candidates)
-        self.status.setText(f"{n} candidates, {len(result.cells)} labelled cell. Decide the uncertain ones "
-                            "(A / R), retrain, then put the cells into the ROIs." if n else
-                            "The cell finder found no candidate.")
+        self.status.setText((f"{n} candidates, {len(result.cells)} labelled cell. Decide the uncertain ones "
+                             "(A / R), retrain, then put the cells into the ROIs." if n else
+                             "The cell finder found no candidate.") + carried_note)
+        if carried_note:
+            from napari.utils.notifications import show_info
+
+            show_info(carried_note.strip())
         if order:
             self.select(order[0], zoom=False)
         else:

@@ -54,7 +54,7 @@ from ..schema import param
 from .candidate import Candidate
 
 __all__ = ["CandidateParams", "Extraction", "METHODS", "iter_extract", "extract", "match_cells",
-           "estimate_diameter_px", "mask_iou"]
+           "estimate_diameter_px", "mask_iou", "carry_labels"]
 
 #: extraction methods of :attr:`CandidateParams.method`
 METHODS = ("auto", "ica", "segment")
@@ -585,6 +585,27 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boolean masks of one shape (0 when both are empty)."""
     inter = np.logical_and(a, b).sum()
     return float(inter / max(1, np.logical_or(a, b).sum()))
+
+
+def carry_labels(old: Sequence[Candidate], new: Sequence[Candidate], shape: tuple[int, int],
+                 min_iou: float = 0.5) -> tuple[int, int]:
+    """Give each candidate of *new* the decision the user made on the *old* candidate covering the same pixels
+    (IoU >= *min_iou*, best match first); returns ``(carried, lost)`` counts of the user's decisions."""
+    mine = [c for c in old if c.labelled_by == "user" and c.label]
+    if not mine or not new:
+        return 0, len(mine)
+    masks = [c.mask(shape) for c in new]
+    taken: set[int] = set()
+    carried = 0
+    for c in mine:
+        m = c.mask(shape)
+        ious = [(mask_iou(m, n), j) for j, n in enumerate(masks) if j not in taken]
+        best = max(ious, default=(0.0, -1))
+        if best[0] >= min_iou:
+            taken.add(best[1])
+            new[best[1]].label, new[best[1]].labelled_by = c.label, "user"
+            carried += 1
+    return carried, len(mine) - carried
 
 
 def match_cells(candidates: Sequence[Candidate], cell_labels: np.ndarray, cell_ids: Sequence[int] | None = None,
