@@ -120,10 +120,11 @@ def propose_kinds(cells: Sequence[Candidate], scores: dict[str, dict[str, tuple[
         at or below it would type every cell silent, and is refused.
     """
     check(0 < rule.significance < 1, f"the significance level must lie in (0, 1), got {rule.significance}.")
-    check(p_floor is None or p_floor < rule.significance,
-          f"no p-value of this analysis can be below {p_floor:.2g} (its validation frames fit too few time shifts), "
-          f"so at p < {rule.significance:g} every cell would be silent: raise the significance level above "
-          f"{p_floor:.2g} or analyse with a longer validation range.")
+    if p_floor is not None:
+        check(p_floor < rule.significance,
+              f"no p-value of this analysis can be below {p_floor:.2g} (its validation frames fit too few time shifts), "
+              f"so at p < {rule.significance:g} every cell would be silent: raise the significance level above "
+              f"{p_floor:.2g} or analyse with a longer validation range.")
     method = pick_method(scores, rule.method)
     table = scores[method]
     out: dict[str, str] = {}
