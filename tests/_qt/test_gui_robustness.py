@@ -247,3 +247,22 @@ def test_a_tool_rerun_shows_its_own_layers_placed_like_its_input(make_napari_vie
     np.testing.assert_allclose(img.translate, (30, 40))
     assert np.isclose(vec.scale[0], 0.02) and np.isclose(vec.translate[0], 5.0)
     assert sum(la.name.startswith("motion:") for la in viewer.layers) == 2
+
+
+def test_table_and_figure_exports_check_their_file_names(tmp_path):
+    """CSV text was written into .png or .svg names; a name without extension gave '... not no extension'."""
+    import pytest
+
+    from napari_micromotion._qt._files import save_figure_atomic, write_csv_atomic
+    from napari_micromotion.errors import MicromotionError
+
+    out = write_csv_atomic(tmp_path / "trace", ["frame", "strong/displacement_µm"], [[0, 1.5]])
+    assert out.name == "trace.csv" and out.read_text().splitlines()[0] == "frame,strong/displacement_um"
+    for name, message in (("trace.png", "save the table as .csv"), ("", "is a folder")):
+        with pytest.raises(MicromotionError, match=message):
+            write_csv_atomic(tmp_path / name, ["a"], [[1]])
+    fig = save_figure_atomic(tmp_path / "plot", lambda f: f.add_subplot().plot([0, 1]), height_in=2)
+    assert fig.name == "plot.png" and fig.stat().st_size > 1000
+    with pytest.raises(MicromotionError, match="is a folder"):
+        save_figure_atomic(tmp_path, lambda f: None, height_in=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "trace.csv"]

@@ -61,7 +61,7 @@ def test_motion_tab_shows_contraction_beats_and_follows_the_viewer(make_napari_v
     out = view.export_csv(tmp_path / "trace.csv")
     with open(out) as fh:
         table = list(csv.DictReader(fh))
-    assert len(table) == sim.params.n_frames and "strong/displacement_µm" in table[0]
+    assert len(table) == sim.params.n_frames and "strong/displacement_um" in table[0]   # as in contraction.csv
     out = view.export_table(tmp_path / "beats.csv")
     assert len(out.read_text().splitlines()) == len(rows) + 1
     assert view.save_figure(tmp_path / "contraction.png").stat().st_size > 10_000

@@ -16,7 +16,15 @@ __all__ = ["atomic_write", "write_csv_atomic", "fmt", "save_figure_atomic", "wri
 
 
 def write_csv_atomic(path: str | os.PathLike, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
-    """Write rows (sequences in *columns* order) as CSV, atomically."""
+    """Write rows (sequences in *columns* order) as CSV, atomically (a ``.csv`` or ``.txt`` name, or none:
+    ``.csv`` is added; micrometres are written ``um`` in the header, as in the output folders)."""
+    p = Path(path)
+    check(not p.is_dir(), f"{p} is a folder; give the CSV file a name.")
+    if p.suffix == "":
+        p = p.with_name(p.name + ".csv")
+    check(p.suffix.lower() in (".csv", ".txt"), f"save the table as .csv (or .txt), not {p.suffix}.")
+    path = p
+    columns = [str(c).replace("µm", "um") for c in columns]
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(list(columns))
@@ -37,8 +45,11 @@ def save_figure_atomic(path: str | os.PathLike, draw: Callable[[Any], Any], *, h
     from matplotlib.figure import Figure
 
     p = Path(path)
+    check(not p.is_dir(), f"{p} is a folder; give the figure a file name (.png, .svg or .pdf).")
+    if p.suffix == "":
+        p = p.with_name(p.name + ".png")
     kind = p.suffix.lower().lstrip(".")
-    check(kind in ("png", "svg", "pdf"), f"save the figure as .png, .svg or .pdf, not {p.suffix or 'no extension'}.")
+    check(kind in ("png", "svg", "pdf"), f"save the figure as .png, .svg or .pdf, not {p.suffix}.")
     check(empty is None, empty or "")
     fig = Figure(figsize=(width_in, height_in), layout="constrained")
     FigureCanvasAgg(fig)
