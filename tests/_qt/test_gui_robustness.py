@@ -266,3 +266,20 @@ def test_table_and_figure_exports_check_their_file_names(tmp_path):
     with pytest.raises(MicromotionError, match="is a folder"):
         save_figure_atomic(tmp_path, lambda f: None, height_in=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plot.png", "trace.csv"]
+
+
+def test_cells_export_writes_the_files_ticked_after_the_run(make_napari_viewer, qtbot, tmp_path):
+    """'write ImageJ RoiSet.zip' and 'write suite2p files' ticked after the run were ignored by Export."""
+    from napari_micromotion.simulate import simulate
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, simulate(n_frames=300, size=64, seed=1), rois=False)
+    tab = dock_all(viewer)["Workbench"].tools["cells"]
+    tab.form.set_values({"threads": 1})
+    wait_task(qtbot, tab.run())
+    assert not tab.result.params.imagej
+    tab.form.set_values({"imagej": True, "suite2p": True})
+    out = tmp_path / "cells-out"
+    wait_task(qtbot, tab.export(out))
+    assert (out / "RoiSet.zip").is_file() and (out / "suite2p").is_dir()
+    assert not tab.result.params.imagej             # the run's own record is unchanged

@@ -287,6 +287,14 @@ class ToolTab(TaskHost, QWidget):
             notify_error(MicromotionError("an export is already being written; wait for it to finish."))
             return None
         result, tool = self.result, self.tool
+        if tool.export_options:     # what to write is chosen now, in the form as it is (not frozen at the run)
+            import dataclasses
+
+            from ..schema import replace_path
+
+            values = self.form.values()
+            chosen = {k: values[k] for k in tool.export_options if k in values}
+            result = dataclasses.replace(result, params=replace_path(result.params, chosen))
 
         def work():
             yield Progress("export", 0.0, str(path))

@@ -105,6 +105,8 @@ class Tool:
     result_view: ClassVar[str] = ""
     #: file name of the run record; "" for ``<name>.json``
     record_file: ClassVar[str] = ""
+    #: parameters that only choose what :meth:`write` writes (napari's Export takes them from the form as it is then)
+    export_options: ClassVar[tuple[str, ...]] = ()
 
     @property
     def record_path(self) -> str:

@@ -276,6 +276,7 @@ class Cells(Tool):
     result_view = "napari_micromotion._qt.cells_view:CellsView"
     loss_title = "fine-tuning loss (multiclass hinge)"
     record_file = "run.json"   # cells.json holds the accepted cells
+    export_options = ("suite2p", "imagej")
     layout = [
         CandidatesEntry(), TracesEntry(), CellsJsonEntry(), CellsCsvEntry(), ClassifierEntry(),
         ImageEntry("mean_image.tif", "mean_image", "the fluorescence's mean image"),
