@@ -283,3 +283,28 @@ def test_cells_export_writes_the_files_ticked_after_the_run(make_napari_viewer, 
     wait_task(qtbot, tab.export(out))
     assert (out / "RoiSet.zip").is_file() and (out / "suite2p").is_dir()
     assert not tab.result.params.imagej             # the run's own record is unchanged
+
+
+def test_one_inspector_whichever_opens_first_and_after_it_is_closed(make_napari_viewer, qtbot):
+    from qtpy.QtWidgets import QApplication
+
+    from napari_micromotion._qt.inspector import InspectorWidget
+    from napari_micromotion.simulate import simulate
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, simulate(n_frames=300, size=48, seed=5))
+
+    def inspectors():
+        return [w for w in viewer.window.dock_widgets.values() if isinstance(w, InspectorWidget)]
+
+    viewer.window.add_plugin_dock_widget("napari-micromotion", "Traces and scores")   # before the workbench
+    _, bench = viewer.window.add_plugin_dock_widget("napari-micromotion", "Workbench")
+    assert len(inspectors()) == 1
+    tab = bench.tools["motion"]
+    tab.form.set_values({"threads": 1})
+    wait_task(qtbot, tab.run())
+    assert inspectors()[0].page("Motion") is not None
+    inspectors()[0].parent().destroyOnClose()              # the user closes its dock with its x
+    QApplication.processEvents()
+    wait_task(qtbot, tab.run())                             # the next run brings it back, with its page
+    assert len(inspectors()) == 1 and inspectors()[0].page("Motion") is not None

@@ -470,6 +470,9 @@ def dock_inspector(viewer: "napari.Viewer") -> Any:
     existing = window.dock_widgets.get(INSPECTOR)
     if existing is not None:
         return existing
+    for widget in window.dock_widgets.values():     # opened from the Plugins menu (another dock name): that one
+        if isinstance(widget, InspectorWidget):
+            return widget
     widget = InspectorWidget(viewer)
     window.add_dock_widget(widget, name=INSPECTOR, area="bottom")
     return widget

@@ -258,14 +258,14 @@ class ToolTab(TaskHost, QWidget):
         """Show *result* in the tool's page of the inspector (its :attr:`~Tool.result_view`), if it has one."""
         if not self.tool.result_view:
             return None
-        if self.view is None:
-            import importlib
+        from .inspector import dock_inspector
 
-            from .inspector import dock_inspector
+        inspector = dock_inspector(self.viewer)     # the one docked now (the user may have closed the first)
+        if self.view is None or inspector is not self._inspector:
+            import importlib
 
             module, _, cls = self.tool.result_view.partition(":")
             view = getattr(importlib.import_module(module), cls)(self.viewer)
-            inspector = dock_inspector(self.viewer)
             self.view = inspector.add_page(self.tool.label[:1].upper() + self.tool.label[1:], view)
             self._inspector = inspector
         self.view.set_result(result)
