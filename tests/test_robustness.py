@@ -428,3 +428,21 @@ def test_files_written_atomically_have_ordinary_permissions(tmp_path):
         assert old.stat().st_mode & 0o777 == 0o640 and old.read_text() == "y\n"
     finally:
         os.umask(mask)
+
+
+def test_an_output_folder_given_as_a_model_finds_its_model(tmp_path):
+    """A denoiser's or analysis' output folder picked as 'saved model' gave '<folder>.safetensors does not exist'."""
+    import shutil
+
+    from napari_micromotion.detectors.models import read_pair
+
+    demo_like = tmp_path / "out"
+    (demo_like / "models").mkdir(parents=True)
+    for name, arch in (("cnn1d", "rinner2020-cnn1d"), ("other", "something-else")):
+        (demo_like / "models" / f"{name}.safetensors").write_bytes(b"x")
+        (demo_like / "models" / f"{name}.json").write_text(json.dumps({"architecture": arch}))
+    with pytest.raises(MicromotionError, match="cnn1d.safetensors is not a safetensors model file"):
+        read_pair(demo_like, "rinner2020-cnn1d")              # found (and then checked as any model is)
+    shutil.rmtree(demo_like / "models")
+    with pytest.raises(MicromotionError, match="is a folder with no .*choose the model file"):
+        read_pair(demo_like, "rinner2020-cnn1d", what="1D CNN")

@@ -136,7 +136,7 @@ def test_camera_gain_takes_small_gains_and_refuses_zero(make_napari_viewer, qt_s
     editor.widget.setText("0")
     with pytest.raises(MicromotionError, match="camera gain must be at least"):
         analysis.params()
-    assert analysis.run() is None and "camera gain must be at least" in analysis.status.text()
+    assert analysis.run() is None and "Camera gain must be at least" in analysis.status.text()   # as notified
     with pytest.raises(MicromotionError, match="must be a number"):
         editor.widget.setText("fast")
         analysis.params()

@@ -35,7 +35,7 @@ from ..errors import MicromotionError, check
 from ..methods import label_of
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from ._tasks import Task, TaskHost, notify_error
+from ._tasks import Task, TaskHost, capitalised, notify_error
 from .forms import ParamForm
 from .plots import LossPlot
 
@@ -231,7 +231,7 @@ class AnalysisWidget(TaskHost, QWidget):
                       for name, edit in self.model_paths.items() if edit.text().strip()}
         except MicromotionError as exc:
             notify_error(exc)
-            self.status.setText(str(exc))
+            self.status.setText(capitalised(str(exc)))
             return None
         rois_layer = self.session.rois_layer()
 

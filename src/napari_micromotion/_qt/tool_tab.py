@@ -30,7 +30,7 @@ from .._layers import META_KEY, plugin_meta
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from ._tasks import Task, TaskHost, notify_error
+from ._tasks import Task, TaskHost, capitalised, notify_error
 from .forms import ParamForm
 from .plots import LossPlot
 
@@ -193,7 +193,7 @@ class ToolTab(TaskHost, QWidget):
             self.tool.check(rec, params)
         except MicromotionError as exc:
             notify_error(exc)
-            self.status.setText(str(exc))
+            self.status.setText(capitalised(str(exc)))
             return None
         task = Task(lambda: self.tool.iter_run(rec, params, rois=rois), what=f"the {self.tool.label}",
                     title=f"micromotion {self.tool.label}", parent=self)

@@ -94,6 +94,22 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(type(obj).__name__)
 
 
+def _model_in_folder(folder: Path, architecture: str, what: str) -> Path:
+    """The single ``.safetensors`` model of *architecture* in *folder* or its ``models/``; one sentence otherwise."""
+    found = []
+    for cand in sorted(folder.glob("*.safetensors")) + sorted((folder / "models").glob("*.safetensors")):
+        try:
+            meta = json.loads(_sidecar(cand).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("architecture") == architecture:
+            found.append(cand)
+    check(len(found) == 1, f"{folder} is a folder with {'no' if not found else len(found)} {what or 'model'} "
+                           f"file(s){': ' + ', '.join(p.name for p in found) if found else ''}; choose the model "
+                           "file (.safetensors).")
+    return found[0]
+
+
 def read_pair(path: str | os.PathLike, architecture: str, version: int = ARCHITECTURE_VERSION, what: str = ""
               ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Tensors and sidecar of a model pair written by :func:`write_pair`; anything else is refused in one sentence.
@@ -106,6 +122,8 @@ def read_pair(path: str | os.PathLike, architecture: str, version: int = ARCHITE
     from safetensors.numpy import load_file
 
     path = Path(path)
+    if path.is_dir():       # an output folder: the one model of this architecture in it (or in its models/)
+        path = _model_in_folder(path, architecture, what)
     if path.suffix == ".json" or (path.suffix == "" and not path.is_file()):   # the sidecar or the common stem
         path = path.with_suffix(".safetensors")
     _check_safetensors(path)
