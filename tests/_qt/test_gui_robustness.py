@@ -308,3 +308,22 @@ def test_one_inspector_whichever_opens_first_and_after_it_is_closed(make_napari_
     QApplication.processEvents()
     wait_task(qtbot, tab.run())                             # the next run brings it back, with its page
     assert len(inspectors()) == 1 and inspectors()[0].page("Motion") is not None
+
+
+def test_the_synthesized_flag_goes_with_the_interpolated_layer(make_napari_viewer, qtbot, qt_sim):
+    from napari_micromotion._qt.interpolate_view import grid, text_overlay
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim)
+    bench = dock_all(viewer)["Workbench"]
+    tab = bench.tools["interpolate"]
+    tab.form.set_values({"factor": 2, "method": "linear"})
+    wait_task(qtbot, tab.run())
+    view = tab.view
+    viewer.dims.set_current_step(0, 3)
+    assert text_overlay(viewer).visible and "SYNTHESIZED" in text_overlay(viewer).text
+    viewer.layers.remove(view.layer())
+    viewer.dims.set_current_step(0, 5)
+    assert not text_overlay(viewer).visible
+    view.side_button.setChecked(True)                     # nothing to show: refused, not left pressed
+    assert not view.side_button.isChecked() and not grid(viewer).enabled

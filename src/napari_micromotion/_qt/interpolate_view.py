@@ -70,6 +70,7 @@ class InterpolateView(QWidget):
         lay.addStretch(1)
         self._hidden: list[Any] = []
         napari_viewer.dims.events.current_step.connect(self._on_step)
+        napari_viewer.layers.events.removed.connect(self._on_step)     # the flag goes with its layer
 
     # ------------------------------------------------------------ layers
     def layer(self) -> Any:
@@ -105,6 +106,10 @@ class InterpolateView(QWidget):
         j = self.current_frame()
         overlay = text_overlay(self.viewer)
         if j is None:
+            if self.result is not None and self.layer() is None and overlay.visible:
+                # the interpolated layer is gone: its frame flag must not stay on the measured video
+                overlay.visible = False
+                self.frame_label.setText("The interpolated layer was removed.")
             return
         text = frame_text(self.result.measured, j, self.result.factor)
         self.frame_label.setText(text)
@@ -126,6 +131,12 @@ class InterpolateView(QWidget):
             return
         mine = self.layer()
         if mine is None:
+            from napari.utils.notifications import show_info
+
+            self.side_button.blockSignals(True)
+            self.side_button.setChecked(False)
+            self.side_button.blockSignals(False)
+            show_info("There is no interpolated layer to show side by side; run the interpolation again.")
             return
         original = self.original_layer()
         keep = {id(mine), id(original)}
