@@ -327,3 +327,26 @@ def test_the_synthesized_flag_goes_with_the_interpolated_layer(make_napari_viewe
     assert not text_overlay(viewer).visible
     view.side_button.setChecked(True)                     # nothing to show: refused, not left pressed
     assert not view.side_button.isChecked() and not grid(viewer).enabled
+
+
+def test_a_motion_beat_row_moves_the_slider_on_the_video_motion_ran_on(make_napari_viewer, qtbot):
+    import numpy as np
+    from qtpy.QtWidgets import QApplication
+
+    from napari_micromotion.simulate import simulate
+
+    viewer = make_napari_viewer()
+    trans, _ = add_recording(viewer, simulate(n_frames=300, size=48, seed=2))
+    viewer.add_image(np.asarray(trans.data), name="copy2x", scale=(2.0, *trans.scale[1:]),
+                     metadata={"napari_micromotion": {"fps": 50.0}})      # the same video on a half-speed axis
+    bench = dock_all(viewer)["Workbench"]
+    tab = bench.tools["motion"]
+    tab.form.set_values({"threads": 1})
+    tab.layer_combo.setCurrentText("copy2x")
+    wait_task(qtbot, tab.run())
+    view = tab.view
+    row = view.rows()[1]
+    view.table.selectRow(1)
+    QApplication.processEvents()
+    peak = int(round(row["peak_time_s"] * 50))
+    assert bench.session.slider_frame(viewer.layers["copy2x"]) == peak and view.current_frame == peak

@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._layers import KIND_COLOURS
+from .._layers import KIND_COLOURS, plugin_meta
 from ..errors import MicromotionError, check
 from ..results import WHOLE_FIELD
 from ._tasks import notify_error
@@ -174,9 +174,16 @@ class MotionView(PlotView):
         self.go_to_frame(int(round(float(row["peak_time_s"]) * self.result.fps)))
 
     # ------------------------------------------------------------ time
+    def slider_layer(self) -> Any:
+        """The arrows layer: it sits on the video motion ran on (which may not be the transmission) in time."""
+        for layer in self.viewer.layers:
+            if plugin_meta(layer).get("tool") == "motion" and getattr(layer, "ndim", 0) >= 3:
+                return layer
+        return None
+
     def go_to_frame(self, frame: int) -> None:
-        """Move napari's time slider to *frame* of the recording."""
-        trans = self.session.transmission_layer()
+        """Move napari's time slider to *frame* of the video motion ran on."""
+        trans = self.slider_layer() or self.session.transmission_layer()
         if trans is None or self.viewer.dims.ndim < 3:
             return
         frame = int(np.clip(frame, 0, self.result.n_frames - 1)) if self.result is not None else int(frame)
