@@ -350,3 +350,18 @@ def test_a_motion_beat_row_moves_the_slider_on_the_video_motion_ran_on(make_napa
     QApplication.processEvents()
     peak = int(round(row["peak_time_s"] * 50))
     assert bench.session.slider_frame(viewer.layers["copy2x"]) == peak and view.current_frame == peak
+
+
+def test_a_short_plot_canvas_draws_one_axis(make_napari_viewer, qtbot, qt_sim):
+    """In a small window the Motion page's displacement and speed labels overlapped; a short canvas draws one axis
+    and draws again with both when it grows."""
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim)
+    tab = dock_all(viewer)["Workbench"].tools["motion"]
+    tab.form.set_values({"threads": 1})
+    wait_task(qtbot, tab.run())
+    view = tab.view
+    for height_px, n_axes in ((150, 1), (400, 2)):
+        view.figure.set_size_inches(6, height_px / view.figure.dpi)   # what the canvas' resize does
+        view._on_resize()
+        assert len(view.panel.axes) == n_axes, (height_px, view.figure.get_figheight() * view.figure.dpi)

@@ -84,7 +84,7 @@ class MotionView(PlotView):
         self.table.verticalHeader().setDefaultSectionSize(20)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._on_row)
-        self.table_button = QPushButton("Export CSV...")
+        self.table_button = QPushButton("Export beat table...")
         self.table_button.setToolTip("The beat table in its current order.")
         self.table_button.clicked.connect(self._table_dialog)
         self.note.setText("Run the motion tool: its contraction traces and beats appear here.")
@@ -203,7 +203,9 @@ class MotionView(PlotView):
         if self.result is None or self.region_combo.count() == 0:
             self.draw_empty(figure, colours)
             return None
-        return draw_contraction_panel(figure, self.result, self.region, colours=colours, fontsize=fontsize)
+        # a short canvas (a small window) has no room for the speed axis: its labels would overlap the first's
+        return draw_contraction_panel(figure, self.result, self.region, colours=colours, fontsize=fontsize,
+                                      show_speed=self.is_tall(figure))
 
     # ------------------------------------------------------------ export
     def _table_dialog(self) -> None:

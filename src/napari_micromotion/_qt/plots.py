@@ -160,6 +160,21 @@ class PlotView(QWidget):
         self.note.setWordWrap(True)
         self.viewer.dims.events.current_step.connect(self._on_step)
         self.viewer.events.theme.connect(lambda *_: self.redraw())
+        self._tall: bool | None = None
+        self.canvas.mpl_connect("resize_event", self._on_resize)
+
+    #: canvases shorter than this (px) draw a compact plot (see :meth:`is_tall`)
+    TALL_PX = 260
+
+    def is_tall(self, figure: Any) -> bool:
+        """Whether *figure* has room for a second axis under the first (a small window's canvas has not)."""
+        return figure.get_figheight() * figure.dpi >= self.TALL_PX
+
+    def _on_resize(self, event: Any = None) -> None:
+        tall = self.is_tall(self.figure)
+        if tall != self._tall:        # drawn for the other size: draw again
+            self._tall = tall
+            self.redraw()
 
     def top_row(self, *extras: Any) -> QHBoxLayout:
         """The control row: region chooser, *extras* (widgets or layouts), toolbar, figure and CSV buttons."""

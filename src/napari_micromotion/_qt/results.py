@@ -119,7 +119,8 @@ class ResultsWidget(QWidget):
         if self.session.results is None:
             return
         for layer in self.viewer.layers:
-            if plugin_meta(layer).get("role") == "result":
+            meta = plugin_meta(layer)
+            if meta.get("role") == "result" and not meta.get("tool"):     # the analysis' layers, not a tool's
                 self.layer_list.addItem(layer.name)
 
     def _select_layer(self, item: Any) -> None:

@@ -209,6 +209,7 @@ class ToolTab(TaskHost, QWidget):
         self.progress.setValue(1000)
         self.export_button.setEnabled(True)
         self.status.setText(f"Done: {self.tool.label}.")
+        self.session.task_ended.emit(f"{self.tool.label[:1].upper()}{self.tool.label[1:]} finished.")   # the footer
         for w in result.warnings:
             show_warning(w)
         show_info(f"{self.tool.label} finished.")
