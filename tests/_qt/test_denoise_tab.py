@@ -54,6 +54,12 @@ def test_denoise_tab_trains_shows_layers_and_corridors(make_napari_viewer, qtbot
     assert regions == [r.name for r in sim.rois]
     bench.session.select_roi("strong")
     assert view.region == "strong" and view.n_draws >= 1
+    # an ROI drawn after the run: named as such, and the page keeps the region it shows
+    from .conftest import n_notifications, notifications_since
+
+    n0 = n_notifications()
+    bench.session.roi_selected.emit("drawn later")
+    assert view.region == "strong" and "was drawn or renamed after this denoising run" in notifications_since(n0)[-1][1]
     # the trace's marker follows the denoised layer's own frame under the time slider, also when that
     # layer is placed on another time scale than the recording
     viewer.dims.set_point(0, float(fl.translate[0]) + 40 * float(fl.scale[0]))

@@ -56,6 +56,16 @@ class DenoiseView(PlotView):
             f"{m.get('inference_frames_per_s', 0.0):.0f} frames/s.")
         self.redraw()
 
+    def show_region(self, name: str) -> None:
+        """Show ROI *name*; one the run did not denoise (drawn since) is named as such, not replaced by another."""
+        if self.result is not None and self.region_combo.findText(name) < 0 and name not in self.result.regions:
+            from napari.utils.notifications import show_info
+
+            show_info(f"ROI {name!r} was drawn or renamed after this denoising run; run the denoiser again for "
+                      "its trace.")
+            return
+        super().show_region(name)
+
     def fps(self) -> float | None:
         return self.result.fps if self.result is not None else None
 
