@@ -149,3 +149,14 @@ def test_roi_files_that_are_folders_empty_damaged_or_repeat_names(tmp_path):
     (tmp_path / "twice.json").write_text(json.dumps([r.to_dict() for r in rois + rois[:1]]))
     with pytest.warns(UserWarning, match=r"ROI names repeat \(a\)"):
         assert len(read_rois(tmp_path / "twice.json")) == 3
+
+
+def test_an_imagej_oval_the_usual_fiji_cell_roi_is_read(tmp_path):
+    """Its polygon's closing vertex is off by ~2e-6 px (float32): it was refused as self-intersecting."""
+    from roifile import ROI_TYPE, ImagejRoi
+
+    (tmp_path / "oval.roi").write_bytes(ImagejRoi(roitype=ROI_TYPE.OVAL, top=16, left=16, bottom=30, right=28,
+                                                  name="strong").tobytes())
+    (roi,) = read_rois(tmp_path / "oval.roi")
+    mask = rasterize([roi], (48, 48)).masks[0]
+    assert roi.kind == "strong" and 0.7 < mask.sum() / (np.pi * 7 * 6) < 1.3

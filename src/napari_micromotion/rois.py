@@ -64,8 +64,9 @@ class ROI:
         if len(poly) > 1 and np.isfinite(poly).all():
             # a vertex given twice in a row (napari's double-click that ends a polygon adds one), and a
             # closed ring written with its first vertex repeated at the end
-            poly = poly[np.r_[True, np.abs(np.diff(poly, axis=0)).max(axis=1) > 1e-9]]
-            if len(poly) > 3 and np.abs(poly[0] - poly[-1]).max() <= 1e-9:
+            # (within 1e-4 px: ImageJ stores polygons in float32, so an oval's closing vertex is off by ~2e-6)
+            poly = poly[np.r_[True, np.abs(np.diff(poly, axis=0)).max(axis=1) > _SAME_VERTEX_PX]]
+            if len(poly) > 3 and np.abs(poly[0] - poly[-1]).max() <= _SAME_VERTEX_PX:
                 poly = poly[:-1]
         check(len(poly) >= 3, f"ROI {self.name!r} has {len(poly)} vertices; a polygon needs at least 3.")
         check(np.isfinite(poly).all(), f"ROI {self.name!r} has non-finite coordinates.")
@@ -81,6 +82,10 @@ class ROI:
         """``(row_min, col_min, row_max, col_max)`` of the polygon."""
         r, c = self.polygon[:, 0], self.polygon[:, 1]
         return float(r.min()), float(c.min()), float(r.max()), float(c.max())
+
+
+#: vertices closer than this (px) are one vertex (napari's double-click; float32 round-off in ImageJ files)
+_SAME_VERTEX_PX = 1e-4
 
 
 def check_roi_name(name: Any) -> None:

@@ -98,7 +98,9 @@ def p_value_floor(results: Any) -> float | None:
     if results is None or not getattr(results, "validation", None):
         return None
     v0, v1 = results.validation
-    params = results.params
+    params = getattr(results, "params", None)
+    if params is None or not getattr(results, "fps", None):
+        return None
     n = n_surrogates_used(v1 - v0, max_lag_frames(params.max_lag_s, results.fps, v1 - v0), params.n_surrogates)
     return 1.0 / (1 + n) if n > 0 else None
 
