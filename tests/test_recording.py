@@ -58,3 +58,15 @@ def test_values_whose_squares_overflow_are_refused():
     assert Recording(video * 1e10, 10).n_frames == 20
     with pytest.raises(MicromotionError, match="overflow the float32 arithmetic"):
         Recording(video * 1e30, 10)
+
+
+def test_a_big_endian_video_is_read_in_native_byte_order(tmp_path):
+    """A big-endian TIFF crashed the analysis' compiled kernels (numba: unsupported dtype >u2)."""
+    import tifffile
+
+    from napari_micromotion.io import read_recording
+
+    video = np.random.default_rng(0).integers(0, 4000, (20, 8, 8)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "be.tif", video, byteorder=">", imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
+    rec = read_recording(tmp_path / "be.tif")
+    assert rec.transmission.dtype.isnative and np.array_equal(rec.transmission, video)

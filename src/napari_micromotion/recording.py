@@ -54,6 +54,8 @@ def as_time_series(array: Any, what: str) -> np.ndarray:
     t, y, x = arr.shape
     check(t >= MIN_FRAMES, f"{what} has {t} frame(s); at least {MIN_FRAMES} are needed.")
     check(y >= 1 and x >= 1, f"{what} has empty frames of size {y} x {x}.")
+    if not arr.dtype.isnative:     # a big-endian TIFF: the compiled kernels read native byte order only
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     return arr
 
 
