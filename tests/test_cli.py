@@ -220,3 +220,24 @@ def test_errors_about_a_video_name_its_file(tmp_path, capsys, command):
     err = capsys.readouterr().err
     assert_one_line_error(err, code)
     assert err.startswith("error: calcium.tif has 5 frame(s)"), err
+
+
+def test_view_without_a_display_and_a_closed_pipe(monkeypatch, capsys):
+    """`micromotion view` with no display aborted in Qt (SIGABRT); `methods | head` gave a BrokenPipeError traceback."""
+    import sys as _sys
+
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    if _sys.platform.startswith("linux"):
+        code = main(["view", "x.tif"])
+        assert_one_line_error(capsys.readouterr().err, code)
+
+    class Closed:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(_sys, "stdout", Closed())
+    assert main(["methods"]) == 0

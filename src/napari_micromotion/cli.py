@@ -517,6 +517,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 def _cmd_view(args: argparse.Namespace) -> int:
     from ._qt.launch import launch_viewer
 
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("QT_QPA_PLATFORM")):
+        raise MicromotionError("micromotion view opens a napari window, but there is no display here (DISPLAY is "
+                               "not set); run it on a desktop, or under xvfb-run for screenshots.")
+
     launch_viewer(args.transmission, fluorescence=args.fluorescence, rois=args.rois, results=args.results, fps=args.fps)
     return 0
 
@@ -647,6 +652,15 @@ def _run_command(args: argparse.Namespace) -> int:
         return 130
     except MemoryError:
         print("error: out of memory; lower --chunk-mb or --cnn-n-pixels.", file=sys.stderr)
+        return 2
+    except BrokenPipeError:      # `micromotion methods | head`: the reader went away; that is not an error
+        try:
+            sys.stdout = open(os.devnull, "w")     # so that Python's own flush at exit does not complain
+        except OSError:
+            pass
+        return 0
+    except OSError as exc:       # a write to stdout/stderr (or a file) the system refused, e.g. /dev/full
+        print(f"error: {exc.strerror or exc}.", file=sys.stderr)
         return 2
 
 
