@@ -198,3 +198,24 @@ def test_malformed_sidecars_traces_and_rates_are_one_sentence(tmp_path):
     (tmp_path / "trace.csv").write_bytes(b"\xff\xfe1\n2\n")
     with pytest.raises(MicromotionError, match="is not text"):
         read_recording(tmp_path / "p.tif", tmp_path / "trace.csv", fps=20)
+
+
+def test_a_macos_copy_of_a_frame_folder_and_bad_scratch_settings(tmp_path, monkeypatch):
+    """Hidden AppleDouble '._frame_1.tif' files made a frame folder unreadable; MICROMOTION_SCRATCH naming a missing
+    folder or a file, and a negative memory budget, gave tracebacks or were accepted."""
+    from napari_micromotion.io import default_memory_budget, scratch_dir
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    video = np.random.default_rng(0).integers(0, 4000, (20, 8, 8)).astype(np.uint16)
+    for i, f in enumerate(video):
+        tifffile.imwrite(frames / f"frame_{i + 1}.tif", f)
+    (frames / "._frame_1.tif").write_bytes(b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        ")
+    rec = read_recording(frames, fps=10)
+    assert np.array_equal(np.asarray(rec.transmission), video)
+    monkeypatch.setenv("MICROMOTION_SCRATCH", str(tmp_path / "none"))
+    with pytest.raises(MicromotionError, match="MICROMOTION_SCRATCH .* does not exist"):
+        scratch_dir()
+    monkeypatch.setenv("MICROMOTION_MEMORY_BUDGET", "-5")
+    with pytest.raises(MicromotionError, match="must be a positive number of bytes"):
+        default_memory_budget()

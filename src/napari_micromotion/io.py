@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import MicromotionError, check
+from .errors import MicromotionError, check, check_folder
 from .recording import Recording
 
 __all__ = [
@@ -71,9 +71,11 @@ def default_memory_budget() -> int:
     env = os.environ.get("MICROMOTION_MEMORY_BUDGET")
     if env:
         try:
-            return int(float(env))
+            budget = int(float(env))
         except ValueError:
             raise MicromotionError(f"MICROMOTION_MEMORY_BUDGET={env!r} is not a number of bytes.") from None
+        check(budget > 0, f"MICROMOTION_MEMORY_BUDGET={env!r} must be a positive number of bytes.")
+        return budget
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
@@ -380,7 +382,11 @@ def scratch_dir() -> Path:
     """Where large decoded stacks are spilled (``MICROMOTION_SCRATCH`` or the system temp folder)."""
     import tempfile
 
-    return Path(os.environ.get("MICROMOTION_SCRATCH") or tempfile.gettempdir())
+    env = os.environ.get("MICROMOTION_SCRATCH")
+    if env:
+        check_folder(env, "MICROMOTION_SCRATCH")
+        return Path(env)
+    return Path(tempfile.gettempdir())
 
 
 def _decode_to_scratch(tf: Any, series: Any, path: Path, shape: tuple[int, ...], dtype: np.dtype,
@@ -415,7 +421,8 @@ def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
     import tifffile
 
     files = sorted(
-        (f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(TIFF_SUFFIXES)),
+        (f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(TIFF_SUFFIXES)
+         and not f.name.startswith(".")),     # hidden files: macOS's ._frame_1.tif AppleDouble companions
         key=lambda f: natural_key(f.name),
     )
     check(files, f"folder {folder} holds no .tif/.tiff files.")
