@@ -135,6 +135,30 @@ class ImageEntry(Entry):
 
 
 @dataclass
+class VideoEntry(ImageEntry):
+    """A float32 ``(T, Y, X)`` video as an ImageJ TIFF that records the frame interval (``results.fps``) and, when
+    known, the pixel size (``results.pixel_size_um``), so Fiji and ``micromotion analyze`` read them back."""
+
+    def write(self, results: Any, folder: Path) -> None:
+        import tifffile
+
+        data = getattr(results, self.field)
+        if data is None:
+            return
+        fps = float(getattr(results, "fps", 0) or 0)
+        px = getattr(results, "pixel_size_um", None)
+        meta: dict[str, Any] = {"axes": "TYX"}
+        if fps > 0:
+            meta["finterval"] = 1.0 / fps
+        kwargs: dict[str, Any] = {}
+        if px:
+            meta["unit"] = "um"
+            kwargs["resolution"] = (1.0 / float(px), 1.0 / float(px))
+        (folder / self.path).parent.mkdir(parents=True, exist_ok=True)
+        tifffile.imwrite(folder / self.path, np.asarray(data, np.float32), imagej=True, metadata=meta, **kwargs)
+
+
+@dataclass
 class MapsEntry(Entry):
     """One image per key of a dict field (``scores/{method}.tif`` <-> ``score_maps``)."""
 

@@ -130,6 +130,11 @@ def test_denoise_writes_the_documented_folder(denoised, low_light):
     assert den.dtype == np.float32 and unc.dtype == np.float32 and den.shape == unc.shape == raw.shape
     assert abs(float(den.mean()) - float(raw.mean())) < 0.02 * float(raw.mean())     # same units
     assert np.all(unc > 0)
+    # the frame interval and the pixel size travel with the videos (analyze and Fiji read them back)
+    from napari_micromotion.io import read_recording
+
+    src, back = read_recording(low_light / "fluorescence.tif"), read_recording(denoised / "denoised.tif")
+    assert back.fps == pytest.approx(src.fps) and back.pixel_size_um == pytest.approx(src.pixel_size_um, rel=1e-4)
     with open(denoised / "roi_traces.csv") as fh:
         rows = list(csv.DictReader(fh))
     rois = [r["name"] for r in json.loads((low_light / "rois.json").read_text())]

@@ -39,7 +39,7 @@ from typing import Any, Generator, Sequence
 import numpy as np
 
 from ..errors import check
-from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
+from ..layout import Entry, ImageEntry, VideoEntry, read_number_table, write_frame_table
 from ..progress import Progress, scaled
 from ..results import WHOLE_FIELD
 from ..schema import param
@@ -99,6 +99,7 @@ class DenoiseResult(ToolResult):
     """What the denoiser made (see the module docstring)."""
 
     fps: float = 1.0
+    pixel_size_um: float | None = None
     n_frames: int = 0
     frame_shape: tuple[int, int] = (0, 0)
     denoised: np.ndarray | None = None            # (T, Y, X) float32, input units
@@ -382,8 +383,8 @@ class Denoise(Tool):
     result_type = DenoiseResult
     result_view = "napari_micromotion._qt.denoise_view:DenoiseView"
     layout = [
-        ImageEntry("denoised.tif", "denoised", "the denoised video (float32, the input's shape and units)"),
-        ImageEntry("uncertainty.tif", "uncertainty", "calibrated predictive SD of the clean signal (same units)"),
+        VideoEntry("denoised.tif", "denoised", "the denoised video (float32, the input's shape and units)"),
+        VideoEntry("uncertainty.tif", "uncertainty", "calibrated predictive SD of the clean signal (same units)"),
         ImageEntry("guard.tif", "guard", "fraction of frames in which each pixel was flagged by the hallucination guard"),
         RoiTracesEntry(),
         ModelEntry(),
@@ -406,14 +407,17 @@ class Denoise(Tool):
     def compute(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
         result = yield from iter_denoise_checked(recording.transmission, recording.fps, params, rois)
         result.source = dict(recording.provenance)
+        result.pixel_size_um = recording.pixel_size_um     # for the written videos' ImageJ scale
         return result
 
     def result_record(self, result: DenoiseResult) -> dict[str, Any]:
-        return {"fps": result.fps, "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
-                "regions": result.regions, "metrics": result.metrics}
+        return {"fps": result.fps, "pixel_size_um": result.pixel_size_um, "frame_shape": list(result.frame_shape),
+                "n_frames": result.n_frames, "regions": result.regions, "metrics": result.metrics}
 
     def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
+        px = rec.get("pixel_size_um")
         return {"fps": float(rec.get("fps", 1.0)), "frame_shape": tuple(rec.get("frame_shape", (0, 0))),
+                "pixel_size_um": float(px) if isinstance(px, (int, float)) and px > 0 else None,
                 "metrics": dict(rec.get("metrics", {}))}
 
     def layer_data(self, result: DenoiseResult) -> list[tuple[Any, dict[str, Any], str]]:
