@@ -149,6 +149,16 @@ def test_kinds_from_an_analysis(out, video, tmp_path):
         assert typed[r.name] == k
     run = json.loads((dest / "run.json").read_text())
     assert run["result"]["kinds"]["method"] == "cnn1d"
+    # an analysis whose validation frames fit only 15 shifts (p >= 1/16): p < 0.05 is refused before any work
+    from napari_micromotion.pipeline import AnalysisParams
+
+    (ana / "run.json").write_text(json.dumps({"validation_frames": [0, 116], "recording": {"fps": 50.0},
+                                              "parameters": AnalysisParams(n_surrogates=999).to_dict()}))
+    code = main(["cells", str(path), "--candidates", str(out / "candidates.json"), "--kinds-from", str(ana),
+                 "--out", str(tmp_path / "refused"), "--quiet"])
+    assert code == 2 and not (tmp_path / "refused").exists()
+    assert main(["cells", str(path), "--candidates", str(out / "candidates.json"), "--kinds-from", str(ana),
+                 "--significance", "0.1", "--out", str(tmp_path / "typed2"), "--quiet", "--threads", "1"]) == 0
 
 
 def test_refusals(video, tmp_path, capsys):

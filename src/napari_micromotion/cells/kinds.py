@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import check
+from ..errors import MicromotionError, check
 from .candidate import Candidate
 
 __all__ = ["KindRule", "propose_kinds", "read_scores", "scores_from_results", "METHOD_PREFERENCE"]
@@ -105,6 +105,34 @@ def p_value_floor(results: Any) -> float | None:
     return 1.0 / (1 + n) if n > 0 else None
 
 
+def p_value_floor_of_folder(folder: str | os.PathLike) -> float | None:
+    """:func:`p_value_floor` of an analysis output folder (from its ``run.json``; ``None`` when it cannot tell)."""
+    from types import SimpleNamespace
+
+    from ..results_io import params_from_dict, read_run_json
+
+    try:
+        run = read_run_json(Path(folder))
+        v = run.get("validation_frames")
+        params = params_from_dict(run.get("parameters", {}))
+        fps = float((run.get("recording") or {}).get("fps") or 0)
+    except (MicromotionError, TypeError, ValueError):
+        return None
+    if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)):
+        return None
+    return p_value_floor(SimpleNamespace(validation=tuple(v), params=params, fps=fps))
+
+
+def check_significance(significance: float, p_floor: float | None = None) -> None:
+    """Refuse a significance level outside (0, 1), or one no p-value of the analysis can reach (*p_floor*)."""
+    check(0 < significance < 1, f"the significance level must lie in (0, 1), got {significance}.")
+    if p_floor is not None:
+        check(p_floor < significance,
+              f"no p-value of this analysis can be below {p_floor:.2g} (its validation frames fit too few time shifts), "
+              f"so at p < {significance:g} every cell would be silent: raise the significance level above "
+              f"{p_floor:.2g} or analyse with a longer validation range.")
+
+
 def propose_kinds(cells: Sequence[Candidate], scores: dict[str, dict[str, tuple[float, float]]],
                   rule: KindRule = KindRule(), *, p_floor: float | None = None) -> dict[str, str]:
     """``{cell name: kind}`` for the *cells* the analysis scored (others are left out); sets ``cell.kind``.
@@ -121,12 +149,7 @@ def propose_kinds(cells: Sequence[Candidate], scores: dict[str, dict[str, tuple[
         The smallest p-value the analysis could give (``1 / (1 + shifts)``); a significance level
         at or below it would type every cell silent, and is refused.
     """
-    check(0 < rule.significance < 1, f"the significance level must lie in (0, 1), got {rule.significance}.")
-    if p_floor is not None:
-        check(p_floor < rule.significance,
-              f"no p-value of this analysis can be below {p_floor:.2g} (its validation frames fit too few time shifts), "
-              f"so at p < {rule.significance:g} every cell would be silent: raise the significance level above "
-              f"{p_floor:.2g} or analyse with a longer validation range.")
+    check_significance(rule.significance, p_floor)
     method = pick_method(scores, rule.method)
     table = scores[method]
     out: dict[str, str] = {}

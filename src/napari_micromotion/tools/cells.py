@@ -299,8 +299,12 @@ class Cells(Tool):
         if params.candidates:
             check(Path(params.candidates).exists(), f"candidates file {params.candidates} does not exist.")
         if params.kinds_from:
+            from ..cells.kinds import check_significance, p_value_floor_of_folder
+
             check((Path(params.kinds_from) / "roi_scores.csv").is_file(),
                   f"{params.kinds_from} is not an analysis output folder (no roi_scores.csv).")
+            # a significance level its p-values cannot reach: refused now, not after finding the cells
+            check_significance(params.significance, p_value_floor_of_folder(params.kinds_from))
 
     def compute(self, recording: Any, params: CellsParams, *, rois: Sequence[Any] = ()
                 ) -> Generator[Progress, None, Any]:
@@ -375,11 +379,12 @@ class Cells(Tool):
         # 3. kinds from an analysis
         kinds: dict[str, Any] = {}
         if params.kinds_from:
-            from ..cells.kinds import KindRule, pick_method, propose_kinds, read_scores
+            from ..cells.kinds import KindRule, p_value_floor_of_folder, pick_method, propose_kinds, read_scores
 
             scores = read_scores(params.kinds_from)
             rule = KindRule(params.kind_method, params.significance, params.strong_score)
-            proposed = propose_kinds([c for c in candidates if c.label == "cell"], scores, rule)
+            proposed = propose_kinds([c for c in candidates if c.label == "cell"], scores, rule,
+                                     p_floor=p_value_floor_of_folder(params.kinds_from))
             missing = sum(c.label == "cell" and c.name not in proposed for c in candidates)
             if missing:
                 warnings.append(f"{missing} accepted cell(s) have no score in {params.kinds_from}; their kind is "
