@@ -219,3 +219,18 @@ def test_a_macos_copy_of_a_frame_folder_and_bad_scratch_settings(tmp_path, monke
     monkeypatch.setenv("MICROMOTION_MEMORY_BUDGET", "-5")
     with pytest.raises(MicromotionError, match="must be a positive number of bytes"):
         default_memory_budget()
+
+
+def test_a_two_channel_file_takes_the_brightfield_channel_by_its_name(tmp_path):
+    """Channel 0 was always the transmission: a file whose channels are GCaMP and Brightfield scored calcium
+    against calcium."""
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 4000, (20, 2, 8, 8)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "two.ome.tif", data, ome=True,
+                     metadata={"axes": "TCYX", "Channel": {"Name": ["GCaMP", "Brightfield"]}, "TimeIncrement": 0.02})
+    rec = read_recording(tmp_path / "two.ome.tif", fps=50)
+    assert np.array_equal(np.asarray(rec.transmission), data[:, 1])
+    assert np.array_equal(np.asarray(rec.fluorescence), data[:, 0])
+    assert any("'Brightfield'" in w and "by its name" in w for w in rec.provenance["warnings"])
+    forced = read_recording(tmp_path / "two.ome.tif", fps=50, channel=0)          # the user's choice wins
+    assert np.array_equal(np.asarray(forced.transmission), data[:, 0])

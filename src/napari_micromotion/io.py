@@ -29,7 +29,7 @@ import warnings
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -536,6 +536,32 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackIn
     return info
 
 
+#: channel names (lower case, any part) that say brightfield/transmission, and fluorescence
+_TRANSMISSION_WORDS = ("brightfield", "bright field", "bright-field", "transmission", "transmitted", "trans", "dic",
+                       "phase", "bf", "ph3", "tl")
+_FLUORESCENCE_WORDS = ("gcamp", "cal", "fluo", "fura", "oregon", "rhod", "ca2", "calcium", "gfp", "fitc", "rcamp",
+                       "jrgeco", "fl")
+
+
+def _channel_by_name(names: Sequence[str], what: str) -> int:
+    """The default channel for *what*: the one named like brightfield (transmission), or like a calcium dye
+    (fluorescence), when the file names its channels so; else 0 for transmission."""
+    def looks(name: str, words: Sequence[str]) -> bool:
+        tokens = re.split(r"[^a-z0-9]+", name.lower())
+        return any(w in name.lower() if " " in w or "-" in w else (w in tokens or (len(w) > 3 and w in name.lower()))
+                   for w in words)
+
+    names = [str(n) for n in (names or [])]
+    trans = [i for i, n in enumerate(names) if looks(n, _TRANSMISSION_WORDS)]
+    fluo = [i for i, n in enumerate(names) if looks(n, _FLUORESCENCE_WORDS)]
+    if what == "transmission":
+        if len(trans) == 1:
+            return trans[0]
+        if len(fluo) == 1 and len(names) == 2:
+            return 1 - fluo[0]
+    return 0
+
+
 def select_channel(info: StackInfo, channel: int | str | None, what: str = "transmission") -> tuple[np.ndarray, int | None]:
     """Pick one ``(T, Y, X)`` channel of *info* by index or name (a view, never a copy).
 
@@ -547,7 +573,7 @@ def select_channel(info: StackInfo, channel: int | str | None, what: str = "tran
         return info.data, None
     n = info.n_channels
     if channel is None:
-        idx = 0
+        idx = _channel_by_name(info.channel_names, what)
     elif isinstance(channel, (int, np.integer)) or (isinstance(channel, str) and channel.lstrip("-").isdigit()):
         idx = int(channel)
         check(-n <= idx < n, f"channel {idx} does not exist for {what}; {Path(info.source).name} has {n} channels.")
@@ -641,6 +667,9 @@ def read_recording(
                          **info.metadata},
         "warnings": list(info.metadata.get("warnings", [])),
     }
+    if channel is None and t_idx:      # chosen by the channels' names, not by position: say so
+        prov["warnings"].append(f"channel {t_idx} ({info.channel_names[t_idx]!r}) of {Path(transmission).name} is "
+                                "taken as the transmission (brightfield) by its name; choose the channel to override.")
     fl = None
     if fluorescence is not None:
         fpath = Path(fluorescence)
