@@ -637,8 +637,9 @@ def read_recording(
         Separate fluorescence stack, or a CSV/TXT trace (one value per frame).
         ``None`` with a two-channel *transmission* file takes the other channel.
     channel, fluorescence_channel
-        Channel index or name in multi-channel files (default: 0 for transmission,
-        the other channel of a two-channel file for fluorescence).
+        Channel index or name in multi-channel files (default for transmission: the channel
+        named like brightfield, or the other of one named like a calcium dye in a two-channel
+        file, else 0; for fluorescence: the other channel of a two-channel file).
     fps
         Frame rate in frames per second; overrides (and is checked against) the file's metadata.
     pixel_size_um
