@@ -107,3 +107,22 @@ def test_batch_refuses_named_inputs_it_cannot_find(sim_dir, tmp_path):
     with pytest.raises(MicromotionError, match="no fluorescence file named with 'calcium'.* 1 of 1 recordings"):
         run_batch(str(sim_dir / "transmission.tif"), out, params, client=object(), fluorescence_suffix="calcium")
     assert not out.exists()
+
+
+def test_a_batch_output_on_a_read_only_file_system_is_one_sentence(sim_dir, tmp_path, capsys, monkeypatch):
+    import pathlib
+
+    from napari_micromotion.cli import main
+
+    real_mkdir = pathlib.Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.name == "out":
+            raise OSError(30, "Read-only file system")
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", read_only)
+    code = main(["batch", str(sim_dir / "transmission.tif"), "--out", str(tmp_path / "out"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot create") and "Read-only file system" in err
+    assert len(err.strip().splitlines()) == 1

@@ -160,3 +160,14 @@ def test_an_imagej_oval_the_usual_fiji_cell_roi_is_read(tmp_path):
     (roi,) = read_rois(tmp_path / "oval.roi")
     mask = rasterize([roi], (48, 48)).masks[0]
     assert roi.kind == "strong" and 0.7 < mask.sum() / (np.pi * 7 * 6) < 1.3
+
+
+def test_names_that_would_collide_in_the_outputs_are_refused():
+    """An ROI called 'frame' was written as the whole field's columns; 'cell:1' and 'cell?1' overwrote each other's
+    weights and models (both become cell_1)."""
+    square = [[0, 0], [0, 4], [4, 4], [4, 0]]
+    with pytest.raises(MicromotionError, match="may not be called 'frame'"):
+        rasterize([ROI("frame", "other", square)], (10, 10))
+    with pytest.raises(MicromotionError, match="become the same file name"):
+        rasterize([ROI("cell:1", "other", square), ROI("cell?1", "other", square)], (10, 10))
+    assert rasterize([ROI("cell 1", "other", square), ROI("cell 2", "other", square)], (10, 10)).masks.shape[0] == 2

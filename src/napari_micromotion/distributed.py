@@ -156,7 +156,10 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
         check(out_dir.is_dir(), f"output path {out_dir} exists and is not a folder.")
     else:
         check(out_dir.absolute().parent.is_dir(), f"cannot create {out_dir}: its parent folder does not exist.")
-        out_dir.mkdir()
+        try:
+            out_dir.mkdir()
+        except OSError as exc:      # a read-only file system, no permission
+            raise MicromotionError(f"cannot create {out_dir} ({exc.strerror or exc}).") from None
     check(os.access(out_dir, os.W_OK), f"cannot write into {out_dir} (permission denied).")
     stems = [f.name.split(".")[0] if f.is_file() else f.name for f in files]
     if len(set(stems)) < len(stems):  # same names in different folders: use the parent folder too

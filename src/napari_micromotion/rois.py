@@ -215,9 +215,19 @@ def polygon_mask(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
     """Turn ROIs into masks on a frame of *frame_shape* ``(Y, X)``; refuse empty or outside ROIs."""
+    from .atomic import safe_name
+    from .results import WHOLE_FIELD
+
     names = [r.name for r in rois]
     dupes = sorted({n for n in names if names.count(n) > 1})
     check(not dupes, f"ROI names must be unique; repeated: {', '.join(dupes)}.")
+    check(WHOLE_FIELD not in names, f"an ROI may not be called {WHOLE_FIELD!r}: that name stands for the whole field "
+                                    "in the traces and beat tables; rename it.")
+    files: dict[str, str] = {}
+    for n in names:        # ROI names become file names (weights/<roi>.tif, models/...): they must stay apart
+        other = files.setdefault(safe_name(n).lower(), n)
+        check(other == n, f"the ROI names {other!r} and {n!r} become the same file name ({safe_name(n)}); "
+                          "rename one.")
     ny, nx = frame_shape
     masks = np.zeros((len(rois), ny, nx), dtype=bool)
     for i, roi in enumerate(rois):
