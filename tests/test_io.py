@@ -234,3 +234,18 @@ def test_a_two_channel_file_takes_the_brightfield_channel_by_its_name(tmp_path):
     assert any("'Brightfield'" in w and "by its name" in w for w in rec.provenance["warnings"])
     forced = read_recording(tmp_path / "two.ome.tif", fps=50, channel=0)          # the user's choice wins
     assert np.array_equal(np.asarray(forced.transmission), data[:, 0])
+
+
+def test_a_trace_file_with_several_columns_says_which_it_took(tmp_path):
+    from napari_micromotion.io import read_trace
+
+    (tmp_path / "t.csv").write_text("frame;speed_px_s;dff\n" + "".join(f"{i};{i * 2};{i * 0.5}\n" for i in range(20)))
+    with pytest.warns(UserWarning, match="3 columns; the last, 'dff' is taken"):
+        values = read_trace(tmp_path / "t.csv")
+    np.testing.assert_allclose(values, np.arange(20) * 0.5)
+    (tmp_path / "named.csv").write_text("frame,fluorescence,x\n" + "".join(f"{i},{i},{-i}\n" for i in range(20)))
+    import warnings as _w
+
+    with _w.catch_warnings():
+        _w.simplefilter("error")                 # a column named fluorescence: chosen, nothing to say
+        np.testing.assert_allclose(read_trace(tmp_path / "named.csv"), np.arange(20))

@@ -600,7 +600,7 @@ def read_trace(path: str | os.PathLike) -> np.ndarray:
     except UnicodeDecodeError:
         raise MicromotionError(f"trace file {p.name} is not text (one number per line, or CSV).") from None
     check(lines, f"trace file {p.name} is empty.")
-    delim = "," if "," in lines[0] else ("\t" if "\t" in lines[0] else None)
+    delim = next((d for d in (",", "\t", ";") if d in lines[0]), None)
     header = lines[0].split(delim)
     has_header = any(not _is_number(tok) for tok in header)
     col = -1
@@ -608,6 +608,10 @@ def read_trace(path: str | os.PathLike) -> np.ndarray:
         names = [h.strip().lower() for h in header]
         col = names.index("fluorescence") if "fluorescence" in names else len(names) - 1
         lines = lines[1:]
+    if len(header) > 1 and not (has_header and "fluorescence" in names):
+        which = f"the last, {header[-1].strip()!r}" if has_header else "the last"
+        warnings.warn(f"{p.name} has {len(header)} columns; {which} is taken as the fluorescence trace (name a "
+                      "column 'fluorescence' to choose it).", UserWarning, stacklevel=2)
     try:
         values = np.array([float(ln.split(delim)[col]) for ln in lines], dtype=np.float64)
     except (ValueError, IndexError):
