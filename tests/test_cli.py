@@ -43,6 +43,7 @@ def test_simulate_then_analyze(tmp_path, capsys):
     assert n_lines == 901
     run = json.loads((out / "run.json").read_text())
     assert run["parameters"]["methods"] == ["bandpass"]
+    assert run["command"][:2] == ["micromotion", "analyze"] and run["working_folder"]
     assert run["inputs"]["transmission"]["checksum"].startswith("sha256:")
     assert run["package_versions"]["numpy"] and run["timings_s"]["total"] > 0
     assert run["validation_frames"] == [0, 262]  # round(900 * 3072 / 10570)

@@ -358,6 +358,11 @@ def _input_checksums(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _command(args: argparse.Namespace) -> list[str]:
+    """The command line that made this run, as given (``run.json``/the tool's record; see ``working_folder``)."""
+    return ["micromotion", *getattr(args, "_argv", sys.argv[1:])]
+
+
 def _given_paths(args: argparse.Namespace) -> list[Path]:
     """Every existing file or folder named on the command line except ``--out``: the inputs to protect."""
     return [Path(v) for k, v in vars(args).items()
@@ -418,7 +423,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         for w in results.warnings:
             _warn(args, w)
         write_results(results, out, overwrite=args.overwrite, inputs=_input_checksums(args),
-                      extra={"recording_provenance": rec.provenance}, report=not args.no_report, move_in=stores)
+                      extra={"recording_provenance": rec.provenance, "command": _command(args)},
+                      report=not args.no_report, move_in=stores)
     finally:
         if client is not None:
             cluster = getattr(client, "cluster", None)
@@ -559,7 +565,9 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
     for w in result.warnings:
         _warn(args, w)
-    tool.write(result, out, overwrite=args.overwrite, extra={"inputs": _input_checksums(args)})
+    tool.write(result, out, overwrite=args.overwrite,
+               extra={"inputs": _input_checksums(args), "command": _command(args),
+                      "working_folder": os.getcwd()})
     if not args.quiet:
         print(f"wrote {out}", file=sys.stderr)
     return 0
@@ -604,6 +612,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # usage errors (already printed as one line), --help, --version
         return int(exc.code or 0)
+    args.__dict__["_argv"] = list(argv) if argv is not None else sys.argv[1:]   # for the run records
     import logging
 
     # tifffile logs what it finds wrong in a damaged file; the reader turns that into the command's own sentence

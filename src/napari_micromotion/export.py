@@ -155,6 +155,7 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv[:],
+        "working_folder": os.getcwd(),      # the command's relative paths are relative to it
         "package_versions": package_versions(),
         "inputs": inputs or dict(getattr(results, "inputs", None) or {}),
         "recording": {"n_frames": results.n_frames, "frame_shape": list(results.frame_shape), "fps": results.fps,

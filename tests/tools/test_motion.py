@@ -67,6 +67,7 @@ def test_motion_command_writes_its_folder_and_finds_every_contraction(motion_sim
                  "maps/direction.tif", "motion.json"):
         assert (out / name).is_file(), name
     rec = json.loads((out / "motion.json").read_text())
+    assert rec["command"][:2] == ["micromotion", "motion"] and rec["working_folder"]     # a tool's run can be re-run
     ref = rec["result"]["reference_frame"]
     assert 0.001 < rec["result"]["flow_noise_px"] < 0.2         # the noise the maps' smoothing assumed
     header = (out / "contraction.csv").read_text().splitlines()[0].split(",")
