@@ -9,7 +9,7 @@ from typing import Callable
 
 from .errors import MicromotionError, check, check_folder
 
-__all__ = ["atomic_write", "safe_name"]
+__all__ = ["atomic_write", "safe_name", "current_umask"]
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -31,7 +31,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     try:
         write(tmp)
         if tmp.exists():     # mkstemp makes it 0600: give it the mode of the file it replaces, or the umask's
-            os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~_umask())
+            os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else 0o666 & ~current_umask())
         os.replace(tmp, p)
     except OSError as exc:
         raise MicromotionError(f"could not write {p} ({exc.strerror or exc}).") from None
@@ -41,7 +41,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return p
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process' file-creation mask (read by setting it and putting it back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

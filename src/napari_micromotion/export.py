@@ -24,6 +24,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .atomic import current_umask
 from .errors import MicromotionError, check, check_folder
 
 __all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings",
@@ -143,9 +144,7 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(out, 0o777 & ~mask)
+    os.chmod(out, 0o777 & ~current_umask())
 
 
 def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
