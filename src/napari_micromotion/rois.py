@@ -213,13 +213,20 @@ def polygon_mask(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def repeated_names(names: Sequence[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    from collections import Counter
+
+    return sorted(n for n, count in Counter(names).items() if count > 1)
+
+
 def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
     """Turn ROIs into masks on a frame of *frame_shape* ``(Y, X)``; refuse empty or outside ROIs."""
     from .atomic import safe_name
     from .results import WHOLE_FIELD
 
     names = [r.name for r in rois]
-    dupes = sorted({n for n in names if names.count(n) > 1})
+    dupes = repeated_names(names)
     check(not dupes, f"ROI names must be unique; repeated: {', '.join(dupes)}.")
     check(WHOLE_FIELD not in names, f"an ROI may not be called {WHOLE_FIELD!r}: that name stands for the whole field "
                                     "in the traces and beat tables; rename it.")
@@ -360,8 +367,7 @@ def read_rois(path: str | os.PathLike) -> list[ROI]:
             raise MicromotionError(f"ROI file {p.name} is not valid JSON ({str(exc)[:100]}).") from None
         rois = parse_rois(obj, f"ROI file {p.name}")
     check(rois, f"ROI file {p.name} holds no ROIs.")
-    names = [r.name for r in rois]
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = repeated_names([r.name for r in rois])
     if repeated:
         warnings.warn(f"{p.name}: ROI names repeat ({', '.join(repeated[:5])}); rename them before an analysis.",
                       UserWarning, stacklevel=2)
