@@ -134,6 +134,20 @@ class ImageEntry(Entry):
             fields[self.field] = read_tif(p)
 
 
+def imagej_video_meta(fps: float | None, pixel_size_um: float | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metadata, keywords)`` for ``tifffile.imwrite(..., imagej=True)`` of a ``(T, Y, X)`` video: the frame
+    interval and, when known, the pixel size, so that Fiji and :func:`~napari_micromotion.io.read_recording`
+    read them back."""
+    meta: dict[str, Any] = {"axes": "TYX"}
+    kwargs: dict[str, Any] = {}
+    if fps and fps > 0:
+        meta["finterval"] = 1.0 / float(fps)
+    if pixel_size_um:
+        meta["unit"] = "um"
+        kwargs["resolution"] = (1.0 / float(pixel_size_um), 1.0 / float(pixel_size_um))
+    return meta, kwargs
+
+
 @dataclass
 class VideoEntry(ImageEntry):
     """A float32 ``(T, Y, X)`` video as an ImageJ TIFF that records the frame interval (``results.fps``) and, when
@@ -145,15 +159,7 @@ class VideoEntry(ImageEntry):
         data = getattr(results, self.field)
         if data is None:
             return
-        fps = float(getattr(results, "fps", 0) or 0)
-        px = getattr(results, "pixel_size_um", None)
-        meta: dict[str, Any] = {"axes": "TYX"}
-        if fps > 0:
-            meta["finterval"] = 1.0 / fps
-        kwargs: dict[str, Any] = {}
-        if px:
-            meta["unit"] = "um"
-            kwargs["resolution"] = (1.0 / float(px), 1.0 / float(px))
+        meta, kwargs = imagej_video_meta(getattr(results, "fps", None), getattr(results, "pixel_size_um", None))
         (folder / self.path).parent.mkdir(parents=True, exist_ok=True)
         tifffile.imwrite(folder / self.path, np.asarray(data, np.float32), imagej=True, metadata=meta, **kwargs)
 

@@ -703,6 +703,7 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
     import tifffile
 
     from .export import commit_output_dir, prepare_output_dir
+    from .layout import imagej_video_meta
 
     params = _params(params, overrides)
     out = Path(out_dir)
@@ -710,8 +711,7 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
     try:
         sim = Simulator(params)
         shape = (params.n_frames, params.size, params.size)
-        meta = {"axes": "TYX", "finterval": 1.0 / params.fps, "unit": "um"}
-        res = (1.0 / params.pixel_size_um, 1.0 / params.pixel_size_um)
+        meta, scale = imagej_video_meta(params.fps, params.pixel_size_um)
         errors: list[BaseException] = []
         stop = object()
         # the transmission is written here; every other movie by its own thread, fed through a queue
@@ -744,7 +744,7 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
 
             try:
                 tifffile.imwrite(tmp / name, frames(), shape=shape, dtype=dtype, imagej=True, metadata=meta,
-                                 resolution=res)
+                                 **scale)
             except BaseException as exc:  # re-raised in the main thread
                 errors.append(exc)
                 while not stopped and next_item(q) is not stop:  # drain so the producer never blocks
@@ -766,7 +766,7 @@ def write_simulation(out_dir: str | os.PathLike, params: SimulationParams | None
         written = False
         try:
             tifffile.imwrite(tmp / "transmission.tif", trans_frames(), shape=shape, dtype="uint16",
-                             imagej=True, metadata=meta, resolution=res)
+                             imagej=True, metadata=meta, **scale)
             written = True
         finally:
             if not written:       # this write failed (disk full) or was interrupted: the writers stop too

@@ -32,7 +32,7 @@ from ..errors import check
 from ..interpolate.core import METHODS
 from ..io import INTERPOLATED_KEY
 from ..kernels.flow import ENGINES
-from ..layout import Entry, ImageEntry, read_number_table, write_frame_table
+from ..layout import Entry, ImageEntry, imagej_video_meta, read_number_table, write_frame_table
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
@@ -111,12 +111,9 @@ class InterpolatedEntry(Entry):
         if data.dtype not in (np.uint8, np.uint16, np.float32):   # what ImageJ TIFFs hold
             data = data.astype(np.float32)
         labels = ["measured" if m else "synthesized" for m in result.measured]
-        meta = {"axes": "TYX", "finterval": 1.0 / result.fps, "Labels": labels, INTERPOLATED_KEY: "true",
-                "interpolation_factor": int(result.factor), "synthesized_frames": int((~result.measured).sum())}
-        kw: dict[str, Any] = {}
-        if result.pixel_size_um:
-            kw["resolution"] = (1.0 / result.pixel_size_um, 1.0 / result.pixel_size_um)
-            meta["unit"] = "um"
+        meta, kw = imagej_video_meta(result.fps, result.pixel_size_um)
+        meta.update({"Labels": labels, INTERPOLATED_KEY: "true", "interpolation_factor": int(result.factor),
+                     "synthesized_frames": int((~result.measured).sum())})
         tifffile.imwrite(folder / self.path, data, imagej=True, metadata=meta, **kw)
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
