@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import fft as sfft
@@ -160,6 +161,17 @@ def n_surrogates_used(n: int, max_lag: int, n_surrogates: int, min_shift: int | 
     """How many distinct shifts :func:`surrogate_p_value` uses: the smallest p-value is ``1 / (1 + that)``."""
     lo, hi = shift_range(n, max_lag, min_shift)
     return int(min(max(hi - lo + 1, 0), n_surrogates))
+
+
+def surrogates_of(results: Any) -> int | None:
+    """How many distinct time shifts an analysis' ROI p-values came from (its validation frames, maximum lag,
+    frame rate and surrogate count); ``None`` when *results* do not say."""
+    params = getattr(results, "params", None)
+    validation = getattr(results, "validation", None)
+    if params is None or not validation or not getattr(results, "fps", None):
+        return None
+    v0, v1 = validation
+    return n_surrogates_used(v1 - v0, max_lag_frames(params.max_lag_s, results.fps, v1 - v0), params.n_surrogates)
 
 
 def surrogate_p_value(pred: np.ndarray, fluo: np.ndarray, max_lag: int, *, n_surrogates: int = 999,

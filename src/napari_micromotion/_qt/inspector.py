@@ -366,11 +366,11 @@ class ScoresTable(_Table):
         elif not results.has_fluorescence:
             self.note.setText("No fluorescence: nothing to score against; see the beats.")
         else:
-            from ..scoring import max_lag_frames, n_surrogates_used
+            from ..scoring import surrogates_of
 
             v0, v1 = results.validation
             asked = results.params.n_surrogates
-            n = n_surrogates_used(v1 - v0, max_lag_frames(results.params.max_lag_s, results.fps, v1 - v0), asked)
+            n = surrogates_of(results)
             fewer = f" (all that fit in the {v1 - v0} validation frames; {asked} were asked for)" if n < asked else ""
             self.note.setText(f"p-values from {n} circular time shifts of each prediction{fewer}: the smallest "
                               f"possible is 1/{n + 1} = {1 / (n + 1):.2g}.")

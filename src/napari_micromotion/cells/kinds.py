@@ -93,16 +93,10 @@ def pick_method(scores: dict[str, dict[str, tuple[float, float]]], method: str =
 
 def p_value_floor(results: Any) -> float | None:
     """The smallest p-value an analysis' ROI scores can have: ``1 / (1 + distinct time shifts)`` (``None``: unknown)."""
-    from ..scoring import max_lag_frames, n_surrogates_used
+    from ..scoring import surrogates_of
 
-    if results is None or not getattr(results, "validation", None):
-        return None
-    v0, v1 = results.validation
-    params = getattr(results, "params", None)
-    if params is None or not getattr(results, "fps", None):
-        return None
-    n = n_surrogates_used(v1 - v0, max_lag_frames(params.max_lag_s, results.fps, v1 - v0), params.n_surrogates)
-    return 1.0 / (1 + n) if n > 0 else None
+    n = surrogates_of(results)
+    return 1.0 / (1 + n) if n else None
 
 
 def p_value_floor_of_folder(folder: str | os.PathLike) -> float | None:

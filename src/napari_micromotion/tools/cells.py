@@ -379,12 +379,11 @@ class Cells(Tool):
         # 3. kinds from an analysis
         kinds: dict[str, Any] = {}
         if params.kinds_from:
-            from ..cells.kinds import KindRule, p_value_floor_of_folder, pick_method, propose_kinds, read_scores
+            from ..cells.kinds import KindRule, pick_method, propose_kinds, read_scores
 
             scores = read_scores(params.kinds_from)
-            rule = KindRule(params.kind_method, params.significance, params.strong_score)
-            proposed = propose_kinds([c for c in candidates if c.label == "cell"], scores, rule,
-                                     p_floor=p_value_floor_of_folder(params.kinds_from))
+            rule = KindRule(params.kind_method, params.significance, params.strong_score)   # its floor: in check()
+            proposed = propose_kinds([c for c in candidates if c.label == "cell"], scores, rule)
             missing = sum(c.label == "cell" and c.name not in proposed for c in candidates)
             if missing:
                 warnings.append(f"{missing} accepted cell(s) have no score in {params.kinds_from}; their kind is "
