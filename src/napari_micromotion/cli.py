@@ -557,11 +557,7 @@ def _cmd_tool(args: argparse.Namespace) -> int:
         source, rois = _load_inputs(args)
         if not args.quiet:
             print(f"recording: {source.describe()}", file=sys.stderr)
-    tool.check(source, params)
-    if rois:                                   # an ROI off the frames: one sentence now, not after the work
-        from .rois import rasterize
-
-        rasterize(rois, tuple(source.frame_shape))
+    # iter_run's first step checks the input, the tool's own conditions and the ROIs (Tool.validate)
     result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
     for w in result.warnings:
         _warn(args, w)

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from .errors import MicromotionError, check
+from .errors import MicromotionError, check, check_file
 
 __all__ = ["run_batch", "dask_chunks", "make_client", "open_zarr_stack", "find_inputs"]
 
@@ -146,7 +146,8 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")
-    check(rois is None or Path(rois).is_file(), f"ROI file {rois} does not exist.")
+    if rois is not None:
+        check_file(rois, "ROI file")
     if fluorescence_suffix is not None:      # asked for by name: every recording must have its fluorescence
         missing = [f for f in files if find_inputs(f, fluorescence_suffix, rois)[0] is None]
         check(not missing, f"no fluorescence file named with {fluorescence_suffix!r} in place of 'transmission' for "

@@ -365,3 +365,18 @@ def test_a_short_plot_canvas_draws_one_axis(make_napari_viewer, qtbot, qt_sim):
         view.figure.set_size_inches(6, height_px / view.figure.dpi)   # what the canvas' resize does
         view._on_resize()
         assert len(view.panel.axes) == n_axes, (height_px, view.figure.get_figheight() * view.figure.dpi)
+
+
+def test_a_tool_refuses_an_roi_off_the_frames_before_its_worker_starts(make_napari_viewer, qt_sim):
+    import numpy as np
+
+    viewer = make_napari_viewer()
+    _, rois = add_recording(viewer, qt_sim)
+    px = float(rois.scale[-1])
+    rois.add_polygons([np.array([[200.0, 200.0], [200.0, 210.0], [210.0, 210.0]]) * px])   # far off the 48 px frame
+    features = rois.features.copy()
+    features.loc[features.index[-1], "name"] = "far"
+    rois.features = features
+    tab = dock_all(viewer)["Workbench"].tools["motion"]
+    assert tab.run() is None and not tab.running
+    assert "'far' lies outside the 48 x 48 px frame" in tab.status.text()

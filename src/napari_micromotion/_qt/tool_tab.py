@@ -190,7 +190,7 @@ class ToolTab(TaskHost, QWidget):
             else:
                 rec = self.session.recording_from_layer(layer)
                 rois = self.session.build_rois()
-            self.tool.check(rec, params)
+            rois = self.tool.validate(rec, params, rois)     # refused here, in the GUI's thread, not in the worker
         except MicromotionError as exc:
             notify_error(exc)
             self.status.setText(capitalised(str(exc)))

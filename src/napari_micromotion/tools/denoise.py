@@ -217,7 +217,7 @@ def iter_denoise(video: Any, fps: float, params: DenoiseParams | None = None, ro
 
 
 def iter_denoise_checked(video: Any, fps: float, params: DenoiseParams, rois: Sequence[Any] = (), *,
-                  train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
+                         train_frames: Sequence[int] | None = None) -> Generator[Progress, None, DenoiseResult]:
     """:func:`iter_denoise` on input the caller has checked (a :class:`~napari_micromotion.Recording`'s channel,
     parameters and ROIs checked by :meth:`Denoise.validate`): what the tool and the analysis run."""
     from ..denoise.data import Normaliser, Prior, fit_camera_model
