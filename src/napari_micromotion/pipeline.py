@@ -397,7 +397,7 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
             for_beats = ()
             warn.append(f"frames of {rec.frame_shape[0]} x {rec.frame_shape[1]} px are too small to measure "
                         "contraction; the beats come from band-pass energy.")
-    synth = rec.provenance.get("synthesized_frames") if isinstance(rec.provenance, dict) else None
+    synth = rec.synthesized
     if synth:
         what = f"{synth.get('synthesized_frames') or 'some'} synthesized (interpolated) frames"
         check(params.use_interpolated,

@@ -160,6 +160,16 @@ class Recording:
         return self.n_frames / self.fps
 
     @property
+    def synthesized(self) -> dict[str, Any] | None:
+        """The interpolate tool's marker of a video with synthesized (interpolated) frames, else ``None``.
+
+        What the reader found in the file's metadata or its ``synthesized.csv`` (``channel``,
+        ``factor``, ``synthesized_frames``, where known).
+        """
+        synth = self.provenance.get("synthesized_frames") if isinstance(self.provenance, dict) else None
+        return synth if synth else None
+
+    @property
     def measured_every(self) -> int:
         """``K`` when only every ``K``-th frame was measured (a video of the interpolate tool), else 1.
 
@@ -170,8 +180,8 @@ class Recording:
         synthesized frame is a blend of its measured neighbours, so the frame-to-frame
         differences of an interpolated video understate the noise.
         """
-        synth = self.provenance.get("synthesized_frames") if isinstance(self.provenance, dict) else None
-        if not synth or not isinstance(synth, dict):
+        synth = self.synthesized
+        if not isinstance(synth, dict):
             return 1
 
         def whole(key: str) -> int:      # a hand-made or damaged marker counts as unknown

@@ -11,6 +11,7 @@ from napari_micromotion import Recording
 from napari_micromotion.errors import MicromotionError
 from napari_micromotion.simulate import simulate
 from napari_micromotion.tools import TOOLS
+from napari_micromotion.tools.cells import CellsParams
 from napari_micromotion.tools.denoise import DenoiseParams
 from napari_micromotion.tools.interpolate import InterpolateParams
 from napari_micromotion.tools.motion import MotionParams
@@ -52,9 +53,15 @@ def test_rois_as_the_files_dicts_are_taken(rec):
     assert set(res.regions) >= {r["name"] for r in rois}
 
 
-def test_motion_on_an_interpolated_video_says_what_it_measured(rec):
+@pytest.mark.parametrize("tool, params, says", [
+    ("motion", MotionParams(denoise_traces=False), "displacements and beat times"),
+    ("denoise", DenoiseParams(epochs=1, steps_per_epoch=2, width=4, patch_px=32, mc_passes=0, samples=20, threads=1),
+     "noise model, the uncertainty"),
+    ("cells", CellsParams(finetune_seconds=0.0), "traces that include frames"),
+])
+def test_a_tool_on_an_interpolated_video_says_what_it_measured(rec, tool, params, says):
     marked = rec.with_(provenance={"synthesized_frames": {"factor": 2, "synthesized_frames": 59}})
-    res = TOOLS["motion"].run(marked, MotionParams(denoise_traces=False))
-    assert any("synthesized (interpolated) frames" in w and "one frame in 2" in w for w in res.warnings)
-    plain = TOOLS["motion"].run(rec, MotionParams(denoise_traces=False))
+    res = TOOLS[tool].run(marked, params)
+    assert any("synthesized (interpolated) frames" in w and "one frame in 2" in w and says in w for w in res.warnings)
+    plain = TOOLS[tool].run(rec, params)
     assert not any("synthesized" in w for w in plain.warnings)

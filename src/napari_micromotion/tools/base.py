@@ -32,7 +32,7 @@ from ..errors import MicromotionError
 from ..methods.base import NoParams
 from ..progress import Progress, drive
 
-__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default", "finite_or_none"]
+__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default", "finite_or_none", "synthesized_warning"]
 
 
 @dataclass
@@ -43,6 +43,19 @@ class ToolResult:
     source: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+
+
+def synthesized_warning(recording: Any, consequence: str) -> str | None:
+    """The warning for a tool run on a video with synthesized (interpolated) frames, else ``None``.
+
+    *consequence*: what those frames do to this tool's result (one clause, lower case).
+    The analysis refuses such a video unless asked; the tools run on it and say so.
+    """
+    if not recording.synthesized:
+        return None
+    k = recording.measured_every
+    return ("this video contains synthesized (interpolated) frames, made by the interpolate tool"
+            + (f": only one frame in {k} was measured" if k > 1 else "") + f"; {consequence}")
 
 
 @dataclass

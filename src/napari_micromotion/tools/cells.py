@@ -46,7 +46,7 @@ from ..layout import Entry, ImageEntry, read_tif, write_csv
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
-from .base import RecordEntry, Tool, ToolResult, json_default
+from .base import RecordEntry, Tool, ToolResult, json_default, synthesized_warning
 
 __all__ = ["Cells", "CellsParams", "CellsResult", "read_candidates"]
 
@@ -314,6 +314,10 @@ class Cells(Tool):
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
         warnings: list[str] = []
+        synth = synthesized_warning(recording, "the cells were found and classified on traces that include frames "
+                                               "that were not measured; find cells on the measured recording.")
+        if synth:
+            warnings.append(synth)
         movie = recording.fluorescence
         shape = tuple(movie.shape[1:])
         transmission = None if recording.provenance.get("no_transmission") else recording.transmission

@@ -44,7 +44,7 @@ from ..progress import Progress, scaled
 from ..results import WHOLE_FIELD
 from ..schema import param
 from . import TOOLS
-from .base import RecordEntry, Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult, synthesized_warning
 
 __all__ = ["Denoise", "DenoiseParams", "DenoiseResult", "split_frames", "iter_denoise", "iter_denoise_checked"]
 
@@ -406,6 +406,12 @@ class Denoise(Tool):
 
     def compute(self, recording: Any, params: DenoiseParams, *, rois: Sequence[Any] = ()) -> Generator[Progress, None, Any]:
         result = yield from iter_denoise_checked(recording.transmission, recording.fps, params, rois)
+        synth = synthesized_warning(recording, "the denoiser took them for measured frames (each is a blend of its "
+                                               "neighbours, which the network predicts it from), so the noise model, "
+                                               "the uncertainty and the hallucination guard do not hold for them; "
+                                               "denoise the measured recording, then interpolate the denoised one.")
+        if synth:
+            result.warnings.insert(0, synth)
         result.source = dict(recording.provenance)
         result.pixel_size_um = recording.pixel_size_um     # for the written videos' ImageJ scale
         return result

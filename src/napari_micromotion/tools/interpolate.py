@@ -172,7 +172,7 @@ class Interpolate(Tool):
         check(params.factor >= 2, f"the factor must be at least 2 (got {params.factor}).")
         check(params.method in METHODS, f"unknown interpolation method {params.method!r}; choose from "
                                         f"{', '.join(METHODS)}.")
-        synth = recording.provenance.get("synthesized_frames") if isinstance(recording.provenance, dict) else None
+        synth = recording.synthesized
         check(not synth, "this video already contains synthesized frames (an output of interpolate); interpolate "
                          "the measured recording instead.")
         if params.weights:

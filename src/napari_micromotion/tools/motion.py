@@ -57,7 +57,7 @@ from ..results import WHOLE_FIELD, BeatRateRow, BeatRow, Row
 from ..rois import rasterize
 from ..schema import param
 from . import TOOLS
-from .base import RecordEntry, Tool, ToolResult
+from .base import RecordEntry, Tool, ToolResult, synthesized_warning
 
 __all__ = ["Motion", "MotionParams", "MotionResult", "BeatParamRow", "MOTION_SOURCE", "iter_motion"]
 
@@ -327,12 +327,10 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
                 row.max_relaxation_speed_um_s = b.max_relaxation_speed * px
             beat_params.append(row)
     warnings = []
-    synth = recording.provenance.get("synthesized_frames") if isinstance(recording.provenance, dict) else None
-    if synth:      # the analysis refuses such a video unless asked; motion measures it, and says what it measured
-        k = recording.measured_every
-        warnings.append("this video contains synthesized (interpolated) frames, made by the interpolate tool"
-                        + (f": only one frame in {k} was measured" if k > 1 else "")
-                        + "; displacements and beat times between measured frames are interpolated, not measured.")
+    synth = synthesized_warning(recording, "displacements and beat times between measured frames are interpolated, "
+                                           "not measured.")
+    if synth:
+        warnings.append(synth)
     if not stream.estimators[0].gain_matched:
         warnings.append("the frames' intensities go below zero (offset-subtracted data?), so changes in brightness "
                         "between frames (lamp flicker) could not be told from motion; if you can, use the raw camera "
