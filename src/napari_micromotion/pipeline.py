@@ -321,6 +321,11 @@ def _design(rec: Recording, params: AnalysisParams, warn: list[str]):
                               "choose a lower band-pass low edge.")
     else:
         high = params.high_hz
+        measured = measured_fps(rec)
+        if measured is not None and high > measured / 2:
+            warn.append(f"the band-pass high edge of {high:g} Hz is above {measured / 2:g} Hz, the Nyquist frequency of "
+                        f"this video's measured frames ({measured:g} fps; the others are synthesized): what the band "
+                        "holds above it was made up by the interpolator, not measured.")
     return design_bandpass(fps, low, high, params.filter_order, padtype=params.padtype)
 
 

@@ -178,6 +178,10 @@ def test_the_automatic_band_stays_below_the_measured_frames_nyquist(video, outpu
     # a high edge the user chose is kept, and a measured video at the same rate keeps the 15 Hz default
     chosen = plan_analysis(rec, [], AnalysisParams(methods=("bandpass",), use_interpolated=True, high_hz=14.0))
     assert chosen.ctx.design.high_hz == pytest.approx(14.0)
+    # ... and said to reach past the measured frames' Nyquist frequency (12.5 Hz), where one below it is not
+    assert any("above 12.5 Hz, the Nyquist frequency of this video's measured frames" in w for w in chosen.ctx.warnings)
+    below = plan_analysis(rec, [], AnalysisParams(methods=("bandpass",), use_interpolated=True, high_hz=12.0))
+    assert not any("Nyquist" in w for w in below.ctx.warnings)
     measured = rec.with_(provenance={})
     assert plan_analysis(measured, [], AnalysisParams(methods=("bandpass",))).ctx.design.high_hz == pytest.approx(15.0)
 
