@@ -170,17 +170,16 @@ class Session(QObject):
         """The frame of *layer* (default: the transmission) under napari's time slider.
 
         ``None`` when the viewer has no time axis; the layer's time scale and offset are
-        taken into account, so a layer recorded at another rate shows its own frame.
+        taken into account, so a layer recorded at another rate shows its own frame
+        (not clipped to the layer's frames).
         """
         step = self.viewer.dims.current_step
         if len(step) < 3:
             return None
-        frame = int(step[0])
         layer = layer if layer is not None else self.transmission_layer()
-        if layer is not None:
-            t_scale, t_off = float(layer.scale[0]), float(layer.translate[0])
-            frame = int(round((self.viewer.dims.point[0] - t_off) / t_scale)) if t_scale else frame
-        return frame
+        if layer is None or not float(layer.scale[0]):
+            return int(step[0])
+        return self._slider_index(layer, 0)
 
     def transmission_layer(self) -> Any:
         """The chosen transmission layer, else the plugin's, else the first (T, Y, X) image layer."""
@@ -299,13 +298,13 @@ class Session(QObject):
         frame = self._slider_index(layer, 0, data.shape[0])
         return np.asarray(data[frame], np.float32), frame
 
-    def _slider_index(self, layer: Any, axis: int, n: int) -> int:
-        """The index along *layer*'s *axis* at napari's current slider position (clipped to ``0..n-1``)."""
+    def _slider_index(self, layer: Any, axis: int, n: int | None = None) -> int:
+        """The index along *layer*'s *axis* at napari's current slider position (clipped to ``0..n-1`` given *n*)."""
         dims = self.viewer.dims
         world_axis = dims.ndim - layer.ndim + axis
         world = dims.point[world_axis] if 0 <= world_axis < dims.ndim else 0.0
         idx = int(round((world - float(layer.translate[axis])) / (float(layer.scale[axis]) or 1.0)))
-        return int(np.clip(idx, 0, n - 1))
+        return idx if n is None else int(np.clip(idx, 0, n - 1))
 
     def rois_to_pixels(self, layer: Any) -> list[np.ndarray]:
         """Vertices of every shape of *layer* as (row, col) pixels of the transmission layer."""

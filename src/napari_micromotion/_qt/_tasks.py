@@ -27,7 +27,7 @@ from superqt.utils import GeneratorWorker
 from ..errors import Cancelled, MicromotionError
 from ..progress import Progress
 
-__all__ = ["Task", "TaskFailed", "TaskHost", "notify_error"]
+__all__ = ["Task", "TaskFailed", "TaskHost", "export_running", "notify_error"]
 
 log = logging.getLogger("napari_micromotion")
 
@@ -80,6 +80,17 @@ def notify_error(exc: BaseException, what: str = "the task") -> str:
         log.error("napari-micromotion: %s", msg, exc_info=(type(original), original, original.__traceback__))
     show_error(msg)
     return msg
+
+
+def export_running(task: "Task | None") -> bool:
+    """Whether *task*, a panel's last export, is still writing (then a notification says to wait).
+
+    A panel refuses a second export while one is written: both would write the same folder.
+    """
+    if task is not None and task.running:
+        notify_error(MicromotionError("an export is already being written; wait for it to finish."))
+        return True
+    return False
 
 
 def _guarded(gen: Generator[Any, Any, Any], what: str) -> Generator[Any, Any, Any]:

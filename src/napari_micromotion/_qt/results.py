@@ -170,7 +170,7 @@ class ResultsWidget(QWidget):
 
     def export_results(self, path: str | Path, *, overwrite: bool = False) -> Any:
         """Write the CLI's output layout to *path* in the background (atomically); returns the task."""
-        from ._tasks import Task
+        from ._tasks import Task, export_running
 
         results = self.session.results
         if results is None:
@@ -178,10 +178,7 @@ class ResultsWidget(QWidget):
 
             notify_error(MicromotionError("there is no result to export; run an analysis first."))
             return None
-        if self.export_task is not None and self.export_task.running:
-            from ._tasks import notify_error
-
-            notify_error(MicromotionError("an export is already being written; wait for it to finish."))
+        if export_running(self.export_task):
             return None
         prov = self.session.provenance_dict()
         rec = self.session.recording

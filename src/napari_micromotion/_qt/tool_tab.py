@@ -30,7 +30,7 @@ from .._layers import META_KEY, plugin_meta
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
-from ._tasks import Task, TaskHost, capitalised, notify_error
+from ._tasks import Task, TaskHost, capitalised, export_running, notify_error
 from .forms import ParamForm
 from .plots import LossPlot
 
@@ -284,8 +284,7 @@ class ToolTab(TaskHost, QWidget):
         if self.result is None:
             notify_error(MicromotionError(f"run the {self.tool.label} first; there is nothing to export."))
             return None
-        if self.export_task is not None and self.export_task.running:
-            notify_error(MicromotionError("an export is already being written; wait for it to finish."))
+        if export_running(self.export_task):
             return None
         result, tool = self.result, self.tool
         if tool.export_options:     # what to write is chosen now, in the form as it is (not frozen at the run)
