@@ -171,3 +171,26 @@ def test_names_that_would_collide_in_the_outputs_are_refused():
     with pytest.raises(MicromotionError, match="become the same file name"):
         rasterize([ROI("cell:1", "other", square), ROI("cell?1", "other", square)], (10, 10))
     assert rasterize([ROI("cell 1", "other", square), ROI("cell 2", "other", square)], (10, 10)).masks.shape[0] == 2
+
+
+@pytest.mark.parametrize("roitype,points,what", [
+    ("POINT", [[3, 4], [20, 6], [12, 18]], "a point selection"),
+    ("POINT", [[3, 4]], "a point selection"),
+    ("POLYLINE", [[3, 4], [20, 6], [12, 18]], "a segmented-line selection"),
+    ("FREELINE", [[3, 4], [20, 6], [12, 18], [4, 16]], "a freehand-line selection"),
+    ("ANGLE", [[3, 4], [20, 6], [12, 18]], "an angle selection"),
+    ("LINE", [[3, 4], [20, 6]], "a straight-line selection"),
+])
+def test_imagej_points_and_lines_are_refused_by_name(tmp_path, roitype, points, what):
+    """A multipoint selection was read as the polygon through its points; lines were refused without a name."""
+    from roifile import ROI_TYPE, ImagejRoi
+
+    ij = ImagejRoi.frompoints(np.array(points), name="cell 3")
+    ij.roitype = ROI_TYPE[roitype]
+    if roitype == "LINE":
+        (ij.x1, ij.y1), (ij.x2, ij.y2) = points
+    write_rois([ROI("cell 1", "strong", [[2, 3], [2, 9], [8, 9]])], tmp_path / "RoiSet.zip")
+    ij.tofile(tmp_path / "RoiSet.zip", name="cell 3")
+    with pytest.raises(MicromotionError, match=f"^ROI 'cell 3' in RoiSet.zip is {what}, not an area; draw it as an "
+                                               "oval, polygon or freehand ROI.$"):
+        read_rois(tmp_path / "RoiSet.zip")

@@ -316,14 +316,28 @@ def _read_imagej(path: Path) -> list[ROI]:
             raise MicromotionError(f"{path.name} is not a readable ImageJ ROI file ({str(exc)[:120]}).") from None
     rois = []
     for k, item in enumerate(items, start=1):
-        xy = np.asarray(item.coordinates(), dtype=float)
-        check(xy.ndim == 2 and len(xy) >= 3, f"{path.name}: ImageJ ROI {k} is not an area (line or point ROI).")
         name = item.name or f"roi{k}"
+        not_area = _imagej_not_an_area(item, roifile)
+        check(not_area is None, f"ROI {name!r} in {path.name} is {not_area}, not an area; "
+                                "draw it as an oval, polygon or freehand ROI.")
+        xy = np.asarray(item.coordinates(), dtype=float)
+        check(xy.ndim == 2 and len(xy), f"ROI {name!r} in {path.name} holds no outline.")
         kind = (item.properties or {}).get(KIND_PROPERTY) if isinstance(item.properties, dict) else None
         # ImageJ: integer coordinates are pixel corners; ours are pixel centres
         poly = np.column_stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5])
         rois.append(ROI(name=name, kind=kind if kind in KINDS else _kind_from_name(name), polygon=poly))
     return rois
+
+
+def _imagej_not_an_area(item: Any, roifile: Any) -> str | None:
+    """What an ImageJ ROI that is no area is ("a point selection", ...), or None for an area."""
+    t = roifile.ROI_TYPE
+    lines = {t.POINT: "a point selection", t.LINE: "a straight-line selection", t.POLYLINE: "a segmented-line selection",
+             t.FREELINE: "a freehand-line selection", t.ANGLE: "an angle selection", t.NOROI: "an empty selection"}
+    if item.roitype in lines:
+        return lines[item.roitype]
+    overlays = {roifile.ROI_SUBTYPE.TEXT: "a text label", roifile.ROI_SUBTYPE.IMAGE: "an image overlay"}
+    return overlays.get(item.subtype)
 
 
 def _read_roiset(path: Path, roifile: Any) -> list[Any]:
