@@ -15,7 +15,7 @@ from .recording import Recording
 from .rois import KINDS, ROI
 
 __all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_from_shapes", "ellipse_polygon",
-           "plugin_meta", "spatial_transform"]
+           "plugin_meta", "renamed_by_user", "spatial_transform"]
 
 META_KEY = "napari_micromotion"
 #: one colour per ROI kind (RGBA)
@@ -27,6 +27,16 @@ def plugin_meta(layer: Any) -> dict[str, Any]:
     meta = getattr(layer, "metadata", None) or {}
     value = meta.get(META_KEY)
     return value if isinstance(value, dict) else {}
+
+
+def renamed_by_user(layer: Any) -> bool:
+    """Whether the user renamed *layer*, a plugin's result layer, to keep it.
+
+    The plugin writes the name it gives a layer into its metadata (``layer_name``); a layer
+    whose name differs from it is the user's now, and a later run neither updates nor removes it.
+    """
+    meta = plugin_meta(layer)
+    return "layer_name" in meta and meta["layer_name"] != layer.name
 
 
 def spatial_transform(layer: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -24,3 +24,33 @@ def test_a_second_export_is_refused_by_the_tools_and_the_results_alike(make_napa
         assert notifications_since(n0) == [("error", "An export is already being written; wait for it to finish.")]
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
+
+def test_a_renamed_candidates_layer_is_kept_and_the_page_follows_the_new_run(make_napari_viewer):
+    from napari_micromotion._layers import renamed_by_user
+
+    from .test_cells_tab import fake_result, press, show_fake
+
+    viewer = make_napari_viewer()
+    tab, view = show_fake(viewer, fake_result(n=8))
+    mine = viewer.layers["cell candidates"]
+    mine.name = "my candidates"                      # the user keeps this run's candidates
+    assert renamed_by_user(mine) and not renamed_by_user(viewer.layers["cells: mean image"])
+    view.select(2, zoom=False)                       # the page follows the layer object, not its name
+    assert view.layer() is mine and mine.selected_data == {2}
+    again = fake_result(n=5, probs=[0.5, 0.6, 0.7, 0.8, 0.9])
+    tab.result = again
+    n0 = n_notifications()
+    tab.show_result(again)
+    assert tab.show_view(again) is view
+    new = viewer.layers["cell candidates"]
+    assert new is not mine and mine in viewer.layers            # the renamed layer is kept as it was
+    assert len(mine.data) == 8 and len(new.data) == 5
+    assert view.layer() is new and view.table.rowCount() == 5
+    view.select(3, zoom=False)
+    assert new.selected_data == {3} and mine.selected_data == {2}
+    assert any("'my candidates'" in m and "keeps the earlier candidates" in m for _, m in notifications_since(n0))
+    # the renamed layer's keys are its own again: A there is the shapes layer's "select all", no decision
+    viewer.layers.selection.active = mine
+    press(viewer, "a")
+    assert not any(c.labelled_by == "user" for c in again.candidates)
+    assert mine.selected_data == set(range(8))

@@ -45,7 +45,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._layers import plugin_meta, spatial_transform
+from .._layers import plugin_meta, renamed_by_user, spatial_transform
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
@@ -365,7 +365,7 @@ class CellsView(TaskHost, QWidget):
         self.threshold.blockSignals(False)
         self.loss_plot.reset()
         self.loss_plot.setVisible(False)
-        self._attach_layer()
+        carried_note += self._attach_layer()
         self.restyle()
         self.fill_table()
         order = self.uncertain_order()
@@ -401,12 +401,16 @@ class CellsView(TaskHost, QWidget):
 
     # ------------------------------------------------------------ layer
     def layer(self) -> Any:
-        """The "cell candidates" shapes layer of this result (``None`` when removed)."""
+        """The "cell candidates" shapes layer of this result (``None`` when removed).
+
+        The page follows the layer object it curates, whatever the user renames it to; without
+        one, the layer the last run made (named as the run named it, not renamed by the user).
+        """
         la = self._layer_ref() if self._layer_ref is not None else None
         if la is not None and la in self.viewer.layers:
             return la
         for la in self.viewer.layers:
-            if la.name == CANDIDATES_LAYER and plugin_meta(la).get("tool") == "cells":
+            if la.name == CANDIDATES_LAYER and plugin_meta(la).get("tool") == "cells" and not renamed_by_user(la):
                 return la
         return None
 
@@ -415,20 +419,34 @@ class CellsView(TaskHost, QWidget):
         la = self.session.layer(src.get("fluorescence_layer") or src.get("layer"))
         return la if la is not None else self.session.fluorescence_layer()
 
-    def _attach_layer(self) -> None:
-        la = self.layer()
+    def _attach_layer(self) -> str:
+        """Curate the layer of the result just set; returns a note when a renamed layer is left to the user.
+
+        A layer the user renamed keeps the earlier run's candidates (the run left it alone and made a
+        new "cell candidates" layer): the page lets go of it, its keys included, and curates the new one.
+        """
         old = self._layer_ref() if self._layer_ref is not None else None
+        note = ""
+        if old is not None and renamed_by_user(old):
+            self._layer_ref = None
+            if old in self.viewer.layers:
+                note = (f" The layer {old.name!r}, which you renamed, keeps the earlier candidates; this run's are in "
+                        f"{CANDIDATES_LAYER!r}.")
+        la = self.layer()
         if old is la:
-            return
+            return note
         if old is not None:
             try:
                 old.events.highlight.disconnect(self._on_layer_highlight)
             except Exception:  # pragma: no cover
                 pass
+            _unbind([b for b in self._bound if b[0]() is old])
+            self._bound[:] = [b for b in self._bound if b[0]() is not old]
         self._layer_ref = weakref.ref(la) if la is not None else None
         if la is not None:
             la.events.highlight.connect(self._on_layer_highlight)
             self._bind_keys(la)
+        return note
 
     def _layer_matches(self, la: Any) -> bool:
         return la is not None and self.result is not None and len(la.data) == len(self.result.candidates)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Generator
 
 import numpy as np
 
-from .._layers import META_KEY, plugin_meta, spatial_transform
+from .._layers import META_KEY, plugin_meta, renamed_by_user, spatial_transform
 from ..errors import check
 from ..methods import METHODS, label_of
 from ..progress import Progress
@@ -134,7 +134,7 @@ def _upsert(viewer: "napari.Viewer", name: str, data: np.ndarray, *, meta: dict[
     given: a layer the user renames is theirs, and a later run leaves it alone)."""
     meta = {**meta, "layer_name": name}
     for layer in viewer.layers:
-        if layer.name == name and plugin_meta(layer).get("role") == "result":
+        if layer.name == name and plugin_meta(layer).get("role") == "result" and not renamed_by_user(layer):
             layer.data = data
             layer.scale = scale
             layer.translate = translate
@@ -228,7 +228,7 @@ def apply_results(viewer: "napari.Viewer", results: "Results", provenance: dict[
         meta = plugin_meta(layer)
         if meta.get("role") != "result" or layer.name in keep:
             continue
-        if meta.get("layer_name", layer.name) != layer.name:   # renamed by the user to keep it
+        if renamed_by_user(layer):   # the user's now
             continue
         if layer.name == BANDPASSED and (keep_bandpassed or meta.get("passband") == dict(results.passband)):
             continue

@@ -26,7 +26,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._layers import META_KEY, plugin_meta
+from .._layers import META_KEY, plugin_meta, renamed_by_user
 from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
@@ -234,7 +234,8 @@ class ToolTab(TaskHost, QWidget):
                 kwargs["scale"], kwargs["translate"] = source_layer.scale[-nd:], source_layer.translate[-nd:]
                 if stretch != 1 and nd == source_layer.ndim:   # a faster video: frames line up in time
                     kwargs["scale"] = [source_layer.scale[0] / stretch, *kwargs["scale"][1:]]
-            existing = [la for la in self.viewer.layers if la.name == name and plugin_meta(la).get("tool") == self.tool.name]
+            existing = [la for la in self.viewer.layers if la.name == name and plugin_meta(la).get("tool") == self.tool.name
+                        and not renamed_by_user(la)]
             if existing:
                 layer = existing[0]
                 layer.data = data
@@ -251,7 +252,7 @@ class ToolTab(TaskHost, QWidget):
         for layer in list(self.viewer.layers):     # what an earlier run showed and this one does not (no arrows now)
             m = plugin_meta(layer)
             if (m.get("tool") == self.tool.name and m.get("role") == "result" and layer not in made
-                    and m.get("layer_name", layer.name) == layer.name):
+                    and not renamed_by_user(layer)):
                 self.viewer.layers.remove(layer)
         return made
 
