@@ -120,6 +120,15 @@ def test_train_then_apply_the_saved_model(sim_dir, tmp_path, capsys):
                  "--model-1d", str(model), "--surrogates", "9", "--out", str(out), "-q"]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["inputs"]["model_cnn1d"]["checksum"] and "fit cnn1d" not in run["timings_s"]
+    # the model knows which recording it learned from: scored on its own training frames, it says so
+    assert meta["trained_on"].startswith("sha256:")
+    assert not any("in-sample" in w for w in run["warnings"])      # the default validation frames: never trained on
+    a, b = meta["training_frames"][0]
+    own = tmp_path / "own-frames"
+    assert main(["analyze", *common, "--rois", str(sim_dir / "rois.json"), "--methods", "cnn1d", "--model-1d",
+                 str(model), "--validation", f"{a}:{a + 40}", "--surrogates", "9", "--out", str(own), "-q"]) == 0
+    said = json.loads((own / "run.json").read_text())["warnings"]
+    assert any("trained on this recording, on 40 of the 40 frames it is scored on" in w for w in said), said
     # training again over an existing model needs --overwrite
     assert main(["train", *common, "--model", str(model), *tiny]) == 2
     assert "exists" in capsys.readouterr().err

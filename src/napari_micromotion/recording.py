@@ -211,6 +211,23 @@ class Recording:
         n = max(1, min(n_frames, self.n_frames))
         return np.asarray(self.transmission[:n], dtype=np.float32).mean(axis=0)
 
+    def fingerprint(self, n_samples: int = 8) -> str:
+        """A short digest of the transmission video that tells this recording from another, cheaply.
+
+        SHA-256 of the shape, the data type and *n_samples* frames spread over the video (a
+        few frames' reads, also for a memory map), so a model can record which recording it
+        learned from and warn when it is scored on its own training frames.  Two recordings
+        that differ only between the sampled frames share it.
+        """
+        import hashlib
+
+        video = self.transmission
+        n = int(video.shape[0])
+        h = hashlib.sha256(f"{tuple(video.shape)}|{np.dtype(video.dtype).str}".encode())
+        for i in sorted({int(round(v)) for v in np.linspace(0, n - 1, max(1, min(n_samples, n)))}):
+            h.update(np.ascontiguousarray(video[i]).tobytes())
+        return "sha256:" + h.hexdigest()[:32]
+
     def with_(self, **changes: Any) -> "Recording":
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)

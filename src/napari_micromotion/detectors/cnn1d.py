@@ -260,6 +260,8 @@ class TrainedCNN1D:
     device: str = "cpu"
     n_training_pixels: int = 0
     seconds: float = 0.0
+    #: :meth:`Recording.fingerprint` of the recording it learned from ("" when unknown: models saved before it)
+    trained_on: str = ""
 
 
 def training_windows(segments: Sequence[tuple[int, int]], window: int) -> list[tuple[int, int]]:

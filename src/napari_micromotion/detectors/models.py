@@ -176,6 +176,7 @@ def save_cnn1d(model: TrainedCNN1D, path: str | os.PathLike) -> Path:
         "filter_order": model.filter_order,
         "normalisation": model.normalisation.to_dict(),
         "training_frames": [list(s) for s in model.training_frames],
+        "trained_on": model.trained_on,
         "n_training_pixels": model.n_training_pixels,
         "loss_curve": [float(v) for v in model.loss_curve],
         "epoch_loss": [float(v) for v in model.epoch_loss],
@@ -210,6 +211,7 @@ def load_cnn1d(path: str | os.PathLike) -> TrainedCNN1D:
             loss_curve=list(meta.get("loss_curve", [])), epoch_loss=list(meta.get("epoch_loss", [])),
             params=dict(meta.get("training_params", {})), device=str(meta.get("training_device", "cpu")),
             n_training_pixels=int(meta.get("n_training_pixels", 0)), seconds=float(meta.get("training_seconds", 0.0)),
+            trained_on=str(meta.get("trained_on") or ""),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise MicromotionError(f"model sidecar of {Path(path).name} lacks a field ({exc}).") from None

@@ -163,6 +163,16 @@ class CNN1D(Method):
         if tuple(model.passband_hz) != band:
             ctx.warn(f"the 1D model was trained with a {model.passband_hz[0]:g}-{model.passband_hz[1]:g} Hz "
                      f"passband; this analysis uses {band[0]:g}-{band[1]:g} Hz.")
+        if model.trained_on and model.trained_on == ctx.recording.fingerprint():
+            a, b = ctx.validation
+            seen = np.zeros(ctx.n_frames, bool)
+            for s, e in model.training_frames:
+                seen[max(0, int(s)):max(0, int(e))] = True
+            overlap = int(seen[a:b].sum())
+            if overlap:
+                ctx.warn(f"the 1D model was trained on this recording, on {overlap} of the {b - a} frames it is "
+                         f"scored on ({a}-{b}): its scores there are in-sample and overstate how well it predicts; "
+                         "score it on frames it did not learn from, or on another recording.")
 
     def coerce_fitted(self, obj: Any) -> CNN1DState:
         if isinstance(obj, TrainedCNN1D):
@@ -237,7 +247,8 @@ class CNN1D(Method):
             passband_hz=(ctx.design.low_hz, ctx.design.high_hz), filter_order=ctx.design.order,
             training_frames=list(ctx.training), loss_curve=losses, epoch_loss=epoch_losses,
             params={**asdict(params), "ground_truth": ctx.params.ground_truth}, device=ctx.device,
-            n_training_pixels=int(inputs.shape[0]), seconds=time.perf_counter() - t0)
+            n_training_pixels=int(inputs.shape[0]), seconds=time.perf_counter() - t0,
+            trained_on=ctx.recording.fingerprint())
         return state
 
     def predictor(self, state: CNN1DState | None, device: str = "cpu") -> _Predict | None:
