@@ -47,7 +47,7 @@ def read_results(folder: str | Path) -> Any:
     from .methods import METHODS
     from .pipeline import AnalysisParams
     from .results import Results
-    from .rois import ROI, rasterize
+    from .rois import parse_rois, rasterize
 
     out = Path(folder)
     run = read_run_json(out)
@@ -95,7 +95,7 @@ def read_results(folder: str | Path) -> Any:
     roi_masks = None
     if rois and all("polygon" in r for r in rois):
         try:
-            roi_objs = [ROI(r["name"], r.get("kind", "other"), np.asarray(r["polygon"], float)) for r in rois]
+            roi_objs = parse_rois(rois, "run.json")    # with a composite ROI's "parts"
             roi_masks = rasterize(roi_objs, frame_shape).masks
         except MicromotionError as exc:
             warnings.append(f"ROI polygons in run.json could not be used ({exc}).")

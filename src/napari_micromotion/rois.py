@@ -28,7 +28,8 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import MicromotionError, check, check_file
 
-__all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "parse_rois", "as_rois"]
+__all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "roi_mask", "parse_rois",
+           "as_rois"]
 
 #: Allowed ROI kinds: test regions of the paper (Fig. 3f) plus anything else.
 KINDS = ("strong", "weak", "silent", "other")
@@ -37,7 +38,7 @@ _MAX_ROI_FILE_BYTES = 64 << 20
 
 @dataclass(frozen=True)
 class ROI:
-    """A named polygon region.
+    """A named polygon region, or a composite of several polygons.
 
     Parameters
     ----------
@@ -47,41 +48,70 @@ class ROI:
         One of :data:`KINDS`.
     polygon
         ``(N, 2)`` vertices as ``(row, col)`` in pixels, N >= 3, not self-intersecting.
+    parts
+        Further outlines of a composite ROI (an ImageJ shape ROI: several pieces, or a piece with holes), each
+        like *polygon*.  A pixel belongs to a composite ROI when its centre lies inside an odd number of its
+        outlines (ImageJ's even-odd rule): separate pieces add up, an outline inside another is a hole.
     """
 
     name: str
     kind: str
     polygon: np.ndarray
+    parts: tuple[np.ndarray, ...] = ()
 
     def __post_init__(self) -> None:
         check_roi_name(self.name)
         check(self.kind in KINDS, f"ROI {self.name!r} has unknown kind {self.kind!r}; use one of {', '.join(KINDS)}.")
+        object.__setattr__(self, "polygon", _outline(self.name, self.polygon))
         try:
-            poly = np.asarray(self.polygon, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise MicromotionError(f"ROI {self.name!r}: polygon must be a list of [row, col] pairs.") from None
-        check(poly.ndim == 2 and poly.shape[1] == 2, f"ROI {self.name!r}: polygon must be a list of [row, col] pairs.")
-        if len(poly) > 1 and np.isfinite(poly).all():
-            # a vertex given twice in a row (napari's double-click that ends a polygon adds one), and a
-            # closed ring written with its first vertex repeated at the end
-            # (within 1e-4 px: ImageJ stores polygons in float32, so an oval's closing vertex is off by ~2e-6)
-            poly = poly[np.r_[True, np.abs(np.diff(poly, axis=0)).max(axis=1) > _SAME_VERTEX_PX]]
-            if len(poly) > 3 and np.abs(poly[0] - poly[-1]).max() <= _SAME_VERTEX_PX:
-                poly = poly[:-1]
-        check(len(poly) >= 3, f"ROI {self.name!r} has {len(poly)} vertices; a polygon needs at least 3.")
-        check(np.isfinite(poly).all(), f"ROI {self.name!r} has non-finite coordinates.")
-        check(not self_intersects(poly), f"ROI {self.name!r} is self-intersecting; draw its outline without crossings.")
-        check(abs(polygon_area(poly)) > 1e-9, f"ROI {self.name!r} has zero area.")
-        object.__setattr__(self, "polygon", poly)
+            parts = tuple(self.parts)
+        except TypeError:
+            raise MicromotionError(f"ROI {self.name!r}: parts must be a list of polygons.") from None
+        object.__setattr__(self, "parts", tuple(_outline(self.name, p, k) for k, p in enumerate(parts, start=2)))
+
+    @property
+    def rings(self) -> tuple[np.ndarray, ...]:
+        """All outlines: *polygon*, then *parts*."""
+        return (self.polygon, *self.parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "kind": self.kind, "polygon": [[float(r), float(c)] for r, c in self.polygon]}
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind,
+                               "polygon": [[float(r), float(c)] for r, c in self.polygon]}
+        if self.parts:
+            out["parts"] = [[[float(r), float(c)] for r, c in p] for p in self.parts]
+        return out
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
-        """``(row_min, col_min, row_max, col_max)`` of the polygon."""
-        r, c = self.polygon[:, 0], self.polygon[:, 1]
+        """``(row_min, col_min, row_max, col_max)`` of all its outlines."""
+        pts = np.concatenate(self.rings)
+        r, c = pts[:, 0], pts[:, 1]
         return float(r.min()), float(c.min()), float(r.max()), float(c.max())
+
+
+def _outline(name: str, polygon: Any, part: int | None = None) -> np.ndarray:
+    """One outline of ROI *name* as a clean ``(N, 2)`` float array; one sentence if it cannot be a region.
+
+    *part* (2, 3, ...) numbers the outlines of a composite ROI after the first, for the messages.
+    """
+    what = f"ROI {name!r}" if part is None else f"ROI {name!r} (part {part})"
+    try:
+        poly = np.asarray(polygon, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise MicromotionError(f"{what}: polygon must be a list of [row, col] pairs.") from None
+    check(poly.ndim == 2 and poly.shape[1] == 2, f"{what}: polygon must be a list of [row, col] pairs.")
+    if len(poly) > 1 and np.isfinite(poly).all():
+        # a vertex given twice in a row (napari's double-click that ends a polygon adds one), and a
+        # closed ring written with its first vertex repeated at the end
+        # (within 1e-4 px: ImageJ stores polygons in float32, so an oval's closing vertex is off by ~2e-6)
+        poly = poly[np.r_[True, np.abs(np.diff(poly, axis=0)).max(axis=1) > _SAME_VERTEX_PX]]
+        if len(poly) > 3 and np.abs(poly[0] - poly[-1]).max() <= _SAME_VERTEX_PX:
+            poly = poly[:-1]
+    check(len(poly) >= 3, f"{what} has {len(poly)} vertices; a polygon needs at least 3.")
+    check(np.isfinite(poly).all(), f"{what} has non-finite coordinates.")
+    check(not self_intersects(poly), f"{what} is self-intersecting; draw its outline without crossings.")
+    check(abs(polygon_area(poly)) > 1e-9, f"{what} has zero area.")
+    return poly
 
 
 #: vertices closer than this (px) are one vertex (napari's double-click; float32 round-off in ImageJ files)
@@ -213,6 +243,15 @@ def polygon_mask(poly: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+def roi_mask(roi: ROI, shape: tuple[int, int]) -> np.ndarray:
+    """Boolean mask of the pixels of *roi* on a frame of *shape* ``(Y, X)``: those whose centres lie inside an odd
+    number of its outlines (one outline: inside its polygon, as :func:`polygon_mask`)."""
+    mask = polygon_mask(roi.polygon, shape)
+    for part in roi.parts:
+        mask ^= polygon_mask(part, shape)
+    return mask
+
+
 def repeated_names(names: Sequence[str]) -> list[str]:
     """The names that occur more than once, sorted."""
     from collections import Counter
@@ -241,14 +280,17 @@ def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
         r0, c0, r1, c1 = roi.bbox
         check(not (r1 < -0.5 or c1 < -0.5 or r0 > ny - 0.5 or c0 > nx - 0.5),
               f"ROI {roi.name!r} lies outside the {ny} x {nx} px frame.")
-        masks[i] = polygon_mask(roi.polygon, frame_shape)
+        masks[i] = roi_mask(roi, frame_shape)
         check(masks[i].any(), f"ROI {roi.name!r} covers no pixel centre of the {ny} x {nx} px frame.")
     return RoiMasks(tuple(rois), masks)
 
 
 # ---------------------------------------------------------------- files
 def parse_rois(obj: Any, source: str = "ROI data") -> list[ROI]:
-    """Build ROIs from the JSON structure, with one-sentence errors for malformed data."""
+    """Build ROIs from the JSON structure, with one-sentence errors for malformed data.
+
+    A composite ROI's further outlines are in its optional ``"parts"`` (a list of polygons).
+    """
     if isinstance(obj, dict) and "rois" in obj:
         obj = obj["rois"]
     check(isinstance(obj, list), f"{source} must be a JSON list of ROI objects.")
@@ -260,12 +302,20 @@ def parse_rois(obj: Any, source: str = "ROI data") -> list[ROI]:
         name = entry["name"]
         check(isinstance(name, str), f"{source}: entry {i} has a name that is not text.")
         poly = entry["polygon"]
-        check(isinstance(poly, list) and all(isinstance(p, (list, tuple)) and len(p) == 2 and
-                                              all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p)
-                                              for p in poly),
-              f"{source}: ROI {name!r} polygon must be a list of [row, col] number pairs.")
-        rois.append(ROI(name=name, kind=str(entry.get("kind", "other")), polygon=np.array(poly, dtype=float)))
+        check(_is_point_list(poly), f"{source}: ROI {name!r} polygon must be a list of [row, col] number pairs.")
+        parts = entry.get("parts", [])
+        check(isinstance(parts, list) and all(_is_point_list(p) for p in parts),
+              f"{source}: ROI {name!r} parts must be a list of polygons, each a list of [row, col] number pairs.")
+        rois.append(ROI(name=name, kind=str(entry.get("kind", "other")), polygon=np.array(poly, dtype=float),
+                        parts=tuple(np.array(p, dtype=float) for p in parts)))
     return rois
+
+
+def _is_point_list(obj: Any) -> bool:
+    """True for a JSON list of ``[row, col]`` number pairs."""
+    return isinstance(obj, list) and all(
+        isinstance(p, (list, tuple)) and len(p) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in p) for p in obj)
 
 
 #: the ImageJ ROI property that holds an ROI's kind (strong, weak, ...) in ``.roi`` and ``RoiSet.zip`` files
@@ -320,12 +370,17 @@ def _read_imagej(path: Path) -> list[ROI]:
         not_area = _imagej_not_an_area(item, roifile)
         check(not_area is None, f"ROI {name!r} in {path.name} is {not_area}, not an area; "
                                 "draw it as an oval, polygon or freehand ROI.")
-        xy = np.asarray(item.coordinates(), dtype=float)
-        check(xy.ndim == 2 and len(xy), f"ROI {name!r} in {path.name} holds no outline.")
+        if item.composite:
+            rings = _imagej_path_rings(np.asarray(item.multi_coordinates, dtype=np.float64), name, path.name)
+        else:
+            rings = [np.asarray(item.coordinates(), dtype=float)]
+        check(all(xy.ndim == 2 and len(xy) for xy in rings), f"ROI {name!r} in {path.name} holds no outline.")
         kind = (item.properties or {}).get(KIND_PROPERTY) if isinstance(item.properties, dict) else None
         # ImageJ: integer coordinates are pixel corners; ours are pixel centres
-        poly = np.column_stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5])
-        rois.append(ROI(name=name, kind=kind if kind in KINDS else _kind_from_name(name), polygon=poly))
+        polys = [np.column_stack([xy[:, 1] - 0.5, xy[:, 0] - 0.5]) for xy in rings]
+        polys.sort(key=lambda poly: -abs(polygon_area(poly)) if len(poly) >= 3 else 0.0)  # the largest first
+        rois.append(ROI(name=name, kind=kind if kind in KINDS else _kind_from_name(name), polygon=polys[0],
+                        parts=tuple(polys[1:])))
     return rois
 
 
@@ -338,6 +393,47 @@ def _imagej_not_an_area(item: Any, roifile: Any) -> str | None:
         return lines[item.roitype]
     overlays = {roifile.ROI_SUBTYPE.TEXT: "a text label", roifile.ROI_SUBTYPE.IMAGE: "an image overlay"}
     return overlays.get(item.subtype)
+
+
+#: straight segments per Bezier curve of an ImageJ shape ROI's path
+_CURVE_SEGMENTS = 16
+
+
+def _imagej_path_rings(path: np.ndarray, name: str, file_name: str) -> list[np.ndarray]:
+    """The closed outlines ``(x, y)`` of an ImageJ composite (shape) ROI's path.
+
+    The path is java.awt's: ``0 x y`` move to, ``1 x y`` line to, ``2`` / ``3`` quadratic / cubic Bezier curve to
+    (flattened here), ``4`` close.  Outlines of fewer than 3 points or no area (slivers of ImageJ's shape
+    arithmetic) carry no pixel and are left out.
+    """
+    sizes = {0: 2, 1: 2, 2: 4, 3: 6, 4: 0}
+    rings: list[list[np.ndarray]] = []
+    i = 0
+    while i < len(path):
+        op = int(path[i]) if np.isfinite(path[i]) else -1
+        n = sizes.get(op)
+        check(n is not None and op == path[i] and i + 1 + n <= len(path) and np.isfinite(path[i + 1:i + 1 + n]).all(),
+              f"ROI {name!r} in {file_name} is a composite ROI whose outline is damaged.")
+        pts = path[i + 1:i + 1 + n].reshape(-1, 2)
+        i += 1 + n
+        if op == 0 or (op != 4 and not rings):
+            rings.append([pts[-1]])
+        elif op == 1:
+            rings[-1].append(pts[0])
+        elif op in (2, 3):
+            ctrl = np.vstack([rings[-1][-1], pts])
+            t = np.linspace(0, 1, _CURVE_SEGMENTS + 1)[1:, None]
+            if op == 2:
+                curve = (1 - t) ** 2 * ctrl[0] + 2 * (1 - t) * t * ctrl[1] + t ** 2 * ctrl[2]
+            else:
+                curve = ((1 - t) ** 3 * ctrl[0] + 3 * (1 - t) ** 2 * t * ctrl[1] + 3 * (1 - t) * t ** 2 * ctrl[2]
+                         + t ** 3 * ctrl[3])
+            rings[-1].extend(curve)
+        # op 4 (close): every outline is closed anyway
+    out = [np.array(r) for r in rings]
+    out = [xy for xy in out if len(xy) >= 3 and abs(polygon_area(xy)) > 1e-9]
+    check(out, f"ROI {name!r} in {file_name} is a composite ROI without any area.")
+    return out
 
 
 def _read_roiset(path: Path, roifile: Any) -> list[Any]:
@@ -388,6 +484,23 @@ def read_rois(path: str | os.PathLike) -> list[ROI]:
     return rois
 
 
+def _imagej_roi(roi: ROI, roifile: Any) -> Any:
+    """*roi* as an ImageJ polygon ROI, or a composite (shape) ROI when it has parts."""
+    rings = [np.column_stack([p[:, 1] + 0.5, p[:, 0] + 0.5]) for p in roi.rings]  # pixel centres -> ImageJ
+    if len(rings) == 1:
+        ij = roifile.ImagejRoi.frompoints(rings[0])
+        ij.roitype = roifile.ROI_TYPE.POLYGON
+    else:   # java.awt path: 0 x y (move to), 1 x y (line to), 4 (close); ImageJ reads it with the even-odd rule
+        path = np.concatenate([np.r_[0.0, xy[0], np.column_stack([np.ones(len(xy) - 1), xy[1:]]).ravel(), 4.0]
+                               for xy in rings]).astype(np.float32)
+        lo = np.floor(np.concatenate(rings).min(axis=0)).astype(int)
+        hi = np.ceil(np.concatenate(rings).max(axis=0)).astype(int)
+        ij = roifile.ImagejRoi(roitype=roifile.ROI_TYPE.RECT, left=int(lo[0]), top=int(lo[1]), right=int(hi[0]),
+                               bottom=int(hi[1]), shape_roi_size=len(path), multi_coordinates=path)
+    ij.name = roi.name
+    return ij
+
+
 def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:
     """Write ROIs as JSON (or ImageJ ``.zip``/``.roi``), atomically."""
     p = Path(path)
@@ -401,10 +514,7 @@ def write_rois(rois: Iterable[ROI], path: str | os.PathLike) -> Path:
         def write(tmp: Path) -> None:
             tmp.unlink()  # roifile appends to an existing .zip; start from none
             for roi in rois:
-                xy = np.column_stack([roi.polygon[:, 1] + 0.5, roi.polygon[:, 0] + 0.5])
-                ij = roifile.ImagejRoi.frompoints(xy)
-                ij.roitype = roifile.ROI_TYPE.POLYGON
-                ij.name = roi.name
+                ij = _imagej_roi(roi, roifile)
                 ij.properties = {KIND_PROPERTY: roi.kind}     # ImageJ keeps it (Roi.getProperty) and so do we
                 ij.tofile(tmp, name=roi.name) if p.suffix.lower() == ".zip" else ij.tofile(tmp)
 
