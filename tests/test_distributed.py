@@ -55,7 +55,7 @@ def test_in_memory_data_cannot_travel(client, small_sim):
         run_analysis(rec, [], AnalysisParams(methods=("bandpass",)), run_chunks=dask_chunks(client))
 
 
-def test_batch_of_recordings(client, sim_dir, tmp_path):
+def test_batch_of_recordings(client, sim_dir, tmp_path, capsys):
     recs = tmp_path / "recs"
     recs.mkdir()
     for k in range(2):
@@ -65,10 +65,17 @@ def test_batch_of_recordings(client, sim_dir, tmp_path):
     (recs / "broken_transmission.tif").write_bytes(b"II*\x00garbage")
     out = tmp_path / "out"
     params = AnalysisParams(methods=("bandpass",), n_surrogates=49)
-    code = run_batch(str(recs / "*_transmission.tif"), out, params, client=client, quiet=True)
+    # '*.tif' matches the fluorescence files too: they belong to day0/day1 and are not recordings of their own
+    code = run_batch(str(recs / "*.tif"), out, params, client=client)
     assert code == 2  # one recording is broken
+    err = capsys.readouterr().err
+    assert "skipped 2 fluorescence file(s) that belong to other recordings (e.g. day0_fluorescence.tif)" in err
+    assert "[3/3]" in err and "[4/" not in err
     rows = list(csv.DictReader(open(out / "batch_summary.csv")))
     status = {r["recording"].split("/")[-1]: r for r in rows}
+    assert sorted(status) == ["broken_transmission.tif", "day0_transmission.tif", "day1_transmission.tif"]
+    # no day0_fluorescence/ folder (and none for the broken recording)
+    assert sorted(p.name for p in out.iterdir()) == ["batch_summary.csv", "day0_transmission", "day1_transmission"]
     assert status["day0_transmission.tif"]["status"] == "ok" and status["day1_transmission.tif"]["status"] == "ok"
     assert status["broken_transmission.tif"]["status"] == "error"
     assert "TIFF" in status["broken_transmission.tif"]["message"]
@@ -107,6 +114,18 @@ def test_batch_refuses_named_inputs_it_cannot_find(sim_dir, tmp_path):
     with pytest.raises(MicromotionError, match="no fluorescence file named with 'calcium'.* 1 of 1 recordings"):
         run_batch(str(sim_dir / "transmission.tif"), out, params, client=object(), fluorescence_suffix="calcium")
     assert not out.exists()
+
+
+def test_fluorescence_files_matched_by_the_glob_are_not_counted_as_recordings(sim_dir, tmp_path):
+    """With --fluorescence-suffix, a matched partner file is not a recording 'without its fluorescence'."""
+    recs = tmp_path / "recs"
+    recs.mkdir()
+    for name in ("day0_transmission.tif", "day0_calcium.tif", "day1_transmission.tif"):
+        shutil.copy(sim_dir / "transmission.tif", recs / name)
+    with pytest.raises(MicromotionError, match="'calcium' .* for 1 of 2 recordings .*day1_transmission.tif"):
+        run_batch(str(recs / "*.tif"), tmp_path / "out", AnalysisParams(methods=("bandpass",)), client=object(),
+                  fluorescence_suffix="calcium", quiet=True)
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_batch_output_on_a_read_only_file_system_is_one_sentence(sim_dir, tmp_path, capsys, monkeypatch):

@@ -130,6 +130,17 @@ def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, 
                 "message": exc.for_cli()}      # the summary is read beside the command line: name its options
 
 
+def partner_files(files: Sequence[Path], fluorescence_suffix: str | None) -> set[Path]:
+    """Those of *files* that are the fluorescence file of another of *files* (see :func:`find_inputs`)."""
+    matched = {f.absolute() for f in files}
+    partners = set()
+    for f in files:
+        fl = find_inputs(f, fluorescence_suffix, None)[0]
+        if fl is not None and fl.absolute() in matched:
+            partners.add(fl.absolute())
+    return partners
+
+
 def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
               fps: float | None = None, rois: str | None = None, fluorescence_suffix: str | None = None,
               overwrite: bool = False, quiet: bool = False, client: Any = None,
@@ -137,7 +148,8 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     """Analyse every file matching *pattern* in parallel; returns the exit status (0 ok, 2 if any failed).
 
     Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
-    all of them to ``out_dir/batch_summary.csv``.
+    all of them to ``out_dir/batch_summary.csv``.  A matched file that is another matched
+    recording's fluorescence file is analysed with that recording, not on its own.
     """
     require("distributed")
     from .pipeline import check_params
@@ -146,6 +158,13 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")
+    partners = partner_files(files, fluorescence_suffix)
+    if partners:                # the glob matched a recording's fluorescence file too: it is not a recording itself
+        skipped = [f for f in files if f.absolute() in partners]
+        files = [f for f in files if f.absolute() not in partners]
+        if not quiet:
+            print(f"skipped {len(skipped)} fluorescence file(s) that belong to other recordings "
+                  f"(e.g. {skipped[0].name}); each is analysed with its transmission file.", file=sys.stderr)
     if rois is not None:
         check_file(rois, "ROI file")
     if fluorescence_suffix is not None:      # asked for by name: every recording must have its fluorescence
