@@ -252,6 +252,48 @@ def roi_mask(roi: ROI, shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
+#: how far (px) an ROI may reach past the frame's edge without a warning (an outline drawn onto the edge)
+_EDGE_SLACK_PX = 1.0
+
+
+def _area_outside(roi: ROI, frame_shape: tuple[int, int]) -> tuple[float, float, float]:
+    """``(area, outside, past_slack)`` of *roi* in px²: all of it, the part outside the frame, and the part more
+    than :data:`_EDGE_SLACK_PX` past the frame's edge (sampled on a grid of at most 0.25 px, ~1e6 points)."""
+    from matplotlib.path import Path as MplPath
+
+    ny, nx = frame_shape
+    r0, c0, r1, c1 = roi.bbox
+    step = max(0.25, float(np.sqrt((r1 - r0) * (c1 - c0) / 1e6)))
+    rr = np.arange(r0 + step / 2, r1, step)
+    cc = np.arange(c0 + step / 2, c1, step)
+    pts = np.column_stack([np.repeat(rr, len(cc)), np.tile(cc, len(rr))])
+    inside = np.zeros(len(pts), dtype=bool)
+    for ring in roi.rings:
+        inside ^= MplPath(ring).contains_points(pts)
+    pts = pts[inside]
+
+    def beyond(margin_px: float) -> int:
+        lo = -0.5 - margin_px
+        return int(((pts[:, 0] < lo) | (pts[:, 0] > ny - 1 - lo) | (pts[:, 1] < lo) | (pts[:, 1] > nx - 1 - lo)).sum())
+
+    return len(pts) * step ** 2, beyond(0.0) * step ** 2, beyond(_EDGE_SLACK_PX) * step ** 2
+
+
+def _warn_if_clipped(roi: ROI, frame_shape: tuple[int, int]) -> None:
+    """Warn when a meaningful part of *roi* (>= 1 px² and >= 1 % of it, beyond a 1 px slack) lies outside the
+    frame: the analysis ignores it.  An outline drawn onto the frame's edge passes."""
+    ny, nx = frame_shape
+    r0, c0, r1, c1 = roi.bbox
+    lo = -0.5 - _EDGE_SLACK_PX
+    if r0 >= lo and c0 >= lo and r1 <= ny - 1 - lo and c1 <= nx - 1 - lo:
+        return
+    area, outside, past = _area_outside(roi, frame_shape)
+    if area > 0 and past >= 1.0 and past >= 0.01 * area:
+        warnings.warn(f"ROI {roi.name!r} reaches past the {ny} x {nx} px frame; {100 * outside / area:.0f} % of its "
+                      "area is outside and ignored (redraw it inside the frame to analyse all of it).",
+                      UserWarning, stacklevel=3)
+
+
 def repeated_names(names: Sequence[str]) -> list[str]:
     """The names that occur more than once, sorted."""
     from collections import Counter
@@ -260,7 +302,11 @@ def repeated_names(names: Sequence[str]) -> list[str]:
 
 
 def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
-    """Turn ROIs into masks on a frame of *frame_shape* ``(Y, X)``; refuse empty or outside ROIs."""
+    """Turn ROIs into masks on a frame of *frame_shape* ``(Y, X)``; refuse empty or outside ROIs.
+
+    An ROI that reaches past the frame is clipped to it, with a warning naming the ROI and the share of its
+    area left out (not for an outline drawn onto the frame's edge).
+    """
     from .atomic import safe_name
     from .results import WHOLE_FIELD
 
@@ -282,6 +328,7 @@ def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
               f"ROI {roi.name!r} lies outside the {ny} x {nx} px frame.")
         masks[i] = roi_mask(roi, frame_shape)
         check(masks[i].any(), f"ROI {roi.name!r} covers no pixel centre of the {ny} x {nx} px frame.")
+        _warn_if_clipped(roi, frame_shape)
     return RoiMasks(tuple(rois), masks)
 
 
