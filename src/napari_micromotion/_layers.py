@@ -18,8 +18,9 @@ __all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_f
            "plugin_meta", "renamed_by_user", "spatial_transform"]
 
 META_KEY = "napari_micromotion"
-#: one colour per ROI kind (RGBA)
-KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
+#: one colour per ROI kind; each has a contrast ratio of at least 3:1 against the backgrounds of napari's dark and
+#: light themes (outlines on the canvas, names in the tables)
+KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#238b45", "other": "#8c6bb1"}
 
 
 def plugin_meta(layer: Any) -> dict[str, Any]:

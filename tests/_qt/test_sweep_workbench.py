@@ -54,3 +54,32 @@ def test_a_renamed_candidates_layer_is_kept_and_the_page_follows_the_new_run(mak
     press(viewer, "a")
     assert not any(c.labelled_by == "user" for c in again.candidates)
     assert mine.selected_data == set(range(8))
+
+
+def _contrast_ratio(a, b) -> float:
+    """WCAG 2 contrast ratio of two RGB(A) colours (0-1 floats)."""
+    import numpy as np
+
+    def luminance(rgb):
+        c = np.asarray(rgb, float)[:3]
+        c = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+        return float(c @ [0.2126, 0.7152, 0.0722])
+
+    lo, hi = sorted((luminance(a), luminance(b)))
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def test_every_kind_colour_reads_on_the_dark_and_the_light_theme():
+    from napari.utils.colormaps.standardize_color import transform_color
+    from napari.utils.theme import get_theme
+
+    from napari_micromotion._layers import KIND_COLOURS
+    from napari_micromotion.rois import KINDS
+
+    assert set(KIND_COLOURS) == set(KINDS)
+    assert _contrast_ratio((1, 1, 1), (0, 0, 0)) == 21.0
+    for theme in ("dark", "light"):
+        background = transform_color(get_theme(theme).background.as_hex())[0]
+        for kind, colour in KIND_COLOURS.items():
+            ratio = _contrast_ratio(transform_color(colour)[0], background)
+            assert ratio >= 3.0, f"{kind} {colour} on the {theme} theme: {ratio:.2f}"
