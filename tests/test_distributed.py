@@ -128,6 +128,85 @@ def test_fluorescence_files_matched_by_the_glob_are_not_counted_as_recordings(si
     assert not (tmp_path / "out").exists()
 
 
+class _Borrowed:
+    """The module's client, handed to the command line as if it made it (closing it does nothing)."""
+
+    cluster = None
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def interrupted_after_first(monkeypatch):
+    """Make run_batch's wait for results raise *exc* once the first recording's result is in."""
+    import distributed
+
+    def install(exc):
+        def as_completed(futures):
+            futures[0].result()
+            yield futures[0]
+            raise exc
+
+        monkeypatch.setattr(distributed, "as_completed", as_completed)
+
+    return install
+
+
+def _three_recordings(sim_dir, tmp_path):
+    recs = tmp_path / "recs"
+    recs.mkdir()
+    for k in range(3):
+        shutil.copy(sim_dir / "transmission.tif", recs / f"day{k}_transmission.tif")
+    return recs
+
+
+def test_an_interrupted_batch_lists_what_finished_and_what_did_not(client, sim_dir, tmp_path, interrupted_after_first):
+    """Ctrl-C said 'no output was written' beside the finished recordings' folders, and wrote no summary."""
+    from napari_micromotion.distributed import BatchInterrupted
+
+    recs = _three_recordings(sim_dir, tmp_path)
+    out = tmp_path / "out"
+    interrupted_after_first(KeyboardInterrupt())
+    with pytest.raises(BatchInterrupted) as info:
+        run_batch(str(recs / "*.tif"), out, AnalysisParams(methods=("bandpass",), n_surrogates=49), client=client,
+                  quiet=True)
+    assert isinstance(info.value, KeyboardInterrupt) and type(info.value.__cause__) is KeyboardInterrupt
+    assert str(info.value) == (f"interrupted after 1 of 3 recordings finished; the results and batch_summary.csv "
+                               f"are in {out}, the other 2 were not run.")
+    rows = {r["recording"].split("/")[-1]: r for r in csv.DictReader(open(out / "batch_summary.csv"))}
+    assert [rows[f"day{k}_transmission.tif"]["status"] for k in range(3)] == ["ok", "not run", "not run"]
+    assert rows["day0_transmission.tif"]["out"] == str(out / "day0_transmission")
+    assert "interrupted" in rows["day1_transmission.tif"]["message"]
+    assert (out / "day0_transmission" / "run.json").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]      # no half-written summary beside it
+
+
+@pytest.mark.parametrize("terminated", [False, True])
+def test_an_interrupted_batch_says_so_on_the_command_line(client, sim_dir, tmp_path, interrupted_after_first,
+                                                          monkeypatch, capsys, terminated):
+    from napari_micromotion import cli
+    from napari_micromotion import distributed as batch
+
+    recs = _three_recordings(sim_dir, tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setattr(batch, "make_client", lambda *a, **k: _Borrowed(client))
+    interrupted_after_first(cli.Terminated() if terminated else KeyboardInterrupt())
+    code = cli.main(["batch", str(recs / "*.tif"), "--out", str(out), "--methods", "bandpass",
+                     "--surrogates", "49", "-q"])
+    err = capsys.readouterr().err
+    assert code == (143 if terminated else 130)
+    assert err.strip() == (f"error: interrupted after 1 of 3 recordings finished; the results and "
+                           f"batch_summary.csv are in {out}, the other 2 were not run.")
+    assert len(list(csv.DictReader(open(out / "batch_summary.csv")))) == 3
+
+
 def test_a_batch_output_on_a_read_only_file_system_is_one_sentence(sim_dir, tmp_path, capsys, monkeypatch):
     import pathlib
 

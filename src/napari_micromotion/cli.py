@@ -512,12 +512,16 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
-    from .distributed import run_batch
+    from .distributed import BatchInterrupted, run_batch
 
     params = _analysis_params(args)
-    return run_batch(args.pattern, Path(args.out), params, scheduler=args.scheduler, n_workers=args.workers,
-                     fps=args.fps, rois=args.rois, fluorescence_suffix=args.fluorescence_suffix,
-                     overwrite=args.overwrite, quiet=args.quiet, fitted=_fitted_models(args))
+    try:
+        return run_batch(args.pattern, Path(args.out), params, scheduler=args.scheduler, n_workers=args.workers,
+                         fps=args.fps, rois=args.rois, fluorescence_suffix=args.fluorescence_suffix,
+                         overwrite=args.overwrite, quiet=args.quiet, fitted=_fitted_models(args))
+    except BatchInterrupted as exc:     # some recordings' folders and the summary were written: say so
+        print(f"\nerror: {exc}", file=sys.stderr)
+        return 143 if isinstance(exc.__cause__, Terminated) else 130
 
 
 def _cmd_view(args: argparse.Namespace) -> int:

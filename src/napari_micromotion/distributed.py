@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 from .errors import MicromotionError, check, check_file
 
-__all__ = ["run_batch", "dask_chunks", "make_client", "open_zarr_stack", "find_inputs"]
+__all__ = ["run_batch", "BatchInterrupted", "dask_chunks", "make_client", "open_zarr_stack", "find_inputs"]
 
 
 def require(module: str) -> Any:
@@ -130,6 +130,17 @@ def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, 
                 "message": exc.for_cli()}      # the summary is read beside the command line: name its options
 
 
+class BatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped :func:`run_batch`; ``batch_summary.csv`` lists what finished and what did not.
+
+    ``str(exc)`` is the one sentence to show; the interruption it replaces is its ``__cause__``.
+    """
+
+
+#: ``status`` of a recording the batch did not finish because it was interrupted
+NOT_RUN = "not run"
+
+
 def partner_files(files: Sequence[Path], fluorescence_suffix: str | None) -> set[Path]:
     """Those of *files* that are the fluorescence file of another of *files* (see :func:`find_inputs`)."""
     matched = {f.absolute() for f in files}
@@ -141,6 +152,35 @@ def partner_files(files: Sequence[Path], fluorescence_suffix: str | None) -> set
     return partners
 
 
+def write_summary(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Write ``batch_summary.csv`` (one row per recording, sorted by recording) atomically."""
+    from .atomic import atomic_write
+
+    rows = sorted(rows, key=lambda r: r["recording"])
+    cols = ["recording", "status", "seconds", "n_frames", "out", "message"]
+    cols += sorted({k for r in rows for k in r if k.startswith("score:")})
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
+
+    return atomic_write(path, write)
+
+
+def _interrupted_sentence(done: Sequence[dict[str, Any]], n_files: int, summary: Path) -> str:
+    """What an interrupted batch did: how many recordings finished, where their results are, how many were not run."""
+    if not done:
+        return f"interrupted before any of the {n_files} recordings finished; {summary} lists them as not run."
+    n_failed = sum(r["status"] != "ok" for r in done)
+    failed = f" ({n_failed} of them failed)" if n_failed else ""
+    rest = n_files - len(done)
+    return (f"interrupted after {len(done)} of {n_files} recordings finished{failed}; the results and "
+            f"{summary.name} are in {summary.parent}" + (f", the other {rest} were not run." if rest else "."))
+
+
 def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
               fps: float | None = None, rois: str | None = None, fluorescence_suffix: str | None = None,
               overwrite: bool = False, quiet: bool = False, client: Any = None,
@@ -150,6 +190,12 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
     all of them to ``out_dir/batch_summary.csv``.  A matched file that is another matched
     recording's fluorescence file is analysed with that recording, not on its own.
+
+    Raises
+    ------
+    BatchInterrupted
+        On Ctrl-C or SIGTERM (``KeyboardInterrupt``), after writing the summary: the
+        recordings that finished, and the others with status ``"not run"``.
     """
     require("distributed")
     from .pipeline import check_params
@@ -189,39 +235,44 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     check(not clash, f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); allow replacing them.",
           cli=f"{len(clash)} output folder(s) exist (e.g. {clash[0] if clash else ''}); pass --overwrite.")
     own_client = client is None
-    client = client or make_client(scheduler, n_workers)
-    distributed = require("distributed")
+    done: list[dict[str, Any]] = []
+    futures: list[Any] = []
     try:
-        futures = []
-        for f, target in zip(files, targets):
-            fl, roi = find_inputs(f, fluorescence_suffix, rois)
-            futures.append(client.submit(_analyze_one, str(f), str(fl) if fl else None, str(roi) if roi else None, fps,
-                                         params, str(target), overwrite, fitted, pure=False))
-        rows = []
-        for k, fut in enumerate(distributed.as_completed(futures), start=1):
-            row = fut.result()
-            rows.append(row)
-            if not quiet:
-                state = "ok" if row["status"] == "ok" else f"error: {row['message']}"
-                print(f"[{k}/{len(futures)}] {Path(row['recording']).name}: {state} ({row['seconds']:.1f} s)",
-                      file=sys.stderr)
+        try:
+            client = client or make_client(scheduler, n_workers)
+            distributed = require("distributed")
+            for f, target in zip(files, targets):
+                fl, roi = find_inputs(f, fluorescence_suffix, rois)
+                futures.append(client.submit(_analyze_one, str(f), str(fl) if fl else None, str(roi) if roi else None,
+                                             fps, params, str(target), overwrite, fitted, pure=False))
+            for k, fut in enumerate(distributed.as_completed(futures), start=1):
+                row = fut.result()
+                done.append(row)
+                if not quiet:
+                    state = "ok" if row["status"] == "ok" else f"error: {row['message']}"
+                    print(f"[{k}/{len(futures)}] {Path(row['recording']).name}: {state} ({row['seconds']:.1f} s)",
+                          file=sys.stderr)
+        except KeyboardInterrupt as exc:       # Ctrl-C, or SIGTERM as the command line raises it
+            finished = {r["recording"] for r in done}
+            rows = done + [{"recording": str(f), "status": NOT_RUN, "out": "",
+                            "message": "the batch was interrupted before this recording finished"}
+                           for f in files if str(f) not in finished]
+            summary = write_summary(rows, out_dir / "batch_summary.csv")
+            if not own_client and futures:     # a client of the caller's: its workers need not finish them
+                try:
+                    client.cancel(futures)
+                except Exception:   # noqa: BLE001  (a broken connection: the scheduler drops them with it)
+                    pass
+            raise BatchInterrupted(_interrupted_sentence(done, len(files), summary)) from exc
     finally:
-        if own_client:
+        if own_client and client is not None:
             cluster = getattr(client, "cluster", None)
             client.close()
             if cluster is not None:
                 cluster.close()
-    rows.sort(key=lambda r: r["recording"])
-    cols = ["recording", "status", "seconds", "n_frames", "out", "message"]
-    cols += sorted({k for r in rows for k in r if k.startswith("score:")})
-    with open(out_dir / "batch_summary.csv", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=cols, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in r.items()})
-    failed = [r for r in rows if r["status"] != "ok"]
+    summary = write_summary(done, out_dir / "batch_summary.csv")
+    failed = [r for r in done if r["status"] != "ok"]
     if failed:
-        print(f"error: {len(failed)} of {len(rows)} recordings failed; see {out_dir / 'batch_summary.csv'}.",
-              file=sys.stderr)
+        print(f"error: {len(failed)} of {len(done)} recordings failed; see {summary}.", file=sys.stderr)
         return 2
     return 0
