@@ -430,6 +430,44 @@ def test_files_written_atomically_have_ordinary_permissions(tmp_path):
         os.umask(mask)
 
 
+def test_names_near_the_file_system_limit_can_be_written(sim_dir, tmp_path, capsys, monkeypatch):
+    """Output names over ~234 characters were refused: the temporary sibling's name added a suffix to them."""
+    from napari_micromotion.atomic import atomic_write, temp_sibling_dir
+    from napari_micromotion.export import commit_output_dir, prepare_output_dir
+
+    long = "r" * 250                      # the file system takes 255 bytes
+    target = atomic_write(tmp_path / f"{long}.csv", lambda t: t.write_text("a\n"))
+    assert target.read_text() == "a\n"
+    out = tmp_path / long
+    args = ["analyze", str(sim_dir / "transmission.tif"), "--methods", "bandpass", "--surrogates", "19",
+            "--no-report", "--out", str(out), "-q"]
+    assert main(args) == 0, capsys.readouterr().err
+    first = (out / "run.json").read_text()
+    assert main([*args, "--overwrite"]) == 0, capsys.readouterr().err      # the old folder's sibling too
+    assert (out / "run.json").read_text() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, target.name])   # nothing left beside
+    # a crash leaves short-named siblings: the next run still finds them by the folder they belong to
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    monkeypatch.setattr(os, "getpid", lambda: int(dead.stdout))
+    stale = temp_sibling_dir(out, "tmp")
+    other = temp_sibling_dir(tmp_path / "other", "tmp")            # another folder's: not this one's to remove
+    monkeypatch.undo()
+    assert len(stale.name) < 50
+    tmp = prepare_output_dir(out, overwrite=True)
+    assert not stale.exists() and other.exists()
+    (tmp / "run.json").write_text("{}")
+    commit_output_dir(tmp, out)
+    assert (out / "run.json").read_text() == "{}"
+    # a crash between the two renames of a commit: the previous results come back from their short-named sibling
+    monkeypatch.setattr(os, "getpid", lambda: int(dead.stdout))
+    moved = temp_sibling_dir(out, "old")
+    monkeypatch.undo()
+    moved.rmdir()
+    os.replace(out, moved)
+    remove_stale_siblings(out)
+    assert (out / "run.json").read_text() == "{}" and not moved.exists()
+
+
 def test_an_output_folder_given_as_a_model_finds_its_model(tmp_path):
     """A denoiser's or analysis' output folder picked as 'saved model' gave '<folder>.safetensors does not exist'."""
     import shutil

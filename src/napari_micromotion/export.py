@@ -17,14 +17,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic import current_umask
+from .atomic import current_umask, temp_sibling_dir, temp_siblings
 from .errors import MicromotionError, check, check_folder
 
 __all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings",
@@ -95,7 +94,7 @@ def prepare_output_dir(out: Path, overwrite: bool, inputs: Iterable[str | os.Pat
     check(os.access(parent, os.W_OK | os.X_OK), f"cannot write into {parent} (permission denied).")
     remove_stale_siblings(out)
     try:
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=parent))
+        return temp_sibling_dir(out, "tmp")
     except OSError as exc:
         raise MicromotionError(f"cannot create a folder in {parent} ({exc.strerror or exc}).") from None
 
@@ -114,11 +113,9 @@ def remove_stale_siblings(out: Path) -> list[Path]:
     """Delete temporary siblings of *out* left by a run that crashed (its process is gone)."""
     removed = []
     out = Path(out)
-    parent = out.absolute().parent
     for tag in ("old", "tmp"):
-        for cand in sorted(parent.glob(f".{out.name}.{tag}-*")):
-            parts = cand.name.rsplit(f".{tag}-", 1)[-1].split("-")
-            if not (parts and parts[0].isdigit() and not _pid_alive(int(parts[0])) and cand.is_dir()):
+        for cand, pid in temp_siblings(out, tag):
+            if _pid_alive(pid) or not cand.is_dir():
                 continue
             if tag == "old" and not out.exists():
                 os.replace(cand, out)  # a crash between the two renames of a commit: restore the previous results
@@ -133,7 +130,7 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
     out = Path(out)
     old = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-", dir=out.absolute().parent))
+        old = temp_sibling_dir(out, "old")
         os.rmdir(old)
         os.replace(out, old)
     try:
