@@ -26,7 +26,8 @@ from .errors import MicromotionError, check
 from .results import WHOLE_FIELD, BeatRateRow, BeatRow, LimitRow, RegionMap, ScoreRow
 
 __all__ = ["Entry", "ImageEntry", "MapsEntry", "TableEntry", "TracesEntry", "RegionMapsEntry", "ANALYSIS_LAYOUT",
-           "safe_name", "write_csv", "read_csv", "read_tif", "fmt", "layout_rows"]
+           "safe_name", "write_csv", "read_csv", "read_tif", "fmt", "layout_rows", "imagej_video_meta",
+           "pixel_size_meta"]
 
 
 def fmt(v: Any) -> Any:
@@ -94,12 +95,42 @@ def read_tif(path: Path, with_meta: bool = False) -> Any:
     return (data, dict(meta)) if with_meta else data
 
 
-def _write_tif(path: Path, data: np.ndarray, **meta: Any) -> None:
+def pixel_size_meta(pixel_size_um: float | None, *, imagej: bool = True) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(metadata, keywords)`` that record the pixel size in a ``tifffile.imwrite`` call; both empty when unknown.
+
+    ImageJ TIFFs (*imagej*) get ``unit=um`` and pixels per micrometre, so Fiji measures in
+    micrometres; plain TIFFs (whose description is tifffile's JSON, e.g. a ``(C, Y, X)`` stack with
+    its channel names) get pixels per centimetre with the TIFF unit CENTIMETER, which ImageJ and
+    :func:`~napari_micromotion.io.read_recording` read as well.
+    """
+    try:
+        px_um = float(pixel_size_um) if pixel_size_um else 0.0
+    except (TypeError, ValueError):
+        px_um = 0.0
+    if not (math.isfinite(px_um) and px_um > 0):
+        return {}, {}
+    if imagej:
+        return {"unit": "um"}, {"resolution": (1.0 / px_um, 1.0 / px_um)}
+    return {}, {"resolution": (1e4 / px_um, 1e4 / px_um), "resolutionunit": "CENTIMETER"}
+
+
+def _write_tif(path: Path, data: np.ndarray, pixel_size_um: float | None = None, **meta: Any) -> None:
+    """A float32 TIFF with *meta*; with a known pixel size, a 2D image is an ImageJ TIFF in micrometres (a ``unit``
+    in *meta*, the unit of the values, becomes ImageJ's ``vunit``) and a stack keeps its JSON metadata and gets the
+    TIFF resolution tags."""
     import tifffile
 
     path.parent.mkdir(parents=True, exist_ok=True)
     data = np.asarray(data, np.float32)
-    tifffile.imwrite(path, data, metadata=meta or None, photometric="minisblack" if data.ndim == 3 else None)
+    scale, kwargs = pixel_size_meta(pixel_size_um)
+    if kwargs and data.ndim == 2:
+        value_unit = meta.pop("unit", None)
+        ij = {"axes": "YX", **meta, **({"vunit": value_unit} if value_unit else {}), **scale}
+        tifffile.imwrite(path, data, imagej=True, metadata=ij, **kwargs)
+        return
+    _, kwargs = pixel_size_meta(pixel_size_um, imagej=False)
+    tifffile.imwrite(path, data, metadata=meta or None, photometric="minisblack" if data.ndim == 3 else None,
+                     **kwargs)
 
 
 class Entry:
@@ -117,7 +148,8 @@ class Entry:
 
 @dataclass
 class ImageEntry(Entry):
-    """One float32 image (``maps/still.tif``) <-> one array field (``None`` is not written)."""
+    """One float32 image (``maps/still.tif``) <-> one array field (``None`` is not written); the pixel size
+    (``results.pixel_size_um``), when known, is written so that Fiji measures the image in micrometres."""
 
     path: str
     field: str
@@ -126,7 +158,7 @@ class ImageEntry(Entry):
     def write(self, results: Any, folder: Path) -> None:
         data = getattr(results, self.field)
         if data is not None:
-            _write_tif(folder / self.path, data)
+            _write_tif(folder / self.path, data, getattr(results, "pixel_size_um", None))
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         p = folder / self.path
@@ -139,13 +171,10 @@ def imagej_video_meta(fps: float | None, pixel_size_um: float | None) -> tuple[d
     interval and, when known, the pixel size, so that Fiji and :func:`~napari_micromotion.io.read_recording`
     read them back."""
     meta: dict[str, Any] = {"axes": "TYX"}
-    kwargs: dict[str, Any] = {}
     if fps and fps > 0:
         meta["finterval"] = 1.0 / float(fps)
-    if pixel_size_um:
-        meta["unit"] = "um"
-        kwargs["resolution"] = (1.0 / float(pixel_size_um), 1.0 / float(pixel_size_um))
-    return meta, kwargs
+    scale, kwargs = pixel_size_meta(pixel_size_um)
+    return {**meta, **scale}, kwargs
 
 
 @dataclass
@@ -166,7 +195,8 @@ class VideoEntry(ImageEntry):
 
 @dataclass
 class MapsEntry(Entry):
-    """One image per key of a dict field (``scores/{method}.tif`` <-> ``score_maps``)."""
+    """One image per key of a dict field (``scores/{method}.tif`` <-> ``score_maps``), with the pixel size as
+    :class:`ImageEntry` writes it."""
 
     path: str
     field: str
@@ -176,7 +206,7 @@ class MapsEntry(Entry):
     def write(self, results: Any, folder: Path) -> None:
         for key, arr in getattr(results, self.field).items():
             meta = {"method": key, **({"unit": self.unit} if self.unit else {})}
-            _write_tif(folder / self.path.format(method=key), arr, **meta)
+            _write_tif(folder / self.path.format(method=key), arr, getattr(results, "pixel_size_um", None), **meta)
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         sub = folder / Path(self.path).parent
@@ -312,7 +342,8 @@ class RegionMapsEntry(Entry):
 
     def write(self, results: Any, folder: Path) -> None:
         for (method, roi), rm in results.region_maps.items():
-            _write_tif(folder / self._pattern(method).format(roi=safe_name(roi)), rm.data, roi=roi, method=method,
+            _write_tif(folder / self._pattern(method).format(roi=safe_name(roi)), rm.data,
+                       getattr(results, "pixel_size_um", None), roi=roi, method=method,
                        box_row0_row1_col0_col1=list(rm.box), axes="CYX")
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:

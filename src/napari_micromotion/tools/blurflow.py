@@ -34,7 +34,7 @@ import numpy as np
 
 from ..blurflow.predict import BlurFlowParams
 from ..errors import MicromotionError, check
-from ..layout import Entry, read_tif
+from ..layout import Entry, pixel_size_meta, read_tif
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
@@ -113,11 +113,15 @@ class _FlowEntry(Entry):
     what = "(5, Y, X): v_y, v_x (px of blur), v_z, z0 (defocus waves), validity (0-1)"
 
     def write(self, result: BlurFlowToolResult, folder: Path) -> None:
+        """A plain TIFF (its JSON names the channels); the image's pixel size, when given (``--pixel-size``; not
+        the model's, assumed otherwise), as the TIFF resolution tags, which ImageJ reads."""
         import tifffile
 
+        _, scale = pixel_size_meta(result.params.pixel_size_um, imagej=False)
         tifffile.imwrite(folder / self.path, np.asarray(result.flow, np.float32), photometric="minisblack",
                          metadata={"axes": "CYX", "channels": list(CHANNEL_UNITS),
-                                   "units": list(CHANNEL_UNITS.values()), "axial_unit_um": result.axial_unit_um})
+                                   "units": list(CHANNEL_UNITS.values()), "axial_unit_um": result.axial_unit_um},
+                         **scale)
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         p = folder / self.path

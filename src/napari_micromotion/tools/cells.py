@@ -22,7 +22,8 @@ Output folder (written atomically):
   label, labelled_by, source, kind;
 * ``traces.tif``: float32 ``(N, T)``, each candidate's mean fluorescence (rows in
   ``candidates.json`` order), so a run can be re-classified and curated later;
-* ``mean_image.tif``, ``correlation_image.tif``: the images candidates were found on;
+* ``mean_image.tif``, ``correlation_image.tif``: the images candidates were found on (ImageJ
+  TIFFs in micrometres when the pixel size is known);
 * ``classifier.json``: the model, threshold, counts, fine-tuning record and, when labels by
   a person exist, accuracy, precision, recall, F1 and the confusion matrix against them;
 * ``suite2p/stat.npy`` + ``iscell.npy`` (``--suite2p``) and ``RoiSet.zip`` of the cells
@@ -104,6 +105,7 @@ class CellsResult(ToolResult):
     candidates: list[Candidate] = field(default_factory=list)
     frame_shape: tuple[int, int] = (0, 0)
     fps: float = 1.0
+    pixel_size_um: float | None = None            # of the recording, if known (written into the images' TIFFs)
     mean_image: np.ndarray | None = None
     correlation_image: np.ndarray | None = None
     extraction: dict[str, Any] = field(default_factory=dict)
@@ -399,13 +401,13 @@ class Cells(Tool):
         yield Progress("cells", 1.0, f"{record['counts']['cells']} cells among {len(candidates)} candidates")
         return CellsResult(params=params, source=dict(recording.provenance), timings_s=timings, warnings=warnings,
                            candidates=candidates, frame_shape=shape, fps=recording.fps,
-                           mean_image=np.asarray(mean_image, np.float32),
+                           pixel_size_um=recording.pixel_size_um, mean_image=np.asarray(mean_image, np.float32),
                            correlation_image=None if corr_image is None else np.asarray(corr_image, np.float32),
                            extraction=extraction, classifier=record, kinds=kinds, model=clf)
 
     def result_record(self, result: CellsResult) -> dict[str, Any]:
-        return {"frame_shape": list(result.frame_shape), "fps": result.fps, "extraction": result.extraction,
-                "counts": result.classifier.get("counts", {}), "kinds": result.kinds}
+        return {"frame_shape": list(result.frame_shape), "fps": result.fps, "pixel_size_um": result.pixel_size_um,
+                "extraction": result.extraction, "counts": result.classifier.get("counts", {}), "kinds": result.kinds}
 
     def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
         fields: dict[str, Any] = {"extraction": dict(rec.get("extraction", {})), "kinds": dict(rec.get("kinds", {}))}
@@ -413,6 +415,9 @@ class Cells(Tool):
             fields["frame_shape"] = tuple(int(v) for v in rec["frame_shape"])
         if rec.get("fps"):
             fields["fps"] = float(rec["fps"])
+        px = rec.get("pixel_size_um")
+        if isinstance(px, (int, float)) and not isinstance(px, bool) and px > 0:
+            fields["pixel_size_um"] = float(px)
         return fields
 
     def layer_data(self, result: CellsResult) -> list[tuple[Any, dict[str, Any], str]]:

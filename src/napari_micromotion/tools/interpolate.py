@@ -14,7 +14,7 @@ Output folder (written atomically):
   ``micromotion_interpolated`` that ``analyze`` recognises);
 * ``synthesized.csv``: ``frame,time_s,measured`` (1 for input frames, 0 for synthesized ones);
 * ``uncertainty.tif``: float32, per-pixel uncertainty of each synthesized frame in input units
-  (0 for measured frames);
+  (0 for measured frames; ImageJ TIFF with the same frame interval and pixel size);
 * ``interpolate.json``: parameters, held-out PSNR/SSIM of every method (and how well each
   method's uncertainty map follows its actual error there: the correlation over 5 x 5 px boxes),
   fine-tuning record, timings, and ``contains_synthesized_frames: true``.
@@ -32,7 +32,7 @@ from ..errors import check
 from ..interpolate.core import METHODS
 from ..io import INTERPOLATED_KEY
 from ..kernels.flow import ENGINES
-from ..layout import Entry, ImageEntry, imagej_video_meta, read_number_table, write_frame_table
+from ..layout import Entry, VideoEntry, imagej_video_meta, read_number_table, write_frame_table
 from ..progress import Progress
 from ..schema import param
 from . import TOOLS
@@ -159,7 +159,7 @@ class Interpolate(Tool):
     layout = [
         InterpolatedEntry(),
         SynthesizedEntry(),
-        ImageEntry("uncertainty.tif", "uncertainty", "per-pixel uncertainty of synthesized frames (input units; 0 "
+        VideoEntry("uncertainty.tif", "uncertainty", "per-pixel uncertainty of synthesized frames (input units; 0 "
                                                      "for measured frames)"),
         RecordEntry("interpolate.json", "parameters, held-out PSNR/SSIM of every method, fine-tuning record, timings; "
                                         "contains_synthesized_frames"),
