@@ -11,7 +11,13 @@ Output folder (written atomically):
 
 * ``interpolated.tif``: ``(N - 1) K + 1`` frames in the input's data type (ImageJ TIFF: frame
   interval divided by ``K``, each frame labelled ``measured`` or ``synthesized``, and the key
-  ``micromotion_interpolated`` that ``analyze`` recognises);
+  ``micromotion_interpolated`` that ``analyze`` recognises); synthesized integer frames are rounded
+  and clipped to the type's range.  uint32 and int32 are kept too (with the same ImageJ
+  description, written by hand: tifffile's ImageJ mode refuses them; ImageJ opens them as
+  32-bit signed integers, so Fiji shows uint32 values above 2^31 as negative).  ImageJ cannot open 16-bit float, signed 8-bit or 64-bit TIFFs, so
+  float16, int8 and bool videos are written as float32, which holds each of their values
+  exactly, and float64 and 64-bit integer videos as float32, which does not (the run record
+  warns);
 * ``synthesized.csv``: ``frame,time_s,measured`` (1 for input frames, 0 for synthesized ones);
 * ``uncertainty.tif``: float32, per-pixel uncertainty of each synthesized frame in input units
   (0 for measured frames; ImageJ TIFF with the same frame interval and pixel size);
@@ -97,24 +103,47 @@ class InterpolateResult(ToolResult):
         return np.arange(self.n_frames) / self.fps
 
 
+#: data types tifffile writes in ImageJ mode
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)
+#: data types tifffile's ImageJ mode refuses but ImageJ opens (as 32-bit signed integers): written with the same
+#: ImageJ description and labels, so their values stay bit for bit
+IMAGEJ_READABLE_DTYPES = (np.uint32, np.int32)
+
+
+def written_dtype(dtype: Any) -> np.dtype:
+    """The data type ``interpolated.tif`` holds for a video of *dtype*: the same when ImageJ can open it, else
+    float32 (ImageJ opens no 16-bit float, signed 8-bit or 64-bit TIFFs; float32 holds float16, int8 and bool
+    values exactly, float64 and 64-bit integers not)."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype in IMAGEJ_DTYPES + IMAGEJ_READABLE_DTYPES else np.dtype(np.float32)
+
+
 class InterpolatedEntry(Entry):
-    """``interpolated.tif`` <-> ``frames`` (ImageJ TIFF, input dtype, frame interval and per-frame labels)."""
+    """``interpolated.tif`` <-> ``frames`` (ImageJ TIFF, the input's dtype as :func:`written_dtype` says, frame
+    interval, pixel size and per-frame labels)."""
 
     path = "interpolated.tif"
     what = ("the video at K times the frame rate: frame K*i is input frame i exactly; ImageJ labels say which "
-            "frames are measured and which synthesized")
+            "frames are measured and which synthesized; the input's data type (float16, int8, float64 and "
+            "64-bit integers as float32: ImageJ opens none of them)")
 
     def write(self, result: InterpolateResult, folder: Path) -> None:
         import tifffile
 
         data = result.frames
-        if data.dtype not in (np.uint8, np.uint16, np.float32):   # what ImageJ TIFFs hold
-            data = data.astype(np.float32)
+        dtype = written_dtype(data.dtype)
         labels = ["measured" if m else "synthesized" for m in result.measured]
         meta, kw = imagej_video_meta(result.fps, result.pixel_size_um)
-        meta.update({"Labels": labels, INTERPOLATED_KEY: "true", "interpolation_factor": int(result.factor),
+        meta.update({INTERPOLATED_KEY: "true", "interpolation_factor": int(result.factor),
                      "synthesized_frames": int((~result.measured).sum())})
-        tifffile.imwrite(folder / self.path, data, imagej=True, metadata=meta, **kw)
+        if dtype in IMAGEJ_READABLE_DTYPES:        # ImageJ mode refuses them: its description and labels by hand
+            desc = tifffile.imagej_description(data.shape, **meta)
+            tifffile.imwrite(folder / self.path, data, description=desc, metadata=None, photometric="minisblack",
+                             byteorder="<", contiguous=True,
+                             extratags=tifffile.imagej_metadata_tag({"Labels": labels}, "<"), **kw)
+            return
+        tifffile.imwrite(folder / self.path, np.asarray(data, dtype), imagej=True, metadata={**meta, "Labels": labels},
+                         **kw)
 
     def read(self, folder: Path, fields: dict[str, Any]) -> None:
         import tifffile
@@ -192,9 +221,9 @@ class Interpolate(Tool):
         yield Progress("interpolate", 1.0, f"done in {got.timings_s['total']:.0f} s")
         warnings = list(got.warnings)
         dtype = np.dtype(got.frames.dtype)
-        if dtype not in (np.uint8, np.uint16, np.int8, np.int16, np.float32):     # what float32 cannot hold exactly
-            warnings.append(f"the {dtype} video is written as float32 (what interpolated.tif holds), so its measured "
-                            "frames are kept to float32 precision, not bit for bit.")
+        if written_dtype(dtype) != dtype and not np.can_cast(dtype, np.float32, "safe"):  # float32 is not exact
+            warnings.append(f"the {dtype} video is written as float32 (ImageJ cannot open {dtype} TIFFs), so its "
+                            "measured frames are kept to float32 precision, not bit for bit.")
         return InterpolateResult(params=params, source=dict(recording.provenance), timings_s=got.timings_s,
                                  warnings=warnings, fps=recording.fps * params.factor, factor=params.factor,
                                  frames=got.frames, uncertainty=got.uncertainty, measured=got.measured,
