@@ -83,3 +83,40 @@ def test_every_kind_colour_reads_on_the_dark_and_the_light_theme():
         for kind, colour in KIND_COLOURS.items():
             ratio = _contrast_ratio(transform_color(colour)[0], background)
             assert ratio >= 3.0, f"{kind} {colour} on the {theme} theme: {ratio:.2f}"
+
+
+def test_a_failed_training_run_takes_its_loss_plot_away_and_says_it_failed(make_napari_viewer, qtbot, qt_sim,
+                                                                            monkeypatch):
+    from napari_micromotion.errors import MicromotionError
+    from napari_micromotion.progress import Progress
+
+    from .conftest import wait_task
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim)
+    tab = dock_all(viewer)["Workbench"].tools["denoise"]
+    losses = []
+
+    def trains_then_fails(rec, params, rois=()):
+        for k in range(losses.pop() if losses else 0):
+            yield Progress("train denoiser", (k + 1) / 10, values={"loss": 1.0 / (k + 1)})
+        raise MicromotionError("the network's loss became NaN at epoch 3; lower the learning rate.")
+
+    monkeypatch.setattr(tab.tool, "iter_run", trains_then_fails)
+    for n_losses in (3, 0):      # a run that trained a while; one that failed before its first loss value
+        losses.append(n_losses)
+        shown = []
+        task = tab.run()
+        assert task is not None, tab.status.text()
+        task.progressed.connect(lambda *_: shown.append(not tab.loss_plot.isHidden()))
+        if n_losses == 0:        # what the earlier run left: the plot, which this run empties
+            assert tab.loss_plot.series == {}
+        n0 = n_notifications()
+        wait_task(qtbot, task)
+        assert shown == [True] * n_losses           # the live loss while it trained
+        assert tab.loss_plot.isHidden() and tab.loss_plot.series == {}
+        assert tab.status.text().startswith("Denoise failed: The network's loss became NaN")
+        assert tab.progress.value() == 0 and tab.run_button.isEnabled()
+        assert any("NaN" in m for _, m in notifications_since(n0))
+        tab.loss_plot.setVisible(True)     # as after a run that showed its loss
+

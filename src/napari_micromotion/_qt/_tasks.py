@@ -293,8 +293,7 @@ class TaskHost:
         self.cancel_button.setEnabled(True)
         if getattr(self, "progress", None) is not None:
             self.progress.setValue(0)
-        if getattr(self, "loss_plot", None) is not None:
-            self.loss_plot.reset()
+        self._hide_loss()          # shown again at the run's first loss value
         self.status.setText(status)
         return task.start()
 
@@ -309,11 +308,18 @@ class TaskHost:
             self.loss_plot.add(event.stage, float(event.values["loss"]))
         self.session.progressed.emit(event)
 
+    def _hide_loss(self) -> None:
+        if getattr(self, "loss_plot", None) is not None:
+            self.loss_plot.reset()
+            self.loss_plot.setVisible(False)
+
     def _task_ended(self, text: str) -> None:
-        """A failed or cancelled run: the panel and the workbench's footer say so, the bars start again."""
+        """A failed or cancelled run: the panel and the workbench's footer say so, the bars start again and the
+        loss plot goes (a run that trained nothing to the end leaves no curve behind)."""
         self.status.setText(text)
         if getattr(self, "progress", None) is not None:
             self.progress.setValue(0)
+        self._hide_loss()
         self.session.task_ended.emit(text)
 
     def _task_finished(self) -> None:

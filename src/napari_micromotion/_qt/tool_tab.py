@@ -198,7 +198,8 @@ class ToolTab(TaskHost, QWidget):
         task = Task(lambda: self.tool.iter_run(rec, params, rois=rois), what=f"the {self.tool.label}",
                     title=f"micromotion {self.tool.label}", parent=self)
         return self.launch(task, button=self.run_button, on_success=lambda res: self._on_success(res, layer),
-                           status=f"Running the {self.tool.label} on {layer.name}...")
+                           status=f"Running the {self.tool.label} on {layer.name}...",
+                           failed=f"{capitalised(self.tool.label)} failed")
 
     def _on_success(self, result: Any, layer: Any) -> None:
         from napari.utils.notifications import show_info, show_warning
