@@ -120,3 +120,51 @@ def test_a_failed_training_run_takes_its_loss_plot_away_and_says_it_failed(make_
         assert any("NaN" in m for _, m in notifications_since(n0))
         tab.loss_plot.setVisible(True)     # as after a run that showed its loss
 
+
+def test_the_decision_keys_work_while_an_roi_layer_was_active_and_leave_its_own_keys(make_napari_viewer, qtbot,
+                                                                                     qt_sim):
+    from qtpy.QtCore import Qt
+
+    from .test_cells_tab import fake_result, press, show_fake
+
+    viewer = make_napari_viewer(show=True)
+    _, rois = add_recording(viewer, qt_sim)
+    tab, view = show_fake(viewer, fake_result(n=8))
+    candidates = viewer.layers["cell candidates"]
+    # curating starts again (a new run) while the ROI layer is the active one
+    viewer.layers.selection.active = rois
+    again = fake_result(n=8, probs=[0.1, 0.45, 0.9, 0.55, 0.3, 0.7, 0.52, 0.02])
+    tab.result = again
+    n0 = n_notifications()
+    tab.show_result(again)
+    tab.show_view(again)
+    assert viewer.layers["cell candidates"] is candidates and viewer.layers.selection.active is candidates
+    assert any("'cell candidates' is the active layer now" in m for _, m in notifications_since(n0))
+    first = view.current
+    press(viewer, "a")
+    assert (again.candidates[first].label, again.candidates[first].labelled_by) == ("cell", "user")
+    # the user goes back to drawing ROIs: the ROI layer's own A and R stay its own, and the page says so
+    viewer.layers.selection.active = rois
+    assert view.keys_taken() == ["a", "r"] and not view.keys_hint.isHidden()
+    assert "'ROIs' keeps A and R for drawing" in view.keys_hint.text()
+    second = view.current
+    press(viewer, "r")
+    assert rois.mode == "add_rectangle" and again.candidates[second].labelled_by == "classifier"
+    press(viewer, "a")
+    assert rois.selected_data == set(range(len(rois.data)))
+    press(viewer, "n")                              # N is nobody else's: the next undecided candidate
+    third = view.current
+    assert third != second
+    # on the page the keys are the page's, whatever layer is active
+    rois.mode = "pan_zoom"
+    rois.selected_data = set()
+    window = viewer.window._qt_window
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    view.table.setFocus()
+    qtbot.waitUntil(view.table.hasFocus, timeout=5000)
+    qtbot.keyClick(view.table, Qt.Key.Key_R)
+    assert (again.candidates[third].label, again.candidates[third].labelled_by) == ("not_cell", "user")
+    assert rois.mode == "pan_zoom" and rois.selected_data == set()
+    viewer.layers.selection.active = candidates
+    assert view.keys_taken() == [] and view.keys_hint.isHidden()

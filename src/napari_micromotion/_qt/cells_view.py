@@ -3,8 +3,11 @@
 A table of every candidate (name, P(cell), label, who decided, kind, area), most uncertain
 first; selecting a row selects, highlights and zooms to its shape in the "cell candidates"
 layer, and clicking a shape in the viewer selects its row.  *Accept (A)*, *Reject (R)* and
-*Undecided (U)* (buttons, or the keys while this page exists; *N* skips to the next most
-uncertain candidate you have not decided) record your decision and move on.  Shapes are
+*Undecided (U)* (buttons, or the keys; *N* skips to the next most uncertain candidate you have
+not decided) record your decision and move on.  The keys work in the viewer while the candidates
+layer (made active when curating starts) or a layer without keys of its own is active, and on
+this page whatever layer is active; an ROI layer keeps its own A and R (select all, rectangle)
+for drawing, and the page says so while one is active.  Shapes are
 outlined by P(cell) (red - yellow - green); those you decided are drawn thicker and filled
 (green: cell, red: not a cell); the selected one is cyan.
 
@@ -25,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from qtpy.QtCore import Qt
-from qtpy.QtGui import QColor
+from qtpy.QtGui import QColor, QKeySequence
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -38,6 +41,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QShortcut,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -59,6 +63,8 @@ __all__ = ["CellsView", "CandidateTracePlot", "CANDIDATES_LAYER", "SORTS"]
 
 #: the tool's shapes layer of candidates
 CANDIDATES_LAYER = "cell candidates"
+#: the page's keys: decision (``None``: the next undecided candidate)
+KEYS = {"a": "cell", "r": "not_cell", "u": "", "n": None}
 #: the table's orders
 SORTS = ("most uncertain first", "name", "P(cell), highest first")
 COLUMNS = ("name", "P(cell)", "label", "by", "kind", "area (px)")
@@ -239,6 +245,9 @@ class CellsView(TaskHost, QWidget):
         self.kinds_button.clicked.connect(self.propose_kinds)
         self.status = QLabel("Run the cell finder (Tools tab, Cells) to curate its candidates.")
         self.status.setWordWrap(True)
+        self.keys_hint = QLabel("")      # which keys the active layer takes for itself
+        self.keys_hint.setWordWrap(True)
+        self.keys_hint.setVisible(False)
 
         # ---- layout: table | trace | actions
         left = QWidget()
@@ -254,6 +263,7 @@ class CellsView(TaskHost, QWidget):
         for b in (self.accept_button, self.reject_button, self.undecided_button, self.next_button):
             keys.addWidget(b)
         lv.addLayout(keys)
+        lv.addWidget(self.keys_hint)
         lv.addWidget(self.counter)
         lv.addWidget(self.status)
 
@@ -300,30 +310,63 @@ class CellsView(TaskHost, QWidget):
         self._on_results()
         self._bound: list[tuple[Any, str]] = []
         self._bind_keys(self.viewer)
+        for key in KEYS:    # on this page the keys are the page's, whatever layer is active
+            shortcut = QShortcut(QKeySequence(key.upper()), self)
+            shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            shortcut.activated.connect(lambda key=key: self._on_key(key))
+        self._active_cb = _make_active_callback(weakref.ref(self))
+        self.viewer.layers.selection.events.active.connect(self._active_cb)
         self._click_cb = _make_click_callback(weakref.ref(self))
         self.viewer.mouse_drag_callbacks.append(self._click_cb)
-        self.destroyed.connect(_make_cleanup(weakref.ref(self.viewer), self._bound, self._click_cb))
+        self.destroyed.connect(_make_cleanup(weakref.ref(self.viewer), self._bound, self._click_cb, self._active_cb))
 
     # ------------------------------------------------------------ keys and clicks
     def _bind_keys(self, provider: Any) -> None:
         """Bind A / R / U / N on *provider* (the viewer, and the candidates layer, whose own keys come first)."""
         ref = weakref.ref(self)
-        actions = {"a": "cell", "r": "not_cell", "u": ""}
 
         def bind(key: str) -> None:
             def on_key(*_: Any) -> None:
                 view = ref()
-                if view is None:
-                    return
-                if key == "n":
-                    view.next_candidate()
-                else:
-                    view.decide(actions[key])
+                if view is not None:
+                    view._on_key(key)
             provider.bind_key(key, on_key, overwrite=True)
             self._bound.append((weakref.ref(provider), key))
 
-        for key in ("a", "r", "u", "n"):
+        for key in KEYS:
             bind(key)
+
+    def _on_key(self, key: str) -> None:
+        if KEYS[key] is None:
+            self.next_candidate()
+        else:
+            self.decide(KEYS[key])
+
+    def keys_taken(self, layer: Any = None) -> list[str]:
+        """The page's keys that *layer* (default: the active one) keeps for itself (an ROI layer: A and R)."""
+        layer = self.viewer.layers.selection.active if layer is None else layer
+        if layer is None or layer is self.layer():
+            return []
+        own = {str(k).lower() for k in {**getattr(layer, "class_keymap", {}), **getattr(layer, "keymap", {})}}
+        return [k for k in KEYS if k in own]
+
+    def _on_active_layer(self, *_: Any) -> None:
+        """Say which keys the active layer keeps, while there are candidates to curate."""
+        taken = self.keys_taken() if self.result is not None and self.result.candidates else []
+        active = self.viewer.layers.selection.active
+        if taken:
+            keys = " and ".join(k.upper() for k in taken)
+            self.keys_hint.setText(f"The active layer {active.name!r} keeps {keys} for drawing; to decide by key, "
+                                   f"click this table or select {CANDIDATES_LAYER!r}.")
+        self.keys_hint.setVisible(bool(taken))
+
+    def activate_layer(self) -> bool:
+        """Make the candidates layer the active one (its keys then decide); ``True`` if that changed it."""
+        la = self.layer()
+        if la is None or self.viewer.layers.selection.active is la:
+            return False
+        self.viewer.layers.selection.active = la
+        return True
 
     def unbind_keys(self) -> None:
         """Give A / R / U / N back (the page closes)."""
@@ -366,6 +409,11 @@ class CellsView(TaskHost, QWidget):
         self.loss_plot.reset()
         self.loss_plot.setVisible(False)
         carried_note += self._attach_layer()
+        before = self.viewer.layers.selection.active
+        if result.candidates and self.activate_layer() and before is not None:
+            carried_note += (f" {CANDIDATES_LAYER!r} is the active layer now, so A and R accept and reject in the "
+                             f"viewer ({before.name!r} was).")
+        self._on_active_layer()
         self.restyle()
         self.fill_table()
         order = self.uncertain_order()
@@ -850,10 +898,24 @@ def _make_click_callback(ref: weakref.ref) -> Any:
     return on_click
 
 
-def _make_cleanup(viewer_ref: weakref.ref, bound: list, callback: Any) -> Any:
+def _make_active_callback(ref: weakref.ref) -> Any:
+    """A callback for a change of the active layer: the page says which of its keys that layer keeps."""
+    def on_active(*_: Any) -> None:
+        view = ref()
+        if view is not None:
+            try:
+                view._on_active_layer()
+            except RuntimeError:  # pragma: no cover - the page's Qt widgets are gone
+                pass
+    return on_active
+
+
+def _make_cleanup(viewer_ref: weakref.ref, bound: list, callback: Any, on_active: Any = None) -> Any:
     def cleanup(*_: Any) -> None:
         _unbind(bound)
         viewer = viewer_ref()
         if viewer is not None and callback in viewer.mouse_drag_callbacks:
             viewer.mouse_drag_callbacks.remove(callback)
+        if viewer is not None and on_active is not None:
+            viewer.layers.selection.events.active.disconnect(on_active)
     return cleanup
