@@ -88,3 +88,30 @@ def test_imagej_round_trip(tmp_path, cands):
     assert [c.name for c in back] == ["c1", "c2", "c3"]
     for a, b in zip(cands, back):
         assert (a.mask(SHAPE) == b.mask(SHAPE)).mean() > 0.995
+
+
+def test_a_composite_roi_is_a_candidate_with_all_its_parts_and_holes(tmp_path):
+    """An ImageJ composite (two pieces, one with a hole) stays whole as a candidate, in candidates.json and back."""
+    import json
+
+    from napari_micromotion.cells.candidate import from_roi
+    from napari_micromotion.rois import ROI, roi_mask
+    from napari_micromotion.tools.cells import read_candidates
+
+    def square(r0, c0, r1, c1):
+        return [[r0, c0], [r0, c1], [r1, c1], [r1, c0]]
+
+    roi = ROI(name="pair", kind="other", polygon=square(5, 5, 25, 25),
+              parts=[square(10, 10, 20, 20), square(30, 40, 50, 60)])      # a hole in the first, a second piece
+    movie = np.zeros((3, *SHAPE), np.float32)
+    movie[:, polygon_mask(roi.parts[1], SHAPE)] = 10.0    # only the second piece is bright: the first outline reads 0
+    c = from_roi(roi, movie, SHAPE)
+    expected = roi_mask(roi, SHAPE)
+    first, hole, second = (int(polygon_mask(np.array(p, float), SHAPE).sum()) for p in roi.rings)
+    assert c.area_px == int(expected.sum()) == first - hole + second
+    assert np.array_equal(c.mask(SHAPE), expected)
+    assert np.allclose(c.trace, 10.0 * second / (first - hole + second))
+    path = tmp_path / "candidates.json"
+    path.write_text(json.dumps([c.to_dict()]))
+    back = read_candidates(path, SHAPE)[0]
+    assert np.array_equal(back.mask(SHAPE), expected) and len(back.roi().parts) == 2

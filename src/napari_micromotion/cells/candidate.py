@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import check
-from ..rois import ROI, polygon_mask, self_intersects
+from ..rois import ROI, roi_mask, self_intersects
 
 __all__ = ["Candidate", "LABELS", "mask_polygon", "from_roi"]
 
@@ -61,6 +61,8 @@ class Candidate:
     labelled_by: str = ""
     kind: str = ""
     _polygon: np.ndarray | None = field(default=None, repr=False, compare=False)
+    #: further outlines of a composite ROI it was made from (:attr:`ROI.parts`); :attr:`polygon` is the first
+    _parts: tuple[np.ndarray, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.box = tuple(int(v) for v in self.box)
@@ -97,7 +99,7 @@ class Candidate:
 
     def roi(self, kind: str | None = None) -> ROI:
         """The candidate as an :class:`~napari_micromotion.rois.ROI` (kind: *kind*, its own, or ``other``)."""
-        return ROI(name=self.name, kind=kind or self.kind or "other", polygon=self.polygon)
+        return ROI(name=self.name, kind=kind or self.kind or "other", polygon=self.polygon, parts=self._parts)
 
     def to_dict(self) -> dict[str, Any]:
         """The ROI file format plus ``probability``, ``label``, ``labelled_by``, ``source``, ``area_px``."""
@@ -163,7 +165,7 @@ def mask_polygon(mask: np.ndarray, tolerance_px: float = 0.35) -> np.ndarray:
 def from_roi(roi: ROI, movie: np.ndarray | None, frame_shape: tuple[int, int], *, source: str = "user",
              name: str | None = None) -> Candidate:
     """A candidate from a drawn or imported ROI (its trace from *movie* ``(T, Y, X)`` when given)."""
-    full = polygon_mask(roi.polygon, frame_shape)
+    full = roi_mask(roi, frame_shape)          # every outline of a composite ROI, its holes left out
     check(full.any(), f"ROI {roi.name!r} covers no pixel of the {frame_shape[0]} x {frame_shape[1]} frame.")
     rr, cc = np.nonzero(full)
     box = (int(rr.min()), int(cc.min()), int(rr.max()) + 1, int(cc.max()) + 1)
@@ -176,4 +178,5 @@ def from_roi(roi: ROI, movie: np.ndarray | None, frame_shape: tuple[int, int], *
     c = Candidate(name=name or roi.name, box=box, submask=sub, trace=trace, source=source,
                   kind=roi.kind if roi.kind != "other" else "")
     c._polygon = np.asarray(roi.polygon, float)
+    c._parts = tuple(np.asarray(p, float) for p in roi.parts)
     return c
