@@ -84,3 +84,28 @@ def test_cnn3d_round_trip(tmp_path):
     assert bias == 0.25 and meta["roi_box"] == [10, 15, 20, 27] and meta["roi"] == "weak"
     with pytest.raises(MicromotionError, match="rinner2020-cnn1d"):
         load_cnn1d(path)
+
+
+def test_the_same_weights_give_the_same_bytes(tmp_path):
+    """safetensors writes its metadata in a hash order that changes between processes; the file is canonical, so two
+    identical runs' models have the same bytes (and checksums) in any process."""
+    import subprocess
+    import sys
+
+    script = ("import sys, numpy as np\n"
+              "from napari_micromotion.detectors.models import write_pair\n"
+              "t = {'w': np.arange(12, dtype=np.float32).reshape(3, 4), 'b': np.ones(3, np.float32)}\n"
+              "write_pair(sys.argv[1], t, {'architecture': 'a', 'architecture_version': 1, 'z': 2, 'c': 3})\n")
+    blobs = set()
+    for k in range(6):                      # one process each: the hash order differs between processes
+        p = tmp_path / f"m{k}.safetensors"
+        subprocess.run([sys.executable, "-c", script, str(p)], check=True)
+        blobs.add(p.read_bytes())
+    assert len(blobs) == 1
+    blob = blobs.pop()
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    assert list(header) == sorted(header) and list(header["__metadata__"]) == ["architecture", "architecture_version"]
+    from safetensors.numpy import load_file
+
+    assert np.array_equal(load_file(str(tmp_path / "m0.safetensors"))["w"], np.arange(12, dtype=np.float32).reshape(3, 4))

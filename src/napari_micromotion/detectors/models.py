@@ -62,8 +62,20 @@ def _check_safetensors(path: Path) -> None:
             raise MicromotionError(f"{path.name} is not a safetensors model file.")
 
 
+def _canonical_safetensors(blob: bytes) -> bytes:
+    """*blob* (a safetensors file) with its JSON header's keys sorted, so identical tensors give identical bytes.
+
+    safetensors writes the ``__metadata__`` entries in a per-process hash order; the header's
+    length (and so every tensor's offset) does not change with the order of its keys.
+    """
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8:8 + n])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    return blob[:8] + text.ljust(n, b" ") + blob[8 + n:] if len(text) <= n else blob
+
+
 def _write_pair(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
     path = Path(path)
     if path.suffix != ".safetensors":
@@ -73,8 +85,10 @@ def _write_pair(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]
     tmp_j = path.with_name(f".{_sidecar(path).name}.tmp")
     try:
         # .copy(order="C"), not np.ascontiguousarray: the latter turns 0-d tensors (BN counters) into shape (1,)
-        save_file({k: np.asarray(v).copy(order="C") for k, v in tensors.items()}, str(tmp_w),
-                  metadata={"architecture": str(meta["architecture"]), "architecture_version": str(meta["architecture_version"])})
+        blob = save({k: np.asarray(v).copy(order="C") for k, v in tensors.items()},
+                    metadata={"architecture": str(meta["architecture"]),
+                              "architecture_version": str(meta["architecture_version"])})
+        tmp_w.write_bytes(_canonical_safetensors(blob))
         tmp_j.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
         os.replace(tmp_w, path)
         os.replace(tmp_j, _sidecar(path))
