@@ -443,8 +443,8 @@ def test_names_near_the_file_system_limit_can_be_written(sim_dir, tmp_path, caps
             "--no-report", "--out", str(out), "-q"]
     assert main(args) == 0, capsys.readouterr().err
     first = (out / "run.json").read_text()
-    assert main([*args, "--overwrite"]) == 0, capsys.readouterr().err      # the old folder's sibling too
-    assert (out / "run.json").read_text() != first
+    assert main([*args, "--overwrite", "--save-filtered"]) == 0, capsys.readouterr().err   # old folder's sibling,
+    assert (out / "run.json").read_text() != first and (out / "filtered.zarr").is_dir()     # the zarr scratch too
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, target.name])   # nothing left beside
     # a crash leaves short-named siblings: the next run still finds them by the folder they belong to
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -397,12 +397,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     scratch = None
     try:
         if args.save_filtered or args.save_predictions:
-            import tempfile
-
+            from .atomic import temp_sibling_dir
             from .distributed import open_zarr_stack
             from .pipeline import row_chunks
 
-            scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-zarr-", dir=out.absolute().parent))
+            scratch = temp_sibling_dir(out, "tmp")        # a short name (any output name fits), cleaned after a crash
             rows = row_chunks(rec.n_frames, rec.frame_shape, params.chunk_mb)[0]
             shape = (rec.n_frames, *rec.frame_shape)
             if args.save_filtered:

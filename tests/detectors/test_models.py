@@ -109,3 +109,10 @@ def test_the_same_weights_give_the_same_bytes(tmp_path):
     from safetensors.numpy import load_file
 
     assert np.array_equal(load_file(str(tmp_path / "m0.safetensors"))["w"], np.arange(12, dtype=np.float32).reshape(3, 4))
+
+
+def test_a_model_name_near_the_file_system_limit_is_written(tmp_path):
+    """'<name>.tmp' temporary files overflowed the 255-byte name limit: a 240-character model name was refused."""
+    path = save_cnn1d(_model(), tmp_path / ("m" * 240 + ".safetensors"))
+    assert load_cnn1d(path).fps == 50.0 and path.with_suffix(".json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, path.with_suffix(".json").name])

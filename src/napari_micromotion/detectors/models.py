@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_write
 from ..errors import MicromotionError, check, check_file, check_folder
 from .cnn1d import ARCHITECTURE, ARCHITECTURE_VERSION, Normalisation, TrainedCNN1D, build_cnn1d, count_parameters
 
@@ -81,23 +82,14 @@ def _write_pair(path: Path, tensors: dict[str, np.ndarray], meta: dict[str, Any]
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
     check_folder(path.parent)
-    tmp_w = path.with_name(f".{path.name}.tmp")
-    tmp_j = path.with_name(f".{_sidecar(path).name}.tmp")
-    try:
-        # .copy(order="C"), not np.ascontiguousarray: the latter turns 0-d tensors (BN counters) into shape (1,)
-        blob = save({k: np.asarray(v).copy(order="C") for k, v in tensors.items()},
-                    metadata={"architecture": str(meta["architecture"]),
-                              "architecture_version": str(meta["architecture_version"])})
-        tmp_w.write_bytes(_canonical_safetensors(blob))
-        tmp_j.write_text(json.dumps(meta, indent=1, default=_json_default) + "\n")
-        os.replace(tmp_w, path)
-        os.replace(tmp_j, _sidecar(path))
-    except OSError as exc:
-        raise MicromotionError(f"could not write model {path} ({exc.strerror or exc}).") from None
-    finally:
-        for t in (tmp_w, tmp_j):
-            if t.exists():
-                t.unlink()
+    # .copy(order="C"), not np.ascontiguousarray: the latter turns 0-d tensors (BN counters) into shape (1,)
+    blob = save({k: np.asarray(v).copy(order="C") for k, v in tensors.items()},
+                metadata={"architecture": str(meta["architecture"]),
+                          "architecture_version": str(meta["architecture_version"])})
+    text = json.dumps(meta, indent=1, default=_json_default) + "\n"
+    # each through a temporary sibling of a short name of its own (any model name the file system takes fits)
+    atomic_write(path, lambda tmp: tmp.write_bytes(_canonical_safetensors(blob)))
+    atomic_write(_sidecar(path), lambda tmp: tmp.write_text(text))
 
 
 def _json_default(obj: Any) -> Any:
