@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from .conftest import add_recording, dock_all, n_notifications, notifications_since
+from .test_cells_tab import fake_shipped  # noqa: F401 - the cell finder's stand-in classifier (a fixture)
 
 
 def test_a_second_export_is_refused_by_the_tools_and_the_results_alike(make_napari_viewer, qt_sim, tmp_path):
@@ -168,3 +171,67 @@ def test_the_decision_keys_work_while_an_roi_layer_was_active_and_leave_its_own_
     assert rois.mode == "pan_zoom" and rois.selected_data == set()
     viewer.layers.selection.active = candidates
     assert view.keys_taken() == [] and view.keys_hint.isHidden()
+
+
+def test_warnings_in_the_gui_name_the_forms_settings_not_the_command_line_flags(make_napari_viewer, qtbot, qt_sim):
+    """Two real warnings of the core that name flags: an analysis on synthesized frames (--use-interpolated)."""
+    from napari_micromotion._layers import META_KEY
+    from napari_micromotion._qt.forms import flag_labels, in_gui_words
+    from napari_micromotion.tools.denoise import DenoiseParams
+
+    from .conftest import run_analysis_widget
+
+    labels = flag_labels(DenoiseParams)
+    assert labels["--use-interpolated"] == "use synthesized frames" and labels["--fps"] == "frame rate"
+    assert labels["--model"] == "saved model" and flag_labels()["--passband"] == "band-pass low edge and band-pass high edge"
+    assert in_gui_words("a.tif does not record its frame rate; give it with --fps.") == \
+        "a.tif does not record its frame rate; set 'frame rate'."
+    assert in_gui_words("/data/run--2 and --no-such-flag stay") == "/data/run--2 and --no-such-flag stay"
+
+    viewer = make_napari_viewer()
+    trans, _ = add_recording(viewer, qt_sim)
+    for layer in viewer.layers:   # a video the interpolate tool made: every other frame synthesized
+        meta = layer.metadata[META_KEY]
+        if "provenance" in meta:
+            meta["provenance"] = {**meta["provenance"], "synthesized_frames": {
+                "channel": "transmission", "factor": 2, "synthesized_frames": qt_sim.transmission.shape[0] // 2}}
+    widgets = dock_all(viewer)
+    analysis = widgets["Analysis"]
+    analysis.set_methods(("bandpass",))
+    analysis.set_value("n_surrogates", 19)
+    analysis.set_value("use_interpolated", True)
+    n0 = n_notifications()
+    task = run_analysis_widget(qtbot, analysis)
+    assert task.error is None, task.error
+    core = [w for w in analysis.session.results.warnings if "--" in w]
+    assert core and any("(--use-interpolated)" in w for w in core)     # the core's words: the command line's
+    shown = [m for s, m in notifications_since(n0) if s == "warning"]
+    assert any("('use synthesized frames')" in m for m in shown), shown
+    assert not any("--" in m for m in shown), shown
+    page = widgets["Workbench"].results.warnings.text()
+    assert "'use synthesized frames'" in page and "--" not in page
+
+
+@pytest.mark.usefixtures("fake_shipped")
+def test_the_cell_finders_warning_names_the_roi_layer_not_the_rois_flag(make_napari_viewer, qtbot, tmp_path):
+    """The second real warning: accepted cells the analysis named in 'kinds from analysis' did not score."""
+    from napari_micromotion.simulate import simulate
+
+    from .conftest import wait_task
+
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    (folder / "roi_scores.csv").write_text("roi,method,score,p_value\nnobody,bandpass,0.8,0.01\n")
+    viewer = make_napari_viewer()
+    add_recording(viewer, simulate(n_frames=300, size=96, seed=1), rois=False)
+    tab = dock_all(viewer)["Workbench"].tools["cells"]
+    tab.form.set_values({"threads": 1, "kinds_from": str(folder)})
+    n0 = n_notifications()
+    task = tab.run()
+    assert task is not None, tab.status.text()
+    wait_task(qtbot, task)
+    assert task.error is None, task.error
+    assert any("--rois" in w for w in tab.result.warnings)          # the core's words: the command line's
+    shown = [m for s, m in notifications_since(n0) if s == "warning"]
+    assert any("no score in" in m and "'ROI layer'" in m for m in shown), shown
+    assert not any("--" in m for m in shown), shown

@@ -71,10 +71,12 @@ def capitalised(msg: str) -> str:
 
 
 def notify_error(exc: BaseException, what: str = "the task") -> str:
-    """Show *exc* as a one-sentence napari error notification (and log unexpected ones)."""
+    """Show *exc* as a one-sentence napari error notification, in the forms' words (and log unexpected ones)."""
     from napari.utils.notifications import show_error
 
-    msg = error_message(exc, what)
+    from .forms import in_gui_words
+
+    msg = in_gui_words(error_message(exc, what))
     if not isinstance(exc, MicromotionError):
         original = exc.original if isinstance(exc, TaskFailed) and exc.original is not None else exc
         log.error("napari-micromotion: %s", msg, exc_info=(type(original), original, original.__traceback__))

@@ -36,7 +36,7 @@ from ..methods import label_of
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
 from ._tasks import Task, TaskHost, capitalised, notify_error
-from .forms import ParamForm
+from .forms import ParamForm, in_gui_words
 from .plots import LossPlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -258,7 +258,7 @@ class AnalysisWidget(TaskHost, QWidget):
         self.status.setText(f"Done in {total:.1f} s: {', '.join(label_of(m) for m in results.methods)}.")
         self.session.progressed.emit(Progress("done", 1.0, f"analysis finished in {total:.1f} s", overall=1.0))
         for w in results.warnings:
-            show_warning(w)
+            show_warning(in_gui_words(w))
         show_info(f"Micromotion analysis finished in {total:.1f} s.")
         self.finished_run.emit(results)
 

@@ -10,6 +10,7 @@ settings folded away; ``values()`` returns dotted paths for
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
 
 from qtpy.QtWidgets import (
@@ -27,9 +28,58 @@ from qtpy.QtWidgets import (
 from ..errors import MicromotionError, check
 from ..schema import ParamSpec, format_value, parse_frame_range
 
-__all__ = ["ParamEditor", "ParamForm"]
+__all__ = ["ParamEditor", "ParamForm", "flag_labels", "in_gui_words"]
 
 _INT_MAX = 2**31 - 1
+
+#: the command line's options for the recording and its ROIs (no parameter dataclass declares them), named as the
+#: Recording and ROIs widgets name them
+RECORDING_LABELS = {"--fps": "frame rate", "--pixel-size": "pixel size", "--channel": "channel",
+                    "--fluorescence-channel": "channel", "--transmission": "transmission",
+                    "--fluorescence": "fluorescence", "--rois": "ROI layer"}
+#: a command-line flag in a sentence, with the verb that asks for it ("pass --overwrite")
+_FLAG = re.compile(r"(?<![\w-])(?:(pass|give it with|give|use|set)\s+)?(--[a-z][a-z0-9-]*)")
+
+
+def flag_labels(params: Any = None) -> dict[str, str]:
+    """Command-line flag -> the form's label, from the parameters' declarations (``param(label=..., flag=...)``).
+
+    *params* (a parameter dataclass, e.g. a tool's) comes first, then the analysis' parameters, then the
+    recording's options; two fields that share a flag (``--passband LOW HIGH``) are named together.
+    """
+    from ..pipeline import AnalysisParams
+    from ..schema import specs
+
+    out = dict(RECORDING_LABELS)
+    for cls in (AnalysisParams, params):
+        if cls is None:
+            continue
+        by_flag: dict[str, list[str]] = {}
+        for spec in specs(cls):
+            if spec.cli:
+                by_flag.setdefault(spec.option, []).append(spec.label)
+        out.update({flag: " and ".join(labels) for flag, labels in by_flag.items()})
+    return out
+
+
+def in_gui_words(text: str, params: Any = None) -> str:
+    """*text* (a warning or error of the core) with command-line flags named as the forms name them.
+
+    ``"... pass --use-interpolated to ..."`` becomes ``"... set 'use synthesized frames' to ..."``;
+    *params* is the parameter dataclass of the form the text is shown beside (see :func:`flag_labels`).
+    Flags no form shows stay as they are.
+    """
+    if "--" not in text:
+        return text
+    labels = flag_labels(params)
+
+    def name(match: re.Match) -> str:
+        label = labels.get(match.group(2))
+        if label is None:
+            return match.group(0)
+        return f"{'set ' if match.group(1) else ''}'{label}'"
+
+    return _FLAG.sub(name, text)
 
 
 class ParamEditor:

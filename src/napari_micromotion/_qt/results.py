@@ -23,6 +23,7 @@ from ..errors import MicromotionError
 from ..methods import label_of
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
+from .forms import in_gui_words
 from .result_layers import add_zarr_stacks, iter_bandpassed, show_bandpassed, show_region_maps
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -110,7 +111,7 @@ class ResultsWidget(QWidget):
             f"{run}{', '.join(label_of(m) for m in results.methods)} on {results.n_frames} frames at "
             f"{results.fps:g} fps; {band}; {scored}; {len(results.roi_names)} ROI(s)"
             + (f"; {results.timings_s['total']:.1f} s" if "total" in results.timings_s else "") + ".")
-        self.warnings.setText("\n".join(f"- {w}" for w in results.warnings))
+        self.warnings.setText("\n".join(f"- {in_gui_words(w)}" for w in results.warnings))
         self._refresh_list()
 
     def _refresh_list(self, event: Any = None) -> None:
@@ -230,5 +231,5 @@ class ResultsWidget(QWidget):
         of_the_run = set(read_run_json(path).get("warnings", []))
         for text in results.warnings:          # what reading the folder found (damaged or missing files)
             if text not in of_the_run:
-                show_warning(capitalised(text))
+                show_warning(capitalised(in_gui_words(text)))
         return results

@@ -32,6 +32,7 @@ from ..errors import MicromotionError, check
 from ..rois import KINDS, check_roi_name
 from ._state import get_session, plugin_meta, spatial_transform, unwrap_viewer
 from ._tasks import capitalised, notify_error
+from .forms import in_gui_words
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -342,7 +343,7 @@ class RoisWidget(QWidget):
             return None
         for w in caught:
             if issubclass(w.category, UserWarning):     # what the reader says, not a library's deprecations
-                show_warning(capitalised(str(w.message)))
+                show_warning(capitalised(in_gui_words(str(w.message))))
         layer = add_rois_layer(self.viewer, rois, name=Path(path).stem.split(".")[0] or "ROIs",
                                transmission=self.session.transmission_layer())
         self._refresh_layers()

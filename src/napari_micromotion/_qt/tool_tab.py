@@ -31,7 +31,7 @@ from ..errors import MicromotionError, check
 from ..progress import Progress
 from ._state import get_session, unwrap_viewer
 from ._tasks import Task, TaskHost, capitalised, export_running, notify_error
-from .forms import ParamForm
+from .forms import ParamForm, in_gui_words
 from .plots import LossPlot
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -212,7 +212,7 @@ class ToolTab(TaskHost, QWidget):
         self.status.setText(f"Done: {self.tool.label}.")
         self.session.task_ended.emit(f"{self.tool.label[:1].upper()}{self.tool.label[1:]} finished.")   # the footer
         for w in result.warnings:
-            show_warning(w)
+            show_warning(in_gui_words(w, self.tool.Params))
         show_info(f"{self.tool.label} finished.")
 
     def show_result(self, result: Any, source_layer: Any = None) -> list[Any]:
