@@ -119,7 +119,8 @@ def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres (overrides metadata)")
     p.add_argument("--rois", help="ROI file: JSON, ImageJ .roi or RoiSet.zip")
     p.add_argument("--frames", metavar="START:STOP",
-                   help="analyse only these frames (0-based, half-open), e.g. to drop a fade-in")
+                   help="analyse only these frames (0-based, half-open), e.g. to drop a fade-in; the outputs count "
+                        "frames and times from START (frame 0, 0 s), and the run record keeps START:STOP")
 
 
 def _add_analysis_args(p: argparse.ArgumentParser) -> None:
