@@ -12,7 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .recording import Recording
-from .rois import KINDS, ROI
+from .rois import KIND_COLOURS, KINDS, ROI
 
 __all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_from_shapes", "ellipse_polygon",
            "plugin_meta", "renamed_by_user", "spatial_transform"]
@@ -20,7 +20,6 @@ __all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_f
 META_KEY = "napari_micromotion"
 #: one colour per ROI kind; each has a contrast ratio of at least 3:1 against the backgrounds of napari's dark and
 #: light themes (outlines on the canvas, names in the tables)
-KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#238b45", "other": "#8c6bb1"}
 
 
 def plugin_meta(layer: Any) -> dict[str, Any]:

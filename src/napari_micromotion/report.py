@@ -13,10 +13,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .rois import KIND_COLOURS
+
 __all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
            "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text", "style_axes"]
 
-ROI_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#31a354", "other": "#9e9ac8"}
+ROI_COLOURS = KIND_COLOURS          # the napari layers' colours
 TRUTH_COLOUR = "#444444"
 MOTION_BEAT = "#d62728"
 CONTRACTION_BEAT = "#8c564b"

@@ -28,11 +28,14 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import MicromotionError, check, check_file
 
-__all__ = ["KINDS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "roi_mask", "parse_rois",
+__all__ = ["KINDS", "KIND_COLOURS", "ROI", "RoiMasks", "read_rois", "write_rois", "rasterize", "roi_mask", "parse_rois",
            "as_rois"]
 
 #: Allowed ROI kinds: test regions of the paper (Fig. 3f) plus anything else.
 KINDS = ("strong", "weak", "silent", "other")
+#: one colour per kind, for the napari layers and the reports alike (each at least 3.5:1 against napari's dark and
+#: light theme backgrounds and against white paper)
+KIND_COLOURS = {"strong": "#e6550d", "weak": "#3182bd", "silent": "#238b45", "other": "#8c6bb1"}
 _MAX_ROI_FILE_BYTES = 64 << 20
 
 

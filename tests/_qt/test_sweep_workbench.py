@@ -77,9 +77,12 @@ def test_every_kind_colour_reads_on_the_dark_and_the_light_theme():
     from napari.utils.theme import get_theme
 
     from napari_micromotion._layers import KIND_COLOURS
+    from napari_micromotion.report import ROI_COLOURS
     from napari_micromotion.rois import KINDS
 
-    assert set(KIND_COLOURS) == set(KINDS)
+    assert set(KIND_COLOURS) == set(KINDS) and ROI_COLOURS == KIND_COLOURS      # the reports draw the same colours
+    for kind, colour in ROI_COLOURS.items():                                      # ... on white paper
+        assert _contrast_ratio(transform_color(colour)[0], (1, 1, 1)) >= 3.0, kind
     assert _contrast_ratio((1, 1, 1), (0, 0, 0)) == 21.0
     for theme in ("dark", "light"):
         background = transform_color(get_theme(theme).background.as_hex())[0]
