@@ -216,8 +216,10 @@ def test_warnings_in_the_gui_name_the_forms_settings_not_the_command_line_flags(
 
 
 @pytest.mark.usefixtures("fake_shipped")
-def test_the_cell_finders_warning_names_the_roi_layer_not_the_rois_flag(make_napari_viewer, qtbot, tmp_path):
-    """The second real warning: accepted cells the analysis named in 'kinds from analysis' did not score."""
+def test_the_cell_finders_warning_names_no_flag(make_napari_viewer, qtbot, tmp_path):
+    """The second real warning: accepted cells the analysis named in 'kinds from analysis' did not score.  It said
+    'run analyze with --rois cells.json', which the GUI's translation made "run analyze with 'ROI layer' cells.json":
+    it now says what to do in words both read."""
     from napari_micromotion.simulate import simulate
 
     from .conftest import wait_task
@@ -234,7 +236,7 @@ def test_the_cell_finders_warning_names_the_roi_layer_not_the_rois_flag(make_nap
     assert task is not None, tab.status.text()
     wait_task(qtbot, task)
     assert task.error is None, task.error
-    assert any("--rois" in w for w in tab.result.warnings)          # the core's words: the command line's
+    assert not any("--" in w for w in tab.result.warnings)
     shown = [m for s, m in notifications_since(n0) if s == "warning"]
-    assert any("no score in" in m and "'ROI layer'" in m for m in shown), shown
+    assert any("no score in" in m and "with these cells as its ROIs" in m for m in shown), shown
     assert not any("--" in m for m in shown), shown

@@ -393,7 +393,7 @@ class Cells(Tool):
             missing = sum(c.label == "cell" and c.name not in proposed for c in candidates)
             if missing:
                 warnings.append(f"{missing} accepted cell(s) have no score in {params.kinds_from}; their kind is "
-                                "left open (run analyze with --rois cells.json).")
+                                "left open (analyse the recording with these cells as its ROIs, then type them).")
             kinds = {"from": str(params.kinds_from), "method": pick_method(scores, params.kind_method),
                      "significance": params.significance, "strong_score": params.strong_score,
                      "kinds": proposed}
