@@ -14,8 +14,8 @@ import numpy as np
 from .recording import Recording
 from .rois import KIND_COLOURS, KINDS, ROI
 
-__all__ = ["META_KEY", "KIND_COLOURS", "recording_layers", "rois_layer", "rois_from_shapes", "ellipse_polygon",
-           "plugin_meta", "renamed_by_user", "spatial_transform"]
+__all__ = ["META_KEY", "KIND_COLOURS", "PART_FEATURE", "is_part", "recording_layers", "rois_layer", "rois_from_shapes",
+           "ellipse_polygon", "plugin_meta", "renamed_by_user", "spatial_transform"]
 
 META_KEY = "napari_micromotion"
 #: one colour per ROI kind; each has a contrast ratio of at least 3:1 against the backgrounds of napari's dark and
@@ -71,13 +71,43 @@ def recording_layers(rec: Recording, name_prefix: str = "") -> list[tuple[Any, d
     return layers
 
 
+#: the shapes-layer feature that numbers the outlines of a composite ROI (0: its main outline; 1, 2, ...: its
+#: further pieces and holes, which carry the ROI's name)
+PART_FEATURE = "part"
+
+
+def is_part(features: Any) -> np.ndarray:
+    """``(n,)`` bool: which shapes are further outlines of a composite ROI, not ROIs of their own.
+
+    A shape is a part when its ``part`` feature is above 0 and an earlier shape with part 0 has
+    its name; a part whose main outline was deleted (or a new shape that inherited a part
+    number) stands on its own.
+    """
+    n = len(features) if features is not None else 0
+    if n == 0 or PART_FEATURE not in features or "name" not in features:
+        return np.zeros(n, bool)
+    names = [str(v) for v in features["name"]]
+    parts = [int(v) if isinstance(v, (int, np.integer, float, np.floating)) and np.isfinite(v) else 0
+             for v in features[PART_FEATURE]]
+    out = np.zeros(n, bool)
+    mains: set[str] = set()
+    for i, (name, part) in enumerate(zip(names, parts)):
+        if part > 0 and name in mains:
+            out[i] = True
+        else:
+            mains.add(name)
+    return out
+
+
 def rois_layer(rois: Sequence[ROI], name: str = "ROIs", scale: tuple[float, float] | None = None,
                ndim: int = 2) -> tuple[Any, dict[str, Any], str]:
     """A shapes layer (polygons) with ``name``/``kind`` features, a colour per kind and labels."""
-    data = [np.asarray(r.polygon, dtype=float) for r in rois]
+    # a composite ROI is one shape per outline, all with its name and kind: its main outline (part 0) first
+    data = [np.asarray(ring, dtype=float) for r in rois for ring in r.rings]
     if ndim == 3:
         data = [np.column_stack([np.zeros(len(p)), p]) for p in data]
-    features = {"name": [r.name for r in rois], "kind": [r.kind for r in rois]}
+    features = {"name": [r.name for r in rois for _ in r.rings], "kind": [r.kind for r in rois for _ in r.rings],
+                PART_FEATURE: [k for r in rois for k in range(len(r.rings))]}
     # napari maps a categorical colour cycle onto the *sorted* distinct values present
     present = sorted({r.kind for r in rois}) or ["other"]
     kwargs: dict[str, Any] = {
@@ -113,12 +143,15 @@ def rois_from_shapes(data: Sequence[np.ndarray], shape_types: Sequence[str], fea
 
     Names and kinds come from the ``name``/``kind`` features (defaults ``roi<k>``/``other``);
     rectangles and polygons are taken as drawn, ellipses become 64-gons; lines and paths are refused.
+    The further outlines of a composite ROI (:func:`is_part`) join the ROI of their name.
     """
     from .errors import MicromotionError
 
     names = list(features["name"]) if features is not None and "name" in features else []
     kinds = list(features["kind"]) if features is not None and "kind" in features else []
+    part_of = is_part(features) if features is not None and len(features) == len(data) else np.zeros(len(data), bool)
     out = []
+    parts: dict[str, list[np.ndarray]] = {}
     for k, (pts, st) in enumerate(zip(data, shape_types)):
         pts = np.asarray(pts, dtype=float)[:, -2:]
         if st == "ellipse":
@@ -127,6 +160,12 @@ def rois_from_shapes(data: Sequence[np.ndarray], shape_types: Sequence[str], fea
             raise MicromotionError(f"shape {k + 1} is a {st}; ROIs must be polygons, rectangles or ellipses.")
         raw = names[k] if k < len(names) else None  # pandas fills missing names with NaN
         name = raw.strip() if isinstance(raw, str) and raw.strip() not in ("", "nan") else f"roi{k + 1}"
+        if part_of[k]:
+            parts.setdefault(name, []).append(pts)
+            continue
         kind = str(kinds[k]) if k < len(kinds) and kinds[k] in KINDS else "other"
         out.append(ROI(name=name, kind=kind, polygon=pts))
+    if parts:
+        out = [ROI(name=r.name, kind=r.kind, polygon=r.polygon, parts=parts[r.name]) if r.name in parts else r
+               for r in out]
     return out

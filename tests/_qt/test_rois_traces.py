@@ -109,3 +109,46 @@ def test_loss_plot_follows_the_theme(make_napari_viewer, qtbot):
         assert to_hex(plot.figure.get_facecolor()) == want and to_hex(ax.get_facecolor()) == want
         assert to_hex(ax.title.get_color()) == get_theme(theme).text.as_hex()
         assert len(ax.lines[0].get_ydata()) == 3
+
+
+def test_a_composite_roi_keeps_its_pieces_and_holes_in_napari(make_napari_viewer, qtbot, qt_sim, tmp_path):
+    """A composite ROI (two pieces, one with a hole) loaded in the workbench kept only its main outline: napari showed,
+    analysed and saved the ROI without its other pieces and its hole."""
+    import json
+
+    from napari_micromotion.rois import ROI, read_rois, write_rois
+
+    def square(r0, c0, r1, c1):
+        return [[r0, c0], [r0, c1], [r1, c1], [r1, c0]]
+
+    pair = ROI(name="pair", kind="weak", polygon=square(4, 4, 24, 24),
+               parts=[square(10, 10, 18, 18), square(30, 30, 40, 44)])
+    plain = ROI(name="plain", kind="strong", polygon=square(28, 4, 40, 16))
+    path = write_rois([pair, plain], tmp_path / "rois.json")
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim, rois=False)
+    rw = dock_all(viewer)["ROIs"]
+    layer = rw.load(path)
+    assert len(layer.data) == 4 and list(layer.features["part"]) == [0, 1, 2, 0]
+    assert rw.info.text().startswith("2 ROI(s)")
+    session = rw.session
+    built = session.build_rois(layer)
+    assert [r.name for r in built] == ["pair", "plain"]
+    np.testing.assert_allclose(built[0].parts[1], pair.parts[1], atol=1e-6)
+    assert len(built[0].parts) == 2 and built[1].parts == ()
+    # a new shape is an ROI of its own (the parts keep the composite's name)
+    layer.add([np.array(square(42, 4, 46, 10), float)], shape_type="polygon")
+    qtbot.wait(20)
+    names = [str(v) for v in layer.features["name"]]
+    assert names[:4] == ["pair", "pair", "pair", "plain"] and names[4] not in names[:4]
+    assert len(session.build_rois(layer)) == 3
+    # renaming the composite renames its outlines together; its kind follows too
+    layer.selected_data = {0}
+    rw.rename_selected("twin")
+    rw.set_kind("silent")
+    assert [str(v) for v in layer.features["name"]][:3] == ["twin"] * 3
+    assert list(layer.features["kind"])[:3] == ["silent"] * 3
+    out = rw.save(tmp_path / "back.json")
+    back = {r.name: r for r in read_rois(out)}
+    assert len(back["twin"].parts) == 2 and back["twin"].kind == "silent"
+    assert json.loads(out.read_text())[0]["name"] == "twin"

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .._layers import KIND_COLOURS, META_KEY, rois_layer
+from .._layers import KIND_COLOURS, META_KEY, PART_FEATURE, is_part, rois_layer
 from ..errors import MicromotionError, check
 from ..rois import KINDS, check_roi_name
 from ._state import get_session, plugin_meta, spatial_transform, unwrap_viewer
@@ -65,6 +65,8 @@ def set_features(layer: Any, df: pd.DataFrame, kind: str | None = None) -> None:
     layer.features = df
     layer.feature_defaults["name"] = ""
     layer.feature_defaults["kind"] = kind if kind in KINDS else "other"
+    if PART_FEATURE in layer.features:
+        layer.feature_defaults[PART_FEATURE] = 0       # a new shape is an ROI of its own
     layer.edge_color_cycle_map = _kind_colour_map()
     layer.refresh_colors()
 
@@ -82,6 +84,8 @@ def style_rois_layer(layer: Any, kind: str = "other") -> Any:
     kinds = [str(v) if v in KINDS else "other" for v in (df["kind"] if "kind" in df else ["other"] * n)]
     df["name"] = pd.Series(names, dtype=object, index=df.index) if n else pd.Series([], dtype=object)
     df["kind"] = pd.Series(kinds, dtype=object, index=df.index) if n else pd.Series([], dtype=object)
+    parts = df[PART_FEATURE] if PART_FEATURE in df else [0] * n
+    df[PART_FEATURE] = pd.Series([int(v) if pd.notna(v) else 0 for v in parts], dtype=int, index=df.index)
     set_features(layer, df, kind)
     layer.edge_color = "kind"
     layer.edge_color_cycle_map = _kind_colour_map()
@@ -239,9 +243,12 @@ class RoisWidget(QWidget):
         layer = self._layer
         df = layer.features.copy()
         names = [str(v) if _valid(v) else "" for v in df["name"]]
+        part = is_part(df)                  # a composite ROI's further outlines carry its name
         seen: set[str] = set()
         changed = False
         for i, v in enumerate(names):  # new shapes: empty or repeated names become roi<k>
+            if part[i] and v:
+                continue
             if not v or v in seen:
                 names[i] = _unique_name(set(names) | seen)
                 changed = True
@@ -281,7 +288,8 @@ class RoisWidget(QWidget):
             return
         layer.feature_defaults["kind"] = kind
         idx = self._selected() if indices is None else list(indices)
-        if idx:
+        if idx:                                           # with the further outlines of a composite ROI
+            idx = sorted(set().union(*(self._outlines_of(str(layer.features["name"].iloc[i])) for i in idx)) | set(idx))
             df = layer.features.copy()
             df.loc[df.index[idx], "kind"] = kind
             set_features(layer, df, kind)
@@ -296,24 +304,37 @@ class RoisWidget(QWidget):
             name = name.strip()
             check(name != "", "an ROI name cannot be empty.")
             check_roi_name(name)          # the rule every ROI obeys: a name Run would refuse is refused now
-            others = [str(v) for i, v in enumerate(layer.features["name"]) if i != sel[0]]
+            names = [str(v) for v in layer.features["name"]]
+            old = names[sel[0]]
+            mine = self._outlines_of(old)                # a composite ROI's outlines are renamed together
+            others = [v for i, v in enumerate(names) if i not in mine]
             check(name not in others, f"another ROI is already called {name!r}.")
         except MicromotionError as exc:
             notify_error(exc)
             return
         df = layer.features.copy()
-        df.loc[df.index[sel[0]], "name"] = name
+        df.loc[df.index[sorted(mine)], "name"] = name
         set_features(layer, df, self.kind.currentText())
         self._update_info()
+
+    def _outlines_of(self, name: str) -> set[int]:
+        """The shapes of ROI *name*: its main outline and, for a composite ROI, its further outlines."""
+        df = self._layer.features
+        names = [str(v) for v in df["name"]]
+        part = is_part(df)
+        main = next((i for i, v in enumerate(names) if v == name and not part[i]), None)
+        return {i for i, v in enumerate(names) if v == name and (i == main or part[i])}
 
     def _update_info(self) -> None:
         layer = self._layer
         if layer is None:
             self.info.setText("No ROI layer: press 'New ROI layer' or load an ROI file.")
             return
-        kinds = list(layer.features["kind"]) if "kind" in layer.features else []
+        main = ~is_part(layer.features)
+        kinds = [k for k, m in zip(layer.features["kind"], main) if m] if "kind" in layer.features else []
         counts = ", ".join(f"{k} {kinds.count(k)}" for k in KINDS if kinds.count(k))
-        self.info.setText(f"{len(layer.data)} ROI(s)" + (f": {counts}" if counts else "") + ".")
+        n = int(main.sum()) if len(main) == len(layer.data) else len(layer.data)
+        self.info.setText(f"{n} ROI(s)" + (f": {counts}" if counts else "") + ".")
 
     # ------------------------------------------------------------ files
     def _load_dialog(self) -> None:
