@@ -248,3 +248,24 @@ def test_candidates_json_keeps_the_ica_footprint(tmp_path):
     want[5:17, 6:16] = fp
     np.testing.assert_allclose(got, want, atol=1e-6)
     assert back[1].footprint is None
+
+
+def test_suite2p_labels_are_kept(out, video, tmp_path):
+    """suite2p's iscell.npy (its classifier's labels, or a person's curation in its GUI) was read and then overwritten
+    by this classifier for every candidate, without a word."""
+    from napari_micromotion.cells.interop import write_suite2p
+    from napari_micromotion.tools.cells import read_candidates
+
+    path, _ = video
+    cands = read_candidates(out / "candidates.json", None)
+    for c in cands:                                    # a curation that rejects every candidate
+        c.label, c.labelled_by = "not_cell", "user"
+    write_suite2p(cands, tmp_path / "s2p")
+    dest = tmp_path / "from_s2p"
+    assert main(["cells", str(path), "--candidates", str(tmp_path / "s2p" / "stat.npy"), "--out", str(dest),
+                 "--quiet", "--threads", "1"]) == 0
+    back = json.loads((dest / "candidates.json").read_text())
+    assert len(back) == len(cands) and all(c["label"] == "not_cell" and c["labelled_by"] == "suite2p" for c in back)
+    assert any(c["probability"] >= 0.5 for c in back)       # the classifier's view is kept as the probability
+    record = json.loads((dest / "run.json").read_text())
+    assert any("keep the labels of suite2p's iscell.npy" in w for w in record["warnings"])

@@ -373,11 +373,21 @@ class Cells(Tool):
                 record["against_user_labels_before_finetune"] = metrics(y[user], before >= params.threshold)
                 record["against_user_labels_after_finetune"] = metrics(y[user], after >= params.threshold)
             prob = clf.predict_proba(x)
-            for c, p, u in zip(candidates, prob, user):
+            # suite2p's labels (iscell.npy beside stat.npy: its classifier's, or a person's curation in its GUI)
+            # are kept, like a person's; the probability is ours
+            kept = np.array([c.labelled_by == "suite2p" and c.label in ("cell", "not_cell") for c in candidates])
+            for c, p, u, k in zip(candidates, prob, user, kept):
                 c.probability = float(p)
-                if not u:
+                if not (u or k):
                     c.label = "cell" if p >= params.threshold else "not_cell"
                     c.labelled_by = "classifier"
+            if kept.any():
+                differ = sum((c.label == "cell") != (c.probability >= params.threshold)
+                             for c, k in zip(candidates, kept) if k)
+                record["suite2p_labels"] = {"kept": int(kept.sum()), "classifier_disagrees": int(differ)}
+                warnings.append(f"{int(kept.sum())} candidate(s) keep the labels of suite2p's iscell.npy; this "
+                                f"classifier would label {differ} of them otherwise (its probabilities are in "
+                                "candidates.json); to have them classified here, import stat.npy without iscell.npy.")
         timings["classify"] = time.perf_counter() - t1
         record["counts"] = {"candidates": len(candidates), "cells": sum(c.label == "cell" for c in candidates),
                             "not_cells": sum(c.label == "not_cell" for c in candidates)}
