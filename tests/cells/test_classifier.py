@@ -269,3 +269,16 @@ def test_finetuning_anchor_keeps_the_head_near_its_training(fresh_recordings):
 
     free, anchored = moved(0.0), moved(1.0)
     assert 0 < anchored < 0.5 * free, (anchored, free)
+
+
+def test_retraining_does_not_replace_the_shipped_model_unasked(capsys):
+    """``python -m napari_micromotion.cells.pretrain`` writes the package's own weights by default: repeating the
+    README's recipe replaced the installed model without a word; it now needs --overwrite, before any training."""
+    from napari_micromotion.cells.pretrain import main
+    from napari_micromotion.cells.train import SHIPPED
+
+    before = SHIPPED.stat().st_mtime_ns
+    assert main(["--n-recordings", "1", "--epochs", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--overwrite" in err and "shipped in the package" in err
+    assert SHIPPED.stat().st_mtime_ns == before

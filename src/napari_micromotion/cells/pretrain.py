@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import check
+from ..errors import MicromotionError, check
 from ..progress import Progress, drive
 from .config import SHIPPED, SHIPPED_CONFIG, ClassifierConfig
 from .dataset import EXTRACTION_VARIANTS
@@ -122,7 +122,9 @@ def add_train_arguments(ap: argparse.ArgumentParser, *, out_required: bool = Tru
     if out_required:
         ap.add_argument("--out", "-o", required=True, help="model path (.safetensors; the .json is written beside it)")
     else:
-        ap.add_argument("--out", default=str(SHIPPED), help="model path (.safetensors; the .json is written beside it)")
+        ap.add_argument("--out", default=str(SHIPPED), help="model path (.safetensors; the .json is written beside "
+                                                            "it; default: the model shipped in the package, replaced "
+                                                            "only with --overwrite)")
     ap.add_argument("--arch", default="compact", choices=("compact", "exact"),
                     help="compact (shipped) or exact (the report's 3CNet, 27.3 M parameters)")
     ap.add_argument("--encoding", default=SHIPPED_CONFIG.encoding, choices=("middle", "resample", "spectrogram"),
@@ -152,8 +154,11 @@ def run_from_args(a: argparse.Namespace, command: str, progress: Callable[[Progr
     """Train as *a* (from :func:`add_train_arguments`) says and save; returns the training summary."""
     check(not Path(a.out).is_dir(), f"--out {a.out} is a folder; give the model's file name (.safetensors).")
     out = Path(a.out).with_suffix(".safetensors")
-    check(a.overwrite or not out.exists() or out.resolve() == SHIPPED.resolve(),
-          f"model file {out} exists; pass --overwrite to replace it.")
+    # the shipped model too: by default this entry point writes the package's own weights, which a user repeating the
+    # recipe should not replace without saying so
+    check(a.overwrite or not out.exists(), f"model file {out} exists; pass --overwrite to replace it"
+                                           + (" (it is the model shipped in the package)." if out.resolve()
+                                              == SHIPPED.resolve() else "."))
     check(out.parent.is_dir(), f"folder {out.parent} does not exist.")
     check(1 <= a.n_recordings <= len(DEFAULT_TRAIN_SEEDS) and a.epochs >= 1 and a.threads >= 1,
           f"--n-recordings must be 1-{len(DEFAULT_TRAIN_SEEDS)}, --epochs and --threads at least 1.")
@@ -181,7 +186,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"\r{ev.stage}: {100 * ev.fraction:5.1f} % {ev.message}".ljust(80), end="", file=sys.stderr)
 
     cmd = "python -m napari_micromotion.cells.pretrain " + " ".join(argv if argv is not None else sys.argv[1:])
-    summary = run_from_args(a, cmd.strip(), progress=show)
+    try:
+        summary = run_from_args(a, cmd.strip(), progress=show)
+    except MicromotionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(file=sys.stderr)
     print(summary["validation"])
     return 0
