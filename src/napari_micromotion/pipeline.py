@@ -433,7 +433,8 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
     needs_training = [METHODS[m].label for m in to_fit if METHODS[m].requires.training]
     if needs_training:
         check(training, f"the validation frames {v0}:{v1} cover the whole recording; "
-                        f"{', '.join(needs_training)} need training frames.")
+                        f"{', '.join(needs_training)} need{'s' if len(needs_training) == 1 else ''} training "
+                        "frames.")
     if not rec.has_fluorescence:
         need_fl = [METHODS[m].label for m in to_fit if METHODS[m].requires.fluorescence]
         check(not need_fl, f"{', '.join(need_fl)} learn from the fluorescence, which this recording lacks; "
