@@ -145,9 +145,15 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
 
 
 def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """What ``run.json`` holds: enough to reproduce a result."""
+    """What ``run.json`` holds: enough to reproduce a result.
+
+    Its ``warnings`` are everything the user was warned of: the reader's (a lossy video, a
+    channel picked by its name, ...; from ``extra["recording_provenance"]``) and the analysis'.
+    """
     from .detectors.models import package_versions
 
+    read = (extra or {}).get("recording_provenance") or {}
+    said = list(read.get("warnings", [])) if isinstance(read, dict) else []
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv[:],
@@ -166,7 +172,7 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
         "rois": [r.to_dict() for r in results.rois] if getattr(results, "rois", None)
         else [{"name": n, "kind": k} for n, k in zip(results.roi_names, results.roi_kinds)],
         "timings_s": {k: round(v, 4) for k, v in results.timings_s.items()},
-        "warnings": results.warnings,
+        "warnings": said + [w for w in results.warnings if w not in said],
         **(extra or {}),
     }
 

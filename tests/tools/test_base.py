@@ -65,3 +65,21 @@ def test_a_tool_on_an_interpolated_video_says_what_it_measured(rec, tool, params
     assert any("synthesized (interpolated) frames" in w and "one frame in 2" in w and says in w for w in res.warnings)
     plain = TOOLS[tool].run(rec, params)
     assert not any("synthesized" in w for w in plain.warnings)
+
+
+def test_the_run_records_list_the_readers_warnings_too(rec):
+    """A lossy video's warning (the reader's) was kept only under the record's source/recording_provenance, not in its
+    ``warnings`` beside the tool's or the analysis' own."""
+    from napari_micromotion.export import run_record
+    from napari_micromotion.pipeline import AnalysisParams, run_analysis
+
+    said = "v.mp4 is a compressed video (mpeg4); lossy codecs smear ..."
+    lossy = rec.with_(provenance={"warnings": [said]})
+    tool = TOOLS["motion"]
+    res = tool.run(lossy, MotionParams(denoise_traces=False))
+    record = tool.record(res)
+    assert record["warnings"][0] == said and record["warnings"].count(said) == 1
+    assert set(res.warnings) <= set(record["warnings"])
+    results = run_analysis(lossy, [], AnalysisParams(methods=("bandpass",), n_surrogates=9))
+    run = run_record(results, extra={"recording_provenance": lossy.provenance})
+    assert run["warnings"][0] == said and set(results.warnings) <= set(run["warnings"])
