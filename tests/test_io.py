@@ -249,3 +249,27 @@ def test_a_trace_file_with_several_columns_says_which_it_took(tmp_path):
     with _w.catch_warnings():
         _w.simplefilter("error")                 # a column named fluorescence: chosen, nothing to say
         np.testing.assert_allclose(read_trace(tmp_path / "named.csv"), np.arange(20))
+
+
+@pytest.mark.parametrize("tunit, finterval", [("ms", 20.0), ("msec", 20.0), ("sec", 0.02), ("min", 0.02 / 60)])
+def test_imagej_frame_interval_is_read_in_its_time_unit(tmp_path, tunit, finterval):
+    # ImageJ stores finterval in the stack's time unit (tunit); 20 ms per frame is 50 fps, not 0.05 fps
+    data = _stack()
+    meta = {"axes": "TYX", "finterval": finterval, "tunit": tunit}
+    tifffile.imwrite(tmp_path / "stack.tif", data, imagej=True, metadata=meta)
+    assert read_recording(tmp_path / "stack.tif").fps == pytest.approx(50.0)
+    (tmp_path / "frames").mkdir()
+    for i, frame in enumerate(data):
+        tifffile.imwrite(tmp_path / "frames" / f"f{i}.tif", frame, imagej=True, metadata={**meta, "axes": "YX"})
+    assert read_recording(tmp_path / "frames").fps == pytest.approx(50.0)
+
+
+def test_imagej_frame_interval_in_an_unknown_time_unit_asks_for_the_rate(tmp_path):
+    tifffile.imwrite(tmp_path / "odd.tif", _stack(), imagej=True,
+                     metadata={"axes": "TYX", "finterval": 3.0, "tunit": "fortnight"})
+    with pytest.warns(UserWarning, match="fortnight"):
+        with pytest.raises(MicromotionError, match="does not record its frame rate"):
+            read_recording(tmp_path / "odd.tif")
+    with pytest.warns(UserWarning, match="fortnight"):
+        rec = read_recording(tmp_path / "odd.tif", fps=40.0)
+    assert rec.fps == 40.0 and any("fortnight" in w for w in rec.provenance["warnings"])

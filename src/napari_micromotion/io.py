@@ -62,8 +62,10 @@ _UNIT_TO_UM = {
     "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
     "cm": 1e4, "m": 1e6, "meter": 1e6,
 }
-_TIME_TO_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "us": 1e-6,
-              "µs": 1e-6, "min": 60.0, "h": 3600.0, "ns": 1e-9}
+_TIME_TO_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
+              "millisecond": 1e-3, "milliseconds": 1e-3, "us": 1e-6, "µs": 1e-6, "\u03bcs": 1e-6, "usec": 1e-6,
+              "microsecond": 1e-6, "microseconds": 1e-6, "min": 60.0, "minute": 60.0, "minutes": 60.0,
+              "h": 3600.0, "hr": 3600.0, "hour": 3600.0, "hours": 3600.0, "ns": 1e-9}
 
 
 def default_memory_budget() -> int:
@@ -219,6 +221,28 @@ def _normalise_axes(data: np.ndarray, axes: str, source: str) -> tuple[np.ndarra
     return data, kept
 
 
+def _imagej_fps(ij: dict[str, Any], name: str, meta: dict[str, Any]) -> float | None:
+    """Frame rate from ImageJ metadata: ``finterval`` in ImageJ's time unit ``tunit`` (seconds when absent), else
+    ``fps``.  A time unit this reader does not know gives ``None`` and a warning in ``meta["warnings"]``."""
+    if ij.get("finterval"):
+        unit = str(ij.get("tunit") or "sec").encode().decode("unicode_escape").strip()
+        scale = _TIME_TO_S.get(unit.lower()) or _TIME_TO_S.get(unit)
+        if scale is None:
+            msg = (f"{name} gives its frame interval as {ij['finterval']} {unit!r}, a time unit this reader does not "
+                   "know; its frame rate is not used, so give it yourself (--fps).")
+            warnings.warn(msg, UserWarning, stacklevel=4)
+            meta.setdefault("warnings", []).append(msg)
+            return None
+        try:
+            interval_s = float(ij["finterval"]) * scale
+        except (TypeError, ValueError):
+            return None
+        return 1.0 / interval_s if math.isfinite(interval_s) and interval_s > 0 else None
+    if ij.get("fps"):
+        return float(ij["fps"])
+    return None
+
+
 def _imagej_pixel_size(tf: Any) -> float | None:
     ij = tf.imagej_metadata or {}
     page = tf.pages[0]
@@ -323,10 +347,7 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
             marker = synthesized_marker(path, ij)
             if marker:
                 meta["synthesized_frames"] = marker
-            if ij.get("finterval"):
-                fps = fps or 1.0 / float(ij["finterval"])
-            elif ij.get("fps"):
-                fps = fps or float(ij["fps"])
+            fps = fps or _imagej_fps(ij, path.name, meta)
             labels = ij.get("Labels") or ij.get("labels")
             if isinstance(labels, (list, tuple)) and "C" in axes:
                 names = names or [str(s) for s in labels[: shape[axes.index("C")]]]
@@ -441,15 +462,15 @@ def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
               "all frames of a folder must match.")
         data[i] = frame
     fps = pixel = None
+    meta: dict[str, Any] = {"format": "tiff-folder", "files": len(files), "first": files[0].name,
+                            "last": files[-1].name, "memory_mapped": False}
     try:
         with tifffile.TiffFile(files[0]) as tf:
-            if tf.is_imagej and (tf.imagej_metadata or {}).get("finterval"):
-                fps = 1.0 / float(tf.imagej_metadata["finterval"])
+            if tf.is_imagej:
+                fps = _imagej_fps(tf.imagej_metadata or {}, files[0].name, meta)
             pixel = _imagej_pixel_size(tf)
     except Exception:  # metadata is optional; the pixels were readable
         pass
-    meta = {"format": "tiff-folder", "files": len(files), "first": files[0].name, "last": files[-1].name,
-            "memory_mapped": False}
     return StackInfo(data, "TYX", fps, pixel, [], str(folder), meta)
 
 
