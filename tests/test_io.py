@@ -116,7 +116,8 @@ def test_bad_files_give_one_sentence(tmp_path, case):
         path = tmp_path / "x.xyz"
         path.write_text("hello")
     elif case == "rgb":
-        tifffile.imwrite(path, np.zeros((20, 8, 8, 3), np.uint8), photometric="rgb")
+        # two samples per pixel: neither grey nor RGB (an RGB stack is read as grey, see below)
+        tifffile.imwrite(path, np.zeros((20, 8, 8, 2), np.uint8), photometric="minisblack", planarconfig="contig")
     elif case == "single":
         tifffile.imwrite(path, np.zeros((8, 8), np.uint16))
     elif case == "absurd":
@@ -273,3 +274,23 @@ def test_imagej_frame_interval_in_an_unknown_time_unit_asks_for_the_rate(tmp_pat
     with pytest.warns(UserWarning, match="fortnight"):
         rec = read_recording(tmp_path / "odd.tif", fps=40.0)
     assert rec.fps == 40.0 and any("fortnight" in w for w in rec.provenance["warnings"])
+
+
+def test_an_rgb_tiff_of_a_grey_video_is_read_as_grey(tmp_path):
+    # a grey recording saved as RGB (ImageJ 'RGB Color', a converted video): the same frames, still memory-mapped
+    grey = _stack().astype(np.uint8)
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, np.repeat(grey[..., None], 3, axis=-1), photometric="rgb")
+    rec = read_recording(path, fps=30.0)
+    assert rec.transmission.shape == grey.shape and rec.transmission.dtype == np.uint8
+    np.testing.assert_array_equal(rec.transmission, grey)
+    assert isinstance(rec.transmission, np.memmap) and rec.provenance["warnings"] == []
+    # a colour stack is averaged over its colours, with a warning naming the file
+    colour = np.random.default_rng(1).integers(0, 255, size=(20, 6, 7, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "colour.tif", colour, imagej=True, photometric="rgb",
+                     metadata={"axes": "TYXS", "finterval": 0.05})
+    with pytest.warns(UserWarning, match="colour.tif holds colour"):
+        rec = read_recording(tmp_path / "colour.tif")
+    assert rec.fps == pytest.approx(20.0)
+    np.testing.assert_allclose(rec.transmission, colour.mean(axis=-1), atol=1e-4)
+    assert any("colour.tif holds colour" in w for w in rec.provenance["warnings"])

@@ -378,8 +378,35 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
                 meta["scratch_copy"] = str(getattr(data, "filename", ""))
     finally:
         tf.close()
+    if "S" in axes.upper() and data.shape[axes.upper().index("S")] in (3, 4):
+        data, axes = _grey_from_samples(data, axes, path.name, meta, max_bytes)
     data, axes = _normalise_axes(data, axes, path.name)
     return StackInfo(data, axes, fps, pixel, names, str(path), meta)
+
+
+def _grey_from_samples(data: np.ndarray, axes: str, name: str, meta: dict[str, Any],
+                       max_bytes: int) -> tuple[np.ndarray, str]:
+    """An RGB(A) TIFF as grey levels: one sample when the three colours are equal (a grey video saved as RGB, a
+    view), else their mean (as :func:`read_image` takes a colour image), with a warning in ``meta``."""
+    s = axes.upper().index("S")
+    rgb = np.moveaxis(data, s, -1)[..., :3]
+    out_axes = axes[:s] + axes[s + 1:]
+    lead = list(np.ndindex(rgb.shape[:-3]))       # compared plane by plane: no full-size temporaries
+    if all(np.array_equal(rgb[i][..., 0], rgb[i][..., c]) for i in lead for c in (1, 2)):
+        meta["rgb"] = "grey stored as 3 equal colour samples; one is used"
+        return rgb[..., 0], out_axes
+    nbytes = int(np.prod(rgb.shape[:-1], dtype=np.float64)) * 4
+    check(nbytes <= max_bytes, f"{name} is a colour (RGB) stack whose grey levels take {nbytes / 2**30:.1f} GiB, more "
+          "than the memory budget; convert it to grey (ImageJ: Image > Type > 16-bit) and save it again.")
+    grey = np.empty(rgb.shape[:-1], np.float32)
+    for i in lead:
+        grey[i] = rgb[i].mean(axis=-1, dtype=np.float32)
+    msg = (f"{name} holds colour (RGB) pixels; they are averaged to grey levels. If one colour holds the signal, "
+           "split the channels (ImageJ: Image > Color > Split Channels) and open that one.")
+    warnings.warn(msg, UserWarning, stacklevel=4)
+    meta.setdefault("warnings", []).append(msg)
+    meta["rgb"] = "colour samples averaged"
+    return grey, out_axes
 
 
 #: largest plausible ratio of decoded to compressed page bytes; beyond it the header lies
