@@ -294,3 +294,19 @@ def test_an_rgb_tiff_of_a_grey_video_is_read_as_grey(tmp_path):
     assert rec.fps == pytest.approx(20.0)
     np.testing.assert_allclose(rec.transmission, colour.mean(axis=-1), atol=1e-4)
     assert any("colour.tif holds colour" in w for w in rec.provenance["warnings"])
+
+
+def test_a_video_with_repeated_frames_says_which(tmp_path):
+    # a re-timed clip (25 fps source written at 29 fps) repeats frames exactly; its clock is not the camera's
+    import imageio.v3 as iio
+
+    frames = np.random.default_rng(2).integers(0, 255, size=(20, 32, 32), dtype=np.uint8)
+    iio.imwrite(tmp_path / "clean.avi", frames, extension=".avi", fps=29, codec="mjpeg")
+    frames[6], frames[13] = frames[5], frames[12]
+    iio.imwrite(tmp_path / "retimed.avi", frames, extension=".avi", fps=29, codec="mjpeg")
+    rec = read_recording(tmp_path / "retimed.avi")
+    said = [w for w in rec.provenance["warnings"] if "repeats" in w]
+    assert len(said) == 1 and "retimed.avi repeats 2 of its 20 frames" in said[0] and "frames 6, 13" in said[0]
+    assert rec.provenance["transmission"]["repeated_frames"] == [6, 13]
+    clean = read_recording(tmp_path / "clean.avi")
+    assert not any("repeats" in w for w in clean.provenance["warnings"])

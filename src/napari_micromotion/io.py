@@ -538,6 +538,16 @@ def _read_video(path: Path, max_bytes: int) -> StackInfo:
     warnings.warn(msg, UserWarning, stacklevel=3)
     fps = meta_raw.get("fps")
     meta = {"format": "video", "codec": codec, "warnings": [msg], "memory_mapped": False}
+    repeats = [k for k in range(1, len(frames)) if np.array_equal(frames[k], frames[k - 1])]
+    if repeats and len(repeats) < len(frames) - 1:       # a still video is not re-timed, it just does not move
+        shown = ", ".join(map(str, repeats[:8])) + (", ..." if len(repeats) > 8 else "")
+        rate = f"{float(fps):g} fps" if fps else "frame"
+        dup = (f"{path.name} repeats {len(repeats)} of its {len(frames)} frames exactly (frames {shown} copy the frame "
+               f"before): it was re-timed or dropped frames, so its {rate} clock is not the camera's and times, rates "
+               "and intervals measured from it are off; use the original recording or frames without repeats (--frames).")
+        warnings.warn(dup, UserWarning, stacklevel=3)
+        meta["warnings"].append(dup)
+        meta["repeated_frames"] = repeats
     return StackInfo(np.ascontiguousarray(frames), "TYX", float(fps) if fps else None, None, [], str(path), meta)
 
 
