@@ -310,3 +310,27 @@ def test_a_video_with_repeated_frames_says_which(tmp_path):
     assert rec.provenance["transmission"]["repeated_frames"] == [6, 13]
     clean = read_recording(tmp_path / "clean.avi")
     assert not any("repeats" in w for w in clean.provenance["warnings"])
+
+
+def test_the_recording_says_where_its_frame_rate_and_pixel_size_came_from(tmp_path):
+    data = _stack()
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+                     metadata={"axes": "TYX", "finterval": 40.0, "tunit": "ms", "unit": "um"})
+    prov = read_recording(tmp_path / "ij.tif").provenance
+    assert prov["fps_from"] == "ImageJ frame interval (40.0 ms)" and prov["pixel_size_from"] == "TIFF resolution tags"
+    prov = read_recording(tmp_path / "ij.tif", fps=30.0, pixel_size_um=0.2).provenance
+    assert prov["fps_from"] == "user" and prov["pixel_size_from"] == "user"
+    tifffile.imwrite(tmp_path / "x.ome.tif", data, ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": 0.05, "PhysicalSizeX": 0.25})
+    prov = read_recording(tmp_path / "x.ome.tif").provenance
+    assert prov["fps_from"] == "OME TimeIncrement" and prov["pixel_size_from"] == "OME PhysicalSizeX"
+    (tmp_path / "frames").mkdir()
+    for i, frame in enumerate(data):
+        tifffile.imwrite(tmp_path / "frames" / f"f{i}.tif", frame)
+    (tmp_path / "frames" / "videoinfos.txt").write_text("{'fps': 18.2, 'microns_per_pixel': 0.65}")
+    rec = read_recording(tmp_path / "frames")
+    assert rec.fps == pytest.approx(18.2) and rec.pixel_size_um == pytest.approx(0.65)
+    assert rec.provenance["fps_from"] == rec.provenance["pixel_size_from"] == "sidecar videoinfos.txt"
+    tifffile.imwrite(tmp_path / "bare.tif", data)
+    prov = read_recording(tmp_path / "bare.tif", fps=10.0).provenance
+    assert prov["fps_from"] == "user" and prov["pixel_size_from"] is None

@@ -237,8 +237,12 @@ def _imagej_fps(ij: dict[str, Any], name: str, meta: dict[str, Any]) -> float | 
             interval_s = float(ij["finterval"]) * scale
         except (TypeError, ValueError):
             return None
-        return 1.0 / interval_s if math.isfinite(interval_s) and interval_s > 0 else None
+        if not (math.isfinite(interval_s) and interval_s > 0):
+            return None
+        meta["fps_from"] = f"ImageJ frame interval ({ij['finterval']} {unit})"
+        return 1.0 / interval_s
     if ij.get("fps"):
+        meta["fps_from"] = "ImageJ fps (its animation speed)"
         return float(ij["fps"])
     return None
 
@@ -336,6 +340,10 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
             ome = _ome_metadata(tf.ome_metadata)
             fps, pixel, names = ome.get("fps"), ome.get("pixel_size_um"), ome["channel_names"]
             meta["format"] = "ome-tiff"
+            if fps:
+                meta["fps_from"] = "OME TimeIncrement"
+            if pixel:
+                meta["pixel_size_from"] = "OME PhysicalSizeX"
         if tf.is_imagej:
             ij = tf.imagej_metadata or {}
             meta["format"] = "imagej-tiff"
@@ -347,11 +355,15 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
             marker = synthesized_marker(path, ij)
             if marker:
                 meta["synthesized_frames"] = marker
-            fps = fps or _imagej_fps(ij, path.name, meta)
+            if not fps:
+                fps = _imagej_fps(ij, path.name, meta)
             labels = ij.get("Labels") or ij.get("labels")
             if isinstance(labels, (list, tuple)) and "C" in axes:
                 names = names or [str(s) for s in labels[: shape[axes.index("C")]]]
-        pixel = pixel or _imagej_pixel_size(tf)
+        if not pixel:
+            pixel = _imagej_pixel_size(tf)
+            if pixel:
+                meta["pixel_size_from"] = "TIFF resolution tags"
         offset = series.dataoffset
         if offset is not None:
             check(
@@ -496,6 +508,8 @@ def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
             if tf.is_imagej:
                 fps = _imagej_fps(tf.imagej_metadata or {}, files[0].name, meta)
             pixel = _imagej_pixel_size(tf)
+            if pixel:
+                meta["pixel_size_from"] = f"TIFF resolution tags of {files[0].name}"
     except Exception:  # metadata is optional; the pixels were readable
         pass
     return StackInfo(data, "TYX", fps, pixel, [], str(folder), meta)
@@ -538,6 +552,8 @@ def _read_video(path: Path, max_bytes: int) -> StackInfo:
     warnings.warn(msg, UserWarning, stacklevel=3)
     fps = meta_raw.get("fps")
     meta = {"format": "video", "codec": codec, "warnings": [msg], "memory_mapped": False}
+    if fps:
+        meta["fps_from"] = f"video container ({codec})"
     repeats = [k for k in range(1, len(frames)) if np.array_equal(frames[k], frames[k - 1])]
     if repeats and len(repeats) < len(frames) - 1:       # a still video is not re-timed, it just does not move
         shown = ", ".join(map(str, repeats[:8])) + (", ..." if len(repeats) > 8 else "")
@@ -589,8 +605,10 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackIn
     side = _read_sidecar(p)
     if side:
         info.metadata["sidecar"] = side["sidecar"]
-        info.fps = info.fps or side.get("fps")
-        info.pixel_size_um = info.pixel_size_um or side.get("pixel_size_um")
+        for key, what in (("fps", "fps_from"), ("pixel_size_um", "pixel_size_from")):
+            if not getattr(info, key) and side.get(key):
+                setattr(info, key, side[key])
+                info.metadata[what] = f"sidecar {Path(side['sidecar']).name}"
     return info
 
 
@@ -750,7 +768,9 @@ def read_recording(
                     f"transmission is recorded at {info.fps:g} fps but fluorescence at {finfo.fps:g} fps; "
                     "both channels must share one frame clock."
                 )
-            info.fps = info.fps or finfo.fps
+            if not info.fps and finfo.fps:
+                info.fps = finfo.fps
+                prov["transmission"]["fps_from"] = f"{fpath.name}: {finfo.metadata.get('fps_from', 'metadata')}"
     elif "C" in info.axes:
         n = info.n_channels
         if fluorescence_channel is not None:
@@ -780,6 +800,10 @@ def read_recording(
         prov["warnings"].append(f"frame rate {float(fps):g} fps given; the file says {info.fps:g} fps.")
     prov["fps_source"] = "user" if fps is not None else "metadata"
     px = pixel_size_um if pixel_size_um is not None else info.pixel_size_um
+    # where each number came from, in words: 'user', or the metadata field, sidecar or container that gave it
+    prov["fps_from"] = "user" if fps is not None else prov["transmission"].get("fps_from", "metadata")
+    prov["pixel_size_from"] = ("user" if pixel_size_um is not None else
+                               prov["transmission"].get("pixel_size_from", "metadata") if px is not None else None)
     try:
         return Recording(transmission=trans, fps=rate, fluorescence=fl, pixel_size_um=px, provenance=prov)
     except MicromotionError as exc:
