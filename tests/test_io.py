@@ -151,6 +151,25 @@ def test_checksum_of_file_and_folder(tmp_path):
     assert file_checksum(tmp_path / "d" / "a1.tif").startswith("sha256:")
 
 
+def test_a_folder_checksum_covers_what_is_read_not_notes_beside_the_frames(tmp_path):
+    # a run record's checksum of a frame folder must not change when a README, a licence or a macOS companion file
+    # is added beside the frames, but must when a frame or the videoinfos.txt sidecar changes
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(_stack(t=3)):
+        tifffile.imwrite(folder / f"f{i}.tif", frame)
+    (folder / "videoinfos.txt").write_text("{'fps': 18.0}")
+    before = file_checksum(folder)
+    (folder / "SOURCE.md").write_text("where the frames came from")
+    (folder / "._f0.tif").write_bytes(b"\x00\x05\x16\x07")
+    assert file_checksum(folder) == before
+    (folder / "videoinfos.txt").write_text("{'fps': 20.0}")
+    after_sidecar = file_checksum(folder)
+    assert after_sidecar != before
+    tifffile.imwrite(folder / "f1.tif", _stack(t=1, seed=9)[0])
+    assert file_checksum(folder) != after_sidecar
+
+
 def test_read_stack_reports_axes(tmp_path):
     path = tmp_path / "c.tif"
     tifffile.imwrite(path, np.zeros((20, 2, 4, 4), np.uint16), imagej=True, metadata={"axes": "TCYX"})

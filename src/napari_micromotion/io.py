@@ -91,10 +91,13 @@ def natural_key(name: str) -> list[Any]:
 
 
 def file_checksum(path: str | os.PathLike, algorithm: str = "sha256", chunk_bytes: int = 1 << 22) -> str:
-    """Hex digest of a file, or of all files of a folder in natural order."""
+    """Hex digest of a file, or of what a folder of frames is read from (its TIFF frames in natural order and its
+    ``videoinfos.txt``), so that notes, a licence or hidden files beside the frames do not change it."""
     p = Path(path)
     h = hashlib.new(algorithm)
-    files = sorted((f for f in p.iterdir() if f.is_file()), key=lambda f: natural_key(f.name)) if p.is_dir() else [p]
+    files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
+                    and (f.name.lower().endswith(TIFF_SUFFIXES) or f.name == "videoinfos.txt")),
+                   key=lambda f: natural_key(f.name)) if p.is_dir() else [p]
     for f in files:
         if p.is_dir():
             h.update(f.name.encode())
