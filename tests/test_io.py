@@ -353,3 +353,20 @@ def test_the_recording_says_where_its_frame_rate_and_pixel_size_came_from(tmp_pa
     tifffile.imwrite(tmp_path / "bare.tif", data)
     prov = read_recording(tmp_path / "bare.tif", fps=10.0).provenance
     assert prov["fps_from"] == "user" and prov["pixel_size_from"] is None
+
+
+def test_one_frame_of_a_frame_folder_points_to_the_folder(tmp_path):
+    # a new user opens the first file of a one-file-per-frame series (OpenHeartWare, MicroBundleCompute)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for i, frame in enumerate(_stack(t=3)):
+        tifffile.imwrite(folder / f"series{i:04d}.tif", frame)
+    with pytest.raises(MicromotionError) as info:
+        read_recording(folder / "series0000.tif", fps=10.0)
+    msg = str(info.value)
+    assert "single image" in msg and "one of 3 TIFF files in series, so open that folder" in msg and "\n" not in msg
+    # a lone image says only that it is a single image
+    tifffile.imwrite(tmp_path / "lone.tif", _stack(t=1)[0])
+    with pytest.raises(MicromotionError, match=r"single image of shape \(6, 7\); a time series of frames is needed\.$"):
+        read_recording(tmp_path / "lone.tif", fps=10.0)
+    np.testing.assert_array_equal(read_image(folder / "series0001.tif"), _stack(t=3)[1].astype(np.float32))

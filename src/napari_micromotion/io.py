@@ -395,7 +395,16 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
         tf.close()
     if "S" in axes.upper() and data.shape[axes.upper().index("S")] in (3, 4):
         data, axes = _grey_from_samples(data, axes, path.name, meta, max_bytes)
-    data, axes = _normalise_axes(data, axes, path.name)
+    try:
+        data, axes = _normalise_axes(data, axes, path.name)
+    except MicromotionError as exc:
+        siblings = [f for f in path.parent.iterdir() if f.is_file() and f.name.lower().endswith(TIFF_SUFFIXES)
+                    and not f.name.startswith(".")]
+        if "single image" not in str(exc) or len(siblings) < 2:
+            raise
+        # one frame of a series saved as one file per frame: the video is the folder
+        raise MicromotionError(f"{str(exc).rstrip('.')}; it is one of {len(siblings)} TIFF files in "
+                               f"{path.parent.name}, so open that folder to read them as one video.") from None
     return StackInfo(data, axes, fps, pixel, names, str(path), meta)
 
 
