@@ -370,3 +370,20 @@ def test_one_frame_of_a_frame_folder_points_to_the_folder(tmp_path):
     with pytest.raises(MicromotionError, match=r"single image of shape \(6, 7\); a time series of frames is needed\.$"):
         read_recording(tmp_path / "lone.tif", fps=10.0)
     np.testing.assert_array_equal(read_image(folder / "series0001.tif"), _stack(t=3)[1].astype(np.float32))
+
+
+def test_ome_tiff_frame_rate_from_plane_times(tmp_path):
+    # Bio-Formats / Micro-Manager exports give each plane's DeltaT instead of a TimeIncrement
+    data = _stack()
+    tifffile.imwrite(tmp_path / "dt.ome.tif", data, ome=True,
+                     metadata={"axes": "TYX", "Plane": {"DeltaT": [i * 0.04 for i in range(20)]}})
+    rec = read_recording(tmp_path / "dt.ome.tif")
+    assert rec.fps == pytest.approx(25.0) and rec.provenance["fps_from"] == "OME plane times (DeltaT)"
+    assert rec.provenance["warnings"] == []
+    times = [i * 0.04 for i in range(20)]
+    times[10:] = [t + 0.04 for t in times[10:]]      # one frame dropped
+    tifffile.imwrite(tmp_path / "gap.ome.tif", data, ome=True, metadata={"axes": "TYX", "Plane": {"DeltaT": times}})
+    with pytest.warns(UserWarning, match="gap.ome.tif: the frame times"):
+        rec = read_recording(tmp_path / "gap.ome.tif")
+    assert rec.fps == pytest.approx(25.0)
+    assert any("irregular, 40 to 80 ms apart" in w for w in rec.provenance["warnings"])

@@ -285,6 +285,8 @@ def _ome_metadata(xml: str) -> dict[str, Any]:
         dt = float(ti) * _TIME_TO_S.get(unit, 1.0)
         if dt > 0:
             out["fps"] = 1.0 / dt
+    if "fps" not in out:
+        out.update(_ome_plane_times(pixels))
     px = pixels.get("PhysicalSizeX")
     if px:
         unit = pixels.get("PhysicalSizeXUnit", "µm")
@@ -292,6 +294,35 @@ def _ome_metadata(xml: str) -> dict[str, Any]:
     for ch in pixels:
         if ch.tag.endswith("Channel"):
             out["channel_names"].append(ch.get("Name") or ch.get("ID") or "")
+    return out
+
+
+def _ome_plane_times(pixels: ET.Element) -> dict[str, Any]:
+    """Frame rate from the planes' ``DeltaT`` (what Bio-Formats and Micro-Manager write instead of
+    ``TimeIncrement``): the median interval between frames of the first channel and plane, with a warning when the
+    intervals vary by more than 10 %."""
+    times: dict[int, float] = {}
+    for plane in pixels:
+        if not plane.tag.endswith("Plane") or plane.get("DeltaT") is None:
+            continue
+        if plane.get("TheC", "0") != "0" or plane.get("TheZ", "0") != "0":
+            continue
+        try:
+            times[int(plane.get("TheT", "0"))] = float(plane.get("DeltaT")) * _TIME_TO_S.get(
+                plane.get("DeltaTUnit", "s"), 1.0)
+        except ValueError:
+            return {}
+    if len(times) < 2:
+        return {}
+    steps = np.diff([times[t] for t in sorted(times)])
+    dt = float(np.median(steps))
+    if not (math.isfinite(dt) and dt > 0):
+        return {}
+    out: dict[str, Any] = {"fps": 1.0 / dt, "fps_from": "OME plane times (DeltaT)"}
+    if np.abs(steps - dt).max() > 0.1 * dt:
+        out["warnings"] = [f"the frame times (OME DeltaT) are irregular, {steps.min() * 1e3:.4g} to "
+                           f"{steps.max() * 1e3:.4g} ms apart: frames were dropped or the timing jittered; the median "
+                           f"interval ({dt * 1e3:.4g} ms, {1 / dt:.4g} fps) is used."]
     return out
 
 
@@ -344,7 +375,11 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
             fps, pixel, names = ome.get("fps"), ome.get("pixel_size_um"), ome["channel_names"]
             meta["format"] = "ome-tiff"
             if fps:
-                meta["fps_from"] = "OME TimeIncrement"
+                meta["fps_from"] = ome.get("fps_from", "OME TimeIncrement")
+            for msg in ome.get("warnings", []):
+                msg = f"{path.name}: {msg}"
+                warnings.warn(msg, UserWarning, stacklevel=3)
+                meta.setdefault("warnings", []).append(msg)
             if pixel:
                 meta["pixel_size_from"] = "OME PhysicalSizeX"
         if tf.is_imagej:
