@@ -336,7 +336,7 @@ def test_the_recording_says_where_its_frame_rate_and_pixel_size_came_from(tmp_pa
     tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
                      metadata={"axes": "TYX", "finterval": 40.0, "tunit": "ms", "unit": "um"})
     prov = read_recording(tmp_path / "ij.tif").provenance
-    assert prov["fps_from"] == "ImageJ frame interval (40.0 ms)" and prov["pixel_size_from"] == "TIFF resolution tags"
+    assert prov["fps_from"] == "ImageJ frame interval (40 ms)" and prov["pixel_size_from"] == "TIFF resolution tags"
     prov = read_recording(tmp_path / "ij.tif", fps=30.0, pixel_size_um=0.2).provenance
     assert prov["fps_from"] == "user" and prov["pixel_size_from"] == "user"
     tifffile.imwrite(tmp_path / "x.ome.tif", data, ome=True,

@@ -242,7 +242,7 @@ def _imagej_fps(ij: dict[str, Any], name: str, meta: dict[str, Any]) -> float | 
             return None
         if not (math.isfinite(interval_s) and interval_s > 0):
             return None
-        meta["fps_from"] = f"ImageJ frame interval ({ij['finterval']} {unit})"
+        meta["fps_from"] = f"ImageJ frame interval ({float(ij['finterval']):.6g} {unit})"
         return 1.0 / interval_s
     if ij.get("fps"):
         meta["fps_from"] = "ImageJ fps (its animation speed)"
