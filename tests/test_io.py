@@ -387,3 +387,19 @@ def test_ome_tiff_frame_rate_from_plane_times(tmp_path):
         rec = read_recording(tmp_path / "gap.ome.tif")
     assert rec.fps == pytest.approx(25.0)
     assert any("irregular, 40 to 80 ms apart" in w for w in rec.provenance["warnings"])
+
+
+def test_a_video_that_fades_in_says_from_which_frame_to_analyse(tmp_path):
+    # edited demo clips (the cm-disp-angle movies) fade in from black over their first frames
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(90, 110, size=(30, 32, 32)).astype(np.float32)
+    iio.imwrite(tmp_path / "steady.avi", frames.astype(np.uint8), extension=".avi", fps=20, codec="mjpeg")
+    frames[:6] *= np.linspace(0.05, 0.85, 6)[:, None, None]
+    iio.imwrite(tmp_path / "faded.avi", frames.astype(np.uint8), extension=".avi", fps=20, codec="mjpeg")
+    rec = read_recording(tmp_path / "faded.avi")
+    said = [w for w in rec.provenance["warnings"] if "fades in" in w]
+    assert len(said) == 1 and "first 6 frames are darker" in said[0] and "--frames 6:30" in said[0]
+    assert rec.provenance["transmission"]["fade_in_frames"] == 6
+    assert not any("fades in" in w for w in read_recording(tmp_path / "steady.avi").provenance["warnings"])

@@ -611,7 +611,26 @@ def _read_video(path: Path, max_bytes: int) -> StackInfo:
         warnings.warn(dup, UserWarning, stacklevel=3)
         meta["warnings"].append(dup)
         meta["repeated_frames"] = repeats
+    means = frames.mean(axis=(1, 2))
+    fade = _fade_in_frames(means)
+    if fade:
+        msg = (f"{path.name} fades in: its first {fade} frames are darker than the rest (mean grey level "
+               f"{means[0]:.3g} rising to {float(np.median(means)):.3g}), as an edited clip does; "
+               f"that change is not motion, so analyse from frame {fade} on (--frames {fade}:{len(frames)}).")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        meta["warnings"].append(msg)
+        meta["fade_in_frames"] = fade
     return StackInfo(np.ascontiguousarray(frames), "TYX", float(fps) if fps else None, None, [], str(path), meta)
+
+
+def _fade_in_frames(means: np.ndarray, level: float = 0.95) -> int:
+    """How many leading frames (of mean grey levels *means*) are darker than *level* x the median (a fade-in from
+    black, as edited clips start); 0 when fewer than two are, or the dark start covers half of the video or more."""
+    median = float(np.median(means))
+    n = 0
+    while n < len(means) and means[n] < level * median:
+        n += 1
+    return n if 2 <= n < len(means) // 2 else 0
 
 
 # ---------------------------------------------------------------- public API
