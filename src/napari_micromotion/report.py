@@ -7,6 +7,7 @@ and without a display.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,6 +25,8 @@ MOTION_BEAT = "#d62728"
 CONTRACTION_BEAT = "#8c564b"
 #: the contraction trace: the beats' brown, lighter, so that it reads on dark (napari) and white (report) backgrounds
 CONTRACTION_LINE = "#c8875e"
+#: a ROI's name over its column of traces wraps after this many characters (four columns share 12 inches)
+ROI_HEADING_CHARS = 28
 
 
 def method_colour(m: str) -> str:
@@ -124,13 +127,17 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
                     ax.fill_between(t, z - sd[sl] / scale, z + sd[sl] / scale, color=method_colour(m), alpha=0.25, lw=0)
                 row = results.score_of(roi, m)
                 if row is not None and np.isfinite(row.get("score", np.nan)):
-                    ax.text(0.99, 0.95, f"{row['score']:.2f} (p={row['p_value']:.3g})", transform=ax.transAxes,
-                            ha="right", va="top", fontsize=7)
+                    # above the plot (not over its peaks), with p at its floor read as such
+                    ax.set_title(score_text(row, results.params.n_surrogates), fontsize=7, loc="right", pad=2)
             if current_frame is not None and sl.start <= current_frame < sl.stop:
                 ax.axvline(current_frame / results.fps, color="k", lw=0.8, ls="--")
             if i == 0:
                 kind = results.roi_kinds[results.roi_names.index(roi)] if roi in results.roi_names else ""
-                ax.set_title(f"{roi} ({kind})", fontsize=9, color=ROI_COLOURS.get(kind, "k"))
+                # the column's heading, a line above the score (a title would share its line), wrapped to the column
+                ax.annotate(textwrap.fill(f"{roi} ({kind})", ROI_HEADING_CHARS), xy=(0.5, 1.0),
+                            xycoords="axes fraction", xytext=(0, 4 + 1.4 * 7 if ax.get_title(loc="right") else 4),
+                            textcoords="offset points", ha="center", va="bottom", fontsize=9,
+                            color=ROI_COLOURS.get(kind, "k"))
             if j == 0:
                 ax.set_ylabel(_label(m), fontsize=8)
             ax.set_yticks([])

@@ -1,0 +1,67 @@
+"""What a reader sees in report.png: units, legible labels, no text over text or over data."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from napari_micromotion.report import draw_traces
+from napari_micromotion.results import Results, ScoreRow
+from napari_micromotion.rois import KINDS
+
+METHODS = ["bandpass", "cnn1d"]
+
+
+def _results(names, n_frames=600, fps=50.0, n_surrogates=199, size=64):
+    """A small analysis result: *names* ROIs (kinds in turn), two methods, p-values at the surrogate floor."""
+    rng = np.random.default_rng(0)
+    t = np.arange(n_frames) / fps
+    truth = np.exp(-((t % 2.0) / 0.3))
+    kinds = [KINDS[k % len(KINDS)] for k in range(len(names))]
+    masks = np.zeros((len(names), size, size), bool)
+    for k in range(len(names)):
+        r, c = 4 + 14 * (k // 4), 4 + 14 * (k % 4)
+        masks[k, r:r + 10, c:c + 10] = True
+    traces = {(n, m): truth + 0.3 * rng.normal(size=n_frames) for n in names for m in METHODS}
+    scores = [ScoreRow(roi=n, kind=k, method=m, score=0.8, p_value=1 / (n_surrogates + 1), n_pixels=100)
+              for n, k in zip(names, kinds) for m in METHODS]
+    return Results(params=SimpleNamespace(roi_truth=False, n_surrogates=n_surrogates), fps=fps, n_frames=n_frames,
+                   frame_shape=(size, size), pixel_size_um=None, validation=(0, n_frames // 3),
+                   training=[(n_frames // 3, n_frames)], passband={}, methods=list(METHODS),
+                   still=rng.random((size, size)), energy_map=rng.random((size, size)),
+                   score_maps={m: rng.random((size, size)) for m in METHODS}, activity_map=rng.random((size, size)),
+                   truth=truth, roi_names=list(names), roi_kinds=kinds, roi_masks=masks, roi_traces=traces,
+                   roi_scores=scores)
+
+
+def _figure(w=12, h=5):
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _overlaps(a, b):
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def test_roi_scores_read_as_r_and_p_at_the_surrogate_floor_above_the_traces():
+    """``p=0.005`` said the test found p = 0.005; with 199 surrogates that is only its floor (``p <= 0.005``)."""
+    fig = _figure()
+    axes = draw_traces(fig, _results(["strong cardiomyocyte cluster near the rim", "weak", "silent", "other"]))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    assert len(axes) == 8
+    headings = [t for ax in axes for t in ax.texts if t.get_text()]
+    assert [t.get_text().replace("\n", " ") for t in headings] == \
+        ["strong cardiomyocyte cluster near the rim (strong)", "weak (weak)", "silent (silent)", "other (other)"]
+    boxes = [t.get_window_extent(renderer) for t in headings]
+    for ax in axes:
+        score = ax.get_title(loc="right")
+        assert score.startswith("r = 0.80") and "p \u2264 0.005" in score, score
+        right = ax._right_title.get_window_extent(renderer)
+        assert right.y0 >= ax.get_window_extent(renderer).y1 - 1          # above the plot, not over its peaks
+        assert not [b for b in boxes if _overlaps(b, right)]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if _overlaps(a, b)]
