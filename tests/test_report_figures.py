@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from napari_micromotion.report import draw_traces
+from napari_micromotion.report import build_report, draw_traces
 from napari_micromotion.results import Results, ScoreRow
 from napari_micromotion.rois import KINDS
 
@@ -65,3 +65,27 @@ def test_roi_scores_read_as_r_and_p_at_the_surrogate_floor_above_the_traces():
         assert right.y0 >= ax.get_window_extent(renderer).y1 - 1          # above the plot, not over its peaks
         assert not [b for b in boxes if _overlaps(b, right)]
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if _overlaps(a, b)]
+
+
+def test_twelve_rois_keep_the_page_width_and_readable_traces():
+    """With 12 ROIs the page was 38 inches wide (4224 px), the traces 1 inch tall under 7-point text on a wall."""
+    names = [f"cell {k + 1}" for k in range(12)]
+    fig = build_report(_results(names))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    width_in, _ = fig.get_size_inches()
+    assert width_in <= 14
+    traces = [ax for ax in fig.axes if ax.get_title(loc="right").startswith("r = ")]
+    assert len(traces) == 12 * len(METHODS)
+    dpi = fig.dpi
+    for ax in traces:
+        box = ax.get_window_extent(renderer)
+        assert box.width / dpi >= 2.0 and box.height / dpi >= 0.5, (box.width / dpi, box.height / dpi)
+    # three rows of four ROIs, each ROI's heading clear of every other text
+    assert len({round(ax.get_position().x0, 3) for ax in traces}) == 4
+    headings = [t for ax in traces for t in ax.texts if t.get_text()]
+    assert sorted(t.get_text().split(" (")[0] for t in headings) == sorted(names)
+    texts = [t.get_window_extent(renderer) for t in headings] + \
+        [ax._right_title.get_window_extent(renderer) for ax in traces] + \
+        [ax.xaxis.label.get_window_extent(renderer) for ax in traces if ax.get_xlabel()]
+    assert not [(a, b) for i, a in enumerate(texts) for b in texts[i + 1:] if _overlaps(a, b)]

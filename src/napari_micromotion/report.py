@@ -16,7 +16,7 @@ import numpy as np
 
 from .rois import KIND_COLOURS
 
-__all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
+__all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
            "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text", "style_axes"]
 
 ROI_COLOURS = KIND_COLOURS          # the napari layers' colours
@@ -27,6 +27,8 @@ CONTRACTION_BEAT = "#8c564b"
 CONTRACTION_LINE = "#c8875e"
 #: a ROI's name over its column of traces wraps after this many characters (four columns share 12 inches)
 ROI_HEADING_CHARS = 28
+#: ROIs side by side in the report's traces; more continue below
+TRACE_COLUMNS = 4
 
 
 def method_colour(m: str) -> str:
@@ -96,8 +98,12 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 
 def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, length_s: float = 20.0,
-                gs: Any = None, current_frame: int | None = None) -> list[Any]:
-    """Fig. 4: per ROI (columns) each method's prediction (rows) over the fluorescence, z-normalised."""
+                gs: Any = None, current_frame: int | None = None, per_row: int = TRACE_COLUMNS) -> list[Any]:
+    """Fig. 4: per ROI (columns) each method's prediction (rows) over the fluorescence, z-normalised.
+
+    At most *per_row* ROIs stand side by side; more continue in further rows of columns
+    below, so that many ROIs keep the page's width and their traces a readable size.
+    """
     rois = list(rois if rois is not None else results.roi_names)
     methods = [m for m in results.traced_methods() if any((r, m) in results.roi_traces for r in rois)]
     if not rois or not methods:
@@ -107,13 +113,16 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
         return [ax]
     sl = excerpt(results, length_s)
     t = results.time_s()[sl]
-    sub = gs.subgridspec(len(methods), len(rois), hspace=0.15, wspace=0.12) if gs is not None else \
-        fig.add_gridspec(len(methods), len(rois), hspace=0.15, wspace=0.12)
+    n_cols = max(1, min(len(rois), int(per_row)))
+    n_rows = len(methods) * -(-len(rois) // n_cols)
+    sub = gs.subgridspec(n_rows, n_cols, hspace=0.15, wspace=0.12) if gs is not None else \
+        fig.add_gridspec(n_rows, n_cols, hspace=0.15, wspace=0.12)
     axes = []
-    for j, roi in enumerate(rois):
+    for k, roi in enumerate(rois):
+        j, top_row = k % n_cols, len(methods) * (k // n_cols)
         ref = results.roi_truth.get(roi, results.truth) if results.params.roi_truth else results.truth
         for i, m in enumerate(methods):
-            ax = fig.add_subplot(sub[i, j])
+            ax = fig.add_subplot(sub[top_row + i, j])
             axes.append(ax)
             tr = results.roi_traces.get((roi, m))
             if ref is not None:
@@ -379,19 +388,30 @@ def _kind_of(results: Any, name: str) -> str:
 
 def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
     """The one-page report: maps on top, ROI traces below (and 3D weights when present)."""
+    fig = build_report(results)
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def build_report(results: Any) -> Any:
+    """The :class:`~matplotlib.figure.Figure` :func:`save_report` writes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     n_rois = max(1, len(results.roi_names))
+    n_cols = min(n_rois, TRACE_COLUMNS)
+    trace_blocks = -(-n_rois // n_cols)
     has_w = bool(results.region_maps)
     n_methods = max(1, len({m for (_, m) in results.roi_traces}))
     if has_w:
         n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
         w_rows = -(-len(results.region_maps) // weights_per_row(len(results.region_maps), n_feat))
-    height = 3.2 + 1.1 * n_methods + (2.0 * w_rows if has_w else 0)
-    fig = Figure(figsize=(max(12, 3.2 * n_rois), height), layout="constrained")
+    traces_in = (1.1 * n_methods + 0.5) * trace_blocks - 0.5      # a heading's space between blocks of ROIs
+    height = 3.2 + traces_in + (2.0 * w_rows if has_w else 0)
+    fig = Figure(figsize=(max(12, 3.2 * n_cols), height), layout="constrained")
     FigureCanvasAgg(fig)
-    ratios = [3.2, 1.1 * n_methods] + ([2.0 * w_rows] if has_w else [])
+    ratios = [3.2, traces_in] + ([2.0 * w_rows] if has_w else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     top = gs[0].subgridspec(1, 1 + (results.activity_map is not None) + max(1, len(results.score_maps)))
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
@@ -401,6 +421,4 @@ def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
     v0, v1 = results.validation
     fig.suptitle(f"napari-micromotion: {results.n_frames} frames at {results.fps:g} fps, scored on frames {v0}:{v1}",
                  fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return fig
