@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from napari_micromotion.report import build_report, draw_traces
+from napari_micromotion.report import build_report, draw_maps, draw_traces
 from napari_micromotion.results import Results, ScoreRow
 from napari_micromotion.rois import KINDS
 
@@ -89,3 +89,20 @@ def test_twelve_rois_keep_the_page_width_and_readable_traces():
         [ax._right_title.get_window_extent(renderer) for ax in traces] + \
         [ax.xaxis.label.get_window_extent(renderer) for ax in traces if ax.get_xlabel()]
     assert not [(a, b) for i, a in enumerate(texts) for b in texts[i + 1:] if _overlaps(a, b)]
+
+
+def test_every_map_has_a_labelled_colour_bar_at_the_pages_text_size():
+    """The score maps' colour bars ran 0 to 1 with no word of what was measured, in 10-point ticks beside 8-point text."""
+    fig = _figure(14, 3.5)
+    res = _results(["strong", "weak"])
+    axes = draw_maps(fig, res)
+    assert len(axes) == 2 + len(METHODS)
+    bars = [ax for ax in fig.axes if ax not in axes]          # one colour bar per map beside the still frame
+    assert len(bars) == 1 + len(METHODS)
+    labels = [b.get_ylabel() for b in bars]
+    assert all(labels) and all("r" in label for label in labels), labels
+    assert all(t.get_fontsize() <= 8 for b in bars for t in b.get_yticklabels())
+    res.score_maps, res.activity_map = {}, None                # no fluorescence: the motion energy instead
+    fig = _figure(8, 3.5)
+    axes = draw_maps(fig, res)
+    assert [ax.get_ylabel() for ax in fig.axes if ax not in axes] == ["band-pass RMS (dI/I)"]

@@ -27,6 +27,8 @@ CONTRACTION_BEAT = "#8c564b"
 CONTRACTION_LINE = "#c8875e"
 #: a ROI's name over its column of traces wraps after this many characters (four columns share 12 inches)
 ROI_HEADING_CHARS = 28
+#: what a score map's colour means (scoring.py: the largest correlation over the allowed lags; Pearson's r at lag 0)
+SCORE_UNIT = "score (r with calcium)"
 #: ROIs side by side in the report's traces; more continue below
 TRACE_COLUMNS = 4
 
@@ -71,6 +73,8 @@ def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list
     if not maps:
         maps = [("band-pass RMS dI/I", results.energy_map, "magma")]
     panels += maps
+    units = {"score": SCORE_UNIT, "fluorescence activity": SCORE_UNIT,
+             "band-pass RMS dI/I": "band-pass RMS (dI/I)"}
     if axes is None:
         axes = fig.subplots(1, len(panels))
     axes = list(np.atleast_1d(axes))
@@ -84,7 +88,9 @@ def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list
                     outline(ax, mask, ROI_COLOURS.get(kind, "w"), name)
         else:
             im = ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax if "score" in title or "activity" in title else None)
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+            bar.set_label(units.get(title.split(":")[0], ""), fontsize=8)
+            bar.ax.tick_params(labelsize=7)
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
