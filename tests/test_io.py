@@ -403,3 +403,19 @@ def test_a_video_that_fades_in_says_from_which_frame_to_analyse(tmp_path):
     assert len(said) == 1 and "first 6 frames are darker" in said[0] and "--frames 6:30" in said[0]
     assert rec.provenance["transmission"]["fade_in_frames"] == 6
     assert not any("fades in" in w for w in read_recording(tmp_path / "steady.avi").provenance["warnings"])
+
+
+@pytest.mark.parametrize("codec, lossy", [("rawvideo", False), ("ffv1", False), ("mjpeg", True)])
+def test_only_a_lossy_video_is_called_lossy(tmp_path, codec, lossy):
+    # an uncompressed AVI (ImageJ's and many cameras' format) keeps every grey level; telling its user that a lossy
+    # codec smeared the data, and to record TIFF instead, is untrue
+    import imageio.v3 as iio
+
+    frames = np.random.default_rng(4).integers(0, 255, size=(20, 32, 32), dtype=np.uint8)
+    iio.imwrite(tmp_path / "v.avi", frames, extension=".avi", fps=25, codec=codec, pixelformat="gray" if not lossy
+                else "yuvj420p")
+    rec = read_recording(tmp_path / "v.avi")
+    assert any("lossy codecs" in w for w in rec.provenance["warnings"]) == lossy
+    assert rec.provenance["transmission"]["lossless"] == (not lossy)
+    if not lossy:
+        np.testing.assert_array_equal(rec.transmission, frames)

@@ -52,6 +52,9 @@ __all__ = [
 TIFF_SUFFIXES = (".tif", ".tiff", ".ome.tif", ".ome.tiff", ".btf", ".tf8")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".wmv")
 TRACE_SUFFIXES = (".csv", ".txt", ".tsv")
+#: video codecs (FFmpeg's names) that keep every grey level: uncompressed AVI (ImageJ's, many cameras'), FFV1, PNG...
+LOSSLESS_CODECS = ("rawvideo", "ffv1", "png", "huffyuv", "ffvhuff", "utvideo", "magicyuv", "qtrle", "tiff", "zlib",
+                   "lagarith", "v210", "v410", "r210")
 LOSSY_WARNING = (
     "{name} is a compressed video ({codec}); lossy codecs smear and quantise the "
     "sub-pixel intensity changes that micromotion produces, so record raw TIFF where you can."
@@ -595,10 +598,13 @@ def _read_video(path: Path, max_bytes: int) -> StackInfo:
             rgb = frames[..., :3].astype(np.float32)
             frames = (rgb @ np.array([0.299, 0.587, 0.114], np.float32)).astype(np.float32)
     codec = str(meta_raw.get("codec", "unknown codec"))
-    msg = LOSSY_WARNING.format(name=path.name, codec=codec)
-    warnings.warn(msg, UserWarning, stacklevel=3)
+    meta = {"format": "video", "codec": codec, "warnings": [], "memory_mapped": False,
+            "lossless": codec.lower() in LOSSLESS_CODECS}
+    if not meta["lossless"]:
+        msg = LOSSY_WARNING.format(name=path.name, codec=codec)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        meta["warnings"].append(msg)
     fps = meta_raw.get("fps")
-    meta = {"format": "video", "codec": codec, "warnings": [msg], "memory_mapped": False}
     if fps:
         meta["fps_from"] = f"video container ({codec})"
     repeats = [k for k in range(1, len(frames)) if np.array_equal(frames[k], frames[k - 1])]
