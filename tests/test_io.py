@@ -419,3 +419,16 @@ def test_only_a_lossy_video_is_called_lossy(tmp_path, codec, lossy):
     assert rec.provenance["transmission"]["lossless"] == (not lossy)
     if not lossy:
         np.testing.assert_array_equal(rec.transmission, frames)
+
+
+def test_imagej_animation_speed_alone_is_used_with_a_warning(tmp_path):
+    # ImageJ's 'fps' is the speed a stack plays at; with no frame interval it is only a guess at the camera's rate
+    tifffile.imwrite(tmp_path / "anim.tif", _stack(), imagej=True, metadata={"axes": "TYX", "fps": 7.0})
+    with pytest.warns(UserWarning, match="anim.tif gives no frame interval"):
+        rec = read_recording(tmp_path / "anim.tif")
+    assert rec.fps == pytest.approx(7.0) and rec.provenance["fps_from"] == "ImageJ fps (its animation speed)"
+    assert any("animation speed (7 fps)" in w for w in rec.provenance["warnings"])
+    tifffile.imwrite(tmp_path / "both.tif", _stack(), imagej=True,
+                     metadata={"axes": "TYX", "fps": 7.0, "finterval": 0.02})
+    rec = read_recording(tmp_path / "both.tif")
+    assert rec.fps == pytest.approx(50.0) and rec.provenance["warnings"] == []

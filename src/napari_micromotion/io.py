@@ -248,7 +248,12 @@ def _imagej_fps(ij: dict[str, Any], name: str, meta: dict[str, Any]) -> float | 
         meta["fps_from"] = f"ImageJ frame interval ({float(ij['finterval']):.6g} {unit})"
         return 1.0 / interval_s
     if ij.get("fps"):
+        # ImageJ writes 'fps' for the speed a stack plays at (Animation Options), which may not be the camera's
         meta["fps_from"] = "ImageJ fps (its animation speed)"
+        msg = (f"{name} gives no frame interval, only ImageJ's animation speed ({float(ij['fps']):g} fps), which is "
+               "taken as the frame rate; check it, or give the rate yourself (--fps).")
+        warnings.warn(msg, UserWarning, stacklevel=4)
+        meta.setdefault("warnings", []).append(msg)
         return float(ij["fps"])
     return None
 
