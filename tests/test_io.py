@@ -432,3 +432,17 @@ def test_imagej_animation_speed_alone_is_used_with_a_warning(tmp_path):
                      metadata={"axes": "TYX", "fps": 7.0, "finterval": 0.02})
     rec = read_recording(tmp_path / "both.tif")
     assert rec.fps == pytest.approx(50.0) and rec.provenance["warnings"] == []
+
+
+def test_ome_sizes_in_units_the_reader_does_not_know_are_not_taken_as_micrometres(tmp_path):
+    # 'pixel' is an OME length unit too; 3 'pixel' per pixel is no pixel size, and must not become 3 um
+    tifffile.imwrite(tmp_path / "px.ome.tif", _stack(), ome=True,
+                     metadata={"axes": "TYX", "PhysicalSizeX": 3.0, "PhysicalSizeXUnit": "pixel",
+                               "TimeIncrement": 0.05})
+    with pytest.warns(UserWarning, match="PhysicalSizeX = '3.0' pixel is not used"):
+        rec = read_recording(tmp_path / "px.ome.tif")
+    assert rec.pixel_size_um is None and rec.fps == pytest.approx(20.0)
+    assert any("px.ome.tif: its OME PhysicalSizeX" in w for w in rec.provenance["warnings"])
+    tifffile.imwrite(tmp_path / "nm.ome.tif", _stack(), ome=True,
+                     metadata={"axes": "TYX", "PhysicalSizeX": 650.0, "PhysicalSizeXUnit": "nm", "TimeIncrement": 0.05})
+    assert read_recording(tmp_path / "nm.ome.tif").pixel_size_um == pytest.approx(0.65)

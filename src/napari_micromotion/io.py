@@ -63,7 +63,7 @@ LOSSY_WARNING = (
 _UNIT_TO_UM = {
     "um": 1.0, "µm": 1.0, "\u03bcm": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
     "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
-    "cm": 1e4, "m": 1e6, "meter": 1e6,
+    "cm": 1e4, "m": 1e6, "meter": 1e6, "pm": 1e-6, "\u00c5": 1e-4, "\u212b": 1e-4,
 }
 _TIME_TO_S = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3, "msec": 1e-3,
               "millisecond": 1e-3, "milliseconds": 1e-3, "us": 1e-6, "µs": 1e-6, "\u03bcs": 1e-6, "usec": 1e-6,
@@ -287,18 +287,31 @@ def _ome_metadata(xml: str) -> dict[str, Any]:
     pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
     if pixels is None:
         return out
-    ti = pixels.get("TimeIncrement")
-    if ti:
-        unit = pixels.get("TimeIncrementUnit", "s")
-        dt = float(ti) * _TIME_TO_S.get(unit, 1.0)
-        if dt > 0:
-            out["fps"] = 1.0 / dt
-    if "fps" not in out:
-        out.update(_ome_plane_times(pixels))
-    px = pixels.get("PhysicalSizeX")
+    def number(key: str, unit_key: str, default_unit: str, table: dict[str, float]) -> float | None:
+        """*key* in the units of *table*; ``None`` (with a warning) for a unit or value this reader cannot use."""
+        text, unit = pixels.get(key), pixels.get(unit_key, default_unit)
+        if not text:
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if unit not in table or not (math.isfinite(value) and value > 0):
+            out.setdefault("warnings", []).append(f"its OME {key} = {text!r} {unit} is not used (not a positive "
+                                                  "length or time in a unit this reader knows).")
+            return None
+        return value * table[unit]
+
+    dt = number("TimeIncrement", "TimeIncrementUnit", "s", _TIME_TO_S)
+    if dt:
+        out["fps"] = 1.0 / dt
+    else:
+        plane_times = _ome_plane_times(pixels)
+        out.update({k: v for k, v in plane_times.items() if k != "warnings"})
+        out.setdefault("warnings", []).extend(plane_times.get("warnings", []))
+    px = number("PhysicalSizeX", "PhysicalSizeXUnit", "µm", _UNIT_TO_UM)
     if px:
-        unit = pixels.get("PhysicalSizeXUnit", "µm")
-        out["pixel_size_um"] = float(px) * _UNIT_TO_UM.get(unit, 1.0)
+        out["pixel_size_um"] = px
     for ch in pixels:
         if ch.tag.endswith("Channel"):
             out["channel_names"].append(ch.get("Name") or ch.get("ID") or "")
