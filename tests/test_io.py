@@ -446,3 +446,13 @@ def test_ome_sizes_in_units_the_reader_does_not_know_are_not_taken_as_micrometre
     tifffile.imwrite(tmp_path / "nm.ome.tif", _stack(), ome=True,
                      metadata={"axes": "TYX", "PhysicalSizeX": 650.0, "PhysicalSizeXUnit": "nm", "TimeIncrement": 0.05})
     assert read_recording(tmp_path / "nm.ome.tif").pixel_size_um == pytest.approx(0.65)
+
+
+def test_a_non_numeric_ome_time_increment_is_a_warning_not_a_traceback(tmp_path):
+    tifffile.imwrite(tmp_path / "bad.ome.tif", _stack(), ome=True,
+                     metadata={"axes": "TYX", "TimeIncrement": "fast", "PhysicalSizeX": 0.3})
+    with pytest.warns(UserWarning, match="TimeIncrement = 'fast' s is not used"):
+        with pytest.raises(MicromotionError, match="does not record its frame rate"):
+            read_recording(tmp_path / "bad.ome.tif")
+    with pytest.warns(UserWarning, match="TimeIncrement"):
+        assert read_recording(tmp_path / "bad.ome.tif", fps=5.0).pixel_size_um == pytest.approx(0.3)
