@@ -106,3 +106,31 @@ def test_every_map_has_a_labelled_colour_bar_at_the_pages_text_size():
     fig = _figure(8, 3.5)
     axes = draw_maps(fig, res)
     assert [ax.get_ylabel() for ax in fig.axes if ax not in axes] == ["band-pass RMS (dI/I)"]
+
+
+def test_roi_labels_stay_on_the_image_clear_of_its_title():
+    """A ROI at the image's top edge had its name drawn above the image, over the panel's title; a long name ran off."""
+    res = _results(["strong cardiomyocyte cluster near the rim", "weak", "silent", "the rightmost one of them all"])
+    res.roi_masks[:] = False
+    res.roi_masks[0, 0:12, 0:14] = True          # top-left corner
+    res.roi_masks[1, 30:40, 28:36] = True        # middle
+    res.roi_masks[2, 41:50, 28:36] = True        # right below it: the names must not meet
+    res.roi_masks[3, 0:10, 54:64] = True         # top-right corner
+    fig = _figure(12, 3.5)
+    still = draw_maps(fig, res)[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    image = still.get_window_extent(renderer)
+    title = still.title.get_window_extent(renderer)
+    labels = [t for t in still.texts if t.get_text()]
+    assert len(labels) == 4
+    for t in labels:
+        box = t.get_window_extent(renderer)
+        assert image.x0 - 1 <= box.x0 and box.x1 <= image.x1 + 1 and image.y0 - 1 <= box.y0 and box.y1 <= image.y1 + 1, \
+            (t.get_text(), box, image)
+        assert not _overlaps(box, title)
+        assert t.get_path_effects()                          # a halo: readable on dark and bright pixels
+        assert t.get_text().count("\n") <= 1                 # two lines at most, not a block over its neighbours
+    assert labels[0].get_text().replace("\n", " ").startswith("strong cardiomyocyte")
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if _overlaps(a, b)]

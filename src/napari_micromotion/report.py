@@ -29,6 +29,8 @@ CONTRACTION_LINE = "#c8875e"
 ROI_HEADING_CHARS = 28
 #: what a score map's colour means (scoring.py: the largest correlation over the allowed lags; Pearson's r at lag 0)
 SCORE_UNIT = "score (r with calcium)"
+#: a ROI's name on an image wraps after this many characters
+ROI_LABEL_CHARS = 16
 #: ROIs side by side in the report's traces; more continue below
 TRACE_COLUMNS = 4
 
@@ -57,10 +59,53 @@ def excerpt(results: Any, length_s: float = 20.0) -> slice:
 
 
 def outline(ax: Any, mask: np.ndarray, colour: str, label: str | None = None) -> None:
+    """Outline *mask* on an image in *colour*, with *label* beside it.
+
+    The label sits above the region (below it when the region touches the image's top or
+    another region's name is there; inside it when neither side is free), flush with the
+    region's side when it is near the image's left or right edge, wrapped
+    after :data:`ROI_LABEL_CHARS` characters (two lines at most) and drawn with a white halo, so that it stays
+    on the image (not over the panel's title) and reads on dark and bright pixels.
+    """
+    from matplotlib import patheffects
+
     ax.contour(mask.astype(float), levels=[0.5], colors=[colour], linewidths=1.2)
     if label:
         r, c = np.nonzero(mask)
-        ax.text(c.mean(), r.min() - 1, label, color=colour, fontsize=7, ha="center", va="bottom")
+        if r.size == 0:
+            return
+        ny, nx = mask.shape
+        if c.mean() < nx / 4:
+            x, ha = c.min(), "left"
+        elif c.mean() > 3 * nx / 4:
+            x, ha = c.max(), "right"
+        else:
+            x, ha = c.mean(), "center"
+        above, below, inside = (r.min() - 1, "bottom"), (r.max() + 1, "top"), (r.mean(), "center")
+        sides = ([above] if r.min() > 0.12 * ny else []) + ([below] if r.max() < 0.88 * ny else [])
+        lines = textwrap.wrap(label, ROI_LABEL_CHARS) or [label]
+        if len(lines) > 2:          # two lines at most: the full name heads the ROI's traces
+            lines = [lines[0], lines[1][: ROI_LABEL_CHARS - 1] + "\u2026"]
+        others = [t for t in ax.texts if t.get_text()]
+        renderer = _renderer(ax)
+        places = sides + [inside]   # inside the region when neither side is free and on the image
+        for k, (y, va) in enumerate(places):
+            text = ax.text(x, y, "\n".join(lines), color=colour, fontsize=7, ha=ha, va=va,
+                           path_effects=[patheffects.withStroke(linewidth=2, foreground="white")])
+            if k == len(places) - 1 or renderer is None:
+                break
+            box = text.get_window_extent(renderer)
+            if not any(box.overlaps(o.get_window_extent(renderer)) for o in others):
+                break
+            text.remove()           # on another ROI's name: try the next place
+
+
+def _renderer(ax: Any) -> Any:
+    """The renderer of *ax*'s canvas, or None when it has none (then labels are not checked for collisions)."""
+    try:
+        return ax.figure.canvas.get_renderer()
+    except AttributeError:
+        return None
 
 
 def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list[Any]:
