@@ -456,3 +456,17 @@ def test_a_non_numeric_ome_time_increment_is_a_warning_not_a_traceback(tmp_path)
             read_recording(tmp_path / "bad.ome.tif")
     with pytest.warns(UserWarning, match="TimeIncrement"):
         assert read_recording(tmp_path / "bad.ome.tif", fps=5.0).pixel_size_um == pytest.approx(0.3)
+
+
+def test_the_recordings_own_warnings_are_said_not_only_recorded(tmp_path):
+    # a tool command (motion, denoise...) prints Python warnings; a frame rate that differs from the file's, or a
+    # channel chosen by its name, was only put in the provenance, so the command never showed it
+    tifffile.imwrite(tmp_path / "ij.tif", _stack(), imagej=True, metadata={"axes": "TYX", "finterval": 0.05})
+    with pytest.warns(UserWarning, match=r"frame rate 25 fps given; ij.tif says 20 fps \(ImageJ frame interval"):
+        rec = read_recording(tmp_path / "ij.tif", fps=25.0)
+    assert any("ij.tif says 20 fps" in w for w in rec.provenance["warnings"])
+    data = _stack(t=20)
+    tifffile.imwrite(tmp_path / "two.ome.tif", np.stack([data, data + 1], axis=1), ome=True,
+                     metadata={"axes": "TCYX", "Channel": {"Name": ["GCaMP", "Brightfield"]}, "TimeIncrement": 0.02})
+    with pytest.warns(UserWarning, match="taken as the transmission"):
+        read_recording(tmp_path / "two.ome.tif")

@@ -838,9 +838,15 @@ def read_recording(
                          **info.metadata},
         "warnings": list(info.metadata.get("warnings", [])),
     }
+
+    def warn(text: str) -> None:
+        """A warning of the recording as a whole: in its provenance, and said (as the readers' own are)."""
+        warnings.warn(text, UserWarning, stacklevel=3)
+        prov["warnings"].append(text)
+
     if channel is None and t_idx:      # chosen by the channels' names, not by position: say so
-        prov["warnings"].append(f"channel {t_idx} ({info.channel_names[t_idx]!r}) of {Path(transmission).name} is "
-                                "taken as the transmission (brightfield) by its name; choose the channel to override.")
+        warn(f"channel {t_idx} ({info.channel_names[t_idx]!r}) of {Path(transmission).name} is "
+             "taken as the transmission (brightfield) by its name; choose the channel to override.")
     fl = None
     if fluorescence is not None:
         fpath = Path(fluorescence)
@@ -887,7 +893,8 @@ def read_recording(
             f"{Path(transmission).name} does not record its frame rate; enter it (frames per second).",
             cli=f"{Path(transmission).name} does not record its frame rate; give it with --fps.")
     if fps is not None and info.fps and abs(float(fps) - info.fps) > 1e-3 * info.fps:
-        prov["warnings"].append(f"frame rate {float(fps):g} fps given; the file says {info.fps:g} fps.")
+        said = prov["transmission"].get("fps_from", "its metadata")
+        warn(f"frame rate {float(fps):g} fps given; {Path(transmission).name} says {info.fps:g} fps ({said}).")
     prov["fps_source"] = "user" if fps is not None else "metadata"
     px = pixel_size_um if pixel_size_um is not None else info.pixel_size_um
     # where each number came from, in words: 'user', or the metadata field, sidecar or container that gave it
