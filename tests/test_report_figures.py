@@ -134,3 +134,22 @@ def test_roi_labels_stay_on_the_image_clear_of_its_title():
     assert labels[0].get_text().replace("\n", " ").startswith("strong cardiomyocyte")
     boxes = [t.get_window_extent(renderer) for t in labels]
     assert not [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if _overlaps(a, b)]
+
+
+def test_the_whole_fields_trace_panel_is_not_coloured_as_an_other_roi():
+    """The whole field ('frame') was titled 'frame (other)' in the purple of ROIs of kind 'other'."""
+    from matplotlib.colors import to_hex
+
+    from napari_micromotion.report import LIGHT, draw_trace_panel
+    from napari_micromotion.results import WHOLE_FIELD
+    from napari_micromotion.rois import KIND_COLOURS
+
+    res = _results(["strong", "other"])
+    res.roi_kinds = ["strong", "other"]
+    res.motion_traces = {WHOLE_FIELD: np.ones(res.n_frames), "other": np.ones(res.n_frames)}
+    panel = draw_trace_panel(_figure(), res, WHOLE_FIELD)
+    title = panel.axes[0]._left_title
+    assert title.get_text().startswith(f"{WHOLE_FIELD} (whole field)") and "(other)" not in title.get_text()
+    assert to_hex(title.get_color()) == LIGHT["text"] != KIND_COLOURS["other"]
+    panel = draw_trace_panel(_figure(), res, "other")                 # a ROI of kind 'other' keeps its colour
+    assert to_hex(panel.axes[0]._left_title.get_color()) == KIND_COLOURS["other"]

@@ -285,7 +285,10 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
     ratios = ([3] if top else []) + ([1.3 if top else 3] if motion is not None else [])
     grid = (gs.subgridspec(rows, 1, height_ratios=ratios, hspace=0.08) if gs is not None
             else fig.add_gridspec(rows, 1, height_ratios=ratios, hspace=0.08))
-    kind = results.roi_kinds[results.roi_names.index(region)] if region in results.roi_names else "other"
+    kind = results.roi_kinds[results.roi_names.index(region)] if region in results.roi_names else ""
+    # the whole field is no ROI: not in the colour of the 'other' ROIs
+    colour = ROI_COLOURS.get(kind, c["text"])
+    what = f"{region} ({kind or 'whole field'})"
     beats = [b for b in results.beats if b.roi == region]
 
     axes = []
@@ -319,8 +322,8 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
                 ax.axvline(b.time_s, color=c["truth"], lw=0.5, alpha=0.25)
         ax.set_ylabel("z-score", fontsize=fontsize)
         ref = "scored against the whole field's calcium" if uses_field else "scored against its own calcium"
-        title = f"{region} ({kind}); {ref}" + (f"\n{'   '.join(texts)}" if texts else "")
-        ax.set_title(title, fontsize=fontsize, color=ROI_COLOURS.get(kind, c["text"]), loc="left")
+        title = f"{what}; {ref}" + (f"\n{'   '.join(texts)}" if texts else "")
+        ax.set_title(title, fontsize=fontsize, color=colour, loc="left")
         ax.legend(fontsize=fontsize - 1, loc="upper right", ncol=min(4, 1 + len(methods)), frameon=False,
                   labelcolor=c["text"])
     if motion is not None:
@@ -363,8 +366,7 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
         ax.set_title("    ".join(bits), fontsize=fontsize - 1, color=c["text"], loc="left", pad=2)
         ax.set_ylabel("motion (RMS)", fontsize=fontsize)
         if not top:
-            ax.set_title(f"{region} ({kind}): motion, no fluorescence", fontsize=fontsize,
-                         color=ROI_COLOURS.get(kind, c["text"]), loc="right", pad=2)
+            ax.set_title(f"{what}: motion, no fluorescence", fontsize=fontsize, color=colour, loc="right", pad=2)
     for ax in axes[:-1]:
         ax.tick_params(labelbottom=False)
     axes[-1].set_xlabel("time (s)", fontsize=fontsize)

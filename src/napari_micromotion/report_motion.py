@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .report import LIGHT, ROI_COLOURS, TracePanel, outline, style_axes
+from .results import WHOLE_FIELD
 
 __all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "beat_summary"]
 
@@ -27,7 +28,7 @@ def beat_summary(result: Any, region: str) -> str:
     rows = [b for b in result.beat_params if b.roi == region]
     if rate is None or not rows:
         return f"{region}: no beats found"
-    bits = [f"{region}: {rate.n_beats} beats"]
+    bits = [f"{region}: {rate.n_beats} beat{'' if rate.n_beats == 1 else 's'}"]
     if np.isfinite(rate.rate_bpm):
         bits.append(f"{rate.rate_bpm:.1f} bpm")
     if np.isfinite(rate.rr_sd_s):
@@ -76,6 +77,8 @@ def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | N
     grid = (gs.subgridspec(rows, 1, height_ratios=[3, 1.2][:rows], hspace=0.08) if gs is not None
             else fig.add_gridspec(rows, 1, height_ratios=[3, 1.2][:rows], hspace=0.08))
     kind = result.kinds[result.regions.index(region)] if region in result.regions else "other"
+    # the whole field is no ROI: not in the colour of the 'other' ROIs
+    colour = c["text"] if region == WHOLE_FIELD else ROI_COLOURS.get(kind, c["text"])
     disp = np.asarray(result.displacement[region], np.float64) * scale
     ax = fig.add_subplot(grid[0])
     style_axes(ax, c, fontsize)
@@ -90,7 +93,7 @@ def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | N
         ax.plot(on, np.interp(on, np.arange(result.n_frames) / result.fps, disp), "v", color=ONSET, ms=4,
                 label="onset")
     ax.set_ylabel(f"displacement ({unit})", fontsize=fontsize)
-    ax.set_title(beat_summary(result, region), fontsize=fontsize, loc="left", color=ROI_COLOURS.get(kind, c["text"]))
+    ax.set_title(beat_summary(result, region), fontsize=fontsize, loc="left", color=colour)
     ax.legend(fontsize=fontsize - 1, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False,
               labelcolor=c["text"], borderaxespad=0.1)
     axes = [ax]

@@ -1,0 +1,53 @@
+"""What a reader sees in the motion tool's report.png and contraction panels."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
+from matplotlib.figure import Figure
+
+from napari_micromotion.report import LIGHT
+from napari_micromotion.report_motion import draw_contraction_panel
+from napari_micromotion.results import WHOLE_FIELD
+from napari_micromotion.rois import KIND_COLOURS
+
+
+def _beat(roi, k, period_s=1.0):
+    onset = 0.2 + k * period_s
+    return SimpleNamespace(roi=roi, onset_s=onset, peak_time_s=onset + 0.1, peak_displacement_px=1.0,
+                           peak_displacement_um=float("nan"), time_to_peak_s=0.1, relaxation_50_s=0.1,
+                           relaxation_90_s=0.2)
+
+
+def _motion(regions, kinds, n_beats, n_frames=300, fps=30.0):
+    t = np.arange(n_frames) / fps
+    disp = {r: np.exp(-((t - 0.3) % 1.0) / 0.1) for r in regions}
+    return SimpleNamespace(
+        n_frames=n_frames, fps=fps, pixel_size_um=None, regions=list(regions), kinds=list(kinds),
+        displacement=disp, speed={r: np.abs(np.gradient(d)) * fps for r, d in disp.items()},
+        beat_params=[_beat(r, k) for r in regions for k in range(n_beats)],
+        beat_rates=[SimpleNamespace(roi=r, n_beats=n_beats, rate_bpm=60.0 if n_beats > 1 else float("nan"),
+                                    rr_sd_s=float("nan")) for r in regions])
+
+
+def _figure(w=10, h=4):
+    fig = Figure(figsize=(w, h), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def test_the_whole_field_is_not_coloured_as_an_other_roi_and_one_beat_is_one_beat():
+    """Without ROIs the whole field's title was purple, the colour of ROIs of kind 'other', and read '1 beats'."""
+    res = _motion([WHOLE_FIELD], ["other"], n_beats=1)
+    panel = draw_contraction_panel(_figure(), res, WHOLE_FIELD)
+    title = panel.axes[0].title if panel.axes[0].get_title() else panel.axes[0]._left_title
+    assert to_hex(title.get_color()) != KIND_COLOURS["other"]
+    assert to_hex(title.get_color()) == LIGHT["text"]
+    assert ": 1 beat," in title.get_text(), title.get_text()
+    res = _motion(["cell"], ["other"], n_beats=3)                 # a ROI of kind 'other' keeps its colour
+    panel = draw_contraction_panel(_figure(), res, "cell")
+    assert to_hex(panel.axes[0]._left_title.get_color()) == KIND_COLOURS["other"]
+    assert ": 3 beats," in panel.axes[0].get_title(loc="left")
