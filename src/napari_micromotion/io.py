@@ -9,11 +9,13 @@ Rules
 * Uncompressed, contiguous TIFF data is memory-mapped read-only (``mode="r"``);
   everything else is read once into memory, after checking that the size the
   header declares fits the memory budget (no huge allocation from a bad header).
-* Frame rate comes from, in this order: the ``fps`` argument, ImageJ
-  ``finterval``/``fps``, OME ``TimeIncrement``, a sidecar (``videoinfos.txt`` in
+* Frame rate comes from, in this order: the ``fps`` argument, OME ``TimeIncrement``
+  (or the planes' ``DeltaT``), ImageJ ``finterval`` (in its time unit ``tunit``) or,
+  with a warning, ImageJ's animation speed ``fps``, a sidecar (``videoinfos.txt`` in
   the folder, or ``<file>.json``), a video container.  Pixel size likewise from
-  the argument, TIFF resolution tags with an ImageJ unit, OME ``PhysicalSizeX``,
-  or the sidecar.
+  the argument, OME ``PhysicalSizeX``, TIFF resolution tags with an ImageJ unit,
+  or the sidecar.  The provenance says which (``fps_from``, ``pixel_size_from``).
+* Units the reader does not know are not guessed: the value is left out, with a warning.
 * Input files are never written to.
 """
 
@@ -287,6 +289,7 @@ def _ome_metadata(xml: str) -> dict[str, Any]:
     pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
     if pixels is None:
         return out
+
     def number(key: str, unit_key: str, default_unit: str, table: dict[str, float]) -> float | None:
         """*key* in the units of *table*; ``None`` (with a warning) for a unit or value this reader cannot use."""
         text, unit = pixels.get(key), pixels.get(unit_key, default_unit)
