@@ -10,7 +10,7 @@ from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from napari_micromotion.report import LIGHT
-from napari_micromotion.report_motion import draw_contraction_panel
+from napari_micromotion.report_motion import build_motion_report, draw_contraction_panel
 from napari_micromotion.results import WHOLE_FIELD
 from napari_micromotion.rois import KIND_COLOURS
 
@@ -26,7 +26,8 @@ def _motion(regions, kinds, n_beats, n_frames=300, fps=30.0):
     t = np.arange(n_frames) / fps
     disp = {r: np.exp(-((t - 0.3) % 1.0) / 0.1) for r in regions}
     return SimpleNamespace(
-        n_frames=n_frames, fps=fps, pixel_size_um=None, regions=list(regions), kinds=list(kinds),
+        n_frames=n_frames, fps=fps, pixel_size_um=None, regions=list(regions), kinds=list(kinds), reference_frame=0,
+        displacement_max=np.random.default_rng(0).random((32, 32)), direction=np.zeros((32, 32)),
         displacement=disp, speed={r: np.abs(np.gradient(d)) * fps for r, d in disp.items()},
         beat_params=[_beat(r, k) for r in regions for k in range(n_beats)],
         beat_rates=[SimpleNamespace(roi=r, n_beats=n_beats, rate_bpm=60.0 if n_beats > 1 else float("nan"),
@@ -51,3 +52,16 @@ def test_the_whole_field_is_not_coloured_as_an_other_roi_and_one_beat_is_one_bea
     panel = draw_contraction_panel(_figure(), res, "cell")
     assert to_hex(panel.axes[0]._left_title.get_color()) == KIND_COLOURS["other"]
     assert ": 3 beats," in panel.axes[0].get_title(loc="left")
+
+
+def test_the_regions_traces_share_one_time_axis():
+    """Every region's trace repeated its own 'time (s)' axis under it; they now share one, read at the bottom."""
+    regions = ["strong", "weak", "silent", "other"]
+    fig = build_motion_report(_motion(regions, regions, n_beats=3))
+    fig.canvas.draw()
+    traces = [ax for ax in fig.axes if ax.get_ylabel().startswith("displacement")]
+    assert len(traces) == 4
+    assert [ax.get_xlabel() for ax in traces] == ["", "", "", "time (s)"]
+    assert len({ax.get_xlim() for ax in traces}) == 1
+    shown = [ax for ax in traces if any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())]
+    assert shown == traces[-1:]

@@ -15,7 +15,7 @@ import numpy as np
 from .report import LIGHT, ROI_COLOURS, TracePanel, outline, style_axes
 from .results import WHOLE_FIELD
 
-__all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "beat_summary"]
+__all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "build_motion_report", "beat_summary"]
 
 DISPLACEMENT = "#8c564b"
 SPEED = "#7f7f7f"
@@ -178,6 +178,14 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
 def save_motion_report(result: Any, path: str | Path, still: np.ndarray | None = None, masks: Any = None,
                        dpi: int = 110) -> Path:
     """One page: maps on top, every region's contraction trace below."""
+    fig = build_motion_report(result, still, masks)
+    path = Path(path)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def build_motion_report(result: Any, still: np.ndarray | None = None, masks: Any = None) -> Any:
+    """The :class:`~matplotlib.figure.Figure` :func:`save_motion_report` writes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -187,10 +195,14 @@ def save_motion_report(result: Any, path: str | Path, still: np.ndarray | None =
     gs = fig.add_gridspec(1 + n, 1, height_ratios=[3.4] + [1.9] * n)
     top = gs[0].subgridspec(1, 2 + (still is not None))
     draw_motion_maps(fig, result, still, masks, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
-    for i, region in enumerate(result.regions):
-        draw_contraction_panel(fig, result, region, gs=gs[1 + i], fontsize=8, show_speed=False)
+    panels = [draw_contraction_panel(fig, result, region, gs=gs[1 + i], fontsize=8, show_speed=False)
+              for i, region in enumerate(result.regions)]
+    # the regions' traces share one time axis, read once at the bottom
+    traces = [p.axes[0] for p in panels if p.axes and p.axes[0].axison]
+    for ax in traces[:-1]:
+        ax.sharex(traces[-1])
+        ax.tick_params(labelbottom=False)
+        ax.set_xlabel("")
     fig.suptitle(f"napari-micromotion motion: {result.n_frames} frames at {result.fps:g} fps, "
                  f"reference frame {result.reference_frame}", fontsize=10)
-    path = Path(path)
-    fig.savefig(path, dpi=dpi)
-    return path
+    return fig
