@@ -48,7 +48,7 @@ def test_simulate_then_analyze(tmp_path, capsys):
     assert run["package_versions"]["numpy"] and run["timings_s"]["total"] > 0
     assert run["validation_frames"] == [0, 262]  # round(900 * 3072 / 10570)
     assert (out / "report.png").stat().st_size > 10_000
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary leftovers
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 
 
 @pytest.mark.parametrize("argv_tail,msg", [
@@ -165,6 +165,8 @@ def test_sigterm_cleans_up(tmp_path):
     import subprocess
     import sys
 
+    from napari_micromotion.atomic import TEMP_PREFIX
+
     proc = subprocess.Popen([sys.executable, "-c", "from napari_micromotion.cli import main; raise SystemExit(main())",
                              "simulate", str(tmp_path / "sim"), "--frames", "4000", "--size", "128"],
                             stderr=subprocess.PIPE, text=True)
@@ -173,7 +175,7 @@ def test_sigterm_cleans_up(tmp_path):
         seen.append(line)
         if "simulate" in line and "%" in line and " 0%" not in line:
             break
-    assert any(p.name.startswith(".sim.tmp") for p in tmp_path.iterdir()), seen
+    assert any(p.name.startswith(TEMP_PREFIX) for p in tmp_path.iterdir()), seen      # the temporary folder
     proc.send_signal(signal.SIGTERM)
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 143, rest

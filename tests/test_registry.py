@@ -192,4 +192,4 @@ def test_toy_tool_gets_a_subcommand_and_writes_atomically(flip_tool, sim_dir, tm
     code = main(["toy-flip", str(sim_dir / "transmission.tif"), "--out", str(out), "-q"])
     assert code == 2 and "exists" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
-    assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".flipped")]
+    assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".")]     # no temporary leftovers
