@@ -18,6 +18,8 @@ __all__ = ["draw_denoise_panel", "DENOISED", "RAW", "COMBINED"]
 DENOISED = "#2ca02c"
 RAW = "#888888"
 COMBINED = "#9467bd"
+#: the training loss is reported as the mean of every this many optimiser steps (denoise/train.py)
+LOSS_EVERY_STEPS = 10
 
 
 def draw_denoise_panel(fig: Any, result: Any, region: str, colours: dict[str, str] | None = None,
@@ -50,19 +52,23 @@ def draw_denoise_panel(fig: Any, result: Any, region: str, colours: dict[str, st
         ax.plot(t, tr["combined"], color=COMBINED, lw=0.8, label="combined (raw + denoised)")
     ax.set_xlabel("time (s)", fontsize=fontsize)
     ax.set_ylabel("dF/F0", fontsize=fontsize)
-    ax.set_title(region, color=c["text"], fontsize=fontsize)
-    ax.legend(fontsize=fontsize - 1, loc="upper right", frameon=False, labelcolor=c["text"])
+    ax.set_title(region, color=c["text"], fontsize=fontsize, loc="left")
+    # above the plot, not over the peaks it is about
+    ax.legend(fontsize=fontsize - 1, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, frameon=False,
+              labelcolor=c["text"], borderaxespad=0.1)
     if t.size:
         ax.set_xlim(t[0], t[-1] if t[-1] > t[0] else t[0] + 1)
     panel.markers.append(ax.axvline(t[0] if t.size else 0, color=c["marker"], lw=0.6, alpha=0.6))
     m = result.metrics
     if m.get("loss_curve"):
-        axl.plot(np.arange(len(m["loss_curve"])) + 1, m["loss_curve"], color="#1f77b4", lw=0.8, label="training")
+        axl.plot(LOSS_EVERY_STEPS * (np.arange(len(m["loss_curve"])) + 1), m["loss_curve"], color="#1f77b4", lw=0.8,
+                 label="training")
     if m.get("val_mse"):
-        per = len(m.get("loss_curve", [])) / max(1, len(m["val_mse"]))
+        per = LOSS_EVERY_STEPS * len(m.get("loss_curve", [])) / max(1, len(m["val_mse"]))
         axl.plot(per * (np.arange(len(m["val_mse"])) + 1), m["val_mse"], "o-", color="#ff7f0e", ms=3, lw=0.8,
                  label="held-out")
     axl.set_title("loss (noise units)", color=c["text"], fontsize=fontsize)
+    axl.set_xlabel("training steps", fontsize=fontsize)
     if axl.lines:
         axl.legend(fontsize=fontsize - 2, frameon=False, labelcolor=c["text"])
     panel.axes = [ax, axl]
