@@ -153,3 +153,20 @@ def test_the_whole_fields_trace_panel_is_not_coloured_as_an_other_roi():
     assert to_hex(title.get_color()) == LIGHT["text"] != KIND_COLOURS["other"]
     panel = draw_trace_panel(_figure(), res, "other")                 # a ROI of kind 'other' keeps its colour
     assert to_hex(panel.axes[0]._left_title.get_color()) == KIND_COLOURS["other"]
+
+
+def test_the_traces_have_a_key_saying_what_each_line_is_and_how_it_is_scaled():
+    """Nothing said the grey line was the calcium, that both were z-scored, nor what r and p were."""
+    from napari_micromotion.report import _label
+
+    fig = build_report(_results(["strong", "weak", "silent", "other"], n_surrogates=99))
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    keys = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None and not ax.axison]
+    assert len(keys) == 1
+    key = keys[0]
+    assert [t.get_text() for t in key.get_texts()] == ["calcium"] + [_label(m) for m in METHODS]
+    title = key.get_title().get_text()
+    assert "z-scored" in title and "99 time-shifted surrogates" in title and "4 s" in title, title
+    box, page = key.get_window_extent(renderer), fig.bbox
+    assert page.x0 <= box.x0 and box.x1 <= page.x1           # not cut off at the page's edge

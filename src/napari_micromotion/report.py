@@ -16,7 +16,7 @@ import numpy as np
 
 from .rois import KIND_COLOURS
 
-__all__ = ["draw_maps", "draw_traces", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
+__all__ = ["draw_maps", "draw_traces", "draw_trace_key", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
            "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text", "style_axes"]
 
 ROI_COLOURS = KIND_COLOURS          # the napari layers' colours
@@ -207,6 +207,21 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
                 ax.set_xlabel("time (s)", fontsize=8)
             ax.tick_params(labelsize=7)
     return axes
+
+
+def draw_trace_key(ax: Any, results: Any, length_s: float = 20.0) -> None:
+    """What :func:`draw_traces` draws, on *ax* (turned off): the calcium's and each method's line, and how they are scaled."""
+    from matplotlib.lines import Line2D
+
+    methods = results.traced_methods()
+    handles = ([Line2D([], [], color=TRUTH_COLOUR, lw=0.8, label="calcium")] if results.has_fluorescence else []) + \
+        [Line2D([], [], color=method_colour(m), lw=0.9, label=_label(m)) for m in methods]
+    sl = excerpt(results, length_s)
+    ax.set_axis_off()
+    ax.legend(handles=handles, loc="center left", ncol=len(handles), frameon=False, fontsize=8,
+              title=f"ROI traces, each z-scored, over {(sl.stop - sl.start) / results.fps:.3g} s of the scored frames; "
+                    f"r: score against the calcium, p: from {results.params.n_surrogates} time-shifted surrogates",
+              title_fontsize=8, alignment="left")
 
 
 def format_p(p: float, n_surrogates: int) -> str:
@@ -461,16 +476,18 @@ def build_report(results: Any) -> Any:
         n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
         w_rows = -(-len(results.region_maps) // weights_per_row(len(results.region_maps), n_feat))
     traces_in = (1.1 * n_methods + 0.5) * trace_blocks - 0.5      # a heading's space between blocks of ROIs
-    height = 3.2 + traces_in + (2.0 * w_rows if has_w else 0)
+    height = 3.2 + 0.3 + traces_in + (2.0 * w_rows if has_w else 0)
     fig = Figure(figsize=(max(12, 3.2 * n_cols), height), layout="constrained")
     FigureCanvasAgg(fig)
-    ratios = [3.2, traces_in] + ([2.0 * w_rows] if has_w else [])
+    ratios = [3.2, 0.3, traces_in] + ([2.0 * w_rows] if has_w else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     top = gs[0].subgridspec(1, 1 + (results.activity_map is not None) + max(1, len(results.score_maps)))
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
-    draw_traces(fig, results, gs=gs[1])
+    traces = draw_traces(fig, results, gs=gs[2])
+    if any(ax.lines for ax in traces):
+        draw_trace_key(fig.add_subplot(gs[1]), results)
     if has_w:
-        draw_weights(fig, results, gs=gs[2])
+        draw_weights(fig, results, gs=gs[3])
     v0, v1 = results.validation
     fig.suptitle(f"napari-micromotion: {results.n_frames} frames at {results.fps:g} fps, scored on frames {v0}:{v1}",
                  fontsize=10)
