@@ -41,6 +41,18 @@ def test_weight_maps_fill_the_page_width_in_the_rois_order():
     assert len({round(ax.get_position().y0, 2) for ax in axes}) == 3     # one region per row when asked
 
 
+def test_weight_colour_bars_say_what_they_measure():
+    """Each region's colour bar was labelled 'max 0.27' (the range its ticks show), not what the colours are."""
+    fig = Figure(figsize=(12, 5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = draw_weights(fig, _results(["strong", "weak"]))
+    bars = [ax for ax in fig.axes if ax not in axes]
+    assert len(bars) == 2
+    for bar in bars:
+        assert "weight" in bar.get_ylabel() and not bar.get_ylabel().startswith("max")
+        assert bar.yaxis.label.get_fontsize() <= 8 and all(t.get_fontsize() <= 8 for t in bar.get_yticklabels())
+
+
 def test_direction_key_reads_as_the_motion_maps_angle():
     """The wheel's colour on each side is the hue the direction map gives a pixel moving that way."""
     from matplotlib.colors import rgb_to_hsv

@@ -443,7 +443,9 @@ def draw_weights(fig: Any, results: Any, gs: Any = None, per_row: int | None = N
             else:
                 ax.set_title(f"feature {f + 1}", fontsize=8)
             axes.append(ax)
-        fig.colorbar(im, ax=axes[-w.shape[0]:], fraction=0.05, pad=0.02, label=f"max {vmax:.2g}")
+        bar = fig.colorbar(im, ax=axes[-w.shape[0]:], fraction=0.05, pad=0.02)
+        bar.set_label("dense-layer weight", fontsize=8)      # its range is the bar's ticks
+        bar.ax.tick_params(labelsize=7)
     return axes
 
 
