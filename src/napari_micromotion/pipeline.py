@@ -441,6 +441,8 @@ def plan_analysis(rec: Recording, rois: Sequence[ROI], params: AnalysisParams, f
                            "choose methods that work on brightfield alone.")
         warn.append("no fluorescence: predictions and beats only, no scores.")
     masks = rasterize(list(rois), rec.frame_shape) if rois else None
+    if masks is not None:
+        warn.extend(masks.clipped)
     for m in active:
         if METHODS[m].requires.rois:
             check(masks is not None, f"the {METHODS[m].label} is region-specific: draw or load at least one ROI.")

@@ -189,10 +189,14 @@ class RoiMasks:
         The ROIs, in order.
     masks
         ``(n_roi, Y, X)`` boolean masks.
+    clipped
+        What was cut off: one sentence per ROI that reaches past the frame.
     """
 
     rois: tuple[ROI, ...]
     masks: np.ndarray
+    #: one sentence per ROI that reaches past the frame (clipped), for the warnings of the result that uses them
+    clipped: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -282,19 +286,19 @@ def _area_outside(roi: ROI, frame_shape: tuple[int, int]) -> tuple[float, float,
     return len(pts) * step ** 2, beyond(0.0) * step ** 2, beyond(_EDGE_SLACK_PX) * step ** 2
 
 
-def _warn_if_clipped(roi: ROI, frame_shape: tuple[int, int]) -> None:
-    """Warn when a meaningful part of *roi* (>= 1 px² and >= 1 % of it, beyond a 1 px slack) lies outside the
-    frame: the analysis ignores it.  An outline drawn onto the frame's edge passes."""
+def _clipping(roi: ROI, frame_shape: tuple[int, int]) -> str | None:
+    """The warning when a meaningful part of *roi* (>= 1 px² and >= 1 % of it, beyond a 1 px slack) lies outside
+    the frame, which the analysis ignores; ``None`` otherwise (an outline drawn onto the frame's edge passes)."""
     ny, nx = frame_shape
     r0, c0, r1, c1 = roi.bbox
     lo = -0.5 - _EDGE_SLACK_PX
     if r0 >= lo and c0 >= lo and r1 <= ny - 1 - lo and c1 <= nx - 1 - lo:
-        return
+        return None
     area, outside, past = _area_outside(roi, frame_shape)
     if area > 0 and past >= 1.0 and past >= 0.01 * area:
-        warnings.warn(f"ROI {roi.name!r} reaches past the {ny} x {nx} px frame; {100 * outside / area:.0f} % of its "
-                      "area is outside and ignored (redraw it inside the frame to analyse all of it).",
-                      UserWarning, stacklevel=3)
+        return (f"ROI {roi.name!r} reaches past the {ny} x {nx} px frame; {100 * outside / area:.0f} % of its "
+                "area is outside and ignored (redraw it inside the frame to analyse all of it).")
+    return None
 
 
 def repeated_names(names: Sequence[str]) -> list[str]:
@@ -307,8 +311,9 @@ def repeated_names(names: Sequence[str]) -> list[str]:
 def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
     """Turn ROIs into masks on a frame of *frame_shape* ``(Y, X)``; refuse empty or outside ROIs.
 
-    An ROI that reaches past the frame is clipped to it, with a warning naming the ROI and the share of its
-    area left out (not for an outline drawn onto the frame's edge).
+    An ROI that reaches past the frame is clipped to it; :attr:`RoiMasks.clipped` names each such ROI and the
+    share of its area left out (not for an outline drawn onto the frame's edge), for the warnings of the analysis
+    or tool that uses the masks (a Python warning would be lost in a worker thread, and said again by every call).
     """
     from .atomic import safe_name
     from .results import WHOLE_FIELD
@@ -325,14 +330,17 @@ def rasterize(rois: Sequence[ROI], frame_shape: tuple[int, int]) -> RoiMasks:
                           "rename one.")
     ny, nx = frame_shape
     masks = np.zeros((len(rois), ny, nx), dtype=bool)
+    clipped = []
     for i, roi in enumerate(rois):
         r0, c0, r1, c1 = roi.bbox
         check(not (r1 < -0.5 or c1 < -0.5 or r0 > ny - 0.5 or c0 > nx - 0.5),
               f"ROI {roi.name!r} lies outside the {ny} x {nx} px frame.")
         masks[i] = roi_mask(roi, frame_shape)
         check(masks[i].any(), f"ROI {roi.name!r} covers no pixel centre of the {ny} x {nx} px frame.")
-        _warn_if_clipped(roi, frame_shape)
-    return RoiMasks(tuple(rois), masks)
+        note = _clipping(roi, frame_shape)
+        if note:
+            clipped.append(note)
+    return RoiMasks(tuple(rois), masks, tuple(clipped))
 
 
 # ---------------------------------------------------------------- files

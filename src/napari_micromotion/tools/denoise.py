@@ -340,6 +340,7 @@ def iter_denoise_checked(video: Any, fps: float, params: DenoiseParams, rois: Se
     t0 = time.perf_counter()
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
+    warnings.extend(getattr(masks, "clipped", ()))
     tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
                     heldout=held, context=model.context, groups=fold if cross else None, camera=model.camera,
                     in_sample=in_sample)

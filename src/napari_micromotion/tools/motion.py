@@ -248,6 +248,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         ref = int(text)
         check(0 <= ref < n, f"reference frame {ref} lies outside the video's {n} frames (0 to {n - 1}).")
     masks = rasterize(list(rois), (ny, nx)) if rois else None
+    clipped = list(masks.clipped) if masks is not None else []
     regions, kinds = (masks.names, masks.kinds) if masks is not None else ([WHOLE_FIELD], ["other"])
     collector = weights = None
     if params.denoise_traces:
@@ -326,7 +327,7 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
                 row.max_contraction_speed_um_s = b.max_contraction_speed * px
                 row.max_relaxation_speed_um_s = b.max_relaxation_speed * px
             beat_params.append(row)
-    warnings = []
+    warnings: list[str] = list(clipped)      # ROIs cut off at the frame's edge first
     synth = synthesized_warning(recording, "displacements and beat times between measured frames are interpolated, "
                                            "not measured.")
     if synth:
