@@ -170,3 +170,20 @@ def test_the_traces_have_a_key_saying_what_each_line_is_and_how_it_is_scaled():
     assert "z-scored" in title and "99 time-shifted surrogates" in title and "4 s" in title, title
     box, page = key.get_window_extent(renderer), fig.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1           # not cut off at the page's edge
+
+
+def test_the_trace_panels_legend_leaves_the_traces_clear_and_motion_has_its_unit():
+    """The inspector's legend (up to nine entries) lay over the traces' peaks; the motion axis had no unit."""
+    from napari_micromotion.report import draw_trace_panel
+
+    res = _results(["strong", "weak"])
+    res.motion_traces = {"strong": np.ones(res.n_frames)}
+    fig = _figure(10, 5)
+    panel = draw_trace_panel(fig, res, "strong")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    top, motion = panel.axes
+    legend = top.get_legend().get_window_extent(renderer)
+    assert legend.x0 >= top.get_window_extent(renderer).x1 - 1
+    assert legend.x1 <= fig.bbox.x1 + 1                       # on the page
+    assert motion.get_ylabel() == "motion (RMS, grey levels)"

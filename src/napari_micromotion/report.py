@@ -339,8 +339,9 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
         ref = "scored against the whole field's calcium" if uses_field else "scored against its own calcium"
         title = f"{what}; {ref}" + (f"\n{'   '.join(texts)}" if texts else "")
         ax.set_title(title, fontsize=fontsize, color=colour, loc="left")
-        ax.legend(fontsize=fontsize - 1, loc="upper right", ncol=min(4, 1 + len(methods)), frameon=False,
-                  labelcolor=c["text"])
+        # beside the plot, not over the traces it names
+        ax.legend(fontsize=fontsize - 1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                  labelcolor=c["text"], borderaxespad=0.0)
     if motion is not None:
         ax = fig.add_subplot(grid[rows - 1], sharex=axes[0] if axes else None)
         style_axes(ax, c, fontsize)
@@ -379,7 +380,7 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
                 rate += f", RR SD {r.rr_sd_s:.2f} s" if np.isfinite(r.rr_sd_s) else ""
                 bits.append(f"{label}: {r.n_beats}{rate}")
         ax.set_title("    ".join(bits), fontsize=fontsize - 1, color=c["text"], loc="left", pad=2)
-        ax.set_ylabel("motion (RMS)", fontsize=fontsize)
+        ax.set_ylabel("motion (RMS, grey levels)", fontsize=fontsize)
         if not top:
             ax.set_title(f"{what}: motion, no fluorescence", fontsize=fontsize, color=colour, loc="right", pad=2)
     for ax in axes[:-1]:
