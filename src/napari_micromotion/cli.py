@@ -549,10 +549,24 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     params = schema.replace_path(tool.Params(), schema.values_from_args(args, schema.specs(tool.Params)))
     schema.check_ranges(params)
     if tool.input == "image":
-        from .io import read_image
+        import dataclasses
+
+        from .io import image_metadata, read_image
 
         data = read_image(args.image, frame=args.frame)
         source, rois = data, []
+        meta = image_metadata(args.image)
+        px = meta["pixel_size_um"]
+        if px and getattr(params, "pixel_size_um", "absent") is None:     # the file's pixel size, unless given
+            if 0.01 <= px <= 100:
+                params = dataclasses.replace(params, pixel_size_um=float(px))
+                meta["warnings"].append(f"using the pixel size {Path(args.image).name} records, {px:g} um; give "
+                                        "--pixel-size to override it.")
+            else:
+                meta["warnings"].append(f"{Path(args.image).name} records a pixel size of {px:g} um, which cannot "
+                                        "be right; it was not used (give --pixel-size).")
+        for w in meta["warnings"]:
+            _warn(args, w)
     elif tool.input == "fluorescence":
         source, rois = _load_fluorescence(args)
         if not args.quiet:
@@ -563,6 +577,8 @@ def _cmd_tool(args: argparse.Namespace) -> int:
             print(f"recording: {source.describe()}", file=sys.stderr)
     # iter_run's first step checks the input, the tool's own conditions and the ROIs (Tool.validate)
     result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
+    if tool.input == "image" and meta["warnings"]:      # what the file's reader said, kept in the run record too
+        result.source = {**result.source, "warnings": meta["warnings"]}
     for w in result.warnings:
         _warn(args, w)
     tool.write(result, out, overwrite=args.overwrite,

@@ -43,6 +43,7 @@ __all__ = [
     "read_stack",
     "read_recording",
     "read_image",
+    "image_metadata",
     "select_channel",
     "natural_key",
     "default_memory_budget",
@@ -972,3 +973,17 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
     check(img.ndim == 2, f"{p.name} has shape {img.shape}; a grey-level image (Y, X) is needed.")
     check(np.isfinite(img).all(), f"{p.name} has NaN or infinite pixels.")
     return np.asarray(img, np.float32)
+
+
+def image_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """What the file of :func:`read_image` says besides its pixels: ``pixel_size_um`` (``None`` when it does not
+    say) and the reader's ``warnings`` (a lossy video, ...); empty for plain images (PNG, JPEG) and unreadable
+    stacks (whose pixels :func:`read_image` reads or refuses itself)."""
+    p = Path(path)
+    if not (p.is_dir() or p.name.lower().endswith(TIFF_SUFFIXES + VIDEO_SUFFIXES)):
+        return {"pixel_size_um": None, "warnings": []}
+    try:
+        info = read_stack(p)
+    except MicromotionError:
+        return {"pixel_size_um": None, "warnings": []}
+    return {"pixel_size_um": info.pixel_size_um, "warnings": list(info.metadata.get("warnings", []))}

@@ -189,3 +189,21 @@ def test_a_blank_or_clipped_area_is_not_valid(blurred, tmp_path):
     image[:60, :60] = image.max()                                  # saturated
     res = TOOLS["blur_flow"].run(image)
     assert res.validity[5:50, 5:50].max() == 0.0 and res.validity[80:, 80:].mean() > 0.3
+
+
+def test_the_files_own_pixel_size_is_used_and_said(blurred, tmp_path, capsys):
+    """blur-flow read only the pixels: a file recording 1.3 um per pixel was taken at the model's 0.65 um (blurs
+    read at half their length) without a word; --pixel-size still wins."""
+    folder, _ = blurred
+    stack = tifffile.imread(folder / "stack.tif")
+    scaled = tmp_path / "scaled.tif"
+    tifffile.imwrite(scaled, stack, imagej=True, resolution=(1 / 1.3, 1 / 1.3), metadata={"unit": "um", "axes": "TYX"})
+    assert main(["blur-flow", str(scaled), "--frame", "1", "--out", str(tmp_path / "a")]) == 0
+    assert "using the pixel size scaled.tif records, 1.3 um" in capsys.readouterr().err
+    rec = json.loads((tmp_path / "a" / "blur_flow.json").read_text())
+    assert rec["parameters"]["pixel_size_um"] == pytest.approx(1.3) and rec["result"]["pixel_size_um"] == \
+        pytest.approx(1.3)
+    assert any("using the pixel size" in w for w in rec["warnings"])
+    assert main(["blur-flow", str(scaled), "--frame", "1", "--pixel-size", "0.65", "--out", str(tmp_path / "b")]) == 0
+    assert "using the pixel size" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "b" / "blur_flow.json").read_text())["parameters"]["pixel_size_um"] == 0.65
