@@ -50,3 +50,27 @@ def test_blur_flow_tab_runs_on_the_current_frame_and_places_its_layers(make_napa
     assert len(again) == 3 and tab.frame == 0
     if SHOTS:
         save_screenshot(viewer, qtbot, "workbench-blur-flow.png")
+
+
+def test_the_layers_pixel_size_is_used_when_the_form_leaves_it_empty(make_napari_viewer, qtbot):
+    """The tab took every image at the model's 0.65 um per pixel, whatever the layer's scale said (the command line
+    now takes the file's)."""
+    from napari_micromotion.blurflow.synth import two_zone_sample
+    from napari_micromotion.tools import TOOLS
+    from napari_micromotion.tools.blurflow import BlurFlowToolParams
+
+    from .conftest import n_notifications, notifications_since
+
+    image = two_zone_sample(seed=11, index=0, size_px=96).image.astype(np.float32)
+    viewer = make_napari_viewer()
+    viewer.add_image(image, name="coarse", scale=(1.3, 1.3))
+    tab = dock_all(viewer)["Workbench"].tools["blur_flow"]
+    tab.layer_combo.setCurrentText("coarse")
+    n0 = n_notifications()
+    task = tab.run()
+    wait_task(qtbot, task)
+    assert task.error is None, task.error
+    assert tab.result.params.pixel_size_um == 1.3
+    np.testing.assert_allclose(tab.result.flow, TOOLS["blur_flow"].run(image, BlurFlowToolParams(pixel_size_um=1.3)).flow,
+                               atol=1e-4)
+    assert any("pixel size of 'coarse', 1.3" in m for _, m in notifications_since(n0))

@@ -182,6 +182,7 @@ class ToolTab(TaskHost, QWidget):
                 rec, frame = self.session.image_from_layer(layer)
                 rois = []
                 self.frame = frame
+                params = self._with_layer_pixel_size(params, layer)
             elif self.tool.input == "fluorescence":
                 rec = self.fluorescence_recording(layer)
                 # ROIs drawn by hand join the tool's input; ROIs it made itself earlier (same names) do not
@@ -200,6 +201,20 @@ class ToolTab(TaskHost, QWidget):
         return self.launch(task, button=self.run_button, on_success=lambda res: self._on_success(res, layer),
                            status=f"Running the {self.tool.label} on {layer.name}...",
                            failed=f"{capitalised(self.tool.label)} failed")
+
+    def _with_layer_pixel_size(self, params: Any, layer: Any) -> Any:
+        """*params* with the layer's pixel size when the form leaves it to the tool (an image tool's 'pixel size'
+        empty), as the command line takes the file's; said in a notification."""
+        import dataclasses
+
+        from napari.utils.notifications import show_info
+
+        px = self.session.layer_pixel_size(layer)
+        if not px or getattr(params, "pixel_size_um", "absent") is not None or not 0.01 <= px <= 100:
+            return params
+        show_info(f"The {self.tool.label} uses the pixel size of {layer.name!r}, {px:g} µm (set 'pixel size' to "
+                  "override it).")
+        return dataclasses.replace(params, pixel_size_um=px)
 
     def _on_success(self, result: Any, layer: Any) -> None:
         from napari.utils.notifications import show_info, show_warning
