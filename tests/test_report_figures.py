@@ -187,3 +187,18 @@ def test_the_trace_panels_legend_leaves_the_traces_clear_and_motion_has_its_unit
     assert legend.x0 >= top.get_window_extent(renderer).x1 - 1
     assert legend.x1 <= fig.bbox.x1 + 1                       # on the page
     assert motion.get_ylabel() == "motion (RMS, grey levels)"
+
+
+def test_a_report_without_fluorescence_does_not_claim_scores():
+    """Without fluorescence the page said 'scored on frames 0:581' and explained r and p that it did not show."""
+    res = _results(["strong", "weak"])
+    res.truth, res.score_maps, res.activity_map = None, {}, None      # (its score rows stay, as NaN, as written)
+    res.roi_scores = [type(r)(roi=r.roi, kind=r.kind, method=r.method) for r in res.roi_scores]
+    fig = build_report(res)
+    fig.canvas.draw()
+    assert "not scored" in fig.get_suptitle() and "scored on" not in fig.get_suptitle()
+    key = next(ax.get_legend() for ax in fig.axes if ax.get_legend() is not None and not ax.axison)
+    assert "calcium" not in [t.get_text() for t in key.get_texts()]
+    assert "surrogates" not in key.get_title().get_text() and "no fluorescence" in key.get_title().get_text()
+    scored = build_report(_results(["strong"]))
+    assert "scored on frames 0:200" in scored.get_suptitle()

@@ -217,10 +217,12 @@ def draw_trace_key(ax: Any, results: Any, length_s: float = 20.0) -> None:
     handles = ([Line2D([], [], color=TRUTH_COLOUR, lw=0.8, label="calcium")] if results.has_fluorescence else []) + \
         [Line2D([], [], color=method_colour(m), lw=0.9, label=_label(m)) for m in methods]
     sl = excerpt(results, length_s)
+    how = (f"r: score against the calcium, p: from {results.params.n_surrogates} time-shifted surrogates"
+           if results.has_fluorescence else "not scored (no fluorescence)")
     ax.set_axis_off()
     ax.legend(handles=handles, loc="center left", ncol=len(handles), frameon=False, fontsize=8,
-              title=f"ROI traces, each z-scored, over {(sl.stop - sl.start) / results.fps:.3g} s of the scored frames; "
-                    f"r: score against the calcium, p: from {results.params.n_surrogates} time-shifted surrogates",
+              title=f"ROI traces, each z-scored, over {(sl.stop - sl.start) / results.fps:.3g} s of the "
+                    f"{'scored' if results.has_fluorescence else 'validation'} frames; {how}",
               title_fontsize=8, alignment="left")
 
 
@@ -492,6 +494,7 @@ def build_report(results: Any) -> Any:
     if has_w:
         draw_weights(fig, results, gs=gs[3])
     v0, v1 = results.validation
-    fig.suptitle(f"napari-micromotion: {results.n_frames} frames at {results.fps:g} fps, scored on frames {v0}:{v1}",
-                 fontsize=10)
+    scored = f"scored on frames {v0}:{v1}" if results.has_fluorescence else \
+        "not scored (no fluorescence)"
+    fig.suptitle(f"napari-micromotion: {results.n_frames} frames at {results.fps:g} fps, {scored}", fontsize=10)
     return fig
