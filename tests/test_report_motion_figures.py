@@ -65,3 +65,23 @@ def test_the_regions_traces_share_one_time_axis():
     assert len({ax.get_xlim() for ax in traces}) == 1
     shown = [ax for ax in traces if any(t.get_visible() and t.get_text() for t in ax.get_xticklabels())]
     assert shown == traces[-1:]
+
+
+def test_the_maps_colour_keys_are_labelled_at_the_pages_text_size():
+    """The displacement bar's label was 10-point beside 8-point titles; the direction wheel had no words at all."""
+    from napari_micromotion.report_motion import draw_motion_maps
+
+    fig = _figure(12, 4)
+    res = _motion(["cell"], ["strong"], n_beats=3)
+    res.pixel_size_um = 0.5
+    axes = draw_motion_maps(fig, res, still=np.random.default_rng(1).random((32, 32)))
+    fig.canvas.draw()
+    bar = next(ax for ax in fig.axes if ax not in axes and ax.get_ylabel())
+    assert bar.get_ylabel() == "largest displacement (µm)" and bar.yaxis.label.get_fontsize() <= 8
+    wheel = axes[-1].child_axes[0]
+    words = wheel._left_title
+    assert "direction" in words.get_text() and "brighter" in words.get_text()
+    renderer = fig.canvas.get_renderer()
+    box = words.get_window_extent(renderer)
+    assert box.x1 <= fig.bbox.x1 + 1                                                # on the page
+    assert not box.overlaps(axes[-1].get_window_extent(renderer))                  # not over the map

@@ -136,6 +136,7 @@ def _direction_key(ax: Any) -> None:
     key = ax.inset_axes([1.03, 0.0, 0.22, 0.22])
     key.imshow(direction_wheel())
     key.set_axis_off()
+    key.set_title("direction\n(brighter:\nfarther)", fontsize=7, pad=2, loc="left")   # not over the map
 
 
 def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, masks: Any = None,
@@ -155,7 +156,9 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
         k += 1
     dmax = result.displacement_max * (um or 1.0)
     im = axes[k].imshow(dmax, cmap="viridis", vmin=0, vmax=float(np.percentile(dmax, 99.5)) or 1.0)
-    fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02, label=f"largest displacement ({'µm' if um else 'px'})")
+    bar = fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02)
+    bar.set_label(f"largest displacement ({'µm' if um else 'px'})", fontsize=8)     # the page's text size
+    bar.ax.tick_params(labelsize=7)
     axes[k].set_title("largest displacement", fontsize=8)
     # direction as hue, brightness as displacement
     from matplotlib.colors import hsv_to_rgb
