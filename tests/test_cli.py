@@ -253,3 +253,25 @@ def test_view_without_a_display_and_a_closed_pipe(monkeypatch, capsys):
 
     monkeypatch.setattr(_sys, "stdout", Closed())
     assert main(["methods"]) == 0
+
+
+def test_frames_is_taken_into_account_by_what_the_command_says(tmp_path, capsys):
+    """--frames that skips a fade-in was still told to skip it; --frames leaving too few frames was called a short
+    'transmission'; the recording line did not say where its frame rate came from."""
+    import imageio.v3 as iio
+
+    rng = np.random.default_rng(3)
+    frames = rng.integers(90, 110, size=(40, 32, 32)).astype(np.float32)
+    frames[:6] *= np.linspace(0.05, 0.85, 6)[:, None, None]
+    video = tmp_path / "faded.avi"
+    iio.imwrite(video, frames.astype(np.uint8), extension=".avi", fps=20, codec="mjpeg")
+    args = ["motion", str(video), "--out"]
+    assert main([*args, str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "fades in" in err and "recording: 40 frames" in err and "frame rate from video container" in err
+    assert main([*args, str(tmp_path / "b"), "--frames", "6:40"]) == 0
+    assert "fades in" not in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "c"), "--frames", "0:12"]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err, 2)
+    assert "--frames 0:12 leaves 12 of the 40 frames of faded.avi; at least 16 are needed" in err

@@ -217,3 +217,11 @@ def test_a_first_run_says_that_kernels_compile(small_sim, monkeypatch):
     notice = [e for e in events if e.stage == "compiling kernels"]
     assert len(notice) == 1 and "band-pass" in notice[0].message and "first run" in notice[0].message
     assert events.index(notice[0]) < [e.stage for e in events].index("band-pass")   # before the long work
+
+
+def test_a_rate_too_low_for_any_band_says_to_check_it_and_where_it_came_from(small_sim):
+    """An ImageJ file with a wrong frame interval (1 s) was told only to choose a lower band-pass edge."""
+    rec = small_sim.recording()
+    slow = Recording(rec.transmission, 1.0, provenance={"fps_from": "ImageJ frame interval (1 s)"})
+    with pytest.raises(MicromotionError, match=r"or check the frame rate \(it came from ImageJ frame interval"):
+        run_analysis(slow, [], AnalysisParams(methods=("bandpass",)))

@@ -304,12 +304,22 @@ def _fitted_models(args: argparse.Namespace) -> dict[str, Any]:
             if m.model_flag and getattr(args, f"model__{m.name}", None)}
 
 
+def _describe(rec: Any) -> str:
+    """The ``recording:`` line: size, rate and where the rate came from (a wrong rate in a file's metadata shows)."""
+    came = rec.provenance.get("fps_from") if isinstance(rec.provenance, dict) else None
+    return rec.describe() + (f"; frame rate from {came}" if came else "")
+
+
 def _load_inputs(args: argparse.Namespace):
     from .io import read_recording
+    from .recording import MIN_FRAMES
     from .rois import read_rois
 
-    rec = read_recording(args.transmission, args.fluorescence, channel=args.channel,
-                         fluorescence_channel=args.fluorescence_channel, fps=args.fps, pixel_size_um=args.pixel_size)
+    with warnings.catch_warnings(record=True) as caught:     # said below, once --frames is known
+        warnings.simplefilter("always")
+        rec = read_recording(args.transmission, args.fluorescence, channel=args.channel,
+                             fluorescence_channel=args.fluorescence_channel, fps=args.fps, pixel_size_um=args.pixel_size)
+    said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     rois = read_rois(args.rois) if args.rois else []
     if getattr(args, "frames", None):
         from .pipeline import parse_validation
@@ -317,9 +327,19 @@ def _load_inputs(args: argparse.Namespace):
         a, b = parse_validation(args.frames)
         if not 0 <= a < b <= rec.n_frames:
             raise MicromotionError(f"frames {a}:{b} lie outside the recording's {rec.n_frames} frames.")
+        if b - a < MIN_FRAMES:
+            raise MicromotionError(f"--frames {a}:{b} leaves {b - a} of the {rec.n_frames} frames of "
+                                   f"{Path(args.transmission).name}; at least {MIN_FRAMES} are needed.")
+        fade = (rec.provenance.get("transmission") or {}).get("fade_in_frames") or 0
+        if fade and a >= fade:       # the reader's advice to skip the fade-in is followed: not said again
+            said = [w for w in said if " fades in: " not in w]
+            rec = rec.with_(provenance={**rec.provenance, "warnings": [w for w in rec.provenance.get("warnings", [])
+                                                                       if " fades in: " not in w]})
         rec = rec.with_(transmission=rec.transmission[a:b],
                         fluorescence=rec.fluorescence[a:b] if rec.fluorescence is not None else None,
                         provenance={**rec.provenance, "frames": [a, b]})
+    for w in said:
+        _warn(args, w)
     return rec, rois
 
 
@@ -385,7 +405,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     fitted = _fitted_models(args)
     progress = StderrProgress(args.quiet)
     if not args.quiet:
-        print(f"recording: {rec.describe()}", file=sys.stderr)
+        print(f"recording: {_describe(rec)}", file=sys.stderr)
         if any(getattr(METHODS.get(m), "uses_device", False) for m in params.methods):
             from .device import resolve_device
 
@@ -570,11 +590,11 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     elif tool.input == "fluorescence":
         source, rois = _load_fluorescence(args)
         if not args.quiet:
-            print(f"recording: {source.describe()}", file=sys.stderr)
+            print(f"recording: {_describe(source)}", file=sys.stderr)
     else:
         source, rois = _load_inputs(args)
         if not args.quiet:
-            print(f"recording: {source.describe()}", file=sys.stderr)
+            print(f"recording: {_describe(source)}", file=sys.stderr)
     # iter_run's first step checks the input, the tool's own conditions and the ROIs (Tool.validate)
     result = drive(tool.iter_run(source, params, rois=rois), progress=StderrProgress(args.quiet))
     if tool.input == "image" and meta["warnings"]:      # what the file's reader said, kept in the run record too

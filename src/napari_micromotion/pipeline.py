@@ -317,8 +317,10 @@ def _design(rec: Recording, params: AnalysisParams, warn: list[str]):
             else:
                 warn.append(f"the default 15 Hz high edge is above 80% of Nyquist at {fps:g} fps; using {high:g} Hz.")
             rate = f"{measured:g} measured frames/s" if measured is not None else f"{fps:g} fps"
+            came = rec.provenance.get("fps_from") if isinstance(rec.provenance, dict) else None
             check(low < high, f"at {rate} no band-pass above {low:g} Hz fits below the Nyquist frequency; "
-                              "choose a lower band-pass low edge.")
+                              "choose a lower band-pass low edge, or check the frame rate"
+                              + (f" (it came from {came})." if came and came != "user" else "."))
     else:
         high = params.high_hz
         measured = measured_fps(rec)
