@@ -225,3 +225,13 @@ def test_a_rate_too_low_for_any_band_says_to_check_it_and_where_it_came_from(sma
     slow = Recording(rec.transmission, 1.0, provenance={"fps_from": "ImageJ frame interval (1 s)"})
     with pytest.raises(MicromotionError, match=r"or check the frame rate \(it came from ImageJ frame interval"):
         run_analysis(slow, [], AnalysisParams(methods=("bandpass",)))
+
+
+def test_a_recording_without_any_beat_says_so():
+    """With no beat anywhere the analysis said the beats 'come from bursts of band-pass energy' beside an empty
+    beats table."""
+    noise = np.random.default_rng(0).normal(100, 5, (300, 32, 32)).astype(np.float32)
+    res = run_analysis(Recording(noise, 20.0), [], AnalysisParams(methods=("bandpass",), n_surrogates=9))
+    assert not [b for b in res.beats if b.source == "transmission"]
+    assert any(w.startswith("no beat was found in the transmission") for w in res.warnings), res.warnings
+    assert not any("come from bursts of band-pass energy" in w for w in res.warnings)

@@ -674,8 +674,14 @@ def _with_contraction_beats(plan: Plan, beats: list, beat_rates: list) -> tuple[
         more_rates += r
         traces.update(METHODS[m].beat_traces(ctx, plan.method_params(m), ctx.states.get(m)))
     if not more and ctx.params.beats_from == "auto" and CONTRACTION_METHOD in plan.active:
-        ctx.warn("no region's displacement rose clearly above its noise, so the transmission's beats come from "
-                 "bursts of band-pass energy (choose contraction as the beats' source to use contraction anyway).")
+        if any(b.source == "transmission" for b in beats):
+            ctx.warn("no region's displacement rose clearly above its noise, so the transmission's beats come from "
+                     "bursts of band-pass energy (choose contraction as the beats' source to use contraction "
+                     "anyway).")
+        else:
+            ctx.warn("no beat was found in the transmission: no region's displacement rose clearly above its "
+                     "noise, and no burst of band-pass energy stood out; is the frame rate right, and does the "
+                     "recording hold a beat?")
         return beats, beat_rates, {}
     covered = {r.roi for r in more_rates}
     keep = [b for b in beats if not (b.source == "transmission" and b.roi in covered)]
