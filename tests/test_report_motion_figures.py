@@ -67,6 +67,19 @@ def test_the_regions_traces_share_one_time_axis():
     assert shown == traces[-1:]
 
 
+def test_one_legend_for_all_regions_traces():
+    """Each of 12 regions repeated the same legend (displacement, peak, onset) above its trace."""
+    regions = ["silent", "strong", "weak"]
+    res = _motion(regions, regions, n_beats=3)
+    res.beat_params = [b for b in res.beat_params if b.roi != "silent"]       # the first region has no beats
+    fig = build_motion_report(res)
+    fig.canvas.draw()
+    traces = [ax for ax in fig.axes if ax.get_ylabel().startswith("displacement")]
+    legends = [ax.get_legend() for ax in traces if ax.get_legend() is not None]
+    assert len(legends) == 1
+    assert [t.get_text() for t in legends[0].get_texts()] == ["displacement", "peak", "onset"]
+
+
 def test_the_maps_colour_keys_are_labelled_at_the_pages_text_size():
     """The displacement bar's label was 10-point beside 8-point titles; the direction wheel had no words at all."""
     from napari_micromotion.report_motion import draw_motion_maps

@@ -206,6 +206,11 @@ def build_motion_report(result: Any, still: np.ndarray | None = None, masks: Any
         ax.sharex(traces[-1])
         ax.tick_params(labelbottom=False)
         ax.set_xlabel("")
+    # and one legend (the fullest: a region with beats) says what the line and marks are, not one per region
+    keep = max(traces, key=lambda a: len(a.get_legend().get_texts()) if a.get_legend() else 0, default=None)
+    for ax in traces:
+        if ax is not keep and ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.suptitle(f"napari-micromotion motion: {result.n_frames} frames at {result.fps:g} fps, "
                  f"reference frame {result.reference_frame}", fontsize=10)
     return fig
