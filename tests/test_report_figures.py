@@ -202,3 +202,15 @@ def test_a_report_without_fluorescence_does_not_claim_scores():
     assert "surrogates" not in key.get_title().get_text() and "no fluorescence" in key.get_title().get_text()
     scored = build_report(_results(["strong"]))
     assert "scored on frames 0:200" in scored.get_suptitle()
+
+
+def test_one_method_and_one_roi_still_get_a_readable_trace():
+    """With one method the ROI trace was squeezed to a quarter inch under its heading, score and time axis."""
+    res = _results(["strong"])
+    for key in [k for k in res.roi_traces if k[1] != "bandpass"]:
+        del res.roi_traces[key]
+    fig = build_report(res)
+    fig.canvas.draw()
+    traces = [ax for ax in fig.axes if ax.get_title(loc="right").startswith("r = ")]
+    assert len(traces) == 1
+    assert traces[0].get_window_extent(fig.canvas.get_renderer()).height / fig.dpi >= 0.5

@@ -480,7 +480,7 @@ def build_report(results: Any) -> Any:
     if has_w:
         n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
         w_rows = -(-len(results.region_maps) // weights_per_row(len(results.region_maps), n_feat))
-    traces_in = (1.1 * n_methods + 0.5) * trace_blocks - 0.5      # a heading's space between blocks of ROIs
+    traces_in = (1.1 * n_methods + 0.9) * trace_blocks         # and per block of ROIs its headings and time axis
     height = 3.2 + 0.3 + traces_in + (2.0 * w_rows if has_w else 0)
     fig = Figure(figsize=(max(12, 3.2 * n_cols), height), layout="constrained")
     FigureCanvasAgg(fig)
