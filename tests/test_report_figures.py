@@ -214,3 +214,19 @@ def test_one_method_and_one_roi_still_get_a_readable_trace():
     traces = [ax for ax in fig.axes if ax.get_title(loc="right").startswith("r = ")]
     assert len(traces) == 1
     assert traces[0].get_window_extent(fig.canvas.get_renderer()).height / fig.dpi >= 0.5
+
+
+def test_a_row_of_many_maps_leaves_no_white_band_under_it():
+    """Six small square maps sat in a 3.2-inch row, leaving an inch of blank page above and below them."""
+    res = _results(["strong", "weak"])
+    res.methods = ["bandpass", "matched", "cnn1d", "flow"]
+    res.score_maps = {m: np.random.default_rng(1).random((64, 64)) for m in res.methods}
+    fig = build_report(res)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    maps = [ax for ax in fig.axes if ax.get_title().startswith(("still", "fluorescence", "score"))]
+    assert len(maps) == 6
+    key = next(ax for ax in fig.axes if ax.get_legend() is not None and not ax.axison).get_legend()
+    gap_in = (min(ax.get_window_extent(renderer).y0 for ax in maps) - key.get_window_extent(renderer).y1) / fig.dpi
+    top_in = (fig.bbox.y1 - max(ax.get_tightbbox(renderer).y1 for ax in maps)) / fig.dpi
+    assert gap_in < 0.5 and top_in < 0.5, (gap_in, top_in)

@@ -481,12 +481,15 @@ def build_report(results: Any) -> Any:
         n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
         w_rows = -(-len(results.region_maps) // weights_per_row(len(results.region_maps), n_feat))
     traces_in = (1.1 * n_methods + 0.9) * trace_blocks         # and per block of ROIs its headings and time axis
-    height = 3.2 + 0.3 + traces_in + (2.0 * w_rows if has_w else 0)
-    fig = Figure(figsize=(max(12, 3.2 * n_cols), height), layout="constrained")
+    width = max(12, 3.2 * n_cols)
+    n_maps = 1 + (results.activity_map is not None) + max(1, len(results.score_maps))
+    maps_in = min(3.2, 0.8 * width / n_maps + 0.5)     # square maps side by side, their titles: no white band
+    height = maps_in + 0.3 + traces_in + (2.0 * w_rows if has_w else 0)
+    fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    ratios = [3.2, 0.3, traces_in] + ([2.0 * w_rows] if has_w else [])
+    ratios = [maps_in, 0.3, traces_in] + ([2.0 * w_rows] if has_w else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
-    top = gs[0].subgridspec(1, 1 + (results.activity_map is not None) + max(1, len(results.score_maps)))
+    top = gs[0].subgridspec(1, n_maps)
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
     traces = draw_traces(fig, results, gs=gs[2])
     if any(ax.lines for ax in traces):
