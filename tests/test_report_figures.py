@@ -230,3 +230,13 @@ def test_a_row_of_many_maps_leaves_no_white_band_under_it():
     gap_in = (min(ax.get_window_extent(renderer).y0 for ax in maps) - key.get_window_extent(renderer).y1) / fig.dpi
     top_in = (fig.bbox.y1 - max(ax.get_tightbbox(renderer).y1 for ax in maps)) / fig.dpi
     assert gap_in < 0.5 and top_in < 0.5, (gap_in, top_in)
+
+
+def test_the_still_frame_has_a_scale_bar_when_the_pixel_size_is_known():
+    res = _results(["strong"])
+    res.pixel_size_um = 0.5                         # 64 px = 32 µm wide: a 5 µm bar
+    still = draw_maps(_figure(12, 3.5), res)[0]
+    assert [t.get_text() for t in still.texts if t.get_text().endswith("\u00b5m")] == ["5 \u00b5m"]
+    res.pixel_size_um = None
+    still = draw_maps(_figure(12, 3.5), res)[0]
+    assert not [t for t in still.texts if t.get_text().endswith("\u00b5m")]

@@ -98,3 +98,21 @@ def test_the_maps_colour_keys_are_labelled_at_the_pages_text_size():
     box = words.get_window_extent(renderer)
     assert box.x1 <= fig.bbox.x1 + 1                                                # on the page
     assert not box.overlaps(axes[-1].get_window_extent(renderer))                  # not over the map
+
+
+def test_the_reference_frame_has_a_scale_bar_when_the_pixel_size_is_known():
+    """The reference frame had no scale: a reader could not tell a cell's size nor compare recordings."""
+    from napari_micromotion.report_motion import draw_motion_maps
+
+    still = np.random.default_rng(1).random((32, 40))
+    res = _motion(["cell"], ["strong"], n_beats=3)
+    res.pixel_size_um = 0.65                        # 40 px = 26 µm wide: a 5 µm bar (a fifth, rounded down)
+    ax = draw_motion_maps(_figure(12, 4), res, still=still)[0]
+    bars = [t.get_text() for t in ax.texts if t.get_text().endswith("\u00b5m")]
+    assert bars == ["5 \u00b5m"]
+    (x0, x1), _ = ax.lines[-1].get_data()
+    assert abs(abs(x1 - x0) - 5 / 0.65) < 1e-6
+    assert ax.get_xlim() == (-0.5, 39.5) and ax.get_ylim() == (31.5, -0.5)     # the image's own extent
+    res.pixel_size_um = None                        # unknown pixel size: no bar, rather than a false one
+    ax = draw_motion_maps(_figure(12, 4), res, still=still)[0]
+    assert not [t for t in ax.texts if t.get_text().endswith("\u00b5m")] and not ax.lines

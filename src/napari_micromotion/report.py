@@ -17,7 +17,7 @@ import numpy as np
 from .rois import KIND_COLOURS
 
 __all__ = ["draw_maps", "draw_traces", "draw_trace_key", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
-           "method_colour", "draw_trace_panel", "TracePanel", "format_p", "score_text", "style_axes"]
+           "method_colour", "draw_trace_panel", "scale_bar", "TracePanel", "format_p", "score_text", "style_axes"]
 
 ROI_COLOURS = KIND_COLOURS          # the napari layers' colours
 TRUTH_COLOUR = "#444444"
@@ -100,6 +100,27 @@ def outline(ax: Any, mask: np.ndarray, colour: str, label: str | None = None) ->
             text.remove()           # on another ROI's name: try the next place
 
 
+def scale_bar(ax: Any, pixel_size_um: float | None, shape: tuple[int, int]) -> None:
+    """A white bar of a round length in µm (about a fifth of the image) in the lower right of an image of *shape*.
+
+    Nothing is drawn when the pixel size is unknown.
+    """
+    from matplotlib import patheffects
+
+    if not pixel_size_um or not np.isfinite(pixel_size_um) or pixel_size_um <= 0:
+        return
+    ny, nx = shape
+    target_um = nx * pixel_size_um / 5
+    step = 10 ** np.floor(np.log10(target_um))
+    length_um = max(m * step for m in (1, 2, 5) if m * step <= target_um)
+    length_px = length_um / pixel_size_um
+    x1, y = nx - 1 - 0.05 * nx, ny - 1 - 0.06 * ny
+    halo = [patheffects.withStroke(linewidth=4, foreground="black")]
+    ax.plot([x1 - length_px, x1], [y, y], color="white", lw=2.5, solid_capstyle="butt", path_effects=halo)
+    ax.text(x1 - length_px / 2, y - 0.02 * ny, f"{length_um:g} \u00b5m", color="white", fontsize=7, ha="center",
+            va="bottom", path_effects=[patheffects.withStroke(linewidth=2, foreground="black")])
+
+
 def _renderer(ax: Any) -> Any:
     """The renderer of *ax*'s canvas, or None when it has none (then labels are not checked for collisions)."""
     try:
@@ -131,6 +152,7 @@ def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list
             if results.roi_masks is not None:
                 for mask, name, kind in zip(results.roi_masks, results.roi_names, results.roi_kinds):
                     outline(ax, mask, ROI_COLOURS.get(kind, "w"), name)
+            scale_bar(ax, results.pixel_size_um, img.shape)
         else:
             im = ax.imshow(img, cmap=cmap, vmin=0, vmax=vmax if "score" in title or "activity" in title else None)
             bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)

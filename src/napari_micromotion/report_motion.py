@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .report import LIGHT, ROI_COLOURS, TracePanel, outline, style_axes
+from .report import LIGHT, ROI_COLOURS, TracePanel, outline, scale_bar, style_axes
 from .results import WHOLE_FIELD
 
 __all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "build_motion_report", "beat_summary"]
@@ -153,6 +153,7 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
         lo, hi = np.percentile(still, [1, 99])
         axes[k].imshow(still, cmap="gray", vmin=lo, vmax=hi)
         axes[k].set_title(f"reference frame {result.reference_frame}", fontsize=8)
+        scale_bar(axes[k], um, still.shape)
         k += 1
     dmax = result.displacement_max * (um or 1.0)
     im = axes[k].imshow(dmax, cmap="viridis", vmin=0, vmax=float(np.percentile(dmax, 99.5)) or 1.0)
