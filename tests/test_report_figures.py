@@ -15,7 +15,7 @@ from napari_micromotion.rois import KINDS
 METHODS = ["bandpass", "cnn1d"]
 
 
-def _results(names, n_frames=600, fps=50.0, n_surrogates=199, size=64):
+def _results(names, n_frames=1500, fps=50.0, n_surrogates=199, size=64):
     """A small analysis result: *names* ROIs (kinds in turn), two methods, p-values at the surrogate floor."""
     rng = np.random.default_rng(0)
     t = np.arange(n_frames) / fps
@@ -28,7 +28,8 @@ def _results(names, n_frames=600, fps=50.0, n_surrogates=199, size=64):
     traces = {(n, m): truth + 0.3 * rng.normal(size=n_frames) for n in names for m in METHODS}
     scores = [ScoreRow(roi=n, kind=k, method=m, score=0.8, p_value=1 / (n_surrogates + 1), n_pixels=100)
               for n, k in zip(names, kinds) for m in METHODS]
-    return Results(params=SimpleNamespace(roi_truth=False, n_surrogates=n_surrogates), fps=fps, n_frames=n_frames,
+    return Results(params=SimpleNamespace(roi_truth=False, n_surrogates=n_surrogates, max_lag_s=1.0), fps=fps,
+                   n_frames=n_frames,
                    frame_shape=(size, size), pixel_size_um=None, validation=(0, n_frames // 3),
                    training=[(n_frames // 3, n_frames)], passband={}, methods=list(METHODS),
                    still=rng.random((size, size)), energy_map=rng.random((size, size)),
@@ -167,7 +168,7 @@ def test_the_traces_have_a_key_saying_what_each_line_is_and_how_it_is_scaled():
     key = keys[0]
     assert [t.get_text() for t in key.get_texts()] == ["calcium"] + [_label(m) for m in METHODS]
     title = key.get_title().get_text()
-    assert "z-scored" in title and "99 time-shifted surrogates" in title and "4 s" in title, title
+    assert "z-scored" in title and "99 time-shifted surrogates" in title and "10 s" in title, title
     box, page = key.get_window_extent(renderer), fig.bbox
     assert page.x0 <= box.x0 and box.x1 <= page.x1           # not cut off at the page's edge
 
@@ -201,7 +202,7 @@ def test_a_report_without_fluorescence_does_not_claim_scores():
     assert "calcium" not in [t.get_text() for t in key.get_texts()]
     assert "surrogates" not in key.get_title().get_text() and "no fluorescence" in key.get_title().get_text()
     scored = build_report(_results(["strong"]))
-    assert "scored on frames 0:200" in scored.get_suptitle()
+    assert "scored on frames 0:500" in scored.get_suptitle()
 
 
 def test_one_method_and_one_roi_still_get_a_readable_trace():
@@ -240,3 +241,20 @@ def test_the_still_frame_has_a_scale_bar_when_the_pixel_size_is_known():
     res.pixel_size_um = None
     still = draw_maps(_figure(12, 3.5), res)[0]
     assert not [t for t in still.texts if t.get_text().endswith("\u00b5m")]
+
+
+def test_a_short_recordings_p_values_read_at_their_own_floor():
+    """58 scored frames allow only 57 time shifts: p = 1/58 is that test's floor, yet read 'p = 0.017'."""
+    from napari_micromotion.report import draw_trace_panel
+
+    res = _results(["strong"], n_frames=174, n_surrogates=99)         # validation 0:58 at 50 fps, 1 s lag
+    for row in res.roi_scores:
+        row.p_value = 1 / 58
+    fig = build_report(res)
+    traces = [ax for ax in fig.axes if ax.get_title(loc="right").startswith("r = ")]
+    assert traces and all("p \u2264 0.017" in ax.get_title(loc="right") for ax in traces)
+    key = next(ax for ax in fig.axes if ax.get_legend() is not None and not ax.axison).get_legend()
+    assert "from 57 time-shifted surrogates" in key.get_title().get_text()
+    res.motion_traces = {"strong": np.ones(res.n_frames)}
+    panel = draw_trace_panel(_figure(), res, "strong")
+    assert "p \u2264 0.017" in panel.axes[0].get_title(loc="left")

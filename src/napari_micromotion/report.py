@@ -17,7 +17,8 @@ import numpy as np
 from .rois import KIND_COLOURS
 
 __all__ = ["draw_maps", "draw_traces", "draw_trace_key", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
-           "method_colour", "draw_trace_panel", "scale_bar", "TracePanel", "format_p", "score_text", "style_axes"]
+           "method_colour", "draw_trace_panel", "scale_bar", "TracePanel", "format_p", "score_text", "style_axes",
+           "surrogates_used"]
 
 ROI_COLOURS = KIND_COLOURS          # the napari layers' colours
 TRUTH_COLOUR = "#444444"
@@ -210,7 +211,7 @@ def draw_traces(fig: Any, results: Any, rois: Sequence[str] | None = None, lengt
                 row = results.score_of(roi, m)
                 if row is not None and np.isfinite(row.get("score", np.nan)):
                     # above the plot (not over its peaks), with p at its floor read as such
-                    ax.set_title(score_text(row, results.params.n_surrogates), fontsize=7, loc="right", pad=2)
+                    ax.set_title(score_text(row, surrogates_used(results)), fontsize=7, loc="right", pad=2)
             if current_frame is not None and sl.start <= current_frame < sl.stop:
                 ax.axvline(current_frame / results.fps, color="k", lw=0.8, ls="--")
             if i == 0:
@@ -239,7 +240,7 @@ def draw_trace_key(ax: Any, results: Any, length_s: float = 20.0) -> None:
     handles = ([Line2D([], [], color=TRUTH_COLOUR, lw=0.8, label="calcium")] if results.has_fluorescence else []) + \
         [Line2D([], [], color=method_colour(m), lw=0.9, label=_label(m)) for m in methods]
     sl = excerpt(results, length_s)
-    how = (f"r: score against the calcium, p: from {results.params.n_surrogates} time-shifted surrogates"
+    how = (f"r: score against the calcium, p: from {surrogates_used(results)} time-shifted surrogates"
            if results.has_fluorescence else "not scored (no fluorescence)")
     ax.set_axis_off()
     ax.legend(handles=handles, loc="center left", ncol=len(handles), frameon=False, fontsize=8,
@@ -256,6 +257,17 @@ def format_p(p: float, n_surrogates: int) -> str:
     if p <= floor * (1 + 1e-6):
         return f"p \u2264 {floor:.2g}"
     return f"p = {p:.2g}"
+
+
+def surrogates_used(results: Any) -> int:
+    """How many distinct time shifts the ROI p-values of *results* came from (fewer than asked on short recordings)."""
+    from .scoring import surrogates_of
+
+    try:
+        n = surrogates_of(results)
+    except (AttributeError, TypeError, ValueError):
+        n = None
+    return int(n) if n else int(results.params.n_surrogates)
 
 
 def score_text(row: Any, n_surrogates: int) -> str:
@@ -355,7 +367,7 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
                                 label=f"{_label(m)}: Monte-Carlo SD")
             row = results.score_of(region, m)
             if row is not None and np.isfinite(row.score):
-                texts.append(f"{_label(m)}: {score_text(row, results.params.n_surrogates)}")
+                texts.append(f"{_label(m)}: {score_text(row, surrogates_used(results))}")
         for b in beats:
             if b.source == "fluorescence" and sl.start <= b.time_s * results.fps < sl.stop:
                 ax.axvline(b.time_s, color=c["truth"], lw=0.5, alpha=0.25)
