@@ -518,11 +518,20 @@ def build_report(results: Any) -> Any:
     width = max(12, 3.2 * n_cols)
     n_maps = 1 + (results.activity_map is not None) + max(1, len(results.score_maps))
     maps_in = min(3.2, 0.8 * width / n_maps + 0.5)     # square maps side by side, their titles: no white band
-    height = maps_in + 0.3 + traces_in + (2.0 * w_rows if has_w else 0)
+    # the run's warnings travel with the page (a figure is often passed on without its run.json)
+    warned = [line for w in getattr(results, "warnings", []) or []
+              for line in textwrap.wrap(f"\u26a0 {w}", int(width * 14), subsequent_indent="   ")]
+    warn_in = 0.17 * len(warned) + 0.1 if warned else 0.0
+    height = maps_in + 0.3 + traces_in + (2.0 * w_rows if has_w else 0) + warn_in
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
-    ratios = [maps_in, 0.3, traces_in] + ([2.0 * w_rows] if has_w else [])
+    ratios = [maps_in, 0.3, traces_in] + ([2.0 * w_rows] if has_w else []) + ([warn_in] if warned else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
+    if warned:
+        note = fig.add_subplot(gs[-1])
+        note.set_axis_off()
+        note.text(0.0, 1.0, "\n".join(warned), transform=note.transAxes, ha="left", va="top", fontsize=8,
+                  color="#8a4b00")
     top = gs[0].subgridspec(1, n_maps)
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
     traces = draw_traces(fig, results, gs=gs[2])
