@@ -116,3 +116,21 @@ def test_the_reference_frame_has_a_scale_bar_when_the_pixel_size_is_known():
     res.pixel_size_um = None                        # unknown pixel size: no bar, rather than a false one
     ax = draw_motion_maps(_figure(12, 4), res, still=still)[0]
     assert not [t for t in ax.texts if t.get_text().endswith("\u00b5m")] and not ax.lines
+
+
+def test_the_runs_warnings_are_on_the_page():
+    """A video with repeated frames (its clock wrong) gave a clean-looking page: the warning was only in motion.json."""
+    repeat = "sample_2.avi repeats 20 of its 146 frames exactly: times, rates and intervals measured from it are off."
+    res = _motion(["strong", "weak"], ["strong", "weak"], n_beats=3)
+    res.source = {"warnings": [repeat]}
+    res.warnings = [repeat, "no contraction stood out of the noise in any region."]       # as the tool's result
+    fig = build_motion_report(res)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    notes = [t for ax in fig.axes if not ax.axison for t in ax.texts if "\u26a0" in t.get_text()]
+    assert len(notes) == 1
+    text = notes[0].get_text().replace("\n   ", " ")
+    assert text.count("repeats 20 of its 146 frames") == 1 and "no contraction stood out" in text
+    box = notes[0].get_window_extent(renderer)
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0
+    assert not [ax for ax in fig.axes if ax.axison and ax.get_tightbbox(renderer).overlaps(box)]

@@ -18,7 +18,7 @@ from .rois import KIND_COLOURS
 
 __all__ = ["draw_maps", "draw_traces", "draw_trace_key", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
            "method_colour", "draw_trace_panel", "scale_bar", "TracePanel", "format_p", "score_text", "style_axes",
-           "surrogates_used"]
+           "surrogates_used", "warning_lines", "warnings_height", "draw_warnings"]
 
 ROI_COLOURS = KIND_COLOURS          # the napari layers' colours
 TRUTH_COLOUR = "#444444"
@@ -30,6 +30,8 @@ CONTRACTION_LINE = "#c8875e"
 ROI_HEADING_CHARS = 28
 #: what a score map's colour means (scoring.py: the largest correlation over the allowed lags; Pearson's r at lag 0)
 SCORE_UNIT = "score (r with calcium)"
+#: the colour of the run's warnings at a page's foot (dark amber: reads on white, not an ROI kind's colour)
+WARNING_TEXT = "#8a4b00"
 #: a ROI's name on an image wraps after this many characters
 ROI_LABEL_CHARS = 16
 #: ROIs side by side in the report's traces; more continue below
@@ -493,6 +495,22 @@ def _kind_of(results: Any, name: str) -> str:
     return kinds[names.index(name)] if name in names and names.index(name) < len(kinds) else ""
 
 
+def warning_lines(warnings: Sequence[str], width_in: float) -> list[str]:
+    """*warnings*, each marked with a warning sign and wrapped to a page *width_in* inches wide (8-point text)."""
+    return [line for w in warnings for line in textwrap.wrap(f"\u26a0 {w}", int(width_in * 14), subsequent_indent="   ")]
+
+
+def warnings_height(lines: Sequence[str]) -> float:
+    """Inches of page the :func:`warning_lines` *lines* need (0 for none)."""
+    return 0.17 * len(lines) + 0.1 if lines else 0.0
+
+
+def draw_warnings(ax: Any, lines: Sequence[str]) -> None:
+    """The :func:`warning_lines` *lines* on *ax* (turned off), from its top left."""
+    ax.set_axis_off()
+    ax.text(0.0, 1.0, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize=8, color=WARNING_TEXT)
+
+
 def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
     """The one-page report: maps on top, ROI traces below (and 3D weights when present)."""
     fig = build_report(results)
@@ -519,19 +537,15 @@ def build_report(results: Any) -> Any:
     n_maps = 1 + (results.activity_map is not None) + max(1, len(results.score_maps))
     maps_in = min(3.2, 0.8 * width / n_maps + 0.5)     # square maps side by side, their titles: no white band
     # the run's warnings travel with the page (a figure is often passed on without its run.json)
-    warned = [line for w in getattr(results, "warnings", []) or []
-              for line in textwrap.wrap(f"\u26a0 {w}", int(width * 14), subsequent_indent="   ")]
-    warn_in = 0.17 * len(warned) + 0.1 if warned else 0.0
+    warned = warning_lines(getattr(results, "warnings", []) or [], width)
+    warn_in = warnings_height(warned)
     height = maps_in + 0.3 + traces_in + (2.0 * w_rows if has_w else 0) + warn_in
     fig = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(fig)
     ratios = [maps_in, 0.3, traces_in] + ([2.0 * w_rows] if has_w else []) + ([warn_in] if warned else [])
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     if warned:
-        note = fig.add_subplot(gs[-1])
-        note.set_axis_off()
-        note.text(0.0, 1.0, "\n".join(warned), transform=note.transAxes, ha="left", va="top", fontsize=8,
-                  color="#8a4b00")
+        draw_warnings(fig.add_subplot(gs[-1]), warned)
     top = gs[0].subgridspec(1, n_maps)
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
     traces = draw_traces(fig, results, gs=gs[2])

@@ -12,7 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from .report import LIGHT, ROI_COLOURS, TracePanel, outline, scale_bar, style_axes
+from .report import (
+    LIGHT,
+    ROI_COLOURS,
+    TracePanel,
+    draw_warnings,
+    outline,
+    scale_bar,
+    style_axes,
+    warning_lines,
+    warnings_height,
+)
 from .results import WHOLE_FIELD
 
 __all__ = ["draw_contraction_panel", "draw_motion_maps", "save_motion_report", "build_motion_report", "beat_summary"]
@@ -194,9 +204,16 @@ def build_motion_report(result: Any, still: np.ndarray | None = None, masks: Any
     from matplotlib.figure import Figure
 
     n = max(1, len(result.regions))
-    fig = Figure(figsize=(12, 3.4 + 1.9 * n), layout="constrained")
+    # the reader's warnings (a lossy video, repeated frames, a frame rate that differs from the file's) and the
+    # tool's own, as its run record lists them: they travel with the page
+    read = result.source.get("warnings", []) if isinstance(getattr(result, "source", None), dict) else []
+    warned = warning_lines(list(read) + [w for w in getattr(result, "warnings", []) or [] if w not in read], 12)
+    warn_in = warnings_height(warned)
+    fig = Figure(figsize=(12, 3.4 + 1.9 * n + warn_in), layout="constrained")
     FigureCanvasAgg(fig)
-    gs = fig.add_gridspec(1 + n, 1, height_ratios=[3.4] + [1.9] * n)
+    gs = fig.add_gridspec(1 + n + bool(warned), 1, height_ratios=[3.4] + [1.9] * n + ([warn_in] if warned else []))
+    if warned:
+        draw_warnings(fig.add_subplot(gs[-1]), warned)
     top = gs[0].subgridspec(1, 2 + (still is not None))
     draw_motion_maps(fig, result, still, masks, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
     panels = [draw_contraction_panel(fig, result, region, gs=gs[1 + i], fontsize=8, show_speed=False)
