@@ -90,8 +90,10 @@ def bad(tmp_path, sim_dir):
         "frames differ": (lambda: [tif("a.tif", frames), "-f", tif("b.tif", frames[:290])], "290 frames"),
         "sizes differ": (lambda: [tif("a.tif", frames), "-f", tif("b.tif", frames[:, :12])], "same field"),
         "2D image": (lambda: [raw_tif("img.tif", frames[0]), "--fps", "50"], "single image"),
-        "RGB video": (lambda: [raw_tif("rgb.tif", np.zeros((30, 8, 8, 3), np.uint8), photometric="rgb"), "--fps", "50"],
-                      "RGB"),
+        # two samples per pixel: neither grey nor RGB (an RGB stack is read as grey levels)
+        "RGB video": (lambda: [raw_tif("two.tif", np.zeros((30, 8, 8, 2), np.uint8), photometric="minisblack",
+                                       planarconfig="contig", extrasamples=["unspecified"]), "--fps", "50"],
+                      "multi-sample"),
         "NaN pixels": (lambda: [raw_tif("nan.tif", np.where(np.arange(300 * 256).reshape(300, 16, 16) == 777, np.nan,
                                                             frames.astype(np.float32)).astype(np.float32)),
                                 "--fps", "50"], "NaN"),
