@@ -240,3 +240,22 @@ def test_the_cell_finders_warning_names_no_flag(make_napari_viewer, qtbot, tmp_p
     shown = [m for s, m in notifications_since(n0) if s == "warning"]
     assert any("no score in" in m and "with these cells as its ROIs" in m for m in shown), shown
     assert not any("--" in m for m in shown), shown
+
+
+def test_the_score_tables_p_values_use_the_shifts_that_fit(make_napari_viewer, qt_sim):
+    """On a short validation range only a few time shifts exist (p >= 1/(n + 1)); the table read p against the
+    surrogates asked for, and showed a floor p as 'p = 0.017' instead of '<= 0.017'."""
+    from napari_micromotion.pipeline import AnalysisParams, run_analysis
+    from napari_micromotion.report import surrogates_used
+
+    viewer = make_napari_viewer()
+    add_recording(viewer, qt_sim, rois=True)
+    widgets = dock_all(viewer)
+    res = run_analysis(qt_sim.recording(), qt_sim.rois, AnalysisParams(methods=("bandpass",), validation=(0, 120),
+                                                                        n_surrogates=199))
+    n = surrogates_used(res)
+    assert n < 199
+    widgets["Analysis"].session.set_results(res)
+    table = widgets["Score table"]
+    floor = next(r for r in res.roi_scores if r.p_value <= 1 / (n + 1) * (1 + 1e-6))
+    assert table.text_of(floor, "p_value") == f"\u2264 {1 / (n + 1):.2g}"

@@ -353,10 +353,10 @@ class ScoresTable(_Table):
 
     def text_of(self, row: Any, key: str) -> str | None:
         if key == "p_value":
-            from ..report import format_p
+            from ..report import format_p, surrogates_used
 
-            results = self.session.results
-            return format_p(row.p_value, results.params.n_surrogates).replace("p = ", "").replace("p ", "")
+            # the shifts that fit the validation range (fewer than asked on a short one): p >= 1/(n + 1)
+            return format_p(row.p_value, surrogates_used(self.session.results)).replace("p = ", "").replace("p ", "")
         return super().text_of(row, key)
 
     def update_note(self) -> None:
