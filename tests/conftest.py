@@ -58,3 +58,16 @@ def assert_one_line_error(capsys_or_text, code, expected_code=2):
 
 
 rng = np.random.default_rng
+
+
+def page_note(fig, marker: str) -> str:
+    """The one note of *fig* (text on an axes-less panel) holding *marker*, checked to lie whole on the page and
+    clear of every plotted axes; returns its text with wrapped lines joined."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    notes = [t for ax in fig.axes if not ax.axison for t in ax.texts if marker in t.get_text()]
+    assert len(notes) == 1, [t.get_text() for t in notes]
+    box = notes[0].get_window_extent(renderer)
+    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0     # whole, on the page
+    assert not [ax for ax in fig.axes if ax.axison and ax.get_tightbbox(renderer).overlaps(box)]
+    return notes[0].get_text().replace("\n   ", " ")

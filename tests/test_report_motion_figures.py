@@ -14,6 +14,8 @@ from napari_micromotion.report_motion import build_motion_report, draw_contracti
 from napari_micromotion.results import WHOLE_FIELD
 from napari_micromotion.rois import KIND_COLOURS
 
+from .conftest import page_note
+
 
 def _beat(roi, k, period_s=1.0):
     onset = 0.2 + k * period_s
@@ -124,13 +126,5 @@ def test_the_runs_warnings_are_on_the_page():
     res = _motion(["strong", "weak"], ["strong", "weak"], n_beats=3)
     res.source = {"warnings": [repeat]}
     res.warnings = [repeat, "no contraction stood out of the noise in any region."]       # as the tool's result
-    fig = build_motion_report(res)
-    fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    notes = [t for ax in fig.axes if not ax.axison for t in ax.texts if "\u26a0" in t.get_text()]
-    assert len(notes) == 1
-    text = notes[0].get_text().replace("\n   ", " ")
+    text = page_note(build_motion_report(res), "\u26a0")
     assert text.count("repeats 20 of its 146 frames") == 1 and "no contraction stood out" in text
-    box = notes[0].get_window_extent(renderer)
-    assert fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1 and fig.bbox.y0 <= box.y0
-    assert not [ax for ax in fig.axes if ax.axison and ax.get_tightbbox(renderer).overlaps(box)]
