@@ -569,22 +569,21 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     params = schema.replace_path(tool.Params(), schema.values_from_args(args, schema.specs(tool.Params)))
     schema.check_ranges(params)
     if tool.input == "image":
-        import dataclasses
-
         from .io import image_metadata, read_image
+        from .tools.base import with_source_pixel_size
 
         data = read_image(args.image, frame=args.frame)
         source, rois = data, []
         meta = image_metadata(args.image)
         px = meta["pixel_size_um"]
-        if px and getattr(params, "pixel_size_um", "absent") is None:     # the file's pixel size, unless given
-            if 0.01 <= px <= 100:
-                params = dataclasses.replace(params, pixel_size_um=float(px))
-                meta["warnings"].append(f"using the pixel size {Path(args.image).name} records, {px:g} um; give "
-                                        "--pixel-size to override it.")
-            else:
-                meta["warnings"].append(f"{Path(args.image).name} records a pixel size of {px:g} um, which cannot "
-                                        "be right; it was not used (give --pixel-size).")
+        given = with_source_pixel_size(params, px)          # the file's pixel size, unless given
+        if given is not None:
+            params = given
+            meta["warnings"].append(f"using the pixel size {Path(args.image).name} records, {px:g} um; give "
+                                    "--pixel-size to override it.")
+        elif px and getattr(params, "pixel_size_um", "absent") is None:
+            meta["warnings"].append(f"{Path(args.image).name} records a pixel size of {px:g} um, which cannot "
+                                    "be right; it was not used (give --pixel-size).")
         for w in meta["warnings"]:
             _warn(args, w)
     elif tool.input == "fluorescence":

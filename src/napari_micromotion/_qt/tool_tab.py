@@ -205,16 +205,17 @@ class ToolTab(TaskHost, QWidget):
     def _with_layer_pixel_size(self, params: Any, layer: Any) -> Any:
         """*params* with the layer's pixel size when the form leaves it to the tool (an image tool's 'pixel size'
         empty), as the command line takes the file's; said in a notification."""
-        import dataclasses
-
         from napari.utils.notifications import show_info
 
+        from ..tools.base import with_source_pixel_size
+
         px = self.session.layer_pixel_size(layer)
-        if not px or getattr(params, "pixel_size_um", "absent") is not None or not 0.01 <= px <= 100:
+        given = with_source_pixel_size(params, px)
+        if given is None:
             return params
         show_info(f"The {self.tool.label} uses the pixel size of {layer.name!r}, {px:g} µm (set 'pixel size' to "
                   "override it).")
-        return dataclasses.replace(params, pixel_size_um=px)
+        return given
 
     def _on_success(self, result: Any, layer: Any) -> None:
         from napari.utils.notifications import show_info, show_warning

@@ -32,7 +32,8 @@ from ..errors import MicromotionError
 from ..methods.base import NoParams
 from ..progress import Progress, drive
 
-__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default", "finite_or_none", "synthesized_warning"]
+__all__ = ["Tool", "ToolResult", "RecordEntry", "json_default", "finite_or_none", "synthesized_warning",
+           "with_source_pixel_size"]
 
 
 @dataclass
@@ -56,6 +57,22 @@ def synthesized_warning(recording: Any, consequence: str) -> str | None:
     k = recording.measured_every
     return ("this video contains synthesized (interpolated) frames, made by the interpolate tool"
             + (f": only one frame in {k} was measured" if k > 1 else "") + f"; {consequence}")
+
+
+def with_source_pixel_size(params: Any, pixel_size_um: float | None) -> Any:
+    """*params* with the pixel size its source records (a file's, a layer's) when the user left ``pixel_size_um``
+    empty, else ``None`` (no such parameter, one given, none recorded, or one outside the parameter's range)."""
+    import dataclasses
+
+    from ..schema import specs
+
+    spec = next((sp for sp in specs(params) if sp.name == "pixel_size_um"), None)
+    if spec is None or params.pixel_size_um is not None or not pixel_size_um:
+        return None
+    px = float(pixel_size_um)
+    if (spec.min is not None and px < spec.min) or (spec.max is not None and px > spec.max):
+        return None
+    return dataclasses.replace(params, pixel_size_um=px)
 
 
 @dataclass
