@@ -19,15 +19,15 @@ import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from .atomic import current_umask, temp_sibling_dir, temp_siblings
 from .errors import MicromotionError, check, check_folder
 
-__all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "remove_stale_siblings",
-           "is_output_folder", "paths_in", "OUTPUT_MARKERS"]
+__all__ = ["prepare_output_dir", "commit_output_dir", "write_results", "run_record", "readers_first",
+           "remove_stale_siblings", "is_output_folder", "paths_in", "OUTPUT_MARKERS"]
 
 #: files by which a folder is known as one this package wrote: the analysis's run record, the simulator's
 #: truth, a batch's summary (a tool's run record ``<tool>.json`` is recognised by its content)
@@ -144,6 +144,14 @@ def commit_output_dir(tmp: Path, out: Path) -> None:
     os.chmod(out, 0o777 & ~current_umask())
 
 
+def readers_first(source: Any, own: Sequence[str]) -> list[str]:
+    """The warnings a run record lists: the reader's (``source["warnings"]``: a lossy video, a channel picked by
+    its name, ...) first, then *own* (the analysis' or a tool's) that are not among them."""
+    read = source.get("warnings", []) if isinstance(source, dict) else []
+    said = [str(w) for w in read] if isinstance(read, list) else []
+    return said + [w for w in own if w not in said]
+
+
 def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """What ``run.json`` holds: enough to reproduce a result.
 
@@ -152,8 +160,6 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
     """
     from .detectors.models import package_versions
 
-    read = (extra or {}).get("recording_provenance") or {}
-    said = list(read.get("warnings", [])) if isinstance(read, dict) else []
     return {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": sys.argv[:],
@@ -172,7 +178,7 @@ def run_record(results: Any, inputs: dict[str, Any] | None = None, extra: dict[s
         "rois": [r.to_dict() for r in results.rois] if getattr(results, "rois", None)
         else [{"name": n, "kind": k} for n, k in zip(results.roi_names, results.roi_kinds)],
         "timings_s": {k: round(v, 4) for k, v in results.timings_s.items()},
-        "warnings": said + [w for w in results.warnings if w not in said],
+        "warnings": readers_first((extra or {}).get("recording_provenance"), results.warnings),
         **(extra or {}),
     }
 

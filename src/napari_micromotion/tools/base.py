@@ -205,14 +205,13 @@ class Tool:
         from datetime import datetime, timezone
 
         from ..detectors.models import package_versions
+        from ..export import readers_first
         from ..schema import to_dict
 
         # everything the user was warned of: the reader's (a lossy video, ...; in the source) and the tool's
-        read = result.source.get("warnings", []) if isinstance(result.source, dict) else []
-        said = [str(w) for w in read] if isinstance(read, list) else []
         rec = {"tool": self.name, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "parameters": to_dict(result.params), "source": result.source, "timings_s": result.timings_s,
-               "warnings": said + [w for w in result.warnings if w not in said], "package_versions": package_versions()}
+               "warnings": readers_first(result.source, result.warnings), "package_versions": package_versions()}
         own = self.result_record(result)
         if own:
             rec["result"] = own
