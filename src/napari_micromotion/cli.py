@@ -569,12 +569,11 @@ def _cmd_tool(args: argparse.Namespace) -> int:
     params = schema.replace_path(tool.Params(), schema.values_from_args(args, schema.specs(tool.Params)))
     schema.check_ranges(params)
     if tool.input == "image":
-        from .io import image_metadata, read_image
+        from .io import read_image_with_metadata
         from .tools.base import with_source_pixel_size
 
-        data = read_image(args.image, frame=args.frame)
+        data, meta = read_image_with_metadata(args.image, frame=args.frame)
         source, rois = data, []
-        meta = image_metadata(args.image)
         px = meta["pixel_size_um"]
         given = with_source_pixel_size(params, px)          # the file's pixel size, unless given
         if given is not None:

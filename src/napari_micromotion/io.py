@@ -43,7 +43,7 @@ __all__ = [
     "read_stack",
     "read_recording",
     "read_image",
-    "image_metadata",
+    "read_image_with_metadata",
     "select_channel",
     "natural_key",
     "default_memory_budget",
@@ -934,6 +934,13 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
 
     Colour images are averaged over their channels.
     """
+    return read_image_with_metadata(path, frame)[0]
+
+
+def read_image_with_metadata(path: str | os.PathLike, frame: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """:func:`read_image` and what the file says besides its pixels, from the same reading: ``pixel_size_um``
+    (``None`` when it does not say) and the reader's ``warnings`` (a lossy video, ...; none for plain images)."""
+    meta: dict[str, Any] = {"pixel_size_um": None, "warnings": []}
     p = Path(path)
     check(isinstance(frame, (int, np.integer)) and not isinstance(frame, bool),
           f"the frame must be a whole number, got {frame!r}.")
@@ -946,7 +953,8 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
             data, _ = select_channel(info, None)
             check(0 <= frame < data.shape[0],
                   f"frame {frame} does not exist; {p.name} has {data.shape[0]} frames (0 to {data.shape[0] - 1}).")
-            return np.asarray(data[frame], np.float32)
+            meta = {"pixel_size_um": info.pixel_size_um, "warnings": list(info.metadata.get("warnings", []))}
+            return np.asarray(data[frame], np.float32), meta
         except MicromotionError as exc:
             # a single grey image, or colour (RGB) pixels, which a video may not have but an image may
             if not any(k in str(exc) for k in ("single image", "RGB/multi-sample")) or not name.endswith(TIFF_SUFFIXES):
@@ -972,18 +980,4 @@ def read_image(path: str | os.PathLike, frame: int = 0) -> np.ndarray:
         img = img[..., :3].mean(axis=-1)
     check(img.ndim == 2, f"{p.name} has shape {img.shape}; a grey-level image (Y, X) is needed.")
     check(np.isfinite(img).all(), f"{p.name} has NaN or infinite pixels.")
-    return np.asarray(img, np.float32)
-
-
-def image_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """What the file of :func:`read_image` says besides its pixels: ``pixel_size_um`` (``None`` when it does not
-    say) and the reader's ``warnings`` (a lossy video, ...); empty for plain images (PNG, JPEG) and unreadable
-    stacks (whose pixels :func:`read_image` reads or refuses itself)."""
-    p = Path(path)
-    if not (p.is_dir() or p.name.lower().endswith(TIFF_SUFFIXES + VIDEO_SUFFIXES)):
-        return {"pixel_size_um": None, "warnings": []}
-    try:
-        info = read_stack(p)
-    except MicromotionError:
-        return {"pixel_size_um": None, "warnings": []}
-    return {"pixel_size_um": info.pixel_size_um, "warnings": list(info.metadata.get("warnings", []))}
+    return np.asarray(img, np.float32), meta
