@@ -187,6 +187,7 @@ class _WholeField:
     def __init__(self, shape: tuple[int, int]) -> None:
         self.names = [WHOLE_FIELD]
         self.masks = np.ones((1, *shape), bool)
+        self.clipped: tuple[str, ...] = ()          # as RoiMasks: nothing cut off at the frame's edge
 
 
 def cross_fit_folds(n_frames: int, context: int) -> np.ndarray:
@@ -340,7 +341,7 @@ def iter_denoise_checked(video: Any, fps: float, params: DenoiseParams, rois: Se
     t0 = time.perf_counter()
     yield Progress("traces", 0.0, "ROI traces and corridors")
     masks = rasterize(list(rois), (ny, nx)) if rois else _WholeField((ny, nx))
-    warnings.extend(getattr(masks, "clipped", ()))
+    warnings.extend(masks.clipped)
     tr = roi_traces(video, mu, sd, masks, calibration.kernel, fps, n_samples=params.samples, seed=params.seed,
                     heldout=held, context=model.context, groups=fold if cross else None, camera=model.camera,
                     in_sample=in_sample)
