@@ -470,3 +470,30 @@ def test_the_recordings_own_warnings_are_said_not_only_recorded(tmp_path):
                      metadata={"axes": "TCYX", "Channel": {"Name": ["GCaMP", "Brightfield"]}, "TimeIncrement": 0.02})
     with pytest.warns(UserWarning, match="taken as the transmission"):
         read_recording(tmp_path / "two.ome.tif")
+
+
+def test_a_stack_of_two_interleaved_channels_says_its_frames_alternate(tmp_path):
+    # a brightfield + calcium recording saved as one plain time series (channels taken in turn, no channel axis):
+    # read as one video, every frame "moves" and the analysis is nonsense without a word
+    from scipy import ndimage
+
+    rng = np.random.default_rng(5)
+    scene = ndimage.gaussian_filter(rng.normal(0, 1, (48, 48)), 2.0)
+    bright = np.stack([1000 + 400 * ndimage.shift(scene, (0.3 * np.sin(t / 3), 0), order=1) for t in range(20)])
+    dim = np.stack([200 + 50 * np.exp(-((t % 7) / 2.0)) + 0 * scene for t in range(20)])
+    interleaved = np.empty((40, 48, 48))
+    interleaved[0::2], interleaved[1::2] = bright, dim
+    noise = lambda a: (a + rng.normal(0, 5, a.shape)).astype(np.uint16)  # noqa: E731
+    tifffile.imwrite(tmp_path / "mixed.tif", noise(interleaved))
+    tifffile.imwrite(tmp_path / "bf.tif", noise(bright))
+    tifffile.imwrite(tmp_path / "still.tif", noise(np.repeat(bright[:1], 20, axis=0)))
+    tifffile.imwrite(tmp_path / "both.tif", noise(np.stack([bright, dim], axis=1)), imagej=True,
+                     metadata={"axes": "TCYX"})
+    rec = read_recording(tmp_path / "mixed.tif", fps=20.0)
+    said = [w for w in rec.provenance["warnings"] if "alternate" in w]
+    assert len(said) == 1 and said[0].startswith("mixed.tif: its frames alternate") and "Deinterleave" in said[0]
+    assert rec.provenance["transmission"]["alternating_frames"]["ratio"] < 0.05
+    for name in ("bf.tif", "still.tif", "both.tif"):      # one scene, moving or still, or channels on their own axis
+        rec = read_recording(tmp_path / name, fps=20.0)
+        assert not any("alternate" in w for w in rec.provenance["warnings"]), name
+        assert "alternating_frames" not in rec.provenance["transmission"]

@@ -661,6 +661,66 @@ def _fade_in_frames(means: np.ndarray, level: float = 0.95) -> int:
     return n if 2 <= n < len(means) // 2 else 0
 
 
+#: an alternation check looks at up to this many consecutive frames from the middle of the stack ...
+ALTERNATION_FRAMES = 41
+#: ... within a central crop of at most this many pixels a side
+ALTERNATION_CROP_PX = 512
+#: frames alternate when frames two apart differ (mean square) by less than this fraction of neighbours
+ALTERNATION_RATIO = 0.5
+
+
+def alternation_ratio(frames: Any) -> tuple[float, float, float]:
+    """``(D2 / D1, D2, D1)``: median mean-square difference of frames two apart (D2) and of neighbours (D1).
+
+    *frames* ``(T, Y, X)`` with ``T >= 4``.  A video of one scene has ``D2 >= D1`` (camera noise
+    alike, and motion grows with the gap); a stack that interleaves two kinds of frame (two
+    channels taken in turn, a re-timed clip) has frames two apart more alike than neighbours,
+    ``D2 << D1``.  ``nan`` when neighbours do not differ at all.
+    """
+    prev2 = prev1 = None
+    d1: list[float] = []
+    d2: list[float] = []
+    for frame in frames:
+        f = np.asarray(frame, np.float32)
+        if prev1 is not None:
+            d1.append(float(np.mean((f - prev1) ** 2)))
+        if prev2 is not None:
+            d2.append(float(np.mean((f - prev2) ** 2)))
+        prev2, prev1 = prev1, f
+    m1, m2 = float(np.median(d1)), float(np.median(d2))
+    return (m2 / m1 if m1 > 0 else float("nan")), m2, m1
+
+
+def _warn_if_alternating(info: StackInfo, name: str) -> None:
+    """Warn (and record ``metadata["alternating_frames"]``) when the stack's frames alternate (two interleaved
+    channels saved as one time series, or a re-timed clip); see :func:`alternation_ratio`."""
+    data = info.data
+    n = int(data.shape[0]) if data.ndim >= 3 else 0
+    if n < 6:
+        return
+    m = min(n, ALTERNATION_FRAMES)
+    start = (n - m) // 2
+    ny, nx = data.shape[-2:]
+    ys = slice(max(0, (ny - ALTERNATION_CROP_PX) // 2), max(0, (ny - ALTERNATION_CROP_PX) // 2) + ALTERNATION_CROP_PX)
+    xs = slice(max(0, (nx - ALTERNATION_CROP_PX) // 2), max(0, (nx - ALTERNATION_CROP_PX) // 2) + ALTERNATION_CROP_PX)
+    channels = range(data.shape[1]) if info.axes == "TCYX" else [None]
+    for c in channels:
+        frames = (data[start + k, ys, xs] if c is None else data[start + k, c, ys, xs] for k in range(m))
+        ratio, d2, d1 = alternation_ratio(frames)
+        if not ratio < ALTERNATION_RATIO:
+            continue
+        where = "" if c is None else f" (channel {info.channel_names[c] if c < len(info.channel_names) else c})"
+        msg = (f"{name}{where}: its frames alternate: each frame is more like the one two before it than like its "
+               f"neighbours (mean square difference {d2:.3g} against {d1:.3g}, frames {start}-{start + m - 1}), as a "
+               "stack that interleaves two channels taken in turn (or a re-timed clip) is; motion, beats and rates "
+               "read from it are wrong, so split it into its channels first (ImageJ: Image > Stacks > Tools > "
+               "Deinterleave).")
+        warnings.warn(msg, UserWarning, stacklevel=3)
+        info.metadata.setdefault("warnings", []).append(msg)
+        info.metadata["alternating_frames"] = {"ratio": round(ratio, 4), "frames": [start, start + m]}
+        return
+
+
 # ---------------------------------------------------------------- public API
 def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackInfo:
     """Read one stack (file or folder of frames) with its metadata.
@@ -696,6 +756,7 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackIn
             f"{p.name} has an unsupported type; use a TIFF stack, a folder of TIFF frames or a video "
             f"({', '.join(VIDEO_SUFFIXES)})."
         )
+    _warn_if_alternating(info, p.name)
     side = _read_sidecar(p)
     if side:
         info.metadata["sidecar"] = side["sidecar"]
