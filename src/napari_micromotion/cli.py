@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the blur-flow network (Shajkofci & Liebling 2021) from scratch on "
                                     "synthetic motion-blurred images (Eq. 5) and save it as safetensors + JSON; "
                                     "apply it with micromotion blur-flow --model PATH. The shipped model: "
-                                    "--steps 1350 --seed 0.")
+                                    "--steps 4000 --seed 0 --threads 1.")
     add_train_arguments(tb)
 
     from .interpolate.pretrain import add_train_arguments as add_interp_arguments

@@ -53,7 +53,7 @@ def test_shipped_model_beats_trivial_and_classical_baselines(shipped):
     ours = rep.two_zone["mean"]
     base = rep.baseline["two_zone"]["mean"]
     # a constant prediction scores R^2 = 0, the structure-tensor baseline ~0.1; the shipped model
-    # is still far from the paper's 0.92 (0.26 on 100 images; see docs/blurflow.md)
+    # is still far from the paper's 0.92 (0.29 on 1000 images; see docs/blurflow.md)
     assert ours > 0.1, rep.two_zone
     assert ours > base, (ours, base)
     assert rep.two_zone["r2"]["z0"] > 0.2

@@ -99,3 +99,28 @@ def test_command_line_recipe_options_reach_the_training_record(tmp_path):
     p = json.loads(out.with_suffix(".json").read_text())["training_params"]
     assert p["crop_px"] == 64 and p["axial_weight"] == 4.0 and p["reuse"] is True and p["batch_size"] == 2
     assert main(["--out", str(tmp_path / "y"), "--steps", "1", "--crop-px", "70", "--quiet"]) == 2
+
+
+def test_the_defaults_and_the_documented_command_reproduce_the_shipped_model():
+    # the shipped weights say how they were trained; the defaults, the CLI's help and the README's command must
+    # name the same recipe, or "the command that reproduces them" trains something else
+    import dataclasses
+    from pathlib import Path
+
+    from napari_micromotion.blurflow.predict import default_model_path
+
+    side = json.loads(default_model_path().with_suffix(".json").read_text())
+    shipped = side["training_params"]
+    defaults = json.loads(json.dumps(dataclasses.asdict(BlurFlowTrainParams())))
+    for key in ("steps", "batch_size", "crop_px", "learning_rate", "warmup_steps", "beta2", "gamma", "axial_weight",
+                "reuse", "net", "synth"):
+        assert shipped[key] == defaults[key], key
+    command = f"--steps {shipped['steps']} --seed {side['seed']} --threads {shipped['threads']}"
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"train-blur-flow --out ... {command}" in readme
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "blurflow.md").read_text()
+    assert f"--out my_model.safetensors {command}" in docs
+    from napari_micromotion.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.choices and "train-blur-flow" in a.choices)
+    assert f"The shipped model: {command}." in sub.choices["train-blur-flow"].description

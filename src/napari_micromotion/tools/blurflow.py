@@ -49,7 +49,7 @@ CHANNEL_UNITS = {"v_y": "px of blur over the exposure", "v_x": "px of blur over 
 
 
 #: said with every result of the shipped model (measured by benchmarks/bench_blur_flow.py)
-SHIPPED_MODEL_CAVEAT = ("the shipped blur-flow model is approximate: mean R^2 0.26 on the paper's two-zone test "
+SHIPPED_MODEL_CAVEAT = ("the shipped blur-flow model is approximate: mean R^2 0.29 on the paper's two-zone test "
                         "(the paper: 0.92); the validity map and the blur axis are usable, the lengths only roughly, "
                         "v_z hardly at all (see docs/blurflow.md).")
 
