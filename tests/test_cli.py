@@ -275,3 +275,35 @@ def test_frames_is_taken_into_account_by_what_the_command_says(tmp_path, capsys)
     err = capsys.readouterr().err
     assert_one_line_error(err, 2)
     assert "--frames 0:12 leaves 12 of the 40 frames of faded.avi; at least 16 are needed" in err
+
+
+def test_an_interleaved_file_is_analysed_as_its_two_channels(small_sim, sim_dir, tmp_path, capsys):
+    # brightfield and calcium taken in turn by one camera and saved as one series: --interleaved 2 gives the very
+    # scores the two channels give as separate files (the file's rate, per frame, split between the channels)
+    fps = small_sim.params.fps
+    t, f = np.asarray(small_sim.transmission), np.asarray(small_sim.fluorescence)
+    mixed = np.empty((2 * len(t), *t.shape[1:]), np.float32)
+    mixed[0::2], mixed[1::2] = t, f
+    tifffile.imwrite(tmp_path / "mixed.tif", mixed, imagej=True, metadata={"axes": "TYX", "finterval": 0.5 / fps})
+    common = ["--rois", str(sim_dir / "rois.json"), "--methods", "bandpass", "--no-report", "-q"]
+    assert main(["analyze", str(tmp_path / "mixed.tif"), "--interleaved", "2", "--out", str(tmp_path / "a"),
+                 *common]) == 0
+    tifffile.imwrite(tmp_path / "t.tif", t.astype(np.float32))
+    tifffile.imwrite(tmp_path / "f.tif", f.astype(np.float32))
+    assert main(["analyze", str(tmp_path / "t.tif"), "-f", str(tmp_path / "f.tif"), "--fps", str(fps),
+                 "--out", str(tmp_path / "b"), *common]) == 0
+    a, b = _read_csv(tmp_path / "a" / "roi_scores.csv"), _read_csv(tmp_path / "b" / "roi_scores.csv")
+    assert [r["roi"] for r in a] == ["strong", "weak", "silent", "other"]
+    assert [(r["roi"], r["score"]) for r in a] == [(r["roi"], r["score"]) for r in b]
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["recording"]["n_frames"] == len(t) and run["recording"]["fps"] == pytest.approx(fps)
+    assert run["recording_provenance"]["transmission"]["interleaved_channels"] == 2
+    capsys.readouterr()
+    # the same file read as one series: the reader says its frames alternate, and how to read it
+    code = main(["motion", str(tmp_path / "mixed.tif"), "--out", str(tmp_path / "m")])
+    err = capsys.readouterr().err
+    assert code == 0 and "its frames alternate" in err and "--interleaved 2" in err
+    for bad in ("0", "17"):
+        code = main(["analyze", str(tmp_path / "mixed.tif"), "--interleaved", bad, "--out", str(tmp_path / "x"), "-q"])
+        assert_one_line_error(capsys.readouterr().err, code)
+        assert not (tmp_path / "x").exists()

@@ -226,3 +226,23 @@ def test_a_batch_output_on_a_read_only_file_system_is_one_sentence(sim_dir, tmp_
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot create") and "Read-only file system" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_batch_of_interleaved_recordings(client, small_sim, sim_dir, tmp_path):
+    # every file holds brightfield and calcium in turn: read each as its two channels, or refuse a bad count up front
+    t, f = np.asarray(small_sim.transmission), np.asarray(small_sim.fluorescence)
+    mixed = np.empty((2 * len(t), *t.shape[1:]), np.float32)
+    mixed[0::2], mixed[1::2] = t, f
+    recs = tmp_path / "recs"
+    recs.mkdir()
+    tifffile.imwrite(recs / "a.tif", mixed, imagej=True, metadata={"axes": "TYX", "finterval": 0.5 / small_sim.params.fps})
+    shutil.copy(sim_dir / "rois.json", recs / "rois.json")
+    params = AnalysisParams(methods=("bandpass",), n_surrogates=49)
+    with pytest.raises(MicromotionError, match="interleaved channels must be a whole number from 1"):
+        run_batch(str(recs / "*.tif"), tmp_path / "bad", params, client=object(), quiet=True, interleaved=0)
+    assert not (tmp_path / "bad").exists()
+    assert run_batch(str(recs / "*.tif"), tmp_path / "out", params, client=client, quiet=True, interleaved=2) == 0
+    scores = tifffile.imread(tmp_path / "out" / "a" / "scores" / "bandpass.tif")
+    single = tmp_path / "single"
+    assert run_batch(str(sim_dir / "transmission.tif"), single, params, client=client, quiet=True) == 0
+    np.testing.assert_allclose(scores, tifffile.imread(single / "transmission" / "scores" / "bandpass.tif"), atol=1e-6)

@@ -497,3 +497,40 @@ def test_a_stack_of_two_interleaved_channels_says_its_frames_alternate(tmp_path)
         rec = read_recording(tmp_path / name, fps=20.0)
         assert not any("alternate" in w for w in rec.provenance["warnings"]), name
         assert "alternating_frames" not in rec.provenance["transmission"]
+
+
+def test_interleaved_channels_read_as_a_two_channel_recording(tmp_path):
+    # one camera, brightfield and calcium light in turn, saved as one time series (frame k = channel k mod 2)
+    bf, fl = _stack(t=20, seed=1), _stack(t=20, seed=2) + 1000
+    mixed = np.empty((41, *bf.shape[1:]), bf.dtype)        # 20 cycles and one frame of an unfinished cycle
+    mixed[0:40:2], mixed[1:40:2], mixed[40] = bf, fl, bf[0]
+    tifffile.imwrite(tmp_path / "mixed.tif", mixed, imagej=True, metadata={"axes": "TYX", "finterval": 0.01})
+    with pytest.warns(UserWarning, match="its last 1 frame .an incomplete cycle. is left out"):
+        rec = read_recording(tmp_path / "mixed.tif", interleaved=2)
+    np.testing.assert_array_equal(rec.transmission, bf)
+    np.testing.assert_array_equal(rec.fluorescence, fl)
+    assert isinstance(rec.transmission, np.memmap)             # a view of the file, not a copy
+    assert rec.fps == pytest.approx(50.0)                       # the file's 100 frames/s shared by two channels
+    assert rec.provenance["fps_from"] == "ImageJ frame interval (0.01 sec), divided by 2 interleaved channels"
+    assert rec.provenance["transmission"]["interleaved_channels"] == 2
+    assert not any("alternate" in w for w in rec.provenance["warnings"])   # each channel on its own is one scene
+    # the channels chosen by index, a given rate is each channel's, three channels need the fluorescence named
+    rec = read_recording(tmp_path / "mixed.tif", interleaved=2, channel=1, fps=40.0)
+    np.testing.assert_array_equal(rec.transmission, fl)
+    np.testing.assert_array_equal(rec.fluorescence, bf)
+    assert rec.fps == 40.0 and any("frame rate 40 fps given; mixed.tif says 50 fps" in w
+                                   for w in rec.provenance["warnings"])
+    tifffile.imwrite(tmp_path / "three.tif", np.concatenate([mixed[:39]] * 2))
+    with pytest.raises(MicromotionError, match="three.tif has 3 channels; choose which one is the fluorescence"):
+        read_recording(tmp_path / "three.tif", interleaved=3, fps=10.0)
+    rec = read_recording(tmp_path / "three.tif", interleaved=3, fluorescence_channel=2, fps=10.0)
+    assert rec.n_frames == 26 and rec.fluorescence.shape == (26, *bf.shape[1:])
+    for bad in (0, 17, 1.5, True):
+        with pytest.raises(MicromotionError, match="interleaved channels must be a whole number from 1"):
+            read_recording(tmp_path / "mixed.tif", interleaved=bad)
+    tifffile.imwrite(tmp_path / "hyper.tif", np.stack([bf, fl], axis=1), imagej=True, metadata={"axes": "TCYX"})
+    with pytest.raises(MicromotionError, match="hyper.tif already holds 2 channels on their own axis"):
+        read_recording(tmp_path / "hyper.tif", interleaved=2, fps=10.0)
+    with pytest.raises(MicromotionError, match=r"bf.tif has 20 frames, too few to hold 16 interleaved channels\.$"):
+        tifffile.imwrite(tmp_path / "bf.tif", bf)
+        read_recording(tmp_path / "bf.tif", interleaved=16, fps=10.0)

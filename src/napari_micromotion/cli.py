@@ -105,6 +105,12 @@ def _channel(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
+INTERLEAVED_HELP = ("the file holds N channels taken in turn, saved as one time series (frame k is channel k mod N, "
+                    "e.g. brightfield and fluorescence with alternating light): read it as N channels (channel 0 the "
+                    "transmission, 1 the fluorescence, unless --channel/--fluorescence-channel say otherwise); --fps "
+                    "is then each channel's rate")
+
+
 def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
     if tool:
         p.add_argument("transmission", metavar="VIDEO",
@@ -115,6 +121,7 @@ def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
     p.add_argument("--fluorescence", "-f", help="fluorescence stack (or CSV trace); default: the other channel of a two-channel file")
     p.add_argument("--channel", type=_channel, help="transmission channel (index or name) in a multi-channel file")
     p.add_argument("--fluorescence-channel", type=_channel, help="fluorescence channel (index or name)")
+    p.add_argument("--interleaved", type=int, default=1, metavar="N", help=INTERLEAVED_HELP)
     p.add_argument("--fps", type=_positive_float, help="frame rate in frames/s (overrides metadata)")
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres (overrides metadata)")
     p.add_argument("--rois", help="ROI file: JSON, ImageJ .roi or RoiSet.zip")
@@ -155,6 +162,9 @@ def _add_tool_parser(sub: Any, tool: Any) -> None:
                        help="the fluorescence video: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or video")
         p.add_argument("--transmission", "-t", help="the brightfield video of the same field (optional)")
         p.add_argument("--channel", type=_channel, help="fluorescence channel (index or name) in a multi-channel file")
+        p.add_argument("--interleaved", type=int, default=1, metavar="N", help=INTERLEAVED_HELP.replace(
+            "channel 0 the transmission, 1 the fluorescence, unless --channel/--fluorescence-channel say otherwise",
+            "--channel names the fluorescence"))
         p.add_argument("--fps", type=_positive_float, help="frame rate in frames/s (overrides metadata)")
         p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres")
         p.add_argument("--rois", help="ROIs drawn by hand, added as candidates: JSON, ImageJ .roi or RoiSet.zip")
@@ -241,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--fluorescence-suffix", default=None,
                    help="find each fluorescence file by replacing 'transmission' with this in the name")
     b.add_argument("--fps", type=_positive_float)
+    b.add_argument("--interleaved", type=int, default=1, metavar="N", help=INTERLEAVED_HELP.replace(
+        " unless --channel/--fluorescence-channel say otherwise", ""))
     b.add_argument("--rois", help="one ROI file for all recordings (or rois.json next to each)")
     _add_analysis_args(b)
     b.add_argument("--overwrite", action="store_true")
@@ -318,7 +330,8 @@ def _load_inputs(args: argparse.Namespace):
     with warnings.catch_warnings(record=True) as caught:     # said below, once --frames is known
         warnings.simplefilter("always")
         rec = read_recording(args.transmission, args.fluorescence, channel=args.channel,
-                             fluorescence_channel=args.fluorescence_channel, fps=args.fps, pixel_size_um=args.pixel_size)
+                             fluorescence_channel=args.fluorescence_channel, fps=args.fps, pixel_size_um=args.pixel_size,
+                             interleaved=args.interleaved)
     said = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
     rois = read_rois(args.rois) if args.rois else []
     if getattr(args, "frames", None):
@@ -350,10 +363,10 @@ def _load_fluorescence(args: argparse.Namespace):
 
     if args.transmission:
         rec = read_recording(args.transmission, args.fluorescence, fluorescence_channel=args.channel, fps=args.fps,
-                             pixel_size_um=args.pixel_size)
+                             pixel_size_um=args.pixel_size, interleaved=args.interleaved)
     else:
         rec = read_recording(args.fluorescence, None, channel=args.channel, fps=args.fps,
-                             pixel_size_um=args.pixel_size)
+                             pixel_size_um=args.pixel_size, interleaved=args.interleaved)
         if rec.fluorescence is not None and rec.fluorescence.ndim == 3:
             # a multi-channel file: --channel named the fluorescence, so the other one is the transmission
             if args.channel is not None:
@@ -538,7 +551,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     try:
         return run_batch(args.pattern, Path(args.out), params, scheduler=args.scheduler, n_workers=args.workers,
                          fps=args.fps, rois=args.rois, fluorescence_suffix=args.fluorescence_suffix,
-                         overwrite=args.overwrite, quiet=args.quiet, fitted=_fitted_models(args))
+                         overwrite=args.overwrite, quiet=args.quiet, fitted=_fitted_models(args),
+                         interleaved=args.interleaved)
     except BatchInterrupted as exc:     # some recordings' folders and the summary were written: say so
         print(f"\nerror: {exc}", file=sys.stderr)
         return 143 if isinstance(exc.__cause__, Terminated) else 130

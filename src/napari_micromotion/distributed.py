@@ -104,7 +104,8 @@ def find_inputs(transmission: Path, fluorescence_suffix: str | None, rois: str |
 
 
 def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, fps: float | None, params: Any,
-                 out: str, overwrite: bool, fitted: dict[str, Any] | None = None) -> dict[str, Any]:
+                 out: str, overwrite: bool, fitted: dict[str, Any] | None = None, interleaved: int = 1
+                 ) -> dict[str, Any]:
     """One recording, run on a worker: analyse and write its folder; user errors come back as text."""
     from .errors import MicromotionError as _Err
     from .export import write_results
@@ -114,7 +115,7 @@ def _analyze_one(transmission: str, fluorescence: str | None, rois: str | None, 
 
     t0 = time.perf_counter()
     try:
-        rec = read_recording(transmission, fluorescence, fps=fps)
+        rec = read_recording(transmission, fluorescence, fps=fps, interleaved=interleaved)
         roi_list = read_rois(rois) if rois else []
         res = run_analysis(rec, roi_list, params, fitted=fitted)
         inputs = {k: {"path": v, "checksum": file_checksum(v)} for k, v in
@@ -184,7 +185,7 @@ def _interrupted_sentence(done: Sequence[dict[str, Any]], n_files: int, summary:
 def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
               fps: float | None = None, rois: str | None = None, fluorescence_suffix: str | None = None,
               overwrite: bool = False, quiet: bool = False, client: Any = None,
-              fitted: dict[str, Any] | None = None) -> int:
+              fitted: dict[str, Any] | None = None, interleaved: int = 1) -> int:
     """Analyse every file matching *pattern* in parallel; returns the exit status (0 ok, 2 if any failed).
 
     Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
@@ -196,11 +197,16 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     BatchInterrupted
         On Ctrl-C or SIGTERM (``KeyboardInterrupt``), after writing the summary: the
         recordings that finished, and the others with status ``"not run"``.
+
+    *interleaved*: every recording holds that many channels taken in turn (see
+    :func:`~napari_micromotion.io.read_recording`); its fluorescence is then its channel 1.
     """
     require("distributed")
     from .pipeline import check_params
 
     check_params(params)            # a mistake every recording would repeat stops here, before any folder is made
+    check(isinstance(interleaved, int) and not isinstance(interleaved, bool) and 1 <= interleaved <= 16,
+          f"interleaved channels must be a whole number from 1 (none) to 16, got {interleaved!r}.")
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")
@@ -244,7 +250,7 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
             for f, target in zip(files, targets):
                 fl, roi = find_inputs(f, fluorescence_suffix, rois)
                 futures.append(client.submit(_analyze_one, str(f), str(fl) if fl else None, str(roi) if roi else None,
-                                             fps, params, str(target), overwrite, fitted, pure=False))
+                                             fps, params, str(target), overwrite, fitted, interleaved, pure=False))
             for k, fut in enumerate(distributed.as_completed(futures), start=1):
                 row = fut.result()
                 done.append(row)

@@ -661,6 +661,30 @@ def _fade_in_frames(means: np.ndarray, level: float = 0.95) -> int:
     return n if 2 <= n < len(means) // 2 else 0
 
 
+def _deinterleave(info: StackInfo, n: int, name: str) -> None:
+    """Make a ``TYX`` stack of *n* channels taken in turn a ``TCYX`` one (in place, a view of the same data)."""
+    check(info.axes == "TYX", f"{name} already holds {info.n_channels} channels on their own axis; interleaved "
+          "channels are for a file whose channels alternate frame by frame.")
+    data = info.data
+    total = int(data.shape[0])
+    usable = total - total % n
+    check(usable >= 2 * n, f"{name} has {total} frames, too few to hold {n} interleaved channels.")
+    if usable < total:
+        extra = total - usable
+        msg = (f"{name} has {total} frames, not a whole number of cycles of {n} interleaved channels; its last "
+               f"{extra} frame{'s' if extra > 1 else ''} (an incomplete cycle) {'are' if extra > 1 else 'is'} left out.")
+        warnings.warn(msg, UserWarning, stacklevel=4)
+        info.metadata.setdefault("warnings", []).append(msg)
+    info.data = data[:usable].reshape(usable // n, n, *data.shape[1:])
+    info.axes = "TCYX"
+    info.channel_names = []
+    if info.fps:
+        info.fps = info.fps / n
+        info.metadata["fps_from"] = (f"{info.metadata.get('fps_from', 'metadata')}, divided by {n} interleaved "
+                                     "channels")
+    info.metadata["interleaved_channels"] = n
+
+
 #: an alternation check looks at up to this many consecutive frames from the middle of the stack ...
 ALTERNATION_FRAMES = 41
 #: ... within a central crop of at most this many pixels a side
@@ -713,8 +737,8 @@ def _warn_if_alternating(info: StackInfo, name: str) -> None:
         msg = (f"{name}{where}: its frames alternate: each frame is more like the one two before it than like its "
                f"neighbours (mean square difference {d2:.3g} against {d1:.3g}, frames {start}-{start + m - 1}), as a "
                "stack that interleaves two channels taken in turn (or a re-timed clip) is; motion, beats and rates "
-               "read from it are wrong, so split it into its channels first (ImageJ: Image > Stacks > Tools > "
-               "Deinterleave).")
+               "read from it are wrong, so read it as two interleaved channels (--interleaved 2) or split it "
+               "first (ImageJ: Image > Stacks > Tools > Deinterleave).")
         warnings.warn(msg, UserWarning, stacklevel=3)
         info.metadata.setdefault("warnings", []).append(msg)
         info.metadata["alternating_frames"] = {"ratio": round(ratio, 4), "frames": [start, start + m]}
@@ -722,7 +746,7 @@ def _warn_if_alternating(info: StackInfo, name: str) -> None:
 
 
 # ---------------------------------------------------------------- public API
-def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackInfo:
+def read_stack(path: str | os.PathLike, max_bytes: int | None = None, *, interleaved: int = 1) -> StackInfo:
     """Read one stack (file or folder of frames) with its metadata.
 
     Parameters
@@ -732,6 +756,10 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackIn
     max_bytes
         Largest array that may be loaded into memory (memory-mapped data is exempt).
         Defaults to :func:`default_memory_budget`.
+    interleaved
+        Number of channels taken in turn and saved as one time series (frame ``k`` belongs to
+        channel ``k mod interleaved``); with 2 or more the stack is returned as ``TCYX`` (a
+        view of the same data), its recorded frame rate divided by that number (each channel's).
 
     Raises
     ------
@@ -740,6 +768,8 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackIn
     """
     p = Path(path)
     budget = default_memory_budget() if max_bytes is None else int(max_bytes)
+    check(isinstance(interleaved, (int, np.integer)) and not isinstance(interleaved, bool) and 1 <= interleaved <= 16,
+          f"interleaved channels must be a whole number from 1 (none) to 16, got {interleaved!r}.")
     if not p.exists():
         raise MicromotionError(f"{p} does not exist.")
     if not os.access(p, os.R_OK):
@@ -756,14 +786,18 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None) -> StackIn
             f"{p.name} has an unsupported type; use a TIFF stack, a folder of TIFF frames or a video "
             f"({', '.join(VIDEO_SUFFIXES)})."
         )
+    if interleaved > 1:
+        _deinterleave(info, int(interleaved), p.name)
     _warn_if_alternating(info, p.name)
     side = _read_sidecar(p)
     if side:
         info.metadata["sidecar"] = side["sidecar"]
         for key, what in (("fps", "fps_from"), ("pixel_size_um", "pixel_size_from")):
             if not getattr(info, key) and side.get(key):
-                setattr(info, key, side[key])
-                info.metadata[what] = f"sidecar {Path(side['sidecar']).name}"
+                split = interleaved if key == "fps" else 1     # the file's frame rate, shared by the channels
+                setattr(info, key, side[key] / split)
+                info.metadata[what] = f"sidecar {Path(side['sidecar']).name}" + (
+                    f", divided by {split} interleaved channels" if split > 1 else "")
     return info
 
 
@@ -860,6 +894,7 @@ def read_recording(
     fps: float | None = None,
     pixel_size_um: float | None = None,
     max_bytes: int | None = None,
+    interleaved: int = 1,
 ) -> Recording:
     """Read a recording from disk.
 
@@ -881,6 +916,14 @@ def read_recording(
         Pixel size in micrometres; overrides the file's metadata.
     max_bytes
         Memory budget for data that cannot be memory-mapped.
+    interleaved
+        The *transmission* file holds this many channels taken in turn (frame ``k`` is channel
+        ``k mod interleaved``, e.g. brightfield and fluorescence with alternating light): it is
+        read as that many channels, chosen as in a multi-channel file (default: channel 0 the
+        transmission, channel 1 the fluorescence of two).  *fps* is then each channel's frame
+        rate, and a rate the file records is divided by *interleaved*.  The fluorescence frames
+        are taken a fraction of a frame after the transmission ones; delays are counted in
+        frames of the channels.
 
     Returns
     -------
@@ -896,7 +939,7 @@ def read_recording(
             except (TypeError, ValueError):
                 ok = False
             check(ok, f"{name} must be a positive number, got {value!r}.")
-    info = read_stack(transmission, max_bytes)
+    info = read_stack(transmission, max_bytes, interleaved=interleaved)
     trans, t_idx = select_channel(info, channel, "transmission")
     prov: dict[str, Any] = {
         "transmission": {"path": str(Path(transmission).resolve()), "channel": t_idx, "axes": info.axes,
