@@ -78,11 +78,12 @@ def read_rois_path(path: str | list[str]) -> list:
     return [rois_layer(read_rois(path), name=Path(path).stem.split(".")[0] or "ROIs", scale=scale)]
 
 
-def read_path(path: str | list[str]) -> list:
+def read_path(path: str | list[str], interleaved: int = 1) -> list:
     """Layer data tuples for a recording (and the ROIs of a simulator folder).
 
-    Errors in the file become a napari notification (raised as ``ValueError`` with
-    one sentence, which napari shows).
+    *interleaved*: the file holds that many channels taken in turn (see
+    :func:`~napari_micromotion.io.read_recording`).  Errors in the file become a napari
+    notification (raised as ``ValueError`` with one sentence, which napari shows).
     """
     from ._layers import recording_layers, rois_layer
     from .io import read_recording
@@ -100,23 +101,23 @@ def read_path(path: str | list[str]) -> list:
             layers.append(rois_layer(read_rois(p / "rois.json"), scale=(px, px)))
         return layers
     try:
-        rec = read_recording(p)
+        rec = read_recording(p, interleaved=interleaved)
     except MicromotionError as exc:
         if "frame rate" not in str(exc):
             raise
         # no frame rate in the file: open it anyway, the Recording widget asks for the fps
-        return _layers_without_fps(p)
+        return _layers_without_fps(p, interleaved)
     return recording_layers(rec)
 
 
-def _layers_without_fps(p: Path) -> list:
+def _layers_without_fps(p: Path, interleaved: int = 1) -> list:
     """Transmission (and the other channel of a two-channel file as fluorescence) without a frame rate."""
     import numpy as np
 
     from ._layers import META_KEY
     from .io import read_stack, select_channel
 
-    info = read_stack(p)
+    info = read_stack(p, interleaved=interleaved)
     px = info.pixel_size_um
     scale = (1.0, px, px) if px else None
     channels = [("transmission", 0, "gray")]

@@ -391,3 +391,35 @@ def test_zarr_stacks_open_lazily(make_napari_viewer, tmp_path, qt_sim):
 
     ref = bandpass(qt_sim.transmission[:, :2, :].reshape(qt_sim.params.n_frames, -1), design_bandpass(50.0))
     np.testing.assert_array_equal(np.asarray(layer.data[:, :2, :]).reshape(qt_sim.params.n_frames, -1), ref)
+
+
+def test_the_data_tab_opens_interleaved_channels_and_says_what_the_reader_warns(make_napari_viewer, tmp_path):
+    from napari.utils.notifications import notification_manager
+
+    viewer = make_napari_viewer()
+    rec_w = dock_all(viewer)["Data"]
+    rng = np.random.default_rng(7)                       # a still scene in each channel, with camera noise
+    trans = (1000 + 300 * rng.random((1, 16, 20)) + rng.normal(0, 3, (40, 16, 20))).astype(np.uint16)
+    fluo = (200 + 50 * rng.random((1, 16, 20)) + rng.normal(0, 3, (40, 16, 20))).astype(np.uint16)
+    mixed = np.empty((2 * len(trans), *trans.shape[1:]), trans.dtype)
+    mixed[0::2], mixed[1::2] = trans, fluo
+    p = tmp_path / "mixed.tif"
+    tifffile.imwrite(p, mixed, imagej=True, metadata={"axes": "TYX", "finterval": 0.01})
+    # opened as it is: one channel, and the reader's warning shown in the GUI's words, not the command line's
+    seen = len(notification_manager.records)
+    layers = rec_w.open_path(p)
+    assert [la.name for la in layers] == ["transmission"]
+    said = [str(n.message) for n in notification_manager.records[seen:]]
+    assert any("frames alternate" in m and "'interleaved channels'" in m and "--interleaved" not in m for m in said)
+    viewer.layers.clear()
+    # with the field set: two layers, each channel's frames, each at half the file's rate
+    rec_w.interleaved.setValue(2)
+    seen = len(notification_manager.records)
+    layers = rec_w.open_path(p)
+    assert [la.name for la in layers] == ["transmission", "fluorescence"]
+    np.testing.assert_array_equal(layers[0].data, trans)
+    np.testing.assert_array_equal(layers[1].data, fluo)
+    assert layers[0].metadata[META_KEY]["fps"] == pytest.approx(50.0)
+    assert not any("alternate" in str(n.message) for n in notification_manager.records[seen:])
+    rec = rec_w.recording()
+    assert rec.fps == pytest.approx(50.0) and rec.n_frames == len(trans)

@@ -36,7 +36,8 @@ _INT_MAX = 2**31 - 1
 #: Recording and ROIs widgets name them
 RECORDING_LABELS = {"--fps": "frame rate", "--pixel-size": "pixel size", "--channel": "channel",
                     "--fluorescence-channel": "channel", "--transmission": "transmission",
-                    "--fluorescence": "fluorescence", "--rois": "ROI layer"}
+                    "--fluorescence": "fluorescence", "--rois": "ROI layer",
+                    "--interleaved": "interleaved channels"}
 #: a command-line flag in a sentence, with the verb that asks for it ("pass --overwrite")
 _FLAG = re.compile(r"(?<![\w-])(?:(pass|give it with|give|use|set)\s+)?(--[a-z][a-z0-9-]*)")
 

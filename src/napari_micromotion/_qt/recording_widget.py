@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from qtpy.QtWidgets import (
     QComboBox,
@@ -32,6 +34,25 @@ __all__ = ["RecordingWidget"]
 
 AUTO = "(automatic)"
 NONE = "(none)"
+
+
+@contextmanager
+def said_in_gui() -> Iterator[None]:
+    """What the readers warn about while a file opens (a lossy codec, a fade-in, frames that alternate), each as
+    a napari warning in the forms' words, once; not left to Python's warning filter, which says nothing here."""
+    from napari.utils.notifications import show_warning
+
+    from .forms import in_gui_words
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    said: list[str] = []
+    for w in caught:
+        text = str(w.message)
+        if issubclass(w.category, UserWarning) and text not in said:
+            said.append(text)
+            show_warning(in_gui_words(text))
 
 
 class RecordingWidget(QWidget):
@@ -74,6 +95,13 @@ class RecordingWidget(QWidget):
         self.channel.setValue(-1)
         self.channel.setToolTip("Transmission channel of a multi-channel file or (T, C, Y, X) layer; "
                                 "the other channel of a two-channel file is the fluorescence.")
+        self.interleaved = QSpinBox()
+        self.interleaved.setRange(1, 16)
+        self.interleaved.setSpecialValueText("none")
+        self.interleaved.setToolTip("Set before opening a file whose channels alternate frame by frame (brightfield "
+                                    "and fluorescence taken in turn, saved as one time series): it opens as this many "
+                                    "channels, channel 0 the transmission and 1 the fluorescence, each at the file's "
+                                    "frame rate divided by this.")
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.sample_button = QPushButton("Load the sample recording")
@@ -97,6 +125,7 @@ class RecordingWidget(QWidget):
         form.addRow("frame rate", self.fps)
         form.addRow("pixel size", self.pixel_size)
         form.addRow("channel", self.channel)
+        form.addRow("interleaved channels", self.interleaved)
         lay = QVBoxLayout(self)
         hint = QLabel("Choose the layers to analyse, or open files here: this reads the frame rate, pixel size "
                       "and channels that the files record (napari's own File > Open does not).")
@@ -230,11 +259,14 @@ class RecordingWidget(QWidget):
 
         channel = None if self.channel.value() < 0 else self.channel.value()
         try:
-            rec = read_recording(transmission, fluorescence, channel=channel)
+            with said_in_gui():
+                rec = read_recording(transmission, fluorescence, channel=channel, interleaved=self.interleaved.value())
         except MicromotionError as exc:  # no frame rate in the file: use the one entered here
             if "frame rate" in str(exc) and self.fps.value() > 0:
                 try:
-                    rec = read_recording(transmission, fluorescence, channel=channel, fps=self.fps.value())
+                    with said_in_gui():
+                        rec = read_recording(transmission, fluorescence, channel=channel, fps=self.fps.value(),
+                                             interleaved=self.interleaved.value())
                 except MicromotionError as exc2:
                     notify_error(exc2)
                     return []
@@ -254,7 +286,8 @@ class RecordingWidget(QWidget):
         from .rois_widget import style_rois_layer
 
         try:
-            layer_data = read_path(str(path))
+            with said_in_gui():
+                layer_data = read_path(str(path), interleaved=self.interleaved.value())
         except (MicromotionError, ValueError) as exc:
             notify_error(exc if isinstance(exc, MicromotionError) else MicromotionError(str(exc)))
             return []
@@ -273,7 +306,8 @@ class RecordingWidget(QWidget):
         from ..io import read_stack, select_channel
 
         try:
-            info = read_stack(path)
+            with said_in_gui():
+                info = read_stack(path)
             data, _ = select_channel(info, None, "fluorescence")
         except MicromotionError as exc:
             notify_error(exc)
