@@ -202,11 +202,11 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
     :func:`~napari_micromotion.io.read_recording`); its fluorescence is then its channel 1.
     """
     require("distributed")
+    from .io import check_interleaved
     from .pipeline import check_params
 
     check_params(params)            # a mistake every recording would repeat stops here, before any folder is made
-    check(isinstance(interleaved, int) and not isinstance(interleaved, bool) and 1 <= interleaved <= 16,
-          f"interleaved channels must be a whole number from 1 (none) to 16, got {interleaved!r}.")
+    check_interleaved(interleaved)
     files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
     files = [f for f in files if f.is_file() or f.is_dir()]
     check(files, f"no recordings match {pattern!r}.")

@@ -661,6 +661,12 @@ def _fade_in_frames(means: np.ndarray, level: float = 0.95) -> int:
     return n if 2 <= n < len(means) // 2 else 0
 
 
+def check_interleaved(n: Any) -> None:
+    """One sentence unless *n* is a channel count :func:`read_stack` can de-interleave (1: none, up to 16)."""
+    check(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 1 <= n <= 16,
+          f"interleaved channels must be a whole number from 1 (none) to 16, got {n!r}.")
+
+
 def _deinterleave(info: StackInfo, n: int, name: str) -> None:
     """Make a ``TYX`` stack of *n* channels taken in turn a ``TCYX`` one (in place, a view of the same data)."""
     check(info.axes == "TYX", f"{name} already holds {info.n_channels} channels on their own axis; interleaved "
@@ -768,8 +774,7 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None, *, interle
     """
     p = Path(path)
     budget = default_memory_budget() if max_bytes is None else int(max_bytes)
-    check(isinstance(interleaved, (int, np.integer)) and not isinstance(interleaved, bool) and 1 <= interleaved <= 16,
-          f"interleaved channels must be a whole number from 1 (none) to 16, got {interleaved!r}.")
+    check_interleaved(interleaved)
     if not p.exists():
         raise MicromotionError(f"{p} does not exist.")
     if not os.access(p, os.R_OK):

@@ -39,7 +39,8 @@ NONE = "(none)"
 @contextmanager
 def said_in_gui() -> Iterator[None]:
     """What the readers warn about while a file opens (a lossy codec, a fade-in, frames that alternate), each as
-    a napari warning in the forms' words, once; not left to Python's warning filter, which says nothing here."""
+    a napari warning in the forms' words, once; not left to napari's hook for Python warnings, which shows the
+    command line's words, and only what the warning filter lets through."""
     from napari.utils.notifications import show_warning
 
     from .forms import in_gui_words
