@@ -534,3 +534,17 @@ def test_interleaved_channels_read_as_a_two_channel_recording(tmp_path):
     with pytest.raises(MicromotionError, match=r"bf.tif has 20 frames, too few to hold 16 interleaved channels\.$"):
         tifffile.imwrite(tmp_path / "bf.tif", bf)
         read_recording(tmp_path / "bf.tif", interleaved=16, fps=10.0)
+
+
+def test_a_fading_video_read_as_interleaved_channels_counts_the_channels_frames(tmp_path):
+    # --frames counts each channel's frames once the file is de-interleaved, so the reader's advice must too
+    import imageio.v3 as iio
+
+    frames = np.random.default_rng(3).integers(90, 110, size=(40, 32, 32)).astype(np.float32)
+    frames[:7] *= np.linspace(0.05, 0.85, 7)[:, None, None]
+    iio.imwrite(tmp_path / "faded.avi", frames.astype(np.uint8), extension=".avi", fps=20, codec="mjpeg")
+    rec = read_recording(tmp_path / "faded.avi", interleaved=2)
+    said = [w for w in rec.provenance["warnings"] if "fades in" in w]
+    assert len(said) == 1 and "first 7 frames are darker" in said[0]
+    assert "from frame 4 of each of its 2 interleaved channels on (--frames 4:20)" in said[0]
+    assert rec.provenance["transmission"]["fade_in_frames"] == 4 and rec.n_frames == 20 and rec.fps == 10.0

@@ -598,7 +598,7 @@ def _read_tiff_page(path: Path) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- video
-def _read_video(path: Path, max_bytes: int) -> StackInfo:
+def _read_video(path: Path, max_bytes: int, interleaved: int = 1) -> StackInfo:
     try:
         import imageio.v3 as iio
     except ImportError:
@@ -642,12 +642,16 @@ def _read_video(path: Path, max_bytes: int) -> StackInfo:
     means = frames.mean(axis=(1, 2))
     fade = _fade_in_frames(means)
     if fade:
+        # with interleaved channels --frames counts each channel's frames (the file's frames k n ... k n + n - 1)
+        n = max(1, int(interleaved))
+        first, last = -(-fade // n), len(frames) // n
+        whose = "" if n == 1 else f" of each of its {n} interleaved channels"
         msg = (f"{path.name} fades in: its first {fade} frames are darker than the rest (mean grey level "
                f"{means[0]:.3g} rising to {float(np.median(means)):.3g}), as an edited clip does; "
-               f"that change is not motion, so analyse from frame {fade} on (--frames {fade}:{len(frames)}).")
+               f"that change is not motion, so analyse from frame {first}{whose} on (--frames {first}:{last}).")
         warnings.warn(msg, UserWarning, stacklevel=3)
         meta["warnings"].append(msg)
-        meta["fade_in_frames"] = fade
+        meta["fade_in_frames"] = first
     return StackInfo(np.ascontiguousarray(frames), "TYX", float(fps) if fps else None, None, [], str(path), meta)
 
 
@@ -785,7 +789,7 @@ def read_stack(path: str | os.PathLike, max_bytes: int | None = None, *, interle
     elif name.endswith(TIFF_SUFFIXES):
         info = _read_tiff(p, budget)
     elif name.endswith(VIDEO_SUFFIXES):
-        info = _read_video(p, budget)
+        info = _read_video(p, budget, interleaved)
     else:
         raise MicromotionError(
             f"{p.name} has an unsupported type; use a TIFF stack, a folder of TIFF frames or a video "
