@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .denoise.train import LOSS_EVERY_STEPS
 from .report import LIGHT, TracePanel, style_axes
 
 __all__ = ["draw_denoise_panel", "DENOISED", "RAW", "COMBINED"]
@@ -18,8 +19,6 @@ __all__ = ["draw_denoise_panel", "DENOISED", "RAW", "COMBINED"]
 DENOISED = "#2ca02c"
 RAW = "#888888"
 COMBINED = "#9467bd"
-#: the training loss is reported as the mean of every this many optimiser steps (denoise/train.py)
-LOSS_EVERY_STEPS = 10
 
 
 def draw_denoise_panel(fig: Any, result: Any, region: str, colours: dict[str, str] | None = None,

@@ -30,6 +30,9 @@ from ..progress import Progress
 from .data import CameraModel, Normaliser, Prior, make_inputs, n_input_channels, neighbours
 from .model import build_unet, count_parameters
 
+#: the training loss curve holds the mean of every this many optimiser steps (the report's x axis reads it)
+LOSS_EVERY_STEPS = 10
+
 __all__ = ["TrainedDenoiser", "TrainSettings", "EarlyStop", "early_stop_patience", "iter_train", "gather_patches"]
 
 #: held-out patches in the validation set (fewer when there are few held-out frames)
@@ -241,7 +244,7 @@ def iter_train(video: Any, targets: Sequence[int], heldout: Sequence[int], prior
                 running += float(mse)
                 run_n += 1
                 epoch_sum += float(mse)
-                if run_n == 10 or step == total:
+                if run_n == LOSS_EVERY_STEPS or step == total:
                     result.loss_curve.append(running / run_n)
                     yield Progress("train denoiser", step / total,
                                    f"epoch {epoch + 1} of {s.epochs}, step {step} of {total}",
