@@ -105,10 +105,12 @@ def _channel(text: str) -> int | str:
     return int(text) if text.lstrip("-").isdigit() else text
 
 
-INTERLEAVED_HELP = ("the file holds N channels taken in turn, saved as one time series (frame k is channel k mod N, "
-                    "e.g. brightfield and fluorescence with alternating light): read it as N channels (channel 0 the "
-                    "transmission, 1 the fluorescence, unless --channel/--fluorescence-channel say otherwise); --fps "
-                    "is then each channel's rate")
+def _add_interleaved(p: argparse.ArgumentParser, which: str) -> None:
+    """``--interleaved N``; *which* says how the channels are assigned, in the words of the command's own options."""
+    p.add_argument("--interleaved", type=int, default=1, metavar="N",
+                   help="the file holds N channels taken in turn, saved as one time series (frame k is channel k mod "
+                        "N, e.g. brightfield and fluorescence with alternating light): read it as N channels "
+                        f"({which}); --fps is then each channel's rate")
 
 
 def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
@@ -121,7 +123,8 @@ def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
     p.add_argument("--fluorescence", "-f", help="fluorescence stack (or CSV trace); default: the other channel of a two-channel file")
     p.add_argument("--channel", type=_channel, help="transmission channel (index or name) in a multi-channel file")
     p.add_argument("--fluorescence-channel", type=_channel, help="fluorescence channel (index or name)")
-    p.add_argument("--interleaved", type=int, default=1, metavar="N", help=INTERLEAVED_HELP)
+    _add_interleaved(p, "channel 0 the transmission, 1 the fluorescence, unless --channel/--fluorescence-channel "
+                        "say otherwise")
     p.add_argument("--fps", type=_positive_float, help="frame rate in frames/s (overrides metadata)")
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres (overrides metadata)")
     p.add_argument("--rois", help="ROI file: JSON, ImageJ .roi or RoiSet.zip")
@@ -162,9 +165,7 @@ def _add_tool_parser(sub: Any, tool: Any) -> None:
                        help="the fluorescence video: TIFF, OME-TIFF, ImageJ hyperstack, folder of TIFFs, or video")
         p.add_argument("--transmission", "-t", help="the brightfield video of the same field (optional)")
         p.add_argument("--channel", type=_channel, help="fluorescence channel (index or name) in a multi-channel file")
-        p.add_argument("--interleaved", type=int, default=1, metavar="N", help=INTERLEAVED_HELP.replace(
-            "channel 0 the transmission, 1 the fluorescence, unless --channel/--fluorescence-channel say otherwise",
-            "--channel names the fluorescence"))
+        _add_interleaved(p, "--channel names the fluorescence")
         p.add_argument("--fps", type=_positive_float, help="frame rate in frames/s (overrides metadata)")
         p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres")
         p.add_argument("--rois", help="ROIs drawn by hand, added as candidates: JSON, ImageJ .roi or RoiSet.zip")
@@ -251,8 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--fluorescence-suffix", default=None,
                    help="find each fluorescence file by replacing 'transmission' with this in the name")
     b.add_argument("--fps", type=_positive_float)
-    b.add_argument("--interleaved", type=int, default=1, metavar="N", help=INTERLEAVED_HELP.replace(
-        " unless --channel/--fluorescence-channel say otherwise", ""))
+    _add_interleaved(b, "channel 0 the transmission, 1 the fluorescence")
     b.add_argument("--rois", help="one ROI file for all recordings (or rois.json next to each)")
     _add_analysis_args(b)
     b.add_argument("--overwrite", action="store_true")

@@ -734,9 +734,8 @@ def _warn_if_alternating(info: StackInfo, name: str) -> None:
         return
     m = min(n, ALTERNATION_FRAMES)
     start = (n - m) // 2
-    ny, nx = data.shape[-2:]
-    ys = slice(max(0, (ny - ALTERNATION_CROP_PX) // 2), max(0, (ny - ALTERNATION_CROP_PX) // 2) + ALTERNATION_CROP_PX)
-    xs = slice(max(0, (nx - ALTERNATION_CROP_PX) // 2), max(0, (nx - ALTERNATION_CROP_PX) // 2) + ALTERNATION_CROP_PX)
+    starts = [max(0, (size - ALTERNATION_CROP_PX) // 2) for size in data.shape[-2:]]
+    ys, xs = (slice(a, a + ALTERNATION_CROP_PX) for a in starts)       # a central crop
     channels = range(data.shape[1]) if info.axes == "TCYX" else [None]
     for c in channels:
         frames = (data[start + k, ys, xs] if c is None else data[start + k, c, ys, xs] for k in range(m))
