@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .export import readers_first
 from .report import (
     LIGHT,
     ROI_COLOURS,
@@ -206,8 +207,7 @@ def build_motion_report(result: Any, still: np.ndarray | None = None, masks: Any
     n = max(1, len(result.regions))
     # the reader's warnings (a lossy video, repeated frames, a frame rate that differs from the file's) and the
     # tool's own, as its run record lists them: they travel with the page
-    read = result.source.get("warnings", []) if isinstance(getattr(result, "source", None), dict) else []
-    warned = warning_lines(list(read) + [w for w in getattr(result, "warnings", []) or [] if w not in read], 12)
+    warned = warning_lines(readers_first(getattr(result, "source", None), getattr(result, "warnings", []) or []), 12)
     warn_in = warnings_height(warned)
     fig = Figure(figsize=(12, 3.4 + 1.9 * n + warn_in), layout="constrained")
     FigureCanvasAgg(fig)
