@@ -387,6 +387,15 @@ def test_ome_tiff_frame_rate_from_plane_times(tmp_path):
         rec = read_recording(tmp_path / "gap.ome.tif")
     assert rec.fps == pytest.approx(25.0)
     assert any("irregular, 40 to 80 ms apart" in w for w in rec.provenance["warnings"])
+    # a unit the reader does not know is refused with a warning, not read as seconds
+    tifffile.imwrite(tmp_path / "odd.ome.tif", data, ome=True,
+                     metadata={"axes": "TYX", "Plane": {"DeltaT": [i * 40 for i in range(20)],
+                                                        "DeltaTUnit": ["Ms"] * 20}})
+    with pytest.raises(MicromotionError, match="frame rate"):
+        read_recording(tmp_path / "odd.ome.tif")
+    with pytest.warns(UserWarning, match=r"plane times \(DeltaT\) are in 'Ms', a unit this reader does not know; they are not used\.$"):
+        rec = read_recording(tmp_path / "odd.ome.tif", fps=10.0)
+    assert rec.fps == 10.0 and any("'Ms', a unit this reader does not know" in w for w in rec.provenance["warnings"])
 
 
 def test_a_video_that_fades_in_says_from_which_frame_to_analyse(tmp_path):

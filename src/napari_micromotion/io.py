@@ -332,9 +332,19 @@ def _ome_plane_times(pixels: ET.Element) -> dict[str, Any]:
             continue
         if plane.get("TheC", "0") != "0" or plane.get("TheZ", "0") != "0":
             continue
+        text, unit = plane.get("DeltaT"), plane.get("DeltaTUnit", "s")
         try:
-            times[int(plane.get("TheT", "0"))] = float(plane.get("DeltaT")) * _TIME_TO_S.get(
-                plane.get("DeltaTUnit", "s"), 1.0)
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if unit not in _TIME_TO_S:
+            return {"warnings": [f"its OME plane times (DeltaT) are in {unit!r}, a unit this reader does not know; "
+                                 "they are not used."]}
+        if not math.isfinite(value):
+            return {"warnings": [f"its OME plane time DeltaT = {text!r} is not a number; the plane times are not "
+                                 "used."]}
+        try:
+            times[int(plane.get("TheT", "0"))] = value * _TIME_TO_S[unit]
         except ValueError:
             return {}
     if len(times) < 2:
