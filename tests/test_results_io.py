@@ -82,3 +82,27 @@ def test_a_damaged_folder_opens_with_what_is_left_and_says_what_is_not(small_sim
     (bad / "run.json").write_text("[1, 2]")
     with pytest.raises(MicromotionError, match="not an analysis record"):
         read_results(bad)
+
+
+def test_a_runs_page_lists_the_readers_warnings_first(small_sim, tmp_path, monkeypatch):
+    """report.png listed only the analysis' warnings; the reader's (a lossy video, ...) were in run.json alone."""
+    from napari_micromotion import report
+
+    from .conftest import page_note
+
+    pages = []
+
+    def keep(results, path, dpi=110, warnings=None):
+        pages.append(report.build_report(results, warnings))
+        return path
+
+    monkeypatch.setattr(report, "save_report", keep)
+    res = run_analysis(small_sim.recording(), small_sim.rois, AnalysisParams(methods=("bandpass",), n_surrogates=19,
+                                                                            seed=4))
+    res.warnings = ["no fluorescence: predictions and beats only, no scores."]
+    lossy = "clip.mp4 is a lossy video (h264): compression blurs the smallest motions."
+    out = write_results(res, tmp_path / "run", extra={"recording_provenance": {"warnings": [lossy]}},
+                        save_models=False)
+    text = page_note(pages[0], "lossy video")
+    assert text.index("lossy video") < text.index("no fluorescence")
+    assert json.loads((out / "run.json").read_text())["warnings"] == [lossy, res.warnings[0]]

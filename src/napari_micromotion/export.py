@@ -205,11 +205,12 @@ def write_results(results: Any, out: str | os.PathLike, *, overwrite: bool = Fal
             for name, state in results.fits.items():
                 if name in METHODS and state is not None:
                     METHODS[name].save(state, tmp, results)
-        (tmp / "run.json").write_text(json.dumps(run_record(results, inputs, extra), indent=1, default=_json_default) + "\n")
+        record = run_record(results, inputs, extra)
+        (tmp / "run.json").write_text(json.dumps(record, indent=1, default=_json_default) + "\n")
         if report:
             from .report import save_report
 
-            save_report(results, tmp / "report.png")
+            save_report(results, tmp / "report.png", warnings=record["warnings"])
         for name, src in (move_in or {}).items():
             target = tmp / name
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -511,15 +511,19 @@ def draw_warnings(ax: Any, lines: Sequence[str]) -> None:
     ax.text(0.0, 1.0, "\n".join(lines), transform=ax.transAxes, ha="left", va="top", fontsize=8, color=WARNING_TEXT)
 
 
-def save_report(results: Any, path: str | Path, dpi: int = 110) -> Path:
-    """The one-page report: maps on top, ROI traces below (and 3D weights when present)."""
-    fig = build_report(results)
+def save_report(results: Any, path: str | Path, dpi: int = 110, warnings: Sequence[str] | None = None) -> Path:
+    """The one-page report: maps on top, ROI traces below (and 3D weights when present).
+
+    *warnings* are listed at the page's foot (default: the analysis' own, ``results.warnings``; a run's folder
+    passes its run record's, which put the reader's first).
+    """
+    fig = build_report(results, warnings)
     path = Path(path)
     fig.savefig(path, dpi=dpi)
     return path
 
 
-def build_report(results: Any) -> Any:
+def build_report(results: Any, warnings: Sequence[str] | None = None) -> Any:
     """The :class:`~matplotlib.figure.Figure` :func:`save_report` writes."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -537,7 +541,7 @@ def build_report(results: Any) -> Any:
     n_maps = 1 + (results.activity_map is not None) + max(1, len(results.score_maps))
     maps_in = min(3.2, 0.8 * width / n_maps + 0.5)     # square maps side by side, their titles: no white band
     # the run's warnings travel with the page (a figure is often passed on without its run.json)
-    warned = warning_lines(getattr(results, "warnings", []) or [], width)
+    warned = warning_lines(list(warnings) if warnings is not None else getattr(results, "warnings", []) or [], width)
     warn_in = warnings_height(warned)
     height = maps_in + 0.3 + traces_in + (2.0 * w_rows if has_w else 0) + warn_in
     fig = Figure(figsize=(width, height), layout="constrained")
