@@ -274,7 +274,7 @@ def test_frames_is_taken_into_account_by_what_the_command_says(tmp_path, capsys)
     assert main([*args, str(tmp_path / "c"), "--frames", "0:12"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err, 2)
-    assert "--frames 0:12 leaves 12 of the 40 frames of faded.avi; at least 16 are needed" in err
+    assert "keeping frames 0:12 leaves 12 of the 40 frames of faded.avi; at least 16 are needed" in err
 
 
 def test_an_interleaved_file_is_analysed_as_its_two_channels(small_sim, sim_dir, tmp_path, capsys):

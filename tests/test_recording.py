@@ -70,3 +70,23 @@ def test_a_big_endian_video_is_read_in_native_byte_order(tmp_path):
     tifffile.imwrite(tmp_path / "be.tif", video, byteorder=">", imagej=True, metadata={"axes": "TYX", "finterval": 0.02})
     rec = read_recording(tmp_path / "be.tif")
     assert rec.transmission.dtype.isnative and np.array_equal(rec.transmission, video)
+
+
+def test_keeping_frames_cuts_both_channels_and_records_where_in_the_file():
+    t = np.arange(40 * 4 * 4, dtype=np.float32).reshape(40, 4, 4)
+    fade = "clip.avi fades in: its first 6 frames are darker than the rest; analyse from frame 6 on."
+    rec = Recording(transmission=t, fps=20.0, fluorescence=t[:, 0, 0].copy(),
+                    provenance={"transmission": {"path": "/data/clip.avi", "fade_in_frames": 6},
+                                "warnings": [fade, "clip.avi is a lossy video."]})
+    kept = rec.keep_frames(4, 38)
+    np.testing.assert_array_equal(kept.transmission, t[4:38])
+    np.testing.assert_array_equal(kept.fluorescence, t[4:38, 0, 0])
+    assert kept.provenance["frames"] == [4, 38] and fade in kept.provenance["warnings"]   # still within the fade
+    again = kept.keep_frames(2, 30)                # a cut of a cut counts in the file's frames
+    assert again.provenance["frames"] == [6, 34] and again.provenance["warnings"] == ["clip.avi is a lossy video."]
+    assert rec.provenance["warnings"] == [fade, "clip.avi is a lossy video."]        # the original is left alone
+    with pytest.raises(MicromotionError, match=r"^frames 30:41 lie outside the recording's 40 frames \(0:40\)\.$"):
+        rec.keep_frames(30, 41)
+    with pytest.raises(MicromotionError, match=r"^keeping frames 0:12 leaves 12 of the 40 frames of clip\.avi; at "
+                                               r"least 16 are needed\.$"):
+        rec.keep_frames(0, 12)

@@ -324,7 +324,6 @@ def _describe(rec: Any) -> str:
 
 def _load_inputs(args: argparse.Namespace):
     from .io import read_recording
-    from .recording import MIN_FRAMES
     from .rois import read_rois
 
     with warnings.catch_warnings(record=True) as caught:     # said below, once --frames is known
@@ -338,19 +337,9 @@ def _load_inputs(args: argparse.Namespace):
         from .pipeline import parse_validation
 
         a, b = parse_validation(args.frames)
-        if not 0 <= a < b <= rec.n_frames:
-            raise MicromotionError(f"frames {a}:{b} lie outside the recording's {rec.n_frames} frames.")
-        if b - a < MIN_FRAMES:
-            raise MicromotionError(f"--frames {a}:{b} leaves {b - a} of the {rec.n_frames} frames of "
-                                   f"{Path(args.transmission).name}; at least {MIN_FRAMES} are needed.")
-        fade = (rec.provenance.get("transmission") or {}).get("fade_in_frames") or 0
-        if fade and a >= fade:       # the reader's advice to skip the fade-in is followed: not said again
+        rec = rec.keep_frames(a, b)
+        if not any(" fades in: " in str(w) for w in rec.provenance.get("warnings", [])):   # its advice followed
             said = [w for w in said if " fades in: " not in w]
-            rec = rec.with_(provenance={**rec.provenance, "warnings": [w for w in rec.provenance.get("warnings", [])
-                                                                       if " fades in: " not in w]})
-        rec = rec.with_(transmission=rec.transmission[a:b],
-                        fluorescence=rec.fluorescence[a:b] if rec.fluorescence is not None else None,
-                        provenance={**rec.provenance, "frames": [a, b]})
     for w in said:
         _warn(args, w)
     return rec, rois

@@ -17,10 +17,26 @@ import numpy as np
 
 from .errors import MicromotionError, check
 
-__all__ = ["Recording", "as_time_series"]
+__all__ = ["Recording", "as_time_series", "kept_frames_provenance"]
 
 #: The fewest frames any analysis can use (a band-pass filter needs a few periods).
 MIN_FRAMES = 16
+
+
+def kept_frames_provenance(provenance: dict[str, Any] | None, start: int, stop: int) -> dict[str, Any]:
+    """*provenance* of a recording cut to its frames ``start:stop``.
+
+    ``"frames"`` counts in the file's frames (a cut of a cut adds up); the reader's warning that the video fades
+    in is dropped once the cut starts past the fade (its ``transmission.fade_in_frames``), as that is what it
+    advised.
+    """
+    prov = dict(provenance or {})
+    first = int((prov.get("frames") or [0])[0])
+    fade = (prov.get("transmission") or {}).get("fade_in_frames") or 0
+    if fade and first + start >= fade:
+        prov["warnings"] = [w for w in prov.get("warnings", []) if " fades in: " not in str(w)]
+    prov["frames"] = [first + int(start), first + int(stop)]
+    return prov
 
 
 def as_time_series(array: Any, what: str) -> np.ndarray:
@@ -228,6 +244,24 @@ class Recording:
             h.update(np.ascontiguousarray(video[i]).tobytes())
         return "sha256:" + h.hexdigest()[:32]
 
+    def keep_frames(self, start: int, stop: int) -> "Recording":
+        """The recording's frames ``start:stop`` (0-based, half-open; e.g. to drop a fade-in), counted from 0.
+
+        Both channels are cut alike, without a copy; the provenance's ``"frames"`` keeps ``[start, stop]`` in the
+        file's frames (see :func:`kept_frames_provenance`).  Raises :class:`MicromotionError` for a range outside
+        the recording or shorter than :data:`MIN_FRAMES`.
+        """
+        start, stop = int(start), int(stop)
+        check(0 <= start < stop <= self.n_frames,
+              f"frames {start}:{stop} lie outside the recording's {self.n_frames} frames (0:{self.n_frames}).")
+        name = _source_name(self.provenance)
+        check(stop - start >= MIN_FRAMES,
+              f"keeping frames {start}:{stop} leaves {stop - start} of the {self.n_frames} frames"
+              f"{f' of {name}' if name else ''}; at least {MIN_FRAMES} are needed.")
+        fl = self.fluorescence[start:stop] if self.fluorescence is not None else None
+        return replace(self, transmission=self.transmission[start:stop], fluorescence=fl,
+                       provenance=kept_frames_provenance(self.provenance, start, stop))
+
     def with_(self, **changes: Any) -> "Recording":
         """A copy with some fields replaced (validated again)."""
         return replace(self, **changes)
@@ -238,3 +272,14 @@ class Recording:
         px = f", {self.pixel_size_um:g} um/px" if self.pixel_size_um else ""
         return (f"{self.n_frames} frames x {self.frame_shape[0]} x {self.frame_shape[1]} px at "
                 f"{self.fps:g} fps ({self.duration_s:.1f} s){px}; fluorescence: {fl}")
+
+
+def _source_name(provenance: Any) -> str:
+    """The transmission's file name (or layer name) that *provenance* records, else ``""``."""
+    if not isinstance(provenance, dict):
+        return ""
+    path = (provenance.get("transmission") or {}).get("path") if isinstance(provenance.get("transmission"), dict) \
+        else None
+    if path:
+        return str(path).replace("\\", "/").rsplit("/", 1)[-1]
+    return str(provenance.get("transmission_layer") or provenance.get("layer") or "")
