@@ -14,7 +14,7 @@ import numpy as np
 from .recording import Recording
 from .rois import KIND_COLOURS, KINDS, ROI
 
-__all__ = ["META_KEY", "KIND_COLOURS", "PART_FEATURE", "is_part", "recording_layers", "rois_layer", "rois_from_shapes",
+__all__ = ["META_KEY", "KIND_COLOURS", "PART_FEATURE", "is_part", "display_limits", "recording_layers", "rois_layer", "rois_from_shapes",
            "ellipse_polygon", "plugin_meta", "renamed_by_user", "spatial_transform"]
 
 META_KEY = "napari_micromotion"
@@ -49,23 +49,35 @@ def _scale(rec: Recording, ndim: int) -> tuple[float, ...]:
     return (1.0, px, px) if ndim == 3 else (px, px)
 
 
+def display_limits(video: Any, first: int = 0, role: str = "transmission") -> tuple[float, float]:
+    """Contrast limits for a (T, Y, X) *video* from its frames at *first* on: the 0.5-99.5th percentile of the mean
+    of 10 frames for transmission, the 0.5-99.9th of 50 frames themselves for fluorescence (its flashes in view)."""
+    if role == "fluorescence":
+        sample = np.asarray(video[first:first + 50], dtype=np.float32)
+        lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.9]))
+    else:
+        sample = np.asarray(video[first:first + 10], dtype=np.float32).mean(axis=0)
+        lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    return lo, (hi if hi > lo else lo + 1)
+
+
 def recording_layers(rec: Recording, name_prefix: str = "") -> list[tuple[Any, dict[str, Any], str]]:
     """Image layers for a recording: ``transmission`` and, if present, ``fluorescence``.
 
     Layer metadata ``[META_KEY]`` holds fps, pixel size, role and provenance.
     """
     meta = {"fps": rec.fps, "pixel_size_um": rec.pixel_size_um, "provenance": rec.provenance}
-    still = rec.still_frame(10)
-    lo, hi = (float(v) for v in np.percentile(still, [0.5, 99.5]))
+    # grey levels for display from frames past a fade-in the reader found (its dark frames would saturate the rest)
+    fade = (rec.provenance.get("transmission") or {}).get("fade_in_frames") if isinstance(rec.provenance, dict) else 0
+    first = min(int(fade or 0), rec.n_frames - 1)
     layers = [(rec.transmission, {"name": f"{name_prefix}transmission", "colormap": "gray",
-                                  "contrast_limits": (lo, hi if hi > lo else lo + 1), "scale": _scale(rec, 3),
-                                  "metadata": {META_KEY: {**meta, "role": "transmission"}}}, "image")]
+                                  "contrast_limits": display_limits(rec.transmission, first),
+                                  "scale": _scale(rec, 3), "metadata": {META_KEY: {**meta, "role": "transmission"}}},
+               "image")]
     if rec.fluorescence is not None and rec.fluorescence.ndim == 3:
-        f0 = np.asarray(rec.fluorescence[: min(50, rec.n_frames)], dtype=np.float32)
-        flo, fhi = (float(v) for v in np.percentile(f0, [0.5, 99.9]))
         layers.append((rec.fluorescence, {"name": f"{name_prefix}fluorescence", "colormap": "magma",
                                           "blending": "additive", "visible": False,
-                                          "contrast_limits": (flo, fhi if fhi > flo else flo + 1),
+                                          "contrast_limits": display_limits(rec.fluorescence, first, "fluorescence"),
                                           "scale": _scale(rec, 3),
                                           "metadata": {META_KEY: {**meta, "role": "fluorescence"}}}, "image"))
     return layers

@@ -393,6 +393,46 @@ def test_zarr_stacks_open_lazily(make_napari_viewer, tmp_path, qt_sim):
     np.testing.assert_array_equal(np.asarray(layer.data[:, :2, :]).reshape(qt_sim.params.n_frames, -1), ref)
 
 
+def test_the_data_tab_keeps_the_frames_after_a_fade_in(make_napari_viewer, tmp_path):
+    """The reader's advice to analyse from frame N on named --frames, which napari did not have."""
+    import imageio.v3 as iio
+
+    viewer = make_napari_viewer()
+    rec_w = dock_all(viewer)["Data"]
+    rng = np.random.default_rng(3)
+    frames = rng.integers(90, 110, size=(40, 32, 32)).astype(np.float32)
+    frames[:6] *= np.linspace(0.05, 0.85, 6)[:, None, None]
+    iio.imwrite(tmp_path / "faded.avi", frames.astype(np.uint8), extension=".avi", fps=20, codec="mjpeg")
+    n0 = n_notifications()
+    (trans,) = rec_w.open_path(tmp_path / "faded.avi")
+    said = notifications_since(n0)
+    assert any("fades in" in m and "('keep frames' 6:40)" in m and "--frames" not in m for _, m in said), said
+    # the fields offer the frames after the fade; too few frames is one sentence and changes nothing
+    assert rec_w.frame_range.text() == "6:40"
+    assert trans.contrast_limits[0] > 90          # grey levels from past the fade (its dark frames saturated the rest)
+    fluo = viewer.add_image(np.arange(40 * 32 * 32, dtype=np.float32).reshape(40, 32, 32), name="calcium")
+    rec_w.select(fluorescence="calcium")
+    n0, n_layers = n_notifications(), len(viewer.layers)
+    assert rec_w.keep_frames(0, 12) == []
+    assert len(viewer.layers) == n_layers and any("Keeping frames 0:12 leaves 12 of the 40 frames" in m
+                                                  for _, m in notifications_since(n0))
+    # kept: both channels cut alike, the originals hidden and left as they were, the cut ones analysed
+    cut_t, cut_f = rec_w.keep_frames()
+    assert (cut_t.name, cut_f.name) == ("transmission [6:40]", "calcium [6:40]")
+    np.testing.assert_array_equal(cut_t.data, trans.data[6:])
+    np.testing.assert_array_equal(cut_f.data, fluo.data[6:])
+    assert not trans.visible and trans.data.shape[0] == 40 and cut_t.visible
+    assert cut_t.contrast_limits[0] > 90 and cut_f.contrast_limits[0] > 6 * 32 * 32
+    rec = rec_w.recording()
+    assert rec.n_frames == 34 and rec.fps == pytest.approx(20.0) and rec.provenance["frames"] == [6, 40]
+    assert not any("fades in" in w for w in rec.provenance["warnings"])
+    assert rec_w.frame_range.text() == "0:34"       # nothing more to drop
+    rec_w.frame_range.setText("6-40")
+    n0, n_layers = n_notifications(), len(viewer.layers)
+    assert rec_w.keep_frames() == [] and len(viewer.layers) == n_layers
+    assert any("must look like START:STOP" in m for _, m in notifications_since(n0))
+
+
 def test_the_data_tab_opens_interleaved_channels_and_says_what_the_reader_warns(make_napari_viewer, tmp_path):
     from napari.utils.notifications import notification_manager
 

@@ -37,7 +37,7 @@ _INT_MAX = 2**31 - 1
 RECORDING_LABELS = {"--fps": "frame rate", "--pixel-size": "pixel size", "--channel": "channel",
                     "--fluorescence-channel": "channel", "--transmission": "transmission",
                     "--fluorescence": "fluorescence", "--rois": "ROI layer",
-                    "--interleaved": "interleaved channels"}
+                    "--interleaved": "interleaved channels", "--frames": "keep frames"}
 #: a command-line flag in a sentence, with the verb that asks for it ("pass --overwrite")
 _FLAG = re.compile(r"(?<![\w-])(?:(pass|give it with|give|use|set)\s+)?(--[a-z][a-z0-9-]*)")
 

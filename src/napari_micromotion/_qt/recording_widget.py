@@ -14,13 +14,14 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from .._layers import META_KEY, recording_layers
+from .._layers import META_KEY, display_limits, recording_layers
 from ..errors import MicromotionError
 from ._state import get_session, plugin_meta, unwrap_viewer
 from ._tasks import notify_error
@@ -34,6 +35,14 @@ __all__ = ["RecordingWidget"]
 
 AUTO = "(automatic)"
 NONE = "(none)"
+
+
+def _frames_of(layer: Any) -> int:
+    """How many frames (axis 0) *layer* has; 0 for no layer or one that is not a time series."""
+    if layer is None:
+        return 0
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data
+    return int(data.shape[0]) if getattr(data, "ndim", 0) >= 3 else 0
 
 
 @contextmanager
@@ -103,6 +112,15 @@ class RecordingWidget(QWidget):
                                     "and fluorescence taken in turn, saved as one time series): it opens as this many "
                                     "channels, channel 0 the transmission and 1 the fluorescence, each at the file's "
                                     "frame rate divided by this.")
+        self.frame_range = QLineEdit()
+        self.frame_range.setPlaceholderText("START:STOP")
+        self.frame_range.setToolTip("Frames to keep, START:STOP (0-based; STOP not included, so 6:40 of 40 frames "
+                                    "keeps the last 34); filled in past a fade-in the reader found.")
+        self.keep_button = QPushButton("Keep")
+        self.keep_button.setToolTip("Add the chosen layers cut to these frames (their frame 0 is the first kept "
+                                    "frame; frame rate, pixel size and the file they come from go with them), hide "
+                                    "the originals and analyse the cut layers: e.g. to drop a fade-in.")
+        self.keep_button.clicked.connect(lambda: self.keep_frames())
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
         self.sample_button = QPushButton("Load the sample recording")
@@ -127,6 +145,10 @@ class RecordingWidget(QWidget):
         form.addRow("pixel size", self.pixel_size)
         form.addRow("channel", self.channel)
         form.addRow("interleaved channels", self.interleaved)
+        row = QHBoxLayout()
+        row.addWidget(self.frame_range, 1)
+        row.addWidget(self.keep_button)
+        form.addRow("keep frames", row)
         lay = QVBoxLayout(self)
         hint = QLabel("Choose the layers to analyse, or open files here: this reads the frame rate, pixel size "
                       "and channels that the files record (napari's own File > Open does not).")
@@ -186,6 +208,7 @@ class RecordingWidget(QWidget):
             try:
                 self.fps.setValue(self.session.layer_fps(layer) or 0.0)
                 self.pixel_size.setValue(self.session.layer_pixel_size(layer) or 0.0)
+                self._show_frame_range(layer)
             finally:
                 self._updating = False
         self._on_choice()
@@ -219,7 +242,51 @@ class RecordingWidget(QWidget):
         self.summary.setStyleSheet("")
         self.summary.setText(rec.describe())
 
+    def _show_frame_range(self, layer: Any) -> None:
+        """The keep-frames field for *layer*: all its frames, or those after a fade-in the reader found."""
+        n = _frames_of(layer)
+        prov = plugin_meta(layer).get("provenance") if layer is not None else None
+        prov = prov if isinstance(prov, dict) else {}
+        faded = any(" fades in: " in str(w) for w in prov.get("warnings", []) or [])
+        fade = int((prov.get("transmission") or {}).get("fade_in_frames") or 0) if faded else 0
+        first = int((prov.get("frames") or [0])[0])
+        self.frame_range.setText(f"{min(max(0, fade - first), max(0, n - 1))}:{n}" if n else "")
+        self.frame_range.setEnabled(n > 0)
+        self.keep_button.setEnabled(n > 0)
+
     # ------------------------------------------------------------ API
+    def keep_frames(self, start: int | None = None, stop: int | None = None) -> list[Any]:
+        """Add the chosen transmission (and fluorescence) layers cut to frames ``start:stop`` (default: the
+        fields'), hide the originals and choose the cut ones; returns the new layers (none, with a notification,
+        when the range or the choice does not work)."""
+        from ..recording import kept_frames_provenance
+        from ..schema import parse_frame_range
+
+        try:
+            if start is None or stop is None:
+                start, stop = parse_frame_range(self.frame_range.text())
+            rec = self.recording().keep_frames(start, stop)
+        except MicromotionError as exc:
+            notify_error(exc)
+            return []
+        trans, fl = self.session.transmission_layer(), self.session.fluorescence_layer()
+        added = []
+        for layer in [trans] + ([fl] if fl is not None and fl is not trans else []):
+            data, state, kind = layer.as_layer_data_tuple()
+            data = [d[start:stop] for d in data] if getattr(layer, "multiscale", False) else data[start:stop]
+            meta = dict(state.get("metadata") or {})
+            own = dict(meta.get(META_KEY) or {})
+            own.update({"fps": rec.fps, "pixel_size_um": rec.pixel_size_um,
+                        "provenance": kept_frames_provenance(own.get("provenance"), start, stop)})
+            state.update(name=f"{layer.name} [{start}:{stop}]", metadata={**meta, META_KEY: own},
+                         visible=layer is trans or bool(state.get("visible", True)))
+            if kind == "image" and getattr(data, "ndim", 0) == 3:    # (T, Y, X): grey levels of the kept frames
+                state["contrast_limits"] = display_limits(data, 0, "transmission" if layer is trans else "fluorescence")
+            added.append(getattr(self.viewer, f"add_{kind}")(data, **state))
+            layer.visible = False
+        self.select(transmission=added[0].name, fluorescence=added[1].name if len(added) > 1 else None)
+        return added
+
     def set_fps(self, fps: float) -> None:
         self.fps.setValue(float(fps))
 
