@@ -1,4 +1,6 @@
 
+import re
+
 import numpy as np
 import pytest
 import tifffile
@@ -74,6 +76,25 @@ def test_folder_of_frames_natural_order_and_sidecar(tmp_path):
     np.testing.assert_array_equal(rec.transmission, data)
     assert rec.fps == pytest.approx(18.5) and rec.pixel_size_um == pytest.approx(0.65)
     assert sorted(["f10", "f2", "f1"], key=natural_key) == ["f1", "f2", "f10"]
+
+
+def test_a_folder_whose_frames_are_one_level_down_names_the_subfolder(tmp_path):
+    # the OpenHeartWare sample comes as a folder with its frame folder inside (given the outer one by hand)
+    outer = tmp_path / "download"
+    (outer / "series").mkdir(parents=True)
+    for i, frame in enumerate(_stack(t=18)):
+        tifffile.imwrite(outer / "series" / f"frame{i}.tif", frame)
+    (outer / "SOURCE.md").write_text("notes")
+    with pytest.raises(MicromotionError, match=rf"^folder {re.escape(str(outer))} holds no \.tif/\.tiff files; its "
+                                               rf"subfolder series does: give {re.escape(str(outer / 'series'))}\.$"):
+        read_recording(outer, fps=10.0)
+    (outer / "more").mkdir()
+    tifffile.imwrite(outer / "more" / "frame0.tif", _stack(t=1)[0])
+    with pytest.raises(MicromotionError, match=r"its subfolders more, series do: give one of them\.$"):
+        read_recording(outer, fps=10.0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MicromotionError, match=r"^folder .*empty holds no \.tif/\.tiff files\.$"):
+        read_recording(tmp_path / "empty", fps=10.0)
 
 
 def test_shared_ohw_folder(shared_ohw):

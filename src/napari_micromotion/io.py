@@ -559,6 +559,15 @@ def _decode_to_scratch(tf: Any, series: Any, path: Path, shape: tuple[int, ...],
     return ro
 
 
+def _holds_tiffs(folder: Path) -> bool:
+    """Whether *folder* holds a (visible) TIFF file; ``False`` when it cannot be listed."""
+    try:
+        return any(f.name.lower().endswith(TIFF_SUFFIXES) and not f.name.startswith(".") and f.is_file()
+                   for f in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
     import tifffile
 
@@ -567,7 +576,13 @@ def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
          and not f.name.startswith(".")),     # hidden files: macOS's ._frame_1.tif AppleDouble companions
         key=lambda f: natural_key(f.name),
     )
-    check(files, f"folder {folder} holds no .tif/.tiff files.")
+    if not files:
+        inner = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _holds_tiffs(d)),
+                       key=lambda d: natural_key(d.name))
+        where = (f"; its subfolder {inner[0].name} does: give {inner[0]}" if len(inner) == 1 else
+                 f"; its subfolders {', '.join(d.name for d in inner[:4])}{', ...' if len(inner) > 4 else ''} do: "
+                 "give one of them" if inner else "")
+        raise MicromotionError(f"folder {folder} holds no .tif/.tiff files{where}.")
     first = _read_tiff_page(files[0])
     check(first.ndim == 2, f"{files[0].name} is not a single 2D frame (shape {first.shape}); "
           "a folder must hold one frame per file.")
