@@ -126,6 +126,10 @@ def draw_contraction_panel(fig: Any, result: Any, region: str, window: slice | N
     return panel
 
 
+#: the maps' colour for pixels with too little texture to measure (a mid grey: neither no motion nor much)
+UNMEASURED_COLOUR = "#9a9a9a"
+
+
 def direction_wheel(n_px: int = 64) -> np.ndarray:
     """The direction map's colour key ``(n, n, 4)`` RGBA: hue = direction as the map encodes it, brightness = length.
 
@@ -166,18 +170,25 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
         axes[k].set_title(f"reference frame {result.reference_frame}", fontsize=8)
         scale_bar(axes[k], um, still.shape)
         k += 1
+    import matplotlib
+    from matplotlib.colors import hsv_to_rgb, to_rgb
+
     dmax = result.displacement_max * (um or 1.0)
-    im = axes[k].imshow(dmax, cmap="viridis", vmin=0, vmax=float(np.percentile(dmax, 99.5)) or 1.0)
+    unmeasured = ~np.isfinite(dmax)          # too little texture to measure (the tool's texture limit)
+    top = (float(np.percentile(dmax[~unmeasured], 99.5)) if (~unmeasured).any() else 0.0) or 1.0
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad=UNMEASURED_COLOUR)
+    im = axes[k].imshow(dmax, cmap=cmap, vmin=0, vmax=top)
     bar = fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02)
     bar.set_label(f"largest displacement ({'µm' if um else 'px'})", fontsize=8)     # the page's text size
     bar.ax.tick_params(labelsize=7)
-    axes[k].set_title("largest displacement", fontsize=8)
+    grey = f" (grey: too little texture, {unmeasured.mean():.0%})" if unmeasured.any() else ""
+    axes[k].set_title(f"largest displacement{grey}", fontsize=8)
     # direction as hue, brightness as displacement
-    from matplotlib.colors import hsv_to_rgb
-
-    hue = (np.asarray(result.direction, np.float64) % 360) / 360
-    val = np.clip(dmax / (float(np.percentile(dmax, 99.5)) or 1.0), 0, 1)
-    axes[k + 1].imshow(hsv_to_rgb(np.stack([hue, np.ones_like(hue), val], axis=-1)))
+    hue = (np.nan_to_num(np.asarray(result.direction, np.float64)) % 360) / 360
+    val = np.clip(np.nan_to_num(dmax) / top, 0, 1)
+    rgb = hsv_to_rgb(np.stack([hue, np.ones_like(hue), val], axis=-1))
+    rgb[unmeasured] = to_rgb(UNMEASURED_COLOUR)
+    axes[k + 1].imshow(rgb)
     axes[k + 1].set_title("direction at the largest displacement (hue)", fontsize=8)
     _direction_key(axes[k + 1])
     if masks is not None:

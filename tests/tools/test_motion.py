@@ -221,3 +221,33 @@ def test_a_still_video_gives_zero_motion_not_nan():
         res = TOOLS["motion"].run(Recording(video, 50.0), MotionParams())
     assert np.array_equal(res.displacement["frame"], np.zeros(60)) and not res.beats
     assert np.all(np.isfinite(res.speed["frame"])) and np.all(res.speed["frame"] == 0)
+
+
+def test_pixels_without_texture_are_left_out_of_the_maps(tmp_path):
+    """A dark, textureless part of the frame gave 'largest displacements' of 30 px from noise alone (the shared
+    sarcomere clip); it is now not measured: NaN in the maps, no arrows, its noise in maps/noise_px.tif."""
+    import dataclasses
+
+    from napari_micromotion.recording import Recording
+
+    rng = np.random.default_rng(0)
+    texture = ndimage.gaussian_filter(rng.normal(size=(64, 64)), 2.0) * 400 + 1000
+    shifts = 0.6 * np.sin(np.linspace(0, 6 * np.pi, 60)) ** 2
+    video = np.stack([ndimage.shift(texture, (0, s), order=3, mode="nearest") for s in shifts])
+    video[:, :, 36:] = 1000.0                                     # the right part: no texture, camera noise only
+    video = (video + rng.normal(0, 2.0, video.shape)).astype(np.float32)
+    res = TOOLS["motion"].run(Recording(video, 20.0), MotionParams())
+    dmax, noise = res.displacement_max, res.noise_px
+    assert np.isnan(dmax[:, 48:]).all() and np.isfinite(dmax[:, :24]).all()
+    assert np.isnan(res.direction[:, 48:]).all()
+    assert 0.3 < res.unmeasured_fraction < 0.6
+    assert np.median(noise[:, 48:]) > 3 * np.median(noise[:, :24]) and np.median(noise[:, :24]) < 0.05
+    assert len(res.arrow_points) and (res.arrow_points[:, 1] < 44).all()
+    assert 0.4 < np.nanmedian(dmax[:, :24]) < 0.8                # the textured part's true peak: 0.6 px
+    out = TOOLS["motion"].write(res, tmp_path / "m")
+    back = TOOLS["motion"].read(out)
+    np.testing.assert_array_equal(back.noise_px, noise)
+    assert np.array_equal(np.isnan(back.displacement_max), np.isnan(dmax)) and back.unmeasured_fraction == \
+        pytest.approx(res.unmeasured_fraction)
+    every = TOOLS["motion"].run(Recording(video, 20.0), dataclasses.replace(MotionParams(), max_noise_ratio=0.0))
+    assert np.isfinite(every.displacement_max).all() and every.unmeasured_fraction == 0.0

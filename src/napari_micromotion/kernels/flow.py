@@ -57,7 +57,7 @@ from ..errors import MicromotionError, check
 from ..schema import param
 
 __all__ = ["FlowParams", "FlowEstimator", "ENGINES", "most_relaxed_frame", "require_cv2", "FlowStream", "reference_image",
-           "smoothing_scales"]
+           "smoothing_scales", "texture_noise_factor"]
 
 ENGINES = ("lk", "farneback", "dis")
 #: the smallest frame side (px) optical flow measures on
@@ -74,6 +74,30 @@ STRAIN_FROM_PX = 0.3
 #: ratio of neighbouring smoothing scales
 SCALE_STEP = 2.0
 
+
+
+def texture_noise_factor(reference: np.ndarray, window_px: float) -> np.ndarray:
+    """``(Y, X)`` float32: how much noisier each pixel's displacement is than the typical (median) pixel's, from
+    the texture of *reference* alone.
+
+    A displacement is read from the image's gradients within a window (Gaussian SD *window_px*); its noise goes
+    as ``1 / sqrt(lambda_min)``, the smaller eigenvalue of the window's gradient structure tensor (the
+    weakest direction: no texture, or stripes in one direction only; OpenCV's ``calcOpticalFlowPyrLK`` drops
+    points on the same eigenvalue, ``minEigThreshold``).  The factor is ``sqrt(median(lambda_min) /
+    lambda_min)``, capped at 1000: 1 for a typical pixel, 3 where the displacement is three times as noisy.
+    """
+    cv2 = require_cv2()
+    ref = cv2.GaussianBlur(np.asarray(reference, np.float32), (0, 0), PRESMOOTH_PX)
+    gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    sxx = cv2.GaussianBlur(gx * gx, (0, 0), window_px)
+    syy = cv2.GaussianBlur(gy * gy, (0, 0), window_px)
+    sxy = cv2.GaussianBlur(gx * gy, (0, 0), window_px)
+    lam = 0.5 * (sxx + syy - np.sqrt((sxx - syy) ** 2 + 4.0 * sxy * sxy))
+    typical = float(np.median(lam))
+    if not typical > 0:
+        return np.ones(ref.shape, np.float32)
+    return np.sqrt(typical / np.maximum(lam, typical * 1e-6)).astype(np.float32)
 
 
 def require_cv2() -> Any:
@@ -648,6 +672,7 @@ class FlowStream:
         self.drift = np.zeros((n, 2), np.float32)
         self._drift_done = not params.remove_drift
         self._noise: float | None = None
+        self._noise_factor: np.ndarray | None = None
         self._noise_ready = threading.Event()
 
     def _measure_drift(self) -> None:
@@ -702,6 +727,14 @@ class FlowStream:
         if self._noise is None:
             self._measure_noise()
         return float(self._noise)
+
+    @property
+    def noise_factor(self) -> np.ndarray:
+        """``(Y, X)``: each pixel's displacement noise relative to the typical pixel's (:func:`texture_noise_factor`
+        of the reference over the flow window), computed once."""
+        if self._noise_factor is None:
+            self._noise_factor = texture_noise_factor(self.reference, self.params.window_px)
+        return self._noise_factor
 
     @staticmethod
     def _pair_noise(a: np.ndarray, b: np.ndarray) -> float:

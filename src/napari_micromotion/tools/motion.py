@@ -87,6 +87,12 @@ class MotionParams:
     save_flow: bool = param(False, label="save every displacement field", flag="--save-flow",
                             help="Also write the displacement of every pixel in every frame (flow.zarr, T x 2 x Y x X; "
                                  "large).")
+    max_noise_ratio: float = param(3.0, label="texture limit", unit="x typical noise", min=0.0, max=1000.0,
+                                   flag="--max-noise-ratio", advanced=True, decimals=1,
+                                   help="Pixels whose displacement is more than this many times as noisy as the "
+                                        "typical pixel's (read from the reference frame's texture: none, or stripes "
+                                        "in one direction only) are left out of the maps and arrows, shown as not "
+                                        "measured; maps/noise_px.tif has every pixel's noise (0: keep every pixel).")
     arrows: int = param(16, label="arrows across", min=2, max=128, flag="--arrows", advanced=True,
                         help="Arrows per image width in napari's displacement layer.")
     block_frames: int = param(32, label="frames per block", min=1, max=4096, flag="--block-frames", advanced=True,
@@ -147,6 +153,8 @@ class MotionResult(ToolResult):
     masks: Any = None                                                   # the ROIs' RoiMasks (not written)
     trace_components: dict[str, int] = field(default_factory=dict)      # region -> components kept (denoise_traces)
     flow_noise_px: float | None = None                                  # measured noise of the fields (maps' smoothing)
+    noise_px: np.ndarray | None = None                                  # (Y, X) each pixel's displacement noise SD
+    unmeasured_fraction: float = 0.0                                    # share of pixels left out of the maps
     _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def time_s(self) -> np.ndarray:
@@ -259,12 +267,16 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     speed = np.zeros((len(regions), n))
     dmax = np.zeros(ny * nx, np.float32)
     angle = np.zeros(ny * nx, np.float32)
+    stream = FlowStream(video, ref, params.flow, fps=fps, block=params.block_frames, threads=params.threads,
+                        measured_every=every)
+    # pixels with too little texture to measure (their displacement noise well above the typical pixel's)
+    factor = stream.noise_factor
+    unmeasured = factor > params.max_noise_ratio if params.max_noise_ratio > 0 else np.zeros((ny, nx), bool)
     step = max(1, nx // max(int(params.arrows), 1))
     pr, pc = np.meshgrid(np.arange(step // 2, ny, step), np.arange(step // 2, nx, step), indexing="ij")
     points = np.column_stack([pr.ravel(), pc.ravel()])
+    points = points[~unmeasured[points[:, 0], points[:, 1]]]
     arrows = np.zeros((n, len(points), 2), np.float32)
-    stream = FlowStream(video, ref, params.flow, fps=fps, block=params.block_frames, threads=params.threads,
-                        measured_every=every)
     done = 0
     for first, fields, previous, smooth in stream.blocks(smoothed=True):
         m = fields.shape[0]
@@ -297,6 +309,8 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
             flow_out[first:first + m] = fields
         done += m
         yield Progress("motion", 0.97 * done / n, f"{done} of {n} frames")
+    dmax[unmeasured.ravel()] = np.nan
+    angle[unmeasured.ravel()] = np.nan
     components: dict[str, int] = {}
     if collector is not None:
         yield Progress("motion", 0.97, "taking the noise out of the region traces")
@@ -349,7 +363,8 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         beats=beats, beat_params=beat_params, beat_rates=rates,
         displacement_max=dmax.reshape(ny, nx), direction=angle.reshape(ny, nx), drift_px=stream.drift,
         arrows=arrows, arrow_points=points, reference_image=stream.reference, masks=masks,
-        trace_components=components, flow_noise_px=stream.noise_px)
+        trace_components=components, flow_noise_px=stream.noise_px,
+        noise_px=(stream.noise_px * factor).astype(np.float32), unmeasured_fraction=float(unmeasured.mean()))
 
 
 def _beat_param_columns(result: MotionResult) -> list[str]:
@@ -382,6 +397,9 @@ class Motion(Tool):
         TableEntry("beat_rates.csv", "beat_rates", BeatRateRow, "rate (bpm), RR SD, RMSSD per region"),
         ImageEntry("maps/displacement_max.tif", "displacement_max", "largest displacement of each pixel (px)"),
         ImageEntry("maps/direction.tif", "direction", "angle of that displacement (degrees, 0 = +x, counter-clockwise)"),
+        ImageEntry("maps/noise_px.tif", "noise_px", "each pixel's displacement noise SD (px): the fields' measured "
+                   "noise scaled by the reference frame's texture there; pixels above the texture limit are NaN "
+                   "in the maps above"),
         ImageEntry("maps/reference.tif", "reference_image", "the reference frame"),
         FlowEntry(),
         _ReportEntry(),
@@ -422,7 +440,8 @@ class Motion(Tool):
                 "reference_frame": result.reference_frame, "kinds": result.kinds,
                 "frame_shape": list(result.frame_shape), "n_frames": result.n_frames,
                 "drift_px": result.drift_px.tolist() if result.drift_px is not None else None,
-                "trace_components": dict(result.trace_components), "flow_noise_px": result.flow_noise_px}
+                "trace_components": dict(result.trace_components), "flow_noise_px": result.flow_noise_px,
+                "unmeasured_fraction": result.unmeasured_fraction}
 
     def fields_from_record(self, rec: dict[str, Any]) -> dict[str, Any]:
         fields = {"fps": float(rec.get("fps", 1.0)), "pixel_size_um": rec.get("pixel_size_um"),
@@ -434,6 +453,7 @@ class Motion(Tool):
             fields["trace_components"] = {str(k): int(v) for k, v in rec["trace_components"].items()}
         if rec.get("flow_noise_px") is not None:
             fields["flow_noise_px"] = float(rec["flow_noise_px"])
+        fields["unmeasured_fraction"] = float(rec.get("unmeasured_fraction") or 0.0)
         return fields
 
     def write(self, result: MotionResult, out: Any, *, overwrite: bool = False, extra: dict[str, Any] | None = None) -> Path:
