@@ -466,6 +466,11 @@ class FlowEstimator:
             return d
         fine = self._lk_level(self._fine, frame, d.copy(), self.params.iterations)
         w = np.clip(mag * np.float32(1.0 / lo) - 1.0, 0.0, 1.0)
+        # the small window corrects the main window's bias, which is smaller than the main window: a refinement that
+        # moves further has left the small window's linear range (on striped texture it ran off to another stripe:
+        # on the shared sarcomere clip 7 -> 35 px) and is not taken
+        jump = self.cv2.magnitude(fine[1] - d[1], fine[0] - d[0])
+        w[jump > self.params.window_px] = 0.0
         return d + w[None] * (fine - d)
 
     def _lk_window(self, frame: np.ndarray, init: np.ndarray | None) -> np.ndarray:
