@@ -104,3 +104,23 @@ def test_beat_functions_refuse_a_rate_that_is_no_rate():
             beats_from_fluorescence(trace + 1, fps)
     with pytest.raises(MicromotionError, match=r"one trace \(T,\)"):
         beats_from_energy(trace.reshape(50, 10), 50.0)
+
+
+def test_a_black_patch_does_not_make_the_displacement_limit_vanish(small_sim):
+    """The microbundle's black pixels (0 grey levels) gave a relative gradient of 1e12 and a 1e-18 px limit."""
+    p = small_sim.params
+    d = design_bandpass(50.0)
+    masks = rasterize(small_sim.rois, (p.size, p.size))
+    i = masks.names.index("silent")
+    x = small_sim.transmission.reshape(p.n_frames, -1)[:, masks.masks[i].ravel()]
+    trace = bandpass(x, d).mean(axis=1)
+    still = small_sim.transmission[:50].astype(np.float64).mean(axis=0)
+    cam = CameraParams(gain_e_per_adu=small_sim.truth["gain_e_per_adu"], offset_adu=p.offset_adu, event_s=0.2)
+    clean = detection_limit(still, masks.masks[i], trace, d, p.pixel_size_um, cam)
+    rows, cols = np.nonzero(masks.masks[i])
+    dark = still.copy()
+    dark[rows[:6], cols[:6]] = p.offset_adu                   # six pixels without light
+    lim = detection_limit(dark, masks.masks[i], trace, d, p.pixel_size_um, cam)
+    assert lim["dark_px"] == 6 and clean["dark_px"] == 0
+    assert lim["gradient_rel_per_px"] < 3 * clean["gradient_rel_per_px"]
+    assert 0.3 * clean["min_displacement_px"] < lim["min_displacement_px"] < 3 * clean["min_displacement_px"]

@@ -30,7 +30,12 @@ import numpy as np
 from .filters import BandpassDesign, effective_response
 from .schema import param
 
-__all__ = ["CameraParams", "detection_limit", "noise_bandwidth_fraction"]
+__all__ = ["CameraParams", "detection_limit", "noise_bandwidth_fraction", "DARK_FRACTION"]
+
+#: pixels whose light (grey level above the dark offset) is below this fraction of the region's median are dark:
+#: their relative gradient ``|grad I| / I`` grows without bound as ``I`` goes to 0 (a black border, a masked or
+#: clipped patch read as a 1e12 relative gradient and a 1e-18 px limit), where read noise, not shot noise, decides
+DARK_FRACTION = 0.01
 
 
 @dataclass(frozen=True)
@@ -104,7 +109,9 @@ def detection_limit(still_adu: np.ndarray, mask: np.ndarray, filtered_mean_trace
     ne_mean = float(n_e[m].mean())
     floor = 1.0 / math.sqrt(n_frames * n_px * ne_mean)
     floor_fwc = 1.0 / math.sqrt(n_frames * n_px * camera.full_well_e)
-    d_px = 1.0 / math.sqrt(n_frames * float(np.sum(g[m] ** 2 * n_e[m])) + 1e-300)
+    # the displacement limit from the lit pixels (see DARK_FRACTION)
+    lit = m & (signal > DARK_FRACTION * float(np.median(signal[m]))) if n_px else m
+    d_px = 1.0 / math.sqrt(n_frames * float(np.sum(g[lit] ** 2 * n_e[lit])) + 1e-300) if lit.any() else float("nan")
     # measured noise of the ROI mean, per frame, relative
     tr = np.asarray(filtered_mean_trace, dtype=np.float64)
     mad = 1.4826 * float(np.median(np.abs(tr - np.median(tr))))
@@ -122,7 +129,8 @@ def detection_limit(still_adu: np.ndarray, mask: np.ndarray, filtered_mean_trace
         "measured_noise_rel_per_frame": measured,
         "expected_shot_noise_rel_per_frame": expected,
         "noise_excess": excess,
-        "gradient_rel_per_px": float(np.sqrt(np.mean(g[m] ** 2))),
+        "gradient_rel_per_px": float(np.sqrt(np.mean(g[lit] ** 2))) if lit.any() else float("nan"),
+        "dark_px": int(n_px - lit.sum()),
         "min_displacement_px": d_px,
         "min_displacement_nm": d_px * nm,
         "min_displacement_nm_measured": d_px * max(excess, 1.0) * nm if math.isfinite(excess) else float("nan"),

@@ -137,6 +137,7 @@ class LimitRow(Row):
     min_displacement_px: float = NAN
     min_displacement_nm: float = NAN
     min_displacement_nm_measured: float = NAN
+    dark_px: int = 0                     # pixels too dark to count in the displacement limit (limits.DARK_FRACTION)
 
 
 @dataclass
