@@ -271,3 +271,26 @@ def test_the_runs_warnings_are_on_the_page():
     text = page_note(build_report(res), "validation range")
     assert "1/58 = 0.017" in text and "no fluorescence: predictions and beats only" in text
     assert not [t for ax in build_report(_results(["strong"])).axes for t in ax.texts if "\u26a0" in t.get_text()]
+
+
+def test_a_run_without_rois_shows_the_whole_fields_traces_and_beats():
+    """analyze without ROIs printed 'no ROI traces' under its maps, though it had found the whole field's beats."""
+    from napari_micromotion.beats import beat_stats
+    from napari_micromotion.results import WHOLE_FIELD, BeatRateRow, BeatRow
+
+    res = _results([])
+    res.truth, res.score_maps, res.roi_scores = None, {}, []
+    t = res.time_s()
+    res.motion_traces = {WHOLE_FIELD: 1e4 * (1 + np.cos(2 * np.pi * t) ** 8)}
+    res.beats = [BeatRow(roi=WHOLE_FIELD, kind="other", source="transmission", beat=k + 1, time_s=float(k) + 0.9,
+                         peak_time_s=float(k) + 1.0) for k in range(3)]
+    res.beat_rates = [BeatRateRow(roi=WHOLE_FIELD, kind="other", source="transmission",
+                                  **beat_stats(np.array([b.time_s for b in res.beats])))]
+    fig = build_report(res)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert not any("no ROI traces" in s for s in texts)
+    plotted = [ax for ax in fig.axes if ax.get_xlabel() == "time (s)"]
+    assert len(plotted) == 1 and plotted[0].lines, [ax.get_xlabel() for ax in fig.axes]
+    assert "motion-energy beats: 3, 60.0 bpm" in plotted[0].get_title(loc="left")
+    assert [ax.get_title() for ax in fig.axes if ax.get_title() in ("still frame", "still frame + ROIs")] == \
+        ["still frame"]

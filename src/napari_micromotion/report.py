@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .results import WHOLE_FIELD
 from .rois import KIND_COLOURS
 
 __all__ = ["draw_maps", "draw_traces", "draw_trace_key", "draw_weights", "save_report", "build_report", "excerpt", "ROI_COLOURS", "TRUTH_COLOUR",
@@ -134,7 +135,7 @@ def _renderer(ax: Any) -> Any:
 
 def draw_maps(fig: Any, results: Any, axes: Sequence[Any] | None = None) -> list[Any]:
     """Fig. 3: still frame with ROIs, fluorescence activity, and one score map per method."""
-    panels: list[tuple[str, np.ndarray, str]] = [("still frame + ROIs", results.still, "gray")]
+    panels: list[tuple[str, np.ndarray, str]] = [("still frame + ROIs" if results.roi_names else "still frame", results.still, "gray")]
     if results.activity_map is not None:
         panels.append(("fluorescence activity", results.activity_map, "magma"))
     maps = [(f"score: {_label(m)}", results.score_maps[m], "magma") for m in results.methods
@@ -375,7 +376,7 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
                 ax.axvline(b.time_s, color=c["truth"], lw=0.5, alpha=0.25)
         ax.set_ylabel("z-score", fontsize=fontsize)
         ref = "scored against the whole field's calcium" if uses_field else "scored against its own calcium"
-        title = f"{what}; {ref}" + (f"\n{'   '.join(texts)}" if texts else "")
+        title = (f"{what}; {ref}" if methods else f"{what}: calcium") + (f"\n{'   '.join(texts)}" if texts else "")
         ax.set_title(title, fontsize=fontsize, color=colour, loc="left")
         # beside the plot, not over the traces it names
         ax.legend(fontsize=fontsize - 1, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
@@ -533,10 +534,14 @@ def build_report(results: Any, warnings: Sequence[str] | None = None) -> Any:
     trace_blocks = -(-n_rois // n_cols)
     has_w = bool(results.region_maps)
     n_methods = max(1, len({m for (_, m) in results.roi_traces}))
+    # without ROIs the whole field's traces (motion, contraction, calcium) and beats stand in for the ROI traces
+    whole = not results.roi_traces and (WHOLE_FIELD in results.motion_traces or results.truth is not None)
     if has_w:
         n_feat = max(rm.data.shape[0] for rm in results.region_maps.values())
         w_rows = -(-len(results.region_maps) // weights_per_row(len(results.region_maps), n_feat))
     traces_in = (1.1 * n_methods + 0.9) * trace_blocks         # and per block of ROIs its headings and time axis
+    if whole:                                                   # the calcium's row and the motion's, 1.4 in each
+        traces_in = 1.4 * ((results.truth is not None) + (WHOLE_FIELD in results.motion_traces)) + 0.9
     width = max(12, 3.2 * n_cols)
     n_maps = 1 + (results.activity_map is not None) + max(1, len(results.score_maps))
     maps_in = min(3.2, 0.8 * width / n_maps + 0.5)     # square maps side by side, their titles: no white band
@@ -552,9 +557,12 @@ def build_report(results: Any, warnings: Sequence[str] | None = None) -> Any:
         draw_warnings(fig.add_subplot(gs[-1]), warned)
     top = gs[0].subgridspec(1, n_maps)
     draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
-    traces = draw_traces(fig, results, gs=gs[2])
-    if any(ax.lines for ax in traces):
-        draw_trace_key(fig.add_subplot(gs[1]), results)
+    if whole:
+        draw_trace_panel(fig, results, WHOLE_FIELD, gs=gs[2])
+    else:
+        traces = draw_traces(fig, results, gs=gs[2])
+        if any(ax.lines for ax in traces):
+            draw_trace_key(fig.add_subplot(gs[1]), results)
     if has_w:
         draw_weights(fig, results, gs=gs[3])
     v0, v1 = results.validation
