@@ -416,7 +416,7 @@ def draw_trace_panel(fig: Any, results: Any, region: str, methods: Sequence[str]
             r = rates.get(src)
             if r is not None:
                 rate = f", {r.rate_bpm:.1f} bpm" if np.isfinite(r.rate_bpm) else ""
-                rate += f", RR SD {r.rr_sd_s:.2f} s" if np.isfinite(r.rr_sd_s) else ""
+                rate += f", RR SD {1000 * r.rr_sd_s:.0f} ms" if np.isfinite(r.rr_sd_s) else ""   # as the motion page
                 bits.append(f"{label}: {r.n_beats}{rate}")
         ax.set_title("    ".join(bits), fontsize=fontsize - 1, color=c["text"], loc="left", pad=2)
         ax.set_ylabel("motion (RMS, grey levels)", fontsize=fontsize)
@@ -555,8 +555,8 @@ def build_report(results: Any, warnings: Sequence[str] | None = None) -> Any:
     gs = fig.add_gridspec(len(ratios), 1, height_ratios=ratios)
     if warned:
         draw_warnings(fig.add_subplot(gs[-1]), warned)
-    top = gs[0].subgridspec(1, n_maps)
-    draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(top.ncols)])
+    top = gs[0].subgridspec(1, max(n_maps, 3))       # two maps keep to the left, not a page's width apart
+    draw_maps(fig, results, axes=[fig.add_subplot(top[0, k]) for k in range(n_maps)])
     if whole:
         draw_trace_panel(fig, results, WHOLE_FIELD, gs=gs[2])
     else:
