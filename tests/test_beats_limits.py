@@ -70,18 +70,24 @@ def test_beat_stats():
     assert np.isnan(beat_stats(np.array([1.0]))["rate_bpm"])
 
 
-def test_detection_limit_follows_the_shot_noise_formula(small_sim):
-    p = small_sim.params
+def _silent_cell(sim):
+    """What detection_limit takes for the simulated silent cell: still image, mask, band-passed ROI mean, band-pass,
+    pixel size and the simulator's camera."""
+    p = sim.params
     d = design_bandpass(50.0)
-    masks = rasterize(small_sim.rois, (p.size, p.size))
-    i = masks.names.index("silent")
-    x = small_sim.transmission.reshape(p.n_frames, -1)[:, masks.masks[i].ravel()]
-    trace = bandpass(x, d).mean(axis=1)
-    still = small_sim.transmission[:50].astype(np.float64).mean(axis=0)
-    cam = CameraParams(gain_e_per_adu=small_sim.truth["gain_e_per_adu"], offset_adu=p.offset_adu, full_well_e=1e5,
+    masks = rasterize(sim.rois, (p.size, p.size))
+    mask = masks.masks[masks.names.index("silent")]
+    trace = bandpass(sim.transmission.reshape(p.n_frames, -1)[:, mask.ravel()], d).mean(axis=1)
+    still = sim.transmission[:50].astype(np.float64).mean(axis=0)
+    cam = CameraParams(gain_e_per_adu=sim.truth["gain_e_per_adu"], offset_adu=p.offset_adu, full_well_e=1e5,
                        event_s=0.2)
-    lim = detection_limit(still, masks.masks[i], trace, d, p.pixel_size_um, cam)
-    n_px = int(masks.masks[i].sum())
+    return still, mask, trace, d, p.pixel_size_um, cam
+
+
+def test_detection_limit_follows_the_shot_noise_formula(small_sim):
+    still, mask, trace, d, px, cam = _silent_cell(small_sim)
+    lim = detection_limit(still, mask, trace, d, px, cam)
+    n_px = int(mask.sum())
     assert lim["n_px"] == n_px and lim["n_frames_binned"] == 10
     assert lim["shot_floor_rel_at_full_well"] == pytest.approx(1 / np.sqrt(10 * n_px * 1e5))
     assert lim["electrons_per_px"] == pytest.approx(0.6 * 1e5, rel=0.2)
@@ -108,19 +114,12 @@ def test_beat_functions_refuse_a_rate_that_is_no_rate():
 
 def test_a_black_patch_does_not_make_the_displacement_limit_vanish(small_sim):
     """The microbundle's black pixels (0 grey levels) gave a relative gradient of 1e12 and a 1e-18 px limit."""
-    p = small_sim.params
-    d = design_bandpass(50.0)
-    masks = rasterize(small_sim.rois, (p.size, p.size))
-    i = masks.names.index("silent")
-    x = small_sim.transmission.reshape(p.n_frames, -1)[:, masks.masks[i].ravel()]
-    trace = bandpass(x, d).mean(axis=1)
-    still = small_sim.transmission[:50].astype(np.float64).mean(axis=0)
-    cam = CameraParams(gain_e_per_adu=small_sim.truth["gain_e_per_adu"], offset_adu=p.offset_adu, event_s=0.2)
-    clean = detection_limit(still, masks.masks[i], trace, d, p.pixel_size_um, cam)
-    rows, cols = np.nonzero(masks.masks[i])
+    still, mask, trace, d, px, cam = _silent_cell(small_sim)
+    clean = detection_limit(still, mask, trace, d, px, cam)
+    rows, cols = np.nonzero(mask)
     dark = still.copy()
-    dark[rows[:6], cols[:6]] = p.offset_adu                   # six pixels without light
-    lim = detection_limit(dark, masks.masks[i], trace, d, p.pixel_size_um, cam)
+    dark[rows[:6], cols[:6]] = cam.offset_adu                 # six pixels without light
+    lim = detection_limit(dark, mask, trace, d, px, cam)
     assert lim["dark_px"] == 6 and clean["dark_px"] == 0
     assert lim["gradient_rel_per_px"] < 3 * clean["gradient_rel_per_px"]
     assert 0.3 * clean["min_displacement_px"] < lim["min_displacement_px"] < 3 * clean["min_displacement_px"]
