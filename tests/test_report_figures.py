@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from napari_micromotion.report import build_report, draw_maps, draw_traces
 from napari_micromotion.results import Results, ScoreRow
-from napari_micromotion.rois import KINDS
+from napari_micromotion.rois import KIND_COLOURS, KINDS
 
 from .conftest import page_note
 
@@ -294,3 +294,25 @@ def test_a_run_without_rois_shows_the_whole_fields_traces_and_beats():
     assert "motion-energy beats: 3, 60.0 bpm" in plotted[0].get_title(loc="left")
     assert [ax.get_title() for ax in fig.axes if ax.get_title() in ("still frame", "still frame + ROIs")] == \
         ["still frame"]
+
+
+def test_method_colours_stand_apart_from_the_roi_kinds_and_the_calcium():
+    """The band-pass line was the weak ROI's blue (CIEDE2000 4.2 apart), the matched filter's the strong ROI's orange
+    (12.5), the 1D CNN's the silent ROI's green (9.3): a trace under a ROI's coloured heading read as that ROI's."""
+    import itertools
+
+    from matplotlib.colors import to_rgb
+    from skimage.color import deltaE_ciede2000, rgb2lab
+
+    from napari_micromotion.methods import METHODS
+    from napari_micromotion.report import TRUTH_COLOUR
+
+    def lab(colour):
+        return rgb2lab(np.array([[to_rgb(colour)]]))[0, 0]
+
+    methods = {m.name: m.colour for m in METHODS}
+    others = {**{f"ROI kind {k}": c for k, c in KIND_COLOURS.items()}, "calcium": TRUTH_COLOUR}
+    pairs = [(a, b) for a in methods for b in others] + list(itertools.combinations(methods, 2))
+    colour = {**methods, **others}
+    close = [(a, b, round(float(deltaE_ciede2000(lab(colour[a]), lab(colour[b]))), 1)) for a, b in pairs]
+    assert not [p for p in close if p[2] < 15], close

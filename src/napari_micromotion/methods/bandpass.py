@@ -28,7 +28,7 @@ class Bandpass(Method):
     label = "band-pass"
     description = "zero-phase Butterworth band-pass of each pixel, squared (paper Fig. 2b); no training"
     squared = True
-    colour = "#1f77b4"
+    colour = "#17becf"     # cyan: apart from the ROI kinds' colours (rois.KIND_COLOURS), which head the trace columns
     default = True
 
     def predictor(self, state: object, device: str = "cpu") -> _Squared:

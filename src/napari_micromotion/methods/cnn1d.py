@@ -139,7 +139,7 @@ class CNN1D(Method):
     requires = Requirements(fluorescence=True, training=True)
     predict_cost = 3.0
     fit_cost = 4.0
-    colour = "#2ca02c"
+    colour = "#fdbf6f"     # apricot: apart from the ROI kinds' colours (rois.KIND_COLOURS)
     model_flag = "--model-1d"
     model_help = "use this trained 1D CNN (.safetensors) instead of training one"
     uses_device = True

@@ -77,7 +77,7 @@ class CNN3D(Method):
     Params = CNN3DParams
     requires = Requirements(fluorescence=True, training=True, rois=True, uses=(DEPENDS_ON,))
     fit_cost = 3.0
-    colour = "#d62728"
+    colour = "#f0027f"     # magenta: apart from the ROI kinds' colours (rois.KIND_COLOURS)
     region_map_path = "weights/{roi}.tif"
     region_map_label = "dense weights"
     uses_device = True

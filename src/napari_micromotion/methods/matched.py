@@ -61,7 +61,7 @@ class MatchedFilter(Method):
     requires = Requirements(fluorescence=True, training=True)
     squared = True
     predict_cost = 1.0
-    colour = "#ff7f0e"
+    colour = "#bcbd22"     # olive: apart from the ROI kinds' colours (rois.KIND_COLOURS)
 
     def check(self, ctx: AnalysisContext, params: MatchedParams, fitted: Any = None) -> None:
         params.validate()
