@@ -246,3 +246,24 @@ def test_batch_of_interleaved_recordings(client, small_sim, sim_dir, tmp_path):
     single = tmp_path / "single"
     assert run_batch(str(sim_dir / "transmission.tif"), single, params, client=client, quiet=True) == 0
     np.testing.assert_allclose(scores, tifffile.imread(single / "transmission" / "scores" / "bandpass.tif"), atol=1e-6)
+
+
+def test_batch_takes_several_recordings_as_an_unquoted_glob_gives_them(client, sim_dir, tmp_path, monkeypatch, capsys):
+    """`micromotion batch recs/*.tif` without quotes: the shell gives each file, and argparse refused the second."""
+    from napari_micromotion import cli
+    from napari_micromotion import distributed as batch
+
+    recs = _three_recordings(sim_dir, tmp_path)
+    out = tmp_path / "out"
+    monkeypatch.setattr(batch, "make_client", lambda *a, **k: _Borrowed(client))
+    files = [str(recs / f"day{k}_transmission.tif") for k in (1, 0)]
+    code = cli.main(["batch", *files, str(recs / "day0_*.tif"), "--out", str(out), "--methods", "bandpass",
+                     "--surrogates", "49", "-q"])
+    assert code == 0, capsys.readouterr().err
+    rows = list(csv.DictReader(open(out / "batch_summary.csv")))
+    assert [r["recording"].split("/")[-1] for r in rows] == ["day0_transmission.tif", "day1_transmission.tif"]
+    assert sorted(p.name for p in out.iterdir()) == ["batch_summary.csv", "day0_transmission", "day1_transmission"]
+    code = cli.main(["batch", files[0], str(recs / "day9_transmission.tif"), "--out", str(tmp_path / "o2"), "-q"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.strip() == f"error: no recordings match {str(recs / 'day9_transmission.tif')!r}."
+    assert not (tmp_path / "o2").exists()

@@ -245,7 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("batch", help="analyse many recordings in parallel on dask",
                        description="Analyse every recording matching a glob on a dask.distributed cluster.")
-    b.add_argument("pattern", help="glob of transmission files, e.g. 'recordings/*.tif' (quote it)")
+    b.add_argument("pattern", nargs="+", help="transmission files or frame folders, or globs of them, e.g. "
+                                              "'recordings/*.tif' (quoted or not)")
     b.add_argument("--out", "-o", required=True, help="output folder: one sub-folder per recording")
     b.add_argument("--scheduler", help="dask scheduler address tcp://HOST:PORT (default: a LocalCluster)")
     b.add_argument("--workers", type=_positive_int, default=2, help="LocalCluster workers (default 2)")

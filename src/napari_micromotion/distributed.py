@@ -182,11 +182,14 @@ def _interrupted_sentence(done: Sequence[dict[str, Any]], n_files: int, summary:
             f"{summary.name} are in {summary.parent}" + (f", the other {rest} were not run." if rest else "."))
 
 
-def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
+def run_batch(pattern: str | Sequence[str], out_dir: Path, params: Any, *, scheduler: str | None = None, n_workers: int = 2,
               fps: float | None = None, rois: str | None = None, fluorescence_suffix: str | None = None,
               overwrite: bool = False, quiet: bool = False, client: Any = None,
               fitted: dict[str, Any] | None = None, interleaved: int = 1) -> int:
     """Analyse every file matching *pattern* in parallel; returns the exit status (0 ok, 2 if any failed).
+
+    *pattern*: a glob of recordings (files or frame folders), or several globs or paths (what a shell makes of an
+    unquoted glob); each must match something, and a recording matched twice is analysed once.
 
     Each recording's results go to ``out_dir/<file stem>/`` (atomically); a summary of
     all of them to ``out_dir/batch_summary.csv``.  A matched file that is another matched
@@ -207,9 +210,16 @@ def run_batch(pattern: str, out_dir: Path, params: Any, *, scheduler: str | None
 
     check_params(params)            # a mistake every recording would repeat stops here, before any folder is made
     check_interleaved(interleaved)
-    files = sorted(Path(p) for p in glob.glob(os.path.expanduser(pattern)))
-    files = [f for f in files if f.is_file() or f.is_dir()]
-    check(files, f"no recordings match {pattern!r}.")
+    patterns = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
+    check(patterns, "give the recordings to analyse (files, folders or a glob such as 'recordings/*.tif').")
+    found: dict[Path, Path] = {}                # each recording once, as its first glob wrote it
+    for pat in patterns:
+        matched = [Path(p) for p in glob.glob(os.path.expanduser(str(pat)))]
+        matched = [f for f in matched if f.is_file() or f.is_dir()]
+        check(matched, f"no recordings match {str(pat)!r}.")
+        for f in matched:
+            found.setdefault(f.absolute(), f)
+    files = sorted(found.values())
     partners = partner_files(files, fluorescence_suffix)
     if partners:                # the glob matched a recording's fluorescence file too: it is not a recording itself
         skipped = [f for f in files if f.absolute() in partners]
