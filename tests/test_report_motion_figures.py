@@ -128,3 +128,22 @@ def test_the_runs_warnings_are_on_the_page():
     res.warnings = [repeat, "no contraction stood out of the noise in any region."]       # as the tool's result
     text = page_note(build_motion_report(res), "\u26a0")
     assert text.count("repeats 20 of its 146 frames") == 1 and "no contraction stood out" in text
+
+
+def test_pixels_too_plain_to_measure_are_grey_on_both_maps_and_counted_in_the_title():
+    res = _motion([WHOLE_FIELD], ["other"], n_beats=3)
+    res.displacement_max[:8] = np.nan                    # a quarter of the frame: no texture
+    res.direction = np.where(np.isnan(res.displacement_max), np.nan, 30.0)
+    fig = build_motion_report(res)
+    maps = [ax for ax in fig.axes if ax.get_title().startswith(("largest displacement", "direction"))]
+    assert maps[0].get_title() == "largest displacement (grey: too little texture, 25%)"
+    shown = maps[0].images[0]
+    grey = shown.cmap.get_bad()
+    assert grey[0] == grey[1] == grey[2] and 0.3 < grey[0] < 0.8                 # neither black nor white
+    rgb = maps[1].images[0].get_array()
+    np.testing.assert_allclose(rgb[0, 0][:3], grey[:3], atol=1e-6)
+    assert np.isfinite(rgb).all()
+    res.displacement_max[:8] = 1.0
+    res.displacement_max[0, :2] = np.nan                 # two pixels in 1024
+    titles = [ax.get_title() for ax in build_motion_report(res).axes]
+    assert "largest displacement (grey: too little texture, 0.2%)" in titles, titles

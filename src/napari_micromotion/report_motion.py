@@ -181,7 +181,9 @@ def draw_motion_maps(fig: Any, result: Any, still: np.ndarray | None = None, mas
     bar = fig.colorbar(im, ax=axes[k], fraction=0.046, pad=0.02)
     bar.set_label(f"largest displacement ({'µm' if um else 'px'})", fontsize=8)     # the page's text size
     bar.ax.tick_params(labelsize=7)
-    grey = f" (grey: too little texture, {unmeasured.mean():.0%})" if unmeasured.any() else ""
+    share = float(unmeasured.mean())
+    pct = f"{share:.0%}" if share >= 0.01 else f"{share:.1%}" if share >= 0.001 else "< 0.1%"
+    grey = f" (grey: too little texture, {pct})" if share > 0 else ""
     axes[k].set_title(f"largest displacement{grey}", fontsize=8)
     # direction as hue, brightness as displacement
     hue = (np.nan_to_num(np.asarray(result.direction, np.float64)) % 360) / 360
