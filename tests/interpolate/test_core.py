@@ -209,3 +209,25 @@ def test_run_keeps_measured_frames_exact(small_video):
     assert got.training["finetune"]["heldout_frames_excluded"] == ev["heldout_frames"] and ev["heldout_frames"]
     t, m = output_times(5, 4, 10.0)
     assert t.size == 17 and m.sum() == 5 and t[-1] == pytest.approx(0.4)
+
+
+def test_a_clearly_better_method_on_the_held_out_frames_is_named():
+    """The learned interpolator is chosen by default, whatever it scores: a recording where another method
+    reconstructs the held-out frames clearly better now says so, with the option that picks it."""
+    from napari_micromotion.interpolate.core import better_method
+
+    def scores(per_frame):
+        return {"psnr_db": float(np.mean(per_frame)), "psnr_db_per_frame": list(per_frame)}
+
+    tied = {"linear": scores([50.1, 50.2, 49.9, 50.0]), "flow": scores([49.0, 49.2, 48.8, 49.1]),
+            "learned (fine-tuned)": scores([50.0, 50.1, 50.0, 49.9])}
+    assert better_method(tied, "learned (fine-tuned)") is None                 # 0.05 dB: within the noise
+    clear = {**tied, "linear": scores([51.0, 51.3, 50.2, 50.9])}
+    said = better_method(clear, "learned (fine-tuned)")
+    assert said == ("on this recording's held-out frames linear interpolation did better than the chosen learned "
+                    "(fine-tuned) (50.9 against 50.0 dB PSNR, better on 4 of 4 frames); --method linear may suit "
+                    "it better.")
+    one_frame = {**tied, "linear": scores([53.5, 49.5, 49.5, 49.4])}            # higher mean, from one frame only
+    assert better_method(one_frame, "learned (fine-tuned)") is None
+    assert "--finetune-epochs 0" in better_method({**tied, "learned (pretrained)": scores([51, 51, 51, 51])},
+                                                  "learned (fine-tuned)")

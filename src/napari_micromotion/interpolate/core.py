@@ -22,6 +22,7 @@ neighbours; PSNR and SSIM against the held-out frames are recorded.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Generator, Iterator, Sequence
@@ -35,7 +36,7 @@ from .flows import PairFlow, flow_frame, linear_frame, pair_flow
 
 __all__ = ["METHODS", "Normaliser", "Interpolator", "LinearInterpolator", "FlowInterpolator", "LearnedInterpolator",
            "heldout_frames", "psnr_ssim", "iter_interpolate", "Interpolation", "make_interpolator", "output_times",
-           "synthesize"]
+           "synthesize", "better_method", "BETTER_BY_DB"]
 
 METHODS = ("linear", "flow", "learned")
 
@@ -264,6 +265,35 @@ def evaluate(video: Any, held: np.ndarray, interps: dict[str, Interpolator], dat
                    "psnr_db_per_frame": [round(x, 3) for x in v["psnr_db"]]} for name, v in scores.items()}
 
 
+#: a method beats the chosen one on the held-out frames, for a warning, when its mean PSNR is this much higher (dB):
+#: a few held-out frames' means differ by tenths of a dB from frame to frame alone
+BETTER_BY_DB = 0.5
+#: how to choose each evaluated method on the command line
+_CHOOSE = {"linear": "--method linear", "flow": "--method flow", "learned (pretrained)": "--finetune-epochs 0",
+           "learned (fine-tuned)": "--method learned"}
+
+
+def better_method(scores: dict[str, dict[str, Any]], chosen: str) -> str | None:
+    """A warning when a method other than *chosen* reconstructed the held-out frames clearly better (mean PSNR
+    :data:`BETTER_BY_DB` higher and better on most frames), else ``None``; *scores*: ``evaluation["methods"]``."""
+    mine = scores.get(chosen)
+    if not mine or not math.isfinite(mine.get("psnr_db", math.nan)):
+        return None
+    rivals = {k: v for k, v in scores.items() if k != chosen and math.isfinite(v.get("psnr_db", math.nan))}
+    if not rivals:
+        return None
+    best = max(rivals, key=lambda k: rivals[k]["psnr_db"])
+    gain = rivals[best]["psnr_db"] - mine["psnr_db"]
+    ours, theirs = np.asarray(mine.get("psnr_db_per_frame", [])), np.asarray(rivals[best].get("psnr_db_per_frame", []))
+    most = ours.size == theirs.size and ours.size > 0 and np.mean(theirs > ours) > 0.5
+    if gain < BETTER_BY_DB or not most:
+        return None
+    how = _CHOOSE.get(best, "another --method")
+    return (f"on this recording's held-out frames {best} interpolation did better than the chosen {chosen} "
+            f"({rivals[best]['psnr_db']:.1f} against {mine['psnr_db']:.1f} dB PSNR, better on "
+            f"{int(np.sum(theirs > ours))} of {ours.size} frames); {how} may suit it better.")
+
+
 def error_correlation(err: np.ndarray, unc: np.ndarray, box_px: int = 5) -> float:
     """Pearson correlation of the absolute error and the stated uncertainty, both averaged over *box_px* boxes.
 
@@ -363,6 +393,9 @@ def iter_interpolate(video: Any, fps: float, *, factor: int = 2, method: str = "
         which = interps if evaluate_methods else {chosen: interps[chosen]}
         evaluation["methods"] = yield from evaluate(video, held, which, norm.range, engine)
         timings["evaluate"] = time.perf_counter() - t0
+        better = better_method(evaluation["methods"], chosen)
+        if better:
+            warnings.append(better)
     else:
         warnings.append("the video is too short to hold out frames; no held-out PSNR/SSIM.")
     # the output
