@@ -345,3 +345,14 @@ def test_the_small_windows_refinement_does_not_run_off_to_another_stripe():
     length = np.hypot(d[0], d[1])
     assert length.max() < 30 and (length > 9).mean() < 0.025                # was 90 px and 3.7 % above 9 px
     assert (np.hypot(d[0], d[1] - 3.0) > 1.5).mean() < 0.085                # and no more pixels wrong (8.1 %)
+
+
+@pytest.mark.parametrize("start", ["dis", "auto"])
+def test_a_large_shift_started_from_dense_inverse_search_is_refined_by_lk(texture, start):
+    """--flow-start dis/auto: the frame's field starts from OpenCV's DIS (a patch search) and lk refines it."""
+    frame = ndimage.shift(texture, (0.0, 6.0), order=3, mode="reflect")       # content moves 6 px along x
+    est = FlowEstimator(texture, FlowParams(start=start))
+    d = est(frame)[:, 12:-12, 12:-12]
+    assert np.median(np.abs(d[1] - 6.0)) < 0.05 and np.median(np.abs(d[0])) < 0.05
+    with pytest.raises(MicromotionError, match="starting estimate must be one of pyramid, dis, auto"):
+        FlowEstimator(texture, FlowParams(start="sift"))
