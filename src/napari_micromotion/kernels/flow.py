@@ -261,7 +261,7 @@ class FlowParams:
                             "from OpenCV's dense inverse search (a patch search), refined by lk; auto: dis where the "
                             "pyramid's coarsest level sees more than 1 px of motion.  On the shared sarcomere clip "
                             "(7-9 px) dis or auto left far fewer pixels at a wrong striation; on stripes with little "
-                            "other texture the patch search can take the neighbouring stripe.")
+                            "other texture the patch search can take the neighbouring stripe everywhere.")
     reference_frames: int = param(5, label="frames in the reference", min=1, max=101, flag="--reference-frames",
                                   advanced=True,
                                   help="The reference image is the mean of this many frames centred on the reference "
