@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .recording import Recording
+from .recording import Recording, frames_to_skip
 from .rois import KIND_COLOURS, KINDS, ROI
 
 __all__ = ["META_KEY", "KIND_COLOURS", "PART_FEATURE", "is_part", "display_limits", "recording_layers", "rois_layer", "rois_from_shapes",
@@ -68,8 +68,7 @@ def recording_layers(rec: Recording, name_prefix: str = "") -> list[tuple[Any, d
     """
     meta = {"fps": rec.fps, "pixel_size_um": rec.pixel_size_um, "provenance": rec.provenance}
     # grey levels for display from frames past a fade-in the reader found (its dark frames would saturate the rest)
-    fade = (rec.provenance.get("transmission") or {}).get("fade_in_frames") if isinstance(rec.provenance, dict) else 0
-    first = min(int(fade or 0), rec.n_frames - 1)
+    first = min(frames_to_skip(rec.provenance), rec.n_frames - 1)
     layers = [(rec.transmission, {"name": f"{name_prefix}transmission", "colormap": "gray",
                                   "contrast_limits": display_limits(rec.transmission, first),
                                   "scale": _scale(rec, 3), "metadata": {META_KEY: {**meta, "role": "transmission"}}},

@@ -325,6 +325,7 @@ def _describe(rec: Any) -> str:
 
 def _load_inputs(args: argparse.Namespace):
     from .io import read_recording
+    from .recording import FADE_IN_WORDS, frames_to_skip
     from .rois import read_rois
 
     with warnings.catch_warnings(record=True) as caught:     # said below, once --frames is known
@@ -339,8 +340,8 @@ def _load_inputs(args: argparse.Namespace):
 
         a, b = parse_validation(args.frames)
         rec = rec.keep_frames(a, b)
-        if not any(" fades in: " in str(w) for w in rec.provenance.get("warnings", [])):   # its advice followed
-            said = [w for w in said if " fades in: " not in w]
+        if not frames_to_skip(rec.provenance):        # the reader's advice to skip a fade-in is followed
+            said = [w for w in said if FADE_IN_WORDS not in w]
     for w in said:
         _warn(args, w)
     return rec, rois

@@ -17,24 +17,37 @@ import numpy as np
 
 from .errors import MicromotionError, check
 
-__all__ = ["Recording", "as_time_series", "kept_frames_provenance"]
+__all__ = ["Recording", "as_time_series", "kept_frames_provenance", "frames_to_skip", "FADE_IN_WORDS"]
 
 #: The fewest frames any analysis can use (a band-pass filter needs a few periods).
 MIN_FRAMES = 16
+
+
+#: the words the reader's fade-in warning is known by (``io`` writes "<file> fades in: its first N frames ...")
+FADE_IN_WORDS = " fades in: "
+
+
+def frames_to_skip(provenance: Any) -> int:
+    """How many of a recording's first frames a fade-in still darkens: the reader found it
+    (``transmission.fade_in_frames``, in the file's frames) and its warning stands; 0 when there is none or the
+    recording was cut past it (``"frames"``, see :func:`kept_frames_provenance`)."""
+    if not isinstance(provenance, dict) or not any(FADE_IN_WORDS in str(w) for w in provenance.get("warnings") or []):
+        return 0
+    fade = int((provenance.get("transmission") or {}).get("fade_in_frames") or 0)
+    return max(0, fade - int((provenance.get("frames") or [0])[0]))
 
 
 def kept_frames_provenance(provenance: dict[str, Any] | None, start: int, stop: int) -> dict[str, Any]:
     """*provenance* of a recording cut to its frames ``start:stop``.
 
     ``"frames"`` counts in the file's frames (a cut of a cut adds up); the reader's warning that the video fades
-    in is dropped once the cut starts past the fade (its ``transmission.fade_in_frames``), as that is what it
-    advised.
+    in is dropped once the cut starts past the fade (:func:`frames_to_skip`), as that is what it advised.
     """
     prov = dict(provenance or {})
     first = int((prov.get("frames") or [0])[0])
-    fade = (prov.get("transmission") or {}).get("fade_in_frames") or 0
-    if fade and first + start >= fade:
-        prov["warnings"] = [w for w in prov.get("warnings", []) if " fades in: " not in str(w)]
+    skip = frames_to_skip(prov)
+    if skip and start >= skip:
+        prov["warnings"] = [w for w in prov.get("warnings", []) if FADE_IN_WORDS not in str(w)]
     prov["frames"] = [first + int(start), first + int(stop)]
     return prov
 

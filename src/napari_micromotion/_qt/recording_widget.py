@@ -244,13 +244,11 @@ class RecordingWidget(QWidget):
 
     def _show_frame_range(self, layer: Any) -> None:
         """The keep-frames field for *layer*: all its frames, or those after a fade-in the reader found."""
+        from ..recording import frames_to_skip
+
         n = _frames_of(layer)
-        prov = plugin_meta(layer).get("provenance") if layer is not None else None
-        prov = prov if isinstance(prov, dict) else {}
-        faded = any(" fades in: " in str(w) for w in prov.get("warnings", []) or [])
-        fade = int((prov.get("transmission") or {}).get("fade_in_frames") or 0) if faded else 0
-        first = int((prov.get("frames") or [0])[0])
-        self.frame_range.setText(f"{min(max(0, fade - first), max(0, n - 1))}:{n}" if n else "")
+        skip = frames_to_skip(plugin_meta(layer).get("provenance") if layer is not None else None)
+        self.frame_range.setText(f"{min(skip, max(0, n - 1))}:{n}" if n else "")
         self.frame_range.setEnabled(n > 0)
         self.keep_button.setEnabled(n > 0)
 
