@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import MicromotionError, check, check_folder
-from .recording import Recording
+from .recording import FADE_IN_WORDS, Recording
 
 __all__ = [
     "StackInfo",
@@ -101,8 +101,7 @@ def file_checksum(path: str | os.PathLike, algorithm: str = "sha256", chunk_byte
     ``videoinfos.txt``), so that notes, a licence or hidden files beside the frames do not change it."""
     p = Path(path)
     h = hashlib.new(algorithm)
-    files = sorted((f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                    and (f.name.lower().endswith(TIFF_SUFFIXES) or f.name == "videoinfos.txt")),
+    files = sorted((f for f in p.iterdir() if _is_frame_file(f) or (f.name == "videoinfos.txt" and f.is_file())),
                    key=lambda f: natural_key(f.name)) if p.is_dir() else [p]
     for f in files:
         if p.is_dir():
@@ -468,8 +467,7 @@ def _read_tiff(path: Path, max_bytes: int) -> StackInfo:
     try:
         data, axes = _normalise_axes(data, axes, path.name)
     except MicromotionError as exc:
-        siblings = [f for f in path.parent.iterdir() if f.is_file() and f.name.lower().endswith(TIFF_SUFFIXES)
-                    and not f.name.startswith(".")]
+        siblings = [f for f in path.parent.iterdir() if _is_frame_file(f)]
         if "single image" not in str(exc) or len(siblings) < 2:
             raise
         # one frame of a series saved as one file per frame: the video is the folder
@@ -559,11 +557,16 @@ def _decode_to_scratch(tf: Any, series: Any, path: Path, shape: tuple[int, ...],
     return ro
 
 
+def _is_frame_file(f: Path) -> bool:
+    """Whether *f* is a TIFF a folder of frames is read from: not hidden (macOS's ``._frame_1.tif`` AppleDouble
+    companions are not frames)."""
+    return f.name.lower().endswith(TIFF_SUFFIXES) and not f.name.startswith(".") and f.is_file()
+
+
 def _holds_tiffs(folder: Path) -> bool:
-    """Whether *folder* holds a (visible) TIFF file; ``False`` when it cannot be listed."""
+    """Whether *folder* holds a frame file (:func:`_is_frame_file`); ``False`` when it cannot be listed."""
     try:
-        return any(f.name.lower().endswith(TIFF_SUFFIXES) and not f.name.startswith(".") and f.is_file()
-                   for f in folder.iterdir())
+        return any(_is_frame_file(f) for f in folder.iterdir())
     except OSError:
         return False
 
@@ -571,11 +574,7 @@ def _holds_tiffs(folder: Path) -> bool:
 def _read_tiff_folder(folder: Path, max_bytes: int) -> StackInfo:
     import tifffile
 
-    files = sorted(
-        (f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(TIFF_SUFFIXES)
-         and not f.name.startswith(".")),     # hidden files: macOS's ._frame_1.tif AppleDouble companions
-        key=lambda f: natural_key(f.name),
-    )
+    files = sorted((f for f in folder.iterdir() if _is_frame_file(f)), key=lambda f: natural_key(f.name))
     if not files:
         inner = sorted((d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _holds_tiffs(d)),
                        key=lambda d: natural_key(d.name))
@@ -671,7 +670,7 @@ def _read_video(path: Path, max_bytes: int, interleaved: int = 1) -> StackInfo:
         n = max(1, int(interleaved))
         first, last = -(-fade // n), len(frames) // n
         whose = "" if n == 1 else f" of each of its {n} interleaved channels"
-        msg = (f"{path.name} fades in: its first {fade} frames are darker than the rest (mean grey level "
+        msg = (f"{path.name}{FADE_IN_WORDS}its first {fade} frames are darker than the rest (mean grey level "
                f"{means[0]:.3g} rising to {float(np.median(means)):.3g}), as an edited clip does; "
                f"that change is not motion, so analyse from frame {first}{whose} on (--frames {first}:{last}).")
         warnings.warn(msg, UserWarning, stacklevel=3)
