@@ -38,13 +38,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..recording import Recording
     from ..rois import ROI
 
-__all__ = ["Session", "RecordingChoice", "get_session", "unwrap_viewer", "plugin_meta", "spatial_transform"]
+__all__ = ["Session", "RecordingChoice", "get_session", "unwrap_viewer", "plugin_meta", "spatial_transform", "layer_array"]
 
 log = logging.getLogger("napari_micromotion")
 _SESSIONS: dict[int, "Session"] = {}
 
 
-def _layer_array(layer: Any) -> Any:
+def layer_array(layer: Any) -> Any:
+    """*layer*'s data at full resolution (the first level of a multiscale layer)."""
     data = layer.data
     if getattr(layer, "multiscale", False):
         data = data[0]
@@ -238,7 +239,7 @@ class Session(QObject):
     # ------------------------------------------------------------ building core inputs
     def channel_view(self, layer: Any, channel: int | None, what: str) -> Any:
         """*layer*'s (T, Y, X) data; of a (T, C, Y, X) layer the *channel* (*what* names it in messages)."""
-        data = _layer_array(layer)
+        data = layer_array(layer)
         if data.ndim == 4:
             n = data.shape[1]
             c = 0 if channel is None else int(channel)
@@ -264,9 +265,9 @@ class Session(QObject):
         fl = None
         if fl_layer is not None:
             fl = self.channel_view(fl_layer, self.choice.fluorescence_channel, "fluorescence")
-        elif _layer_array(trans).ndim == 4 and _layer_array(trans).shape[1] == 2:
+        elif layer_array(trans).ndim == 4 and layer_array(trans).shape[1] == 2:
             c = 0 if self.choice.channel is None else int(self.choice.channel) % 2
-            fl = _layer_array(trans)[:, 1 - c]
+            fl = layer_array(trans)[:, 1 - c]
         prov = dict(plugin_meta(trans).get("provenance") or {})
         prov.update({"transmission_layer": trans.name,
                      "fluorescence_layer": fl_layer.name if fl_layer is not None else None,
@@ -287,7 +288,7 @@ class Session(QObject):
     def image_from_layer(self, layer: Any) -> tuple[np.ndarray, int]:
         """The frame of *layer* under napari's time slider, as ``(Y, X)`` float32, and its index (an image tool's input)."""
         check(layer is not None, "choose an image layer first.")
-        data = _layer_array(layer)
+        data = layer_array(layer)
         check(data.dtype.kind in "iuf", f"{layer.name!r} holds {'true/false values (a mask)' if data.dtype.kind == 'b' else data.dtype}, "
                                         "not an image's intensities.")
         if data.ndim == 2:

@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
 
 from .._layers import META_KEY, display_limits, recording_layers
 from ..errors import MicromotionError
-from ._state import _layer_array, get_session, plugin_meta, unwrap_viewer
+from ._state import get_session, layer_array, plugin_meta, unwrap_viewer
 from ._tasks import notify_error
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,7 +39,7 @@ NONE = "(none)"
 
 def _frames_of(layer: Any) -> int:
     """How many frames (axis 0) *layer* has; 0 for no layer or one that is not a time series."""
-    data = _layer_array(layer) if layer is not None else None
+    data = layer_array(layer) if layer is not None else None
     return int(data.shape[0]) if getattr(data, "ndim", 0) >= 3 else 0
 
 
