@@ -271,6 +271,10 @@ def test_frames_is_taken_into_account_by_what_the_command_says(tmp_path, capsys)
     assert "fades in" in err and "recording: 40 frames" in err and "frame rate from video container" in err
     assert main([*args, str(tmp_path / "b"), "--frames", "6:40"]) == 0
     assert "fades in" not in capsys.readouterr().err
+    # a slice's open end runs to the last frame, as in Python: 6: is 6:40 (it used to be refused)
+    assert main([*args, str(tmp_path / "open"), "--frames", "6:"]) == 0
+    assert "fades in" not in capsys.readouterr().err
+    assert ((tmp_path / "open" / "contraction.csv").read_text() == (tmp_path / "b" / "contraction.csv").read_text())
     assert main([*args, str(tmp_path / "c"), "--frames", "0:12"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err, 2)

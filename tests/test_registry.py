@@ -193,3 +193,15 @@ def test_toy_tool_gets_a_subcommand_and_writes_atomically(flip_tool, sim_dir, tm
     assert code == 2 and "exists" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == before
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".")]     # no temporary leftovers
+
+
+def test_frame_ranges_read_like_python_slices():
+    from napari_micromotion.errors import MicromotionError
+
+    assert schema.parse_frame_range("6:40") == (6, 40)
+    assert schema.parse_frame_range(" 12 : ", 48) == (12, 48) and schema.parse_frame_range(":30", 48) == (0, 30)
+    with pytest.raises(MicromotionError, match="needs its STOP here"):
+        schema.parse_frame_range("12:")            # nothing to run to: a parameter read before the video is
+    for bad in ("6-40", ":", "a:b", "1:2:3", ""):
+        with pytest.raises(MicromotionError, match="must look like START:STOP"):
+            schema.parse_frame_range(bad, 48)

@@ -129,7 +129,8 @@ def _add_recording_args(p: argparse.ArgumentParser, tool: bool = False) -> None:
     p.add_argument("--pixel-size", type=_positive_float, metavar="UM", help="pixel size in micrometres (overrides metadata)")
     p.add_argument("--rois", help="ROI file: JSON, ImageJ .roi or RoiSet.zip")
     p.add_argument("--frames", metavar="START:STOP",
-                   help="analyse only these frames (0-based, half-open), e.g. to drop a fade-in; the outputs count "
+                   help="analyse only these frames (0-based, half-open; START: runs to the end), e.g. 12: to drop a "
+                        "fade-in; the outputs count "
                         "frames and times from START (frame 0, 0 s), and the run record keeps START:STOP")
 
 
@@ -338,7 +339,7 @@ def _load_inputs(args: argparse.Namespace):
     if getattr(args, "frames", None):
         from .pipeline import parse_validation
 
-        a, b = parse_validation(args.frames)
+        a, b = parse_validation(args.frames, rec.n_frames)
         rec = rec.keep_frames(a, b)
         if not frames_to_skip(rec.provenance):        # the reader's advice to skip a fade-in is followed
             said = [w for w in said if FADE_IN_WORDS not in w]

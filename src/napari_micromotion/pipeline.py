@@ -77,9 +77,9 @@ def default_validation(n_frames: int) -> tuple[int, int]:
     return 0, int(round(n_frames * PAPER_VALIDATION / PAPER_FRAMES))
 
 
-def parse_validation(text: str) -> tuple[int, int]:
-    """Parse ``START:STOP`` (0-based, half-open frames)."""
-    return schema.parse_frame_range(text)
+def parse_validation(text: str, n_frames: int | None = None) -> tuple[int, int]:
+    """Parse ``START:STOP`` (0-based, half-open frames; ``START:`` or ``:STOP`` when *n_frames* is known)."""
+    return schema.parse_frame_range(text, n_frames)
 
 
 def training_segments(n_frames: int, validation: tuple[int, int]) -> list[tuple[int, int]]:

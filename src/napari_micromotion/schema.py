@@ -228,12 +228,18 @@ def _default_of(f: dataclasses.Field) -> Any:
 
 
 # ---------------------------------------------------------------- values as text
-def parse_frame_range(text: str) -> tuple[int, int]:
-    """``START:STOP`` (0-based, half-open frames) as a pair of ints."""
-    parts = str(text).split(":")
-    check(len(parts) == 2 and all(p.strip().lstrip("-").isdigit() for p in parts),
+def parse_frame_range(text: str, n_frames: int | None = None) -> tuple[int, int]:
+    """``START:STOP`` (0-based, half-open frames) as a pair of ints.
+
+    As in a Python slice either end may be left out when *n_frames* is known: ``START:`` runs to the
+    last frame, ``:STOP`` starts at frame 0 (``12:`` drops a 12-frame fade-in).
+    """
+    parts = [p.strip() for p in str(text).split(":")]
+    check(len(parts) == 2 and any(parts) and all(p == "" or p.lstrip("-").isdigit() for p in parts),
           f"a frame range must look like START:STOP in frames (e.g. 0:3072), got {text!r}.")
-    return int(parts[0]), int(parts[1])
+    check(parts[1] != "" or n_frames is not None,
+          f"the frame range {text!r} needs its STOP here (e.g. {parts[0]}:3072).")
+    return (int(parts[0]) if parts[0] else 0), (int(parts[1]) if parts[1] else int(n_frames))
 
 
 def format_value(spec: ParamSpec, value: Any) -> str:

@@ -431,6 +431,9 @@ def test_the_data_tab_keeps_the_frames_after_a_fade_in(make_napari_viewer, tmp_p
     n0, n_layers = n_notifications(), len(viewer.layers)
     assert rec_w.keep_frames() == [] and len(viewer.layers) == n_layers
     assert any("must look like START:STOP" in m for _, m in notifications_since(n0))
+    rec_w.frame_range.setText("4:")               # an open end runs to the last frame, as in a Python slice
+    again_t, _ = rec_w.keep_frames()
+    assert again_t.data.shape[0] == 30 and rec_w.recording().provenance["frames"] == [10, 40]
 
 
 def test_the_data_tab_opens_interleaved_channels_and_says_what_the_reader_warns(make_napari_viewer, tmp_path):

@@ -259,9 +259,10 @@ class RecordingWidget(QWidget):
         from ..schema import parse_frame_range
 
         try:
+            rec = self.recording()
             if start is None or stop is None:
-                start, stop = parse_frame_range(self.frame_range.text())
-            rec = self.recording().keep_frames(start, stop)
+                start, stop = parse_frame_range(self.frame_range.text(), rec.n_frames)
+            rec = rec.keep_frames(start, stop)
         except MicromotionError as exc:
             notify_error(exc)
             return []
