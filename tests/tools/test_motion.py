@@ -143,6 +143,11 @@ def test_a_real_microbundle_gives_its_four_beats(tmp_path):
     np.testing.assert_allclose(peaks, [7, 29, 50, 71], atol=1.5)
     rate = res.beat_rates[0]
     assert rate.n_beats == 4 and rate.rate_bpm == pytest.approx(60 * 30 / 21.3, rel=0.05)
+    # the tissue rests at its reference frame: no false 0.2 px floor (the frames' brightness was matched to the
+    # pre-smoothed reference's mean, and the black bars' 0.03 % read as 0.19 px of drift, subtracted from all)
+    trace = res.displacement["frame"]
+    assert trace[res.reference_frame] < 0.05 and np.abs(res.drift_px).max() < 0.1
+    assert trace.max() - np.percentile(trace, 10) > 0.4           # the beats' full height above the rest
 
 
 def test_save_flow_writes_every_field_and_leaves_no_scratch(motion_sim, tmp_path, capsys):

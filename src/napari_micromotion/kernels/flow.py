@@ -316,9 +316,12 @@ class FlowEstimator:
         ref = np.asarray(reference, np.float32)
         check(ref.ndim == 2 and min(ref.shape) >= MIN_FRAME_PX,
               f"optical flow needs frames of at least {MIN_FRAME_PX} x {MIN_FRAME_PX} px.")
+        # the brightness a frame is matched to, taken before the pre-smoothing as the frame's own mean is: the
+        # smoothing moves an image's mean at its borders (0.03 % on the shared microbundle recording), and a frame
+        # identical to the reference then read as moving (up to 0.06 px, 0.16 px on the drift's coarse copy)
+        self.mean = float(ref.mean()) or 1.0
         ref = self._smooth(ref)
         self.shape = ref.shape
-        self.mean = float(ref.mean()) or 1.0
         #: frames are brought to the reference's brightness (lamp flicker) by a gain, if one applies (gain_applies)
         self.gain_matched = gain_applies(ref)
         self.ref = ref
