@@ -179,3 +179,31 @@ def test_auto_beats_stay_band_pass_energy_when_nothing_contracts(sim):
                                                                   beats_from="contraction"))
     assert not [b for b in forced.beats if b.source == "transmission"]
     assert [r.source for r in forced.beat_rates if r.roi == "silent" and r.source != "fluorescence"] == ["motion"]
+
+
+def test_motion_beats_where_the_traces_do_not_stand_out_of_the_noise_are_flagged():
+    """Contraction beats in a region whose motion does not stand out of the noise are kept, and the run's warnings
+    say they may be noise or a neighbour's echo (as the motion tool's do)."""
+    from types import SimpleNamespace
+
+    from napari_micromotion.methods.flow import FlowState
+
+    fps, n = 20.0, 400
+    t = np.arange(n) / fps
+    beat = np.clip(np.sin(2 * np.pi * 0.5 * t), 0, None) ** 4          # a contraction every 2 s
+    traces = {"cell": (0.5 * beat).astype(np.float32), "echo": (0.02 + 0.01 * beat).astype(np.float32)}
+    state = FlowState(path=None, shape=(n, 16), reference_frame=0, field_trace=traces["cell"], region_traces=traces,
+                      quiet_regions={"echo": 1.1})
+    masks = SimpleNamespace(names=["cell", "echo"], kinds=["strong", "silent"])
+    ctx = SimpleNamespace(masks=masks, fps=fps, warnings=[], recording=SimpleNamespace(measured_every=1),
+                          roi_names=lambda: ["cell", "echo"])
+    flow = METHODS["flow"]
+    beats, rates = flow.beat_rows(ctx, flow.Params(), state)
+    n_echo = len([b for b in beats if b.roi == "echo"])
+    assert len([b for b in beats if b.roi == "cell"]) == 10 and n_echo == 10
+    assert next(r for r in rates if r.roi == "echo").n_beats == n_echo
+    assert len(ctx.warnings) == 1 and ctx.warnings[0].startswith("the beats of echo (10 beats; 1.10x) may be noise")
+    state.quiet_regions = {}
+    ctx.warnings.clear()
+    flow.beat_rows(ctx, flow.Params(), state)
+    assert not ctx.warnings

@@ -20,7 +20,12 @@ principal components that stand out of the noise, and drops the rest:
 * the prediction is made again with the motion found so far projected out of the
   differences (frequent strong beats would otherwise leak into the "quiet" ones);
 * components above ``edge_factor`` times that edge are kept (at least one: a region whose
-  motion hides in the noise keeps its strongest pattern, as a matched filter would).
+  motion hides in the noise keeps its strongest pattern, as a matched filter would, and is
+  marked as such, :attr:`LowRank.above_noise`: the motion tool and the flow method warn about
+  beats found there, which may be a neighbour's motion seen through the flow window; on
+  9000-frame simulations a silent cell next to a strong one stood at 1.10-1.18 times the edge
+  and had up to 5 such echoes counted as beats, but on short ones the weak cell, whose beats are
+  real, stood as low as 1.21 and a silent cell as high as 1.45, so they are not dropped).
 
 A region that contracts as one pattern keeps one component, two cells beating on their own
 keep two, a propagating wave a few.  The contraction trace is the mean magnitude of the
@@ -38,7 +43,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["RegionFields", "LowRank", "low_rank"]
+__all__ = ["RegionFields", "LowRank", "low_rank", "EDGE_FACTOR", "quiet_regions", "quiet_warning"]
+
+#: components whose singular value exceeds this multiple of the noise edge stand out of the noise
+EDGE_FACTOR = 1.2
 
 
 @dataclass
@@ -53,9 +61,13 @@ class LowRank:
     singular_values: np.ndarray
     #: the predicted largest singular value of the noise alone
     noise_edge: float
+    #: whether any component stands out of the noise (the largest singular value above ``edge_factor`` times the
+    #: edge); when none does, the strongest one is kept all the same (:func:`low_rank`), but the region shows no
+    #: motion of its own that the noise could not also explain
+    above_noise: bool = True
 
 
-def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, max_rank: int | None = None,
+def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = EDGE_FACTOR, max_rank: int | None = None,
              measured_every: int = 1) -> LowRank:
     """Keep the principal components of block fields *x* ``(T, 2, B)`` that stand out of the noise.
 
@@ -125,7 +137,26 @@ def low_rank(x: np.ndarray, weights: np.ndarray, *, edge_factor: float = 1.2, ma
     vk = patterns(k)
     kept = (xc @ vk) @ vk.T
     out = ((kept + mean) / scale).reshape(t_len, two, n_blocks)
-    return LowRank(out, k, s[:8].copy(), float(edge))
+    return LowRank(out, k, s[:8].copy(), float(edge), above_noise=bool(s[0] > edge_factor * edge))
+
+
+def quiet_regions(names: Sequence[str], kept: Sequence[LowRank | None]) -> dict[str, float]:
+    """The regions among *names* whose motion does not stand out of the noise (:attr:`LowRank.above_noise`), each
+    with its strongest component's singular value over the noise edge."""
+    return {name: float(lr.singular_values[0] / lr.noise_edge) for name, lr in zip(names, kept)
+            if lr is not None and not lr.above_noise and lr.noise_edge > 0}
+
+
+def quiet_warning(quiet: dict[str, float], beats: Sequence[Any]) -> str:
+    """One sentence on the regions of :func:`quiet_regions` that *beats* (rows with a ``roi``) has beats in (empty
+    when there are none)."""
+    counts = {r: (v, sum(1 for b in beats if b.roi == r)) for r, v in quiet.items()}
+    said = ", ".join(f"{r} ({n} beat{'s' if n != 1 else ''}; {v:.2f}x)" for r, (v, n) in counts.items() if n)
+    if not said:
+        return ""
+    return (f"the beats of {said} may be noise or a neighbouring cell's motion seen through the flow window: no "
+            f"motion pattern there stands out of the noise (its strongest is below {EDGE_FACTOR:g} times the "
+            "noise's own).")
 
 
 class RegionFields:
@@ -218,7 +249,7 @@ class RegionFields:
                     small = cv2.resize(src, (src.shape[1] // b, src.shape[0] // b), interpolation=cv2.INTER_AREA)
                     out[first + i, c] = small.ravel()[keep] * (area / cnt)
 
-    def traces(self, fps: float, *, denoise: bool = True, edge_factor: float = 1.2, measured_every: int = 1
+    def traces(self, fps: float, *, denoise: bool = True, edge_factor: float = EDGE_FACTOR, measured_every: int = 1
                ) -> tuple[np.ndarray, np.ndarray, list[LowRank | None]]:
         """``(R, T)`` contraction traces (mean displacement magnitude, px), ``(R, T)`` speeds (px/s), and per region
         the :class:`LowRank` it kept (``None`` without *denoise*; *measured_every*: see :func:`low_rank`)."""

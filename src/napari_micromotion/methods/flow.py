@@ -31,7 +31,7 @@ import numpy as np
 from ..errors import check
 from ..kernels.contraction import ContractionBeatParams, difference_sd, find_contraction_beats
 from ..kernels.flow import FlowEstimator, FlowParams, FlowStream, most_relaxed_frame, pair_starts, reference_image
-from ..kernels.region_motion import RegionFields
+from ..kernels.region_motion import RegionFields, quiet_regions, quiet_warning
 from ..progress import Progress
 from ..results import WHOLE_FIELD, BeatRateRow, BeatRow
 from ..schema import param
@@ -80,6 +80,9 @@ class FlowState:
     #: region name -> (T,) contraction trace: with the noise components removed (``denoise_traces``), else the
     #: region's mean displacement magnitude
     region_traces: dict[str, np.ndarray] = field(default_factory=dict)
+    #: regions where no motion pattern stands out of the noise (:attr:`~..kernels.region_motion.LowRank.above_noise`),
+    #: with that pattern's singular value over the noise edge: beats found there are flagged (noise, or a neighbour)
+    quiet_regions: dict[str, float] = field(default_factory=dict)
     _cleanup: Any = field(default=None, repr=False, compare=False)
 
     def magnitudes(self) -> np.ndarray:
@@ -182,12 +185,14 @@ class FlowMagnitude(Method):
                 _remove(path)
             raise
         if collector is not None:
-            disp, _, _ = collector.traces(ctx.fps, measured_every=every)
+            disp, _, kept = collector.traces(ctx.fps, measured_every=every)
             traces = {name: disp[k].astype(np.float32) for k, name in enumerate(names)}
+            quiet = quiet_regions(names, kept)
         else:
             traces = {name: means[:, k] for k, name in enumerate(names)} if means is not None else {}
+            quiet = {}
         state = FlowState(path=path, shape=(n, ny * nx), reference_frame=ref, field_trace=trace.astype(np.float32),
-                          region_traces=traces)
+                          region_traces=traces, quiet_regions=quiet)
         if path is not None:
             state._cleanup = weakref.finalize(state, _remove, path)
         return state
@@ -242,6 +247,9 @@ class FlowMagnitude(Method):
                 beats.append(BeatRow(roi=name, kind=kind, source=SOURCE, beat=k + 1, time_s=b.onset_s,
                                      rr_s=float(rr[k - 1]) if k else float("nan"), peak_time_s=b.peak_time_s))
             rates.append(BeatRateRow(roi=name, kind=kind, source=SOURCE, **beat_stats(peaks)))
+        echo = quiet_warning(state.quiet_regions, beats) if state is not None else ""
+        if echo:
+            ctx.warnings.append(echo)
         return beats, rates
 
     def restore(self, folder: Path | None, results: Any) -> None:

@@ -50,7 +50,7 @@ from ..beats import beat_stats
 from ..errors import check
 from ..kernels.contraction import ContractionBeatParams, find_contraction_beats
 from ..kernels.flow import FlowParams, FlowStream, most_relaxed_frame
-from ..kernels.region_motion import RegionFields
+from ..kernels.region_motion import RegionFields, quiet_regions, quiet_warning
 from ..layout import Entry, ImageEntry, TableEntry, read_number_table, write_frame_table
 from ..progress import Progress
 from ..results import WHOLE_FIELD, BeatRateRow, BeatRow, Row
@@ -316,6 +316,9 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         yield Progress("motion", 0.97, "taking the noise out of the region traces")
         disp, speed, kept = collector.traces(fps, measured_every=every)
         components = {r: (lr.rank if lr is not None else 0) for r, lr in zip(regions, kept)}
+        quiet = quiet_regions(regions, kept)    # no motion above the noise: beats there could be noise or an echo
+    else:
+        quiet = {}
     beats: list[BeatRow] = []
     beat_params: list[BeatParamRow] = []
     rates: list[BeatRateRow] = []
@@ -350,6 +353,9 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
         warnings.append("the frames' intensities go below zero (offset-subtracted data?), so changes in brightness "
                         "between frames (lamp flicker) could not be told from motion; if you can, use the raw camera "
                         "frames.")
+    echo = quiet_warning(quiet, beats)
+    if echo:
+        warnings.append(echo)
     if not any(len([b for b in beats if b.roi == r]) for r in regions):
         warnings.append("no contraction stood out of the noise in any region; is the frame rate right, and does the "
                         "recording hold a beat?")
