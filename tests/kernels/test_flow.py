@@ -363,7 +363,7 @@ def test_a_frame_like_the_reference_does_not_move(texture, engine):
     """A frame identical to the reference read as moving: its brightness was matched to the mean of the
     pre-smoothed reference, which the smoothing moves at hard borders (the shared microbundle's black bars:
     0.03 %), and the lk engine took that gain for motion (up to 0.06 px there; 0.19 px of false drift).
-    (OpenCV's Farneback, the baseline's estimator, reads up to 1.7 px on this pair by itself.)"""
+    (OpenCV's Farneback, the baseline's estimator, reads 1.2 px on this pair by itself.)"""
     img = 40000 + 30 * (texture - 1000)        # a bright 16-bit frame ...
     img[:, :12] = 0.0                          # ... between black bars, as a microscope's cropped field
     img[:, -9:] = 0.0
