@@ -57,7 +57,7 @@ from ..errors import MicromotionError, check
 from ..schema import param
 
 __all__ = ["FlowParams", "FlowEstimator", "ENGINES", "most_relaxed_frame", "require_cv2", "FlowStream", "reference_image",
-           "smoothing_scales", "texture_noise_factor"]
+           "smoothing_scales", "texture_noise_factor", "structure_tensor"]
 
 ENGINES = ("lk", "farneback", "dis")
 #: how the lk engine starts a frame without an estimate (FlowParams.start)
@@ -80,6 +80,18 @@ SCALE_STEP = 2.0
 
 
 
+def structure_tensor(image: np.ndarray, window_px: float) -> tuple[np.ndarray, ...]:
+    """``(gx, gy, sxx, syy, sxy)``: *image*'s gradients (Sobel, per pixel) and their products averaged over a
+    Gaussian window of SD *window_px*: what a Lucas-Kanade displacement is read from (:class:`FlowEstimator`)."""
+    cv2 = require_cv2()
+    gx = cv2.Sobel(image, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
+    gy = cv2.Sobel(image, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
+    sxx = cv2.GaussianBlur(gx * gx, (0, 0), window_px)
+    syy = cv2.GaussianBlur(gy * gy, (0, 0), window_px)
+    sxy = cv2.GaussianBlur(gx * gy, (0, 0), window_px)
+    return gx, gy, sxx, syy, sxy
+
+
 def texture_noise_factor(reference: np.ndarray, window_px: float) -> np.ndarray:
     """``(Y, X)`` float32: how much noisier each pixel's displacement is than the typical (median) pixel's, from
     the texture of *reference* alone.
@@ -92,11 +104,7 @@ def texture_noise_factor(reference: np.ndarray, window_px: float) -> np.ndarray:
     """
     cv2 = require_cv2()
     ref = cv2.GaussianBlur(np.asarray(reference, np.float32), (0, 0), PRESMOOTH_PX)
-    gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    sxx = cv2.GaussianBlur(gx * gx, (0, 0), window_px)
-    syy = cv2.GaussianBlur(gy * gy, (0, 0), window_px)
-    sxy = cv2.GaussianBlur(gx * gy, (0, 0), window_px)
+    _, _, sxx, syy, sxy = structure_tensor(ref, window_px)
     lam = 0.5 * (sxx + syy - np.sqrt((sxx - syy) ** 2 + 4.0 * sxy * sxy))
     typical = float(np.median(lam))
     if not typical > 0:
@@ -359,12 +367,7 @@ class FlowEstimator:
         *final*: a level whose first step is strain-corrected (full resolution), which also
         needs :meth:`_strain_operator`.
         """
-        cv2 = self.cv2
-        gx = cv2.Sobel(ref, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-        gy = cv2.Sobel(ref, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-        sxx = cv2.GaussianBlur(gx * gx, (0, 0), s)
-        syy = cv2.GaussianBlur(gy * gy, (0, 0), s)
-        sxy = cv2.GaussianBlur(gx * gy, (0, 0), s)
+        gx, gy, sxx, syy, sxy = structure_tensor(ref, s)
         det = sxx * syy - sxy * sxy
         eps = 1e-6 * float(np.median(sxx + syy)) ** 2 + 1e-12   # textureless pixels: no update
         inv = 1.0 / np.maximum(det, eps)

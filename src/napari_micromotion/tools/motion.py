@@ -312,13 +312,12 @@ def iter_motion(recording: Any, params: MotionParams, rois: Sequence[Any] = (), 
     dmax[unmeasured.ravel()] = np.nan
     angle[unmeasured.ravel()] = np.nan
     components: dict[str, int] = {}
+    quiet: dict[str, float] = {}            # regions without motion above the noise: beats there may be echoes
     if collector is not None:
         yield Progress("motion", 0.97, "taking the noise out of the region traces")
         disp, speed, kept = collector.traces(fps, measured_every=every)
         components = {r: (lr.rank if lr is not None else 0) for r, lr in zip(regions, kept)}
-        quiet = quiet_regions(regions, kept)    # no motion above the noise: beats there could be noise or an echo
-    else:
-        quiet = {}
+        quiet = quiet_regions(regions, kept)
     beats: list[BeatRow] = []
     beat_params: list[BeatParamRow] = []
     rates: list[BeatRateRow] = []
