@@ -46,6 +46,7 @@ __all__ = [
     "read_image_with_metadata",
     "select_channel",
     "natural_key",
+    "repeated_frames",
     "default_memory_budget",
     "file_checksum",
     "TIFF_SUFFIXES",
@@ -653,7 +654,7 @@ def _read_video(path: Path, max_bytes: int, interleaved: int = 1) -> StackInfo:
     fps = meta_raw.get("fps")
     if fps:
         meta["fps_from"] = f"video container ({codec})"
-    repeats = [k for k in range(1, len(frames)) if np.array_equal(frames[k], frames[k - 1])]
+    repeats = repeated_frames(frames).tolist()
     if repeats and len(repeats) < len(frames) - 1:       # a still video is not re-timed, it just does not move
         shown = ", ".join(map(str, repeats[:8])) + (", ..." if len(repeats) > 8 else "")
         rate = f"{float(fps):g} fps" if fps else "frame"
@@ -677,6 +678,25 @@ def _read_video(path: Path, max_bytes: int, interleaved: int = 1) -> StackInfo:
         meta["warnings"].append(msg)
         meta["fade_in_frames"] = first
     return StackInfo(np.ascontiguousarray(frames), "TYX", float(fps) if fps else None, None, [], str(path), meta)
+
+
+def repeated_frames(video: Any, chunk: int = 64) -> np.ndarray:
+    """Frames that are exact copies of the frame before them (indices >= 1), read *chunk* frames at a time.
+
+    A re-timed or frame-dropping export repeats camera frames to fill its clock; a camera never
+    records two identical noisy frames.
+    """
+    n = int(video.shape[0])
+    out: list[int] = []
+    prev = None
+    for a in range(0, n, chunk):
+        block = np.asarray(video[a:a + chunk])
+        if prev is not None and np.array_equal(block[0], prev):
+            out.append(a)
+        same = (block[1:] == block[:-1]).reshape(block.shape[0] - 1, -1).all(axis=1)
+        out.extend((a + 1 + np.nonzero(same)[0]).tolist())
+        prev = block[-1]
+    return np.asarray(out, int)
 
 
 def _fade_in_frames(means: np.ndarray, level: float = 0.95) -> int:

@@ -33,7 +33,8 @@ from .model import build_unet, count_parameters
 #: the training loss curve holds the mean of every this many optimiser steps (the report's x axis reads it)
 LOSS_EVERY_STEPS = 10
 
-__all__ = ["TrainedDenoiser", "TrainSettings", "EarlyStop", "early_stop_patience", "iter_train", "gather_patches"]
+__all__ = ["TrainedDenoiser", "TrainSettings", "EarlyStop", "early_stop_patience", "iter_train", "gather_patches",
+           "frame_runs"]
 
 #: held-out patches in the validation set (fewer when there are few held-out frames)
 VALIDATION_PATCHES = 256
@@ -216,7 +217,7 @@ def iter_train(video: Any, targets: Sequence[int], heldout: Sequence[int], prior
                                  size, s.context, s.prior, norm, camera)
             val = tuple(torch.from_numpy(v) for v in val)
         result = TrainedDenoiser(net=net, context=s.context, prior=s.prior, camera=camera, norm=norm, width=s.width,
-                                 dropout=s.dropout, training_frames=_runs(targets), heldout_frames=heldout.tolist(),
+                                 dropout=s.dropout, training_frames=frame_runs(targets), heldout_frames=heldout.tolist(),
                                  settings={k: getattr(s, k) for k in s.__dataclass_fields__})
         best = (math.inf, None)
         stop = EarlyStop(early_stop_patience(s))
@@ -295,7 +296,7 @@ def _validation_loss(net: Any, val: tuple[Any, Any, Any], norm: Normaliser, came
     return tot_l / count, tot_m / count
 
 
-def _runs(frames: np.ndarray) -> list[int]:
+def frame_runs(frames: np.ndarray) -> list[int]:
     """Sorted frames as flat ``[start, stop, start, stop, ...]`` runs (compact for the sidecar)."""
     out: list[int] = []
     for f in frames.tolist():
