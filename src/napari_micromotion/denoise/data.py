@@ -4,7 +4,11 @@
   ``var(x) = gain * x + floor`` (shot noise plus read noise, in the movie's own units),
   measured on the recording itself from the second differences in time of every pixel
   (:func:`fit_camera_model`); frames and blocks where the signal itself bends (a
-  calcium upstroke) are left out, so only the noise is measured.
+  calcium upstroke) are left out, so only the noise is measured.  The same second
+  differences tell whether the noise of neighbouring pixels is correlated (a compressed
+  video's 8 x 8 blocks, an EMCCD's row smear); where it is, the model keeps the
+  correlation kernel, and the calibration, the guard and the ROI traces, which otherwise
+  take camera noise as independent from pixel to pixel, use it.
 * :class:`Prior`: running sums of the frames that form the prior; the mean and SD images
   *without* frame ``t`` (leave-one-out) are the extra input channels for frame ``t``, so
   nothing of frame ``t`` reaches its own prediction.
@@ -18,7 +22,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -27,10 +31,19 @@ from scipy import ndimage
 from ..errors import check
 
 __all__ = ["CameraModel", "Prior", "Normaliser", "PRIORS", "fit_camera_model", "neighbours", "neighbour_table",
-           "make_inputs", "n_input_channels", "as_float_frames"]
+           "make_inputs", "n_input_channels", "as_float_frames",
+           "box_correlation", "NOISE_KERNEL_RADIUS", "NOISE_CORRELATION_MIN"]
 
 #: what the network is given besides the neighbouring frames
 PRIORS = ("mean+sd", "mean", "none")
+#: radius (px) of the camera noise's correlation kernel
+NOISE_KERNEL_RADIUS = 8
+#: camera noise counts as correlated between pixels from this mean correlation of horizontally and vertically
+#: adjacent pixels; below it the pixels are taken as independent (on the simulator's independent noise the
+#: measured correlation stays within 0.001 of 0; a compressed video's is 0.5-0.6)
+NOISE_CORRELATION_MIN = 0.02
+#: frames the camera noise's correlation is measured on (spread over the movie)
+NOISE_KERNEL_FRAMES = 64
 
 
 def as_float_frames(video: Any, idx: Any) -> np.ndarray:
@@ -46,6 +59,16 @@ class CameraModel:
     gain: float
     floor: float
     min_var: float
+    #: ``(2R+1, 2R+1)`` correlation of the noise of pixels at each offset, 1 at the centre; None: independent pixels
+    kernel: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def adjacent_correlation(self) -> tuple[float, float]:
+        """Correlation of the noise of vertically and horizontally adjacent pixels (0, 0 without a kernel)."""
+        if self.kernel is None or self.kernel.shape[0] < 3:
+            return 0.0, 0.0
+        r = (self.kernel.shape[0] - 1) // 2
+        return float(self.kernel[r + 1, r]), float(self.kernel[r, r + 1])
 
     def var(self, x: Any) -> Any:
         """Noise variance at level *x* (array or torch tensor)."""
@@ -54,12 +77,17 @@ class CameraModel:
             return v.clamp(min=self.min_var)
         return np.maximum(v, self.min_var)
 
-    def to_dict(self) -> dict[str, float]:
-        return {"gain": float(self.gain), "floor": float(self.floor), "min_var": float(self.min_var)}
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"gain": float(self.gain), "floor": float(self.floor), "min_var": float(self.min_var)}
+        if self.kernel is not None:
+            out["noise_kernel"] = np.round(self.kernel.astype(np.float64), 6).tolist()
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CameraModel":
-        return cls(float(d["gain"]), float(d["floor"]), float(d["min_var"]))
+        k = d.get("noise_kernel")
+        return cls(float(d["gain"]), float(d["floor"]), float(d["min_var"]),
+                   None if k is None else np.asarray(k, np.float32))
 
 
 def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_frames: int = 400, block: int = 8,
@@ -74,7 +102,15 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
     frames and 3 x 3 pixels, nearly free of noise so that the bins do not mix levels), and
     ``var = gain * level + floor`` is fitted by weighted least squares.
 
-    Returns the model and a report (levels, measured variances, fraction of pixels kept).
+    First, on up to :data:`NOISE_KERNEL_FRAMES` of the frames, the correlation of ``d``
+    between pixels up to :data:`NOISE_KERNEL_RADIUS` apart (blocks whose mean stands out of
+    the other blocks' left out).  Where adjacent pixels correlate by more than
+    :data:`NOISE_CORRELATION_MIN` the model keeps it as its kernel, and a block's mean must
+    stand out by as much more as correlated noise makes a block mean vary (else blocks of
+    merely correlated noise would be left out, and the noise measured too small).
+
+    Returns the model and a report (levels, measured variances, fraction of pixels kept,
+    the noise's adjacent correlation).
     """
     n = int(video.shape[0])
     check(n >= 3, f"the movie has {n} frames; measuring its noise needs at least 3.")
@@ -86,6 +122,25 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
     by, bx = max(1, ny // block), max(1, nx // block)
     levels, squares = [], []
     kept = total = 0
+    corr = _Autocorrelation((int(ny), int(nx)), NOISE_KERNEL_RADIUS)
+    for t in cand[np.linspace(0, cand.size - 1, min(cand.size, NOISE_KERNEL_FRAMES)).round().astype(int)]:
+        x = np.asarray(video[t - 1:t + 2], dtype=np.float64)
+        d = x[1] - 0.5 * (x[0] + x[2])
+        keep = np.ones_like(d, bool)
+        if by * block and bx * block and by * bx >= 4:
+            bm = d[:by * block, :bx * block].reshape(by, block, bx, block).mean(axis=(1, 3))
+            spread = 1.4826 * np.median(np.abs(bm - np.median(bm)))
+            good = np.abs(bm - np.median(bm)) <= 4.0 * max(spread, 1e-12)
+            keep[:by * block, :bx * block] = np.repeat(np.repeat(good, block, axis=0), block, axis=1)
+        corr.add(d, keep)
+    kernel = corr.kernel()
+    adjacent = [0.0, 0.0]
+    if kernel is not None:
+        r = (kernel.shape[0] - 1) // 2
+        adjacent = [float(kernel[r + 1, r]), float(kernel[r, r + 1])]
+    correlated = kernel is not None and float(np.mean(adjacent)) > NOISE_CORRELATION_MIN
+    # how much more than independent noise a block mean varies
+    inflate = math.sqrt(block * block * box_correlation(kernel, block)) if correlated else 1.0
     for t in cand:
         x = np.asarray(video[t - 1:t + 2], dtype=np.float64)
         d = x[1] - 0.5 * (x[0] + x[2])
@@ -97,7 +152,7 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
             dd = d[:by * block, :bx * block].reshape(by, block, bx, block)
             bm = dd.mean(axis=(1, 3))
             spread = np.median(np.abs(dd - bm[:, None, :, None]), axis=(1, 3)) * 1.4826 / block
-            good = np.abs(bm - np.median(bm)) <= 4.0 * np.maximum(spread, 1e-12)
+            good = np.abs(bm - np.median(bm)) <= 4.0 * inflate * np.maximum(spread, 1e-12)
             keep = np.zeros_like(d, bool)
             keep[:by * block, :bx * block] = np.repeat(np.repeat(good, block, axis=0), block, axis=1)
         total += d.size
@@ -128,10 +183,61 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
     min_var = max(1e-3 * overall, 1e-12)
     check(math.isfinite(gain) and math.isfinite(floor) and overall > 0,
           "the movie shows no noise at all (constant frames?); there is nothing to denoise.")
-    model = CameraModel(float(gain), float(floor), float(min_var))
+    model = CameraModel(float(gain), float(floor), float(min_var), kernel if correlated else None)
     report = {"levels": mean_lev.tolist(), "variances": mean_var.tolist(), "pixels_kept": kept / max(total, 1),
-              "frames_used": int(cand.size)}
+              "frames_used": int(cand.size), "noise_adjacent_correlation_yx": adjacent,
+              "noise_correlated": bool(correlated)}
     return model, report
+
+
+def box_correlation(kernel: np.ndarray | None, box: int) -> float:
+    """Mean correlation of two pixels of one ``box x box`` square, with *kernel* the correlation at each
+    offset (None: independent pixels); ``box_correlation * var`` is the variance of the square's mean."""
+    if kernel is None or kernel.size == 1:
+        return 1.0 / (box * box)
+    r = (kernel.shape[0] - 1) // 2
+    ov = np.zeros_like(kernel, dtype=np.float64)
+    for dy in range(-min(r, box - 1), min(r, box - 1) + 1):
+        for dx in range(-min(r, box - 1), min(r, box - 1) + 1):
+            ov[r + dy, r + dx] = (box - abs(dy)) * (box - abs(dx))
+    return float((kernel * ov).sum() / box ** 4)
+
+
+class _Autocorrelation:
+    """Sums of the autocorrelation of masked fields (by FFT), for the correlation kernel of their values."""
+
+    def __init__(self, shape: tuple[int, int], radius: int) -> None:
+        self.radius = int(min(radius, shape[0] // 2 - 1, shape[1] // 2 - 1))
+        self.pad = (shape[0] + max(self.radius, 0), shape[1] + max(self.radius, 0))
+        self.shape = shape
+        self.acc = np.zeros(self.pad)
+        self.pairs = np.zeros(self.pad)
+
+    def _auto(self, a: np.ndarray) -> np.ndarray:
+        z = np.zeros(self.pad)
+        z[:self.shape[0], :self.shape[1]] = a
+        f = np.fft.rfft2(z)
+        return np.fft.irfft2(f * np.conj(f), s=self.pad)
+
+    def add(self, values: np.ndarray, mask: np.ndarray) -> None:
+        if self.radius < 1 or not mask.any():
+            return
+        v = np.where(mask, values - values[mask].mean(), 0.0)
+        self.acc += self._auto(v)
+        self.pairs += self._auto(mask.astype(np.float64))
+
+    def kernel(self) -> np.ndarray | None:
+        """``(2R+1, 2R+1)`` correlation at each offset (symmetrised, 1 at the centre), or None without data."""
+        r = self.radius
+        if r < 1 or self.pairs[0, 0] < 1 or self.acc[0, 0] <= 0:
+            return None
+        lags = np.r_[-r:r + 1]
+        iy, ix = np.ix_(lags % self.pad[0], lags % self.pad[1])
+        cov = self.acc[iy, ix] / np.maximum(self.pairs[iy, ix], 1.0)
+        k = cov / cov[r, r]
+        k = 0.5 * (k + k[::-1, ::-1])
+        k[r, r] = 1.0
+        return k.astype(np.float32)
 
 
 # ---------------------------------------------------------------- prior and normalisation

@@ -16,7 +16,10 @@
   prior; (2) the rest of the error, which the network makes over neighbourhoods: camera
   noise is independent from pixel to pixel and frame ``t`` is left out of its own prior
   and inputs, so the mean product of horizontally and vertically adjacent residuals is
-  that error's covariance at one pixel, free of the camera noise.  The network's
+  that error's covariance at one pixel, free of the camera noise.  (Where the camera model
+  measured a correlation ``rho`` between neighbouring pixels' noise, as in a compressed
+  video, ``rho`` times the residuals' own mean square is subtracted from the products
+  first: :func:`camera_adjacent_share`.)  The network's
   predicted variance (likelihood plus dropout) gives part (2) its shape, scaled to that
   size.  On three simulated runs the sum came within 2-11 % of the true mean square error
   (11 % and 2 % below, 4 % above), where the network's own variance had been 1.6-3.1 x too
@@ -27,8 +30,8 @@
   frames themselves, sizes part (2) separately (:attr:`Calibration.in_sample_factor`).
 * :func:`guard_frames`: where the denoised frame departs from the raw frame by more than
   the camera noise and the stated uncertainty allow (tested on 5 x 5 px boxes, where
-  camera noise averages down but a made-up or erased structure does not), pixels are
-  flagged.
+  camera noise averages down but a made-up or erased structure does not; less so where the
+  camera model says the noise of neighbouring pixels is correlated), pixels are flagged.
 """
 
 from __future__ import annotations
@@ -43,11 +46,11 @@ from scipy import ndimage
 from ..device import torch_threads
 from ..errors import check
 from ..progress import Progress
-from .data import CameraModel, Prior, make_inputs, neighbours
+from .data import CameraModel, Prior, box_correlation, make_inputs, neighbours
 from .train import TrainedDenoiser
 
 __all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GUARD_BOX", "CAMERA_VAR_ACCURACY",
-           "tiles"]
+           "tiles", "camera_adjacent_share", "box_correlation"]
 
 #: relative accuracy of the camera-noise variance measured from a movie: held-out residual power
 #: within this of the camera model is no evidence about the denoiser's error (on the benchmark's
@@ -235,6 +238,26 @@ def adjacent_product(r: np.ndarray) -> tuple[float, int]:
             int(r[1:, :].size + r[:, 1:].size))
 
 
+def camera_adjacent_share(r: np.ndarray, camera: CameraModel) -> tuple[float, float]:
+    """What correlated camera noise adds to :func:`adjacent_product` of residuals *r* ``(Y, X)``.
+
+    Returns ``(B, W)``: ``B`` the sum over the same adjacent pairs of ``rho (r_i^2 + r_j^2) / 2``
+    and ``W`` the sum of ``rho``, with ``rho`` the camera noise's correlation of vertically or
+    horizontally adjacent pixels (both 0 where the camera model takes pixels as independent).
+    With residual = noise - error, ``E[sum r_i r_j] = rho V + C_1`` and ``E[B] = rho (V + C_0)``
+    per pair (``V`` the noise variance, ``C_0``, ``C_1`` the error's variance and adjacent
+    covariance), so ``(A - B) / (n - W)`` is the error's covariance where it is smooth over one
+    pixel (``C_1 = C_0``), as the independent-noise reading ``A / n`` assumes, with no camera
+    model variance in it (which is good to about 1 %, while the error is about 1 % of the noise).
+    """
+    ky, kx = camera.adjacent_correlation
+    if ky == 0 and kx == 0:
+        return 0.0, 0.0
+    q = r * r
+    b = ky * 0.5 * float((q[1:, :] + q[:-1, :]).sum()) + kx * 0.5 * float((q[:, 1:] + q[:, :-1]).sum())
+    return b, ky * q[1:, :].size + kx * q[:, 1:].size
+
+
 def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequence[int], camera: CameraModel, *,
                     prior_frames: int = 0, n_bands: int = 8, radius: int = 24, max_frames: int = 200,
                     camera_accuracy: float = CAMERA_VAR_ACCURACY,
@@ -258,8 +281,9 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
         nv.append(v_n.ravel())
         pv.append(p.ravel())
         s_, n_ = adjacent_product(r)
-        adj_sum += s_
-        adj_n += n_
+        b_, w_ = camera_adjacent_share(r, camera)             # correlated camera noise's own share
+        adj_sum += s_ - b_
+        adj_n += n_ - w_
     r2, nv, pv = (np.concatenate(a) for a in (r2, nv, pv))
     d = r2 - nv
     mean_noise = float(np.mean(nv))
@@ -273,8 +297,9 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
         s_in = n_in = p_in = 0.0
         for _, r, _, p in _residuals(video, mu, var, fr, camera):
             s_, n_ = adjacent_product(r)
-            s_in += s_
-            n_in += n_
+            b_, w_ = camera_adjacent_share(r, camera)
+            s_in += s_ - b_
+            n_in += n_ - w_
             p_in += float(np.mean(p))
         shared_in = max(s_in / max(n_in, 1), 0.0)
         ins_factor = max(shared_in / max(p_in / fr.size, 1e-30), 1e-6)
@@ -307,7 +332,13 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
 
 def _error_kernel(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarray, camera: CameraModel,
                   cal: Calibration, radius: int) -> np.ndarray:
-    """Correlation of the errors of neighbouring pixels, from the residuals' correlation at non-zero lags."""
+    """Correlation of the errors of neighbouring pixels, from the residuals' correlation at non-zero lags.
+
+    Where the camera model has a noise kernel ``rho``, the residuals' correlation at a lag
+    holds ``rho`` times the noise variance: as in :func:`camera_adjacent_share`, ``rho`` times
+    the standardised residuals' own mean square at that lag is taken off, and ``rho`` (the
+    error's variance, 1 in these units) put back, with no camera model variance in it.
+    """
     ny, nx = mu.shape[1:]
     radius = int(min(radius, ny // 2 - 1, nx // 2 - 1))
     if radius < 1:
@@ -318,16 +349,26 @@ def _error_kernel(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarra
     ones[:ny, :nx] = 1
     Fo = np.fft.rfft2(ones)
     count = np.fft.irfft2(Fo * np.conj(Fo), s=(fy, fx))
+    acc_q = np.zeros((fy, fx)) if camera.kernel is not None else None
     for t, r, _, p in _residuals(video, mu, var, frames, camera):
         z = np.zeros((fy, fx))
         z[:ny, :nx] = r / cal.sd(p, mu[t], camera)
         z[:ny, :nx] -= z[:ny, :nx].mean()
         F = np.fft.rfft2(z)
         acc += np.fft.irfft2(F * np.conj(F), s=(fy, fx))
-    corr = acc / np.maximum(count * len(frames), 1)
+        if acc_q is not None:              # sums of z_i^2 over the pairs at each lag
+            acc_q += np.fft.irfft2(np.fft.rfft2(z * z) * np.conj(Fo), s=(fy, fx))
     lags = np.r_[0:radius + 1, -radius:0]
-    k = corr[np.ix_(lags % fy, lags % fx)]
-    k = np.fft.fftshift(k)                       # centre at (radius, radius)
+    norm = np.maximum(count * len(frames), 1)
+    k = np.fft.fftshift((acc / norm)[np.ix_(lags % fy, lags % fx)])          # centre at (radius, radius)
+    if acc_q is not None:
+        sq = np.fft.fftshift((acc_q / norm)[np.ix_(lags % fy, lags % fx)])
+        sq = 0.5 * (sq + sq[::-1, ::-1])            # (z_i^2 + z_j^2) / 2 over the pairs at each lag
+        kc = np.zeros_like(k)
+        rc = (camera.kernel.shape[0] - 1) // 2
+        c = min(rc, radius)
+        kc[radius - c:radius + c + 1, radius - c:radius + c + 1] = camera.kernel[rc - c:rc + c + 1, rc - c:rc + c + 1]
+        k = k - kc * (sq - 1.0)
     k = 0.5 * (k + k[::-1, ::-1])
     k[radius, radius] = 1.0
     # taper to zero at the radius, then keep it a valid (positive semi-definite) correlation
@@ -345,18 +386,6 @@ def _error_kernel(video: Any, mu: np.ndarray, var: np.ndarray, frames: np.ndarra
     return (emb / emb[radius, radius]).astype(np.float32)
 
 
-def box_correlation(kernel: np.ndarray | None, box: int) -> float:
-    """Mean correlation of the errors of two pixels of one ``box x box`` square (1 = fully correlated)."""
-    if kernel is None or kernel.size == 1:
-        return 1.0 / (box * box)
-    r = (kernel.shape[0] - 1) // 2
-    ov = np.zeros_like(kernel, dtype=np.float64)
-    for dy in range(-min(r, box - 1), min(r, box - 1) + 1):
-        for dx in range(-min(r, box - 1), min(r, box - 1) + 1):
-            ov[r + dy, r + dx] = (box - abs(dy)) * (box - abs(dx))
-    return float((kernel * ov).sum() / box ** 4)
-
-
 def guard_frames(video: Any, mu: np.ndarray, sd: np.ndarray, camera: CameraModel, kernel: np.ndarray | None,
                  z_max: float, out: np.ndarray, *, box: int = GUARD_BOX, frames: Sequence[int] | None = None
                  ) -> Generator[Progress, None, dict[str, Any]]:
@@ -365,12 +394,13 @@ def guard_frames(video: Any, mu: np.ndarray, sd: np.ndarray, camera: CameraModel
     n = mu.shape[0]
     todo = np.arange(n) if frames is None else np.asarray(list(frames), int)
     rho = box_correlation(kernel, box)
+    rho_noise = box_correlation(camera.kernel, box)          # 1 / box^2 for independent pixels
     per_frame = np.zeros(n, np.int64)
     for i, t in enumerate(todo):
         x = np.asarray(video[int(t)], dtype=np.float32)
         m = mu[int(t)]
         r = ndimage.uniform_filter(x - m, box, mode="reflect")
-        v_noise = ndimage.uniform_filter(camera.var(m), box, mode="reflect") / (box * box)
+        v_noise = ndimage.uniform_filter(camera.var(m), box, mode="reflect") * rho_noise
         s = ndimage.uniform_filter(sd[int(t)], box, mode="reflect")
         z = r / np.sqrt(v_noise + rho * s * s)
         flag = np.abs(z) > z_max

@@ -52,7 +52,8 @@ Combined trace (with a camera model): the network never sees frame ``t`` (its in
 neighbouring frames and the leave-one-out prior), so the denoised ROI mean and the raw ROI
 mean are two estimates of the clean ROI mean of frame ``t`` with independent errors: the
 corridor's variance ``s_t^2`` above, and the camera noise of the mean,
-``sum_i var(mu_i) / N^2`` (``var = gain * x + floor``, pixels independent).  Their
+``sum_i var(mu_i) / N^2`` (``var = gain * x + floor``, pixels independent; where the camera
+model has a noise kernel, the sum over pairs of pixels of their noise covariance).  Their
 inverse-variance average has the variance ``1 / (1 / s_t^2 + 1 / v_raw)``, below both: a
 ROI of thousands of pixels follows its raw mean (whose shot noise is already averaged away,
 and which sees every upstroke in its own frame), a small ROI follows the denoised mean.
@@ -263,7 +264,9 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
             mr[a:a + chunk] = (np.asarray(raw[a:a + chunk], dtype=np.float64) * m).sum(axis=(1, 2)) / npx
             block = mu[a:a + chunk].astype(np.float64)
             md[a:a + chunk] = (block * m).sum(axis=(1, 2)) / npx
-            if camera is not None:
+            if camera is not None and camera.kernel is not None:     # noise correlated between pixels
+                vr[a:a + chunk] = roi_mean_sd(np.sqrt(camera.var(block)), m, camera.kernel) ** 2
+            elif camera is not None:
                 vr[a:a + chunk] = (camera.var(block) * m).sum(axis=(1, 2)) / npx ** 2
         s = np.concatenate([roi_mean_sd(sd[a:a + chunk], m, kernel) for a in range(0, n, chunk)])
         means.append((mr, md, s))
