@@ -139,6 +139,23 @@ def test_camera_model_measures_noise_correlated_between_pixels(low_light):
     np.testing.assert_allclose(again.kernel, cam.kernel, atol=1e-5)
 
 
+def test_camera_model_of_a_real_recording_finds_its_correlated_noise(shared_ohw):
+    """The shared OHW brightfield series (uncompressed 16-bit camera counts) has noise correlated by about 0.3-0.4
+    between adjacent pixels at rest: the model must keep its kernel, not take the pixels as independent."""
+    from napari_micromotion.io import read_stack
+
+    video = np.asarray(read_stack(shared_ohw).data)
+    cam, report = fit_camera_model(video)
+    assert report["noise_correlated"] and cam.kernel is not None
+    assert all(0.25 < c < 0.6 for c in cam.adjacent_correlation), cam.adjacent_correlation
+    # the same correlation as the second differences of two frames at rest, measured directly
+    v = video.astype(np.float64)
+    d = v[28] - 0.5 * (v[27] + v[29])
+    d -= d.mean()
+    direct = float(np.mean(d[:, 1:] * d[:, :-1]) / np.mean(d * d))
+    assert cam.adjacent_correlation[1] == pytest.approx(direct, abs=0.05)
+
+
 def test_training_is_deterministic_per_seed(low_light, torch_one_thread):
     from napari_micromotion.denoise.data import Normaliser
     from napari_micromotion.denoise.train import TrainSettings, iter_train

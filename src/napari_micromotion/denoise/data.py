@@ -104,7 +104,9 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
 
     First, on up to :data:`NOISE_KERNEL_FRAMES` of the frames, the correlation of ``d``
     between pixels up to :data:`NOISE_KERNEL_RADIUS` apart (blocks whose mean stands out of
-    the other blocks' left out).  Where adjacent pixels correlate by more than
+    the other blocks' left out), from the quarter of those frames (at least 8) where ``d`` has
+    the least power: a moving texture's second difference is itself correlated between
+    pixels, and a beating sample moves in many frames.  Where adjacent pixels correlate by more than
     :data:`NOISE_CORRELATION_MIN` the model keeps it as its kernel, and a block's mean must
     stand out by as much more as correlated noise makes a block mean vary (else blocks of
     merely correlated noise would be left out, and the noise measured too small).
@@ -204,36 +206,46 @@ def box_correlation(kernel: np.ndarray | None, box: int) -> float:
 
 
 class _Autocorrelation:
-    """Sums of the autocorrelation of masked fields (by FFT), for the correlation kernel of their values."""
+    """Per field, the products of its (masked) values at each offset up to a radius (by FFT); the kernel
+    combines the fields with the least power (where a second difference in time holds the least signal)."""
 
     def __init__(self, shape: tuple[int, int], radius: int) -> None:
         self.radius = int(min(radius, shape[0] // 2 - 1, shape[1] // 2 - 1))
         self.pad = (shape[0] + max(self.radius, 0), shape[1] + max(self.radius, 0))
         self.shape = shape
-        self.acc = np.zeros(self.pad)
-        self.pairs = np.zeros(self.pad)
+        self.sums: list[np.ndarray] = []       # per field: sums of products at each offset
+        self.pairs: list[np.ndarray] = []      # per field: pixel pairs at each offset
+        self.power: list[float] = []           # per field: mean square
 
     def _auto(self, a: np.ndarray) -> np.ndarray:
         z = np.zeros(self.pad)
         z[:self.shape[0], :self.shape[1]] = a
         f = np.fft.rfft2(z)
-        return np.fft.irfft2(f * np.conj(f), s=self.pad)
+        full = np.fft.irfft2(f * np.conj(f), s=self.pad)
+        lags = np.r_[-self.radius:self.radius + 1]
+        return full[np.ix_(lags % self.pad[0], lags % self.pad[1])]
 
     def add(self, values: np.ndarray, mask: np.ndarray) -> None:
         if self.radius < 1 or not mask.any():
             return
         v = np.where(mask, values - values[mask].mean(), 0.0)
-        self.acc += self._auto(v)
-        self.pairs += self._auto(mask.astype(np.float64))
+        self.sums.append(self._auto(v))
+        self.pairs.append(self._auto(mask.astype(np.float64)))
+        self.power.append(float(np.mean(v[mask] ** 2)))
 
-    def kernel(self) -> np.ndarray | None:
-        """``(2R+1, 2R+1)`` correlation at each offset (symmetrised, 1 at the centre), or None without data."""
+    def kernel(self, share: float = 0.25, at_least: int = 8) -> np.ndarray | None:
+        """``(2R+1, 2R+1)`` correlation at each offset (symmetrised, 1 at the centre) over the *share* of
+        fields with the least power (at least *at_least*), or None without data."""
         r = self.radius
-        if r < 1 or self.pairs[0, 0] < 1 or self.acc[0, 0] <= 0:
+        if r < 1 or not self.sums:
             return None
-        lags = np.r_[-r:r + 1]
-        iy, ix = np.ix_(lags % self.pad[0], lags % self.pad[1])
-        cov = self.acc[iy, ix] / np.maximum(self.pairs[iy, ix], 1.0)
+        n = len(self.power)
+        quiet = np.argsort(self.power)[:min(n, max(at_least, int(round(share * n))))]
+        acc = np.sum([self.sums[i] for i in quiet], axis=0)
+        pairs = np.sum([self.pairs[i] for i in quiet], axis=0)
+        if pairs[r, r] < 1 or acc[r, r] <= 0:
+            return None
+        cov = acc / np.maximum(pairs, 1.0)
         k = cov / cov[r, r]
         k = 0.5 * (k + k[::-1, ::-1])
         k[r, r] = 1.0
