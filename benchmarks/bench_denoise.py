@@ -362,6 +362,14 @@ def main(argv: list[str] | None = None) -> dict:
         k: {lab: f"base x {v['base']:.3g}, timing x {v['timing']:.3g} ({v['how']}, {v['frames']} frames)"
             for lab, v in tr.factors[k].items()}
         for k in masks.names}
+    cal = ours.metrics["calibration"]
+    details["pixel calibration (error variance / camera noise variance)"] = {
+        "adjacent products": round(float(cal["shared_error_over_noise"]), 5),
+        "residuals' mean square": round(float(cal["residual_mse_over_noise"]), 5),
+        "its resolution": round(float(cal["residual_resolution_over_noise"]), 5),
+        "weight of the mean square": round(float(cal.get("mean_square_weight", 0.0)), 3),
+        "camera noise adjacent correlation (y, x)": [round(float(v), 4) for v in
+                                                     ours.metrics.get("camera_fit", {}).get("noise_adjacent_correlation_yx", [])]}
     details["slow shared error SD per ROI (ROI-level calibration)"] = {k: round(float(np.sqrt(tr.slow_var[k])), 4)
                                                                         for k in masks.names}
     true_means = roi_series(clean, masks.masks)

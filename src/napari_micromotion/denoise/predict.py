@@ -56,6 +56,10 @@ __all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GU
 #: within this of the camera model is no evidence about the denoiser's error (on the benchmark's
 #: simulation the measured model was 0.7 % above the true variance)
 CAMERA_VAR_ACCURACY = 0.01
+#: the residuals' mean square sizes the error where it exceeds the adjacent products' reading by more than this
+#: many times its own uncertainty ``eps`` (camera model accuracy and sampling), fully from 2 more; below, the
+#: adjacent products alone (a camera model 2-3 % off then changes nothing)
+RESOLVED_EPS = 3.0
 #: side of the boxes the hallucination guard averages residuals over (px)
 GUARD_BOX = 5
 #: largest frame side processed in one piece; larger frames go in overlapping tiles
@@ -289,7 +293,16 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
     mean_noise = float(np.mean(nv))
     mean_pred = max(float(np.mean(pv)), 1e-30)
     shared = max(adj_sum / max(adj_n, 1), 0.0)            # the error's covariance between adjacent pixels
-    factor = max(shared / mean_pred, 1e-6)
+    # what the residuals' mean square says, and how well it can tell (camera model accuracy)
+    excess = float(np.mean(d))
+    eps = math.hypot(float(np.std(d)) / math.sqrt(d.size), camera_accuracy * mean_noise)
+    # where the mean square says more than the adjacent products by more than it can be wrong, it sizes the error:
+    # they read only the part of the error that is smooth over one pixel, and a moving edge's error is not
+    # (from RESOLVED_EPS to RESOLVED_EPS + 2 eps more: from one to the other)
+    rest = excess - white * mean_noise
+    w = min(1.0, max(0.0, ((rest - shared) / eps - RESOLVED_EPS) / 2.0)) if eps > 0 else 0.0
+    size = shared + w * (rest - shared)
+    factor = max(size / mean_pred, 1e-6)
     in_sample: dict[str, Any] = {}
     ins_factor = None
     if in_sample_frames is not None and len(in_sample_frames):
@@ -303,10 +316,9 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
             p_in += float(np.mean(p))
         shared_in = max(s_in / max(n_in, 1), 0.0)
         ins_factor = max(shared_in / max(p_in / fr.size, 1e-30), 1e-6)
+        if size > shared:      # the mean square sized the error: the training frames keep their ratio to it
+            ins_factor = ins_factor * size / shared if shared > 0.1 * size else factor
         in_sample = {"in_sample_shared_error_over_noise": shared_in / mean_noise, "in_sample_frames": int(fr.size)}
-    # what the residuals' mean square says, and how well it can tell (camera model accuracy)
-    excess = float(np.mean(d))
-    eps = math.hypot(float(np.std(d)) / math.sqrt(d.size), camera_accuracy * mean_noise)
     qs = np.unique(np.quantile(pv, np.linspace(0, 1, n_bands + 1)))
     if qs.size < 3:
         qs = np.array([pv.min(), pv.max() + 1e-12])
@@ -318,7 +330,8 @@ def fit_calibration(video: Any, mu: np.ndarray, var: np.ndarray, frames: Sequenc
                       prior_white=white, in_sample_factor=ins_factor,
                       report={"overall_factor": float(factor), "adjacent_residual_product": shared,
                               "prior_noise_over_noise": white, "shared_error_over_noise": shared / mean_noise,
-                              "error_over_noise_estimate": white + shared / mean_noise,
+                              "error_over_noise_estimate": white + size / mean_noise,
+                              "mean_square_weight": w,
                               "residual_mse_over_noise": excess / mean_noise,
                               "residual_resolution_over_noise": 2.0 * eps / mean_noise,
                               "predicted_over_noise": mean_pred / mean_noise,
