@@ -104,9 +104,9 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
 
     First, on up to :data:`NOISE_KERNEL_FRAMES` of the frames, the correlation of ``d``
     between pixels up to :data:`NOISE_KERNEL_RADIUS` apart (blocks whose mean stands out of
-    the other blocks' left out), from the quarter of those frames (at least 8) where ``d`` has
-    the least power: a moving texture's second difference is itself correlated between
-    pixels, and a beating sample moves in many frames.  Where adjacent pixels correlate by more than
+    the other blocks' left out), from the frames where ``d`` has the least power (within 10 %
+    of the lowest tenth's; at least 8): a moving texture's second difference is itself
+    correlated between pixels, and a beating sample moves in many frames.  Where adjacent pixels correlate by more than
     :data:`NOISE_CORRELATION_MIN` the model keeps it as its kernel, and a block's mean must
     stand out by as much more as correlated noise makes a block mean vary (else blocks of
     merely correlated noise would be left out, and the noise measured too small).
@@ -233,14 +233,17 @@ class _Autocorrelation:
         self.pairs.append(self._auto(mask.astype(np.float64)))
         self.power.append(float(np.mean(v[mask] ** 2)))
 
-    def kernel(self, share: float = 0.25, at_least: int = 8) -> np.ndarray | None:
-        """``(2R+1, 2R+1)`` correlation at each offset (symmetrised, 1 at the centre) over the *share* of
-        fields with the least power (at least *at_least*), or None without data."""
+    def kernel(self, within: float = 1.1, at_least: int = 8) -> np.ndarray | None:
+        """``(2R+1, 2R+1)`` correlation at each offset (symmetrised, 1 at the centre) over the fields whose
+        power is within *within* times the lowest tenth's (at least the *at_least* quietest), or None."""
         r = self.radius
         if r < 1 or not self.sums:
             return None
-        n = len(self.power)
-        quiet = np.argsort(self.power)[:min(n, max(at_least, int(round(share * n))))]
+        power = np.asarray(self.power)
+        order = np.argsort(power)
+        quiet = np.nonzero(power <= within * np.quantile(power, 0.1))[0]
+        if quiet.size < min(at_least, power.size):
+            quiet = order[:min(at_least, power.size)]
         acc = np.sum([self.sums[i] for i in quiet], axis=0)
         pairs = np.sum([self.pairs[i] for i in quiet], axis=0)
         if pairs[r, r] < 1 or acc[r, r] <= 0:
