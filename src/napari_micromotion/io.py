@@ -47,6 +47,7 @@ __all__ = [
     "select_channel",
     "natural_key",
     "repeated_frames",
+    "frame_list",
     "default_memory_budget",
     "file_checksum",
     "TIFF_SUFFIXES",
@@ -656,7 +657,7 @@ def _read_video(path: Path, max_bytes: int, interleaved: int = 1) -> StackInfo:
         meta["fps_from"] = f"video container ({codec})"
     repeats = repeated_frames(frames).tolist()
     if repeats and len(repeats) < len(frames) - 1:       # a still video is not re-timed, it just does not move
-        shown = ", ".join(map(str, repeats[:8])) + (", ..." if len(repeats) > 8 else "")
+        shown = frame_list(repeats)
         rate = f"{float(fps):g} fps" if fps else "frame"
         dup = (f"{path.name} repeats {len(repeats)} of its {len(frames)} frames exactly (frames {shown} copy the frame "
                f"before): it was re-timed or dropped frames, so its {rate} clock is not the camera's and times, rates "
@@ -697,6 +698,11 @@ def repeated_frames(video: Any, chunk: int = 64) -> np.ndarray:
         out.extend((a + 1 + np.nonzero(same)[0]).tolist())
         prev = block[-1]
     return np.asarray(out, int)
+
+
+def frame_list(frames: Sequence[int], limit: int = 8) -> str:
+    """The first *limit* of *frames* for a message, ``"12, 15, 28, ..."``."""
+    return ", ".join(map(str, list(frames)[:limit])) + (", ..." if len(frames) > limit else "")
 
 
 def _fade_in_frames(means: np.ndarray, level: float = 0.95) -> int:

@@ -32,7 +32,7 @@ from ..errors import check
 
 __all__ = ["CameraModel", "Prior", "Normaliser", "PRIORS", "fit_camera_model", "neighbours", "neighbour_table",
            "make_inputs", "n_input_channels", "as_float_frames",
-           "box_correlation", "NOISE_KERNEL_RADIUS", "NOISE_CORRELATION_MIN"]
+           "box_correlation", "adjacent_correlation", "NOISE_KERNEL_RADIUS", "NOISE_CORRELATION_MIN"]
 
 #: what the network is given besides the neighbouring frames
 PRIORS = ("mean+sd", "mean", "none")
@@ -65,10 +65,7 @@ class CameraModel:
     @property
     def adjacent_correlation(self) -> tuple[float, float]:
         """Correlation of the noise of vertically and horizontally adjacent pixels (0, 0 without a kernel)."""
-        if self.kernel is None or self.kernel.shape[0] < 3:
-            return 0.0, 0.0
-        r = (self.kernel.shape[0] - 1) // 2
-        return float(self.kernel[r + 1, r]), float(self.kernel[r, r + 1])
+        return adjacent_correlation(self.kernel)
 
     def var(self, x: Any) -> Any:
         """Noise variance at level *x* (array or torch tensor)."""
@@ -136,10 +133,7 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
             keep[:by * block, :bx * block] = np.repeat(np.repeat(good, block, axis=0), block, axis=1)
         corr.add(d, keep)
     kernel = corr.kernel()
-    adjacent = [0.0, 0.0]
-    if kernel is not None:
-        r = (kernel.shape[0] - 1) // 2
-        adjacent = [float(kernel[r + 1, r]), float(kernel[r, r + 1])]
+    adjacent = list(adjacent_correlation(kernel))
     correlated = kernel is not None and float(np.mean(adjacent)) > NOISE_CORRELATION_MIN
     # how much more than independent noise a block mean varies
     inflate = math.sqrt(block * block * box_correlation(kernel, block)) if correlated else 1.0
@@ -190,6 +184,14 @@ def fit_camera_model(video: Any, frames: Sequence[int] | None = None, *, max_fra
               "frames_used": int(cand.size), "noise_adjacent_correlation_yx": adjacent,
               "noise_correlated": bool(correlated)}
     return model, report
+
+
+def adjacent_correlation(kernel: np.ndarray | None) -> tuple[float, float]:
+    """The correlation of vertically and horizontally adjacent pixels in a correlation *kernel* (0, 0 for None)."""
+    if kernel is None or kernel.shape[0] < 3:
+        return 0.0, 0.0
+    r = (kernel.shape[0] - 1) // 2
+    return float(kernel[r + 1, r]), float(kernel[r, r + 1])
 
 
 def box_correlation(kernel: np.ndarray | None, box: int) -> float:

@@ -50,7 +50,7 @@ from .data import CameraModel, Prior, box_correlation, make_inputs, neighbours
 from .train import TrainedDenoiser
 
 __all__ = ["Calibration", "iter_predict", "fit_calibration", "guard_frames", "GUARD_BOX", "CAMERA_VAR_ACCURACY",
-           "tiles", "camera_adjacent_share", "box_correlation"]
+           "tiles", "camera_adjacent_share"]
 
 #: relative accuracy of the camera-noise variance measured from a movie: held-out residual power
 #: within this of the camera model is no evidence about the denoiser's error (on the benchmark's

@@ -264,10 +264,8 @@ def roi_traces(raw: Any, mu: np.ndarray, sd: np.ndarray, masks: Any, kernel: np.
             mr[a:a + chunk] = (np.asarray(raw[a:a + chunk], dtype=np.float64) * m).sum(axis=(1, 2)) / npx
             block = mu[a:a + chunk].astype(np.float64)
             md[a:a + chunk] = (block * m).sum(axis=(1, 2)) / npx
-            if camera is not None and camera.kernel is not None:     # noise correlated between pixels
+            if camera is not None:     # the kernel: noise correlated between pixels (None: independent)
                 vr[a:a + chunk] = roi_mean_sd(np.sqrt(camera.var(block)), m, camera.kernel) ** 2
-            elif camera is not None:
-                vr[a:a + chunk] = (camera.var(block) * m).sum(axis=(1, 2)) / npx ** 2
         s = np.concatenate([roi_mean_sd(sd[a:a + chunk], m, kernel) for a in range(0, n, chunk)])
         means.append((mr, md, s))
         if camera is not None:

@@ -232,11 +232,7 @@ class DistinctFrames:
 
     def __getitem__(self, key: Any) -> np.ndarray:
         key = key if isinstance(key, tuple) else (key,)
-        first = self.index[key[0]]
-        if isinstance(first, np.ndarray):
-            return np.asarray(self.video[(first, *key[1:])]) if first.size else \
-                np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *key[1:])]
-        return np.asarray(self.video[(int(first), *key[1:])])
+        return np.asarray(self.video[(self.index[key[0]], *key[1:])])
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         out = np.asarray(self.video[self.index])
@@ -252,11 +248,11 @@ def iter_denoise_checked(video: Any, fps: float, params: DenoiseParams, rois: Se
     camera frame: the denoiser learns, calibrates and predicts on the distinct frames only, and
     every copy gets the result of the frame it copies.  Otherwise a copy would sit among the
     neighbours that predict its original, and the network would learn to pass the copy's
-    noise through (on a simulation with 14 % repeated frames: 32.6 dB instead of 41.3 dB, and
-    a third of the 90 % intervals missing the truth).
+    noise through (on a simulation with 14 % repeated frames: 32.6 dB where the distinct frames
+    give 38.5 dB, and 90 % intervals covering 66 % instead of 88 %).
     """
     from ..denoise.train import frame_runs
-    from ..io import repeated_frames
+    from ..io import frame_list, repeated_frames
 
     repeats = repeated_frames(video)
     n = int(video.shape[0])
@@ -294,8 +290,8 @@ def iter_denoise_checked(video: Any, fps: float, params: DenoiseParams, rois: Se
         sub = np.concatenate([np.arange(a, b) for a, b in runs]) if runs.size else np.zeros(0, int)
         res.model.training_frames = frame_runs(np.nonzero(np.isin(which, sub))[0])
         res.model.heldout_frames = held.tolist()
-    shown = ", ".join(map(str, repeats[:8])) + (", ..." if repeats.size > 8 else "")
-    res.warnings.insert(0, f"{repeats.size} of the {n} frames copy the frame before exactly (frames {shown}): the "
+    res.warnings.insert(0, f"{repeats.size} of the {n} frames copy the frame before exactly (frames "
+                           f"{frame_list(repeats)}): the "
                            f"denoiser learned from the {keep.size} distinct frames, and each copy has the denoised "
                            "frame, uncertainty and trace values of the frame it copies.")
     return res
